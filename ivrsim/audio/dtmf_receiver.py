@@ -57,6 +57,16 @@ HALF_BLOCK_S = 0.006375
 MIN_RATE_HZ = 8000
 MAX_RATE_HZ = 96000
 
+#: The band in which a DTMF pair must stand alone, in Hz: it holds both groups and their analysis lobes,
+#: and leaves out dial tone (350/440 Hz), mains hum and the voice fundamental.
+DTMF_BAND_HZ = (600.0, 1750.0)
+#: The rest of the telephone band above it, in Hz (ITU-T G.712's passband ends at 3400 Hz).
+UPPER_BAND_HZ = (1750.0, 3400.0)
+#: Longest stretch of one tone analysed for purity, in seconds (bounds the cost of a held key).
+PURITY_MAX_S = 0.25
+#: Time left out at each end of a tone before the purity analysis, in seconds (switching transients).
+PURITY_EDGE_S = 0.004
+
 _NO_DIGIT = -1
 
 
@@ -77,13 +87,18 @@ class DtmfThresholds:
     #: Measurement margin added to both twist limits, in dB.
     twist_margin_db: float = 1.0
     #: Strongest tone of a group over the runner-up of the same group, in dB.
-    min_relative_peak_db: float = 8.0
+    min_relative_peak_db: float = 6.0
     #: Share of the window's power that the two tones must carry (0.5 with dial tone at the same level).
     min_energy_share: float = 0.4
     #: Largest accepted frequency deviation of either tone, in percent (accept 1.5 %, reject 3.5 %).
     max_frequency_deviation_pct: float = 2.5
     #: Steadiness of each tone's phase turn across the segment (1.0 for a pure tone).
     min_phase_coherence: float = 0.9
+    #: Power left in 600-1750 Hz once the two tones are taken out, relative to the tones (-12 dB).
+    #: A DTMF pair is alone in that band; voiced speech and music bring more harmonics into it.
+    max_inband_residual: float = 0.06
+    #: Power in 1750-3400 Hz relative to the two tones (-8 dB): speech formants and fricatives live there.
+    max_upper_band_ratio: float = 0.15
     #: Shortest tone accepted as a digit, in ms (accept 40 ms, reject 23 ms).
     min_tone_ms: float = 31.5
     #: Longest gap inside one tone that is bridged, in ms (bridge 10 ms, split at 40 ms).
@@ -202,7 +217,8 @@ class _Segment:
     last_window: int
     start_half_blocks: float
     end_half_blocks: float
-    runs: list[tuple[int, int]] = field(default_factory=list)
+    #: (first_window, last_window, start_half_blocks, end_half_blocks) of each run bridged into the segment.
+    runs: list[tuple[int, int, float, float]] = field(default_factory=list)
 
 
 def refine_edges(
@@ -229,6 +245,28 @@ def refine_edges(
     start = a + 1 - filled(a - 1) - filled(a)
     end = b + 1 + filled(b + 1) + filled(b + 2)
     return start, end
+
+
+def tone_purity(samples: np.ndarray, rate_hz: float, row_hz: float, col_hz: float) -> tuple[float, float]:
+    """How alone the two tones are: (residual in ``DTMF_BAND_HZ``, power in ``UPPER_BAND_HZ``), both
+    relative to the power of the two tones.
+
+    A Hann-windowed spectrum of the whole tone (25 Hz resolution for 40 ms) resolves the harmonics of
+    a voice or an instrument that a 12.75 ms block cannot; what lies within the main lobe of either tone
+    counts as tone, everything else in the band as residual.
+    """
+    n = len(samples)
+    size = 1 << int(math.ceil(math.log2(4 * n)))
+    spectrum = np.abs(np.fft.rfft(samples * hann_window(n), size)) ** 2
+    frequency = np.fft.rfftfreq(size, 1.0 / rate_hz)
+    lobe_hz = 2.2 * rate_hz / n
+    near = (np.abs(frequency - row_hz) < lobe_hz) | (np.abs(frequency - col_hz) < lobe_hz)
+    tones = float(spectrum[near].sum())
+    if tones <= 0.0:
+        return math.inf, math.inf
+    band = (frequency >= DTMF_BAND_HZ[0]) & (frequency <= DTMF_BAND_HZ[1]) & ~near
+    upper = (frequency > UPPER_BAND_HZ[0]) & (frequency <= UPPER_BAND_HZ[1])
+    return float(spectrum[band].sum()) / tones, float(spectrum[upper].sum()) / tones
 
 
 @dataclass(frozen=True)
@@ -313,6 +351,7 @@ class DtmfReceiver:
         # window i spans half-blocks i and i+1, so there is one more magnitude row than windows.
         self._history_first = 0
         self._magnitudes = np.zeros((0, 8), dtype=np.float32)
+        self._samples = np.zeros((0, m), dtype=np.float32)
         self._labels = np.zeros(0, dtype=np.int8)
         self._hann_spectra = np.zeros((0, 8), dtype=np.complex64)
         # Absolute index of the last window of the newest segment already decided.
@@ -380,6 +419,7 @@ class DtmfReceiver:
 
         magnitudes = np.abs(spectra).astype(np.float32)
         self._magnitudes = np.vstack([self._magnitudes, magnitudes])
+        self._samples = np.vstack([self._samples, blocks])
         self._labels = np.concatenate([self._labels, labels])
         self._hann_spectra = np.vstack([self._hann_spectra, hann_spectra])
 
@@ -407,12 +447,12 @@ class DtmfReceiver:
                 if earlier.label == label:
                     earlier.last_window = b
                     earlier.end_half_blocks = end
-                    earlier.runs.append((a, b))
+                    earlier.runs.append((a, b, start, end))
                     del segments[i + 1 :]  # glitches inside a bridged gap
                     merged = True
                     break
             if not merged:
-                segments.append(_Segment(label, a, b, start, end, [(a, b)]))
+                segments.append(_Segment(label, a, b, start, end, [(a, b, start, end)]))
         return segments
 
     def _decide(self, final: bool) -> list[DtmfDigit]:
@@ -440,7 +480,7 @@ class DtmfReceiver:
         if duration < self._min_tone_half_blocks:
             return None
         row, col = divmod(segment.label, 4)
-        windows = np.concatenate([np.arange(a, b + 1) for a, b in segment.runs])
+        windows = np.concatenate([np.arange(a, b + 1) for a, b, _, _ in segment.runs])
         measured = []
         for tone, frequency_hz in ((row, ROW_FREQUENCIES_HZ[row]), (4 + col, COL_FREQUENCIES_HZ[col])):
             m = measure_tones(
@@ -458,6 +498,17 @@ class DtmfReceiver:
             if m.coherence < t.min_phase_coherence:
                 return None
             measured.append(m)
+        row_hz = ROW_FREQUENCIES_HZ[row] + measured[0].offset_hz
+        col_hz = COL_FREQUENCIES_HZ[col] + measured[1].offset_hz
+        # Purity over the longest unbroken stretch: a bridged dropout would splatter the spectrum.
+        m = self.half_block_samples
+        _, _, start, end = max(segment.runs, key=lambda run: run[3] - run[2])
+        edge = int(round(PURITY_EDGE_S * self.rate_hz))
+        first = int(round(start * m)) + edge
+        last = min(int(round(end * m)) - edge, first + int(PURITY_MAX_S * self.rate_hz))
+        residual, upper = tone_purity(self._samples.reshape(-1)[first:last], self.rate_hz, row_hz, col_hz)
+        if residual > t.max_inband_residual or upper > t.max_upper_band_ratio:
+            return None
         row_dbm0 = power_to_dbm0(measured[0].power)
         col_dbm0 = power_to_dbm0(measured[1].power)
         twist_db = row_dbm0 - col_dbm0
@@ -471,8 +522,8 @@ class DtmfReceiver:
             key=KEYS_BY_INDEX[segment.label],
             start_s=(origin + segment.start_half_blocks) * to_s,
             end_s=(origin + segment.end_half_blocks) * to_s,
-            row_hz=ROW_FREQUENCIES_HZ[row] + measured[0].offset_hz,
-            col_hz=COL_FREQUENCIES_HZ[col] + measured[1].offset_hz,
+            row_hz=row_hz,
+            col_hz=col_hz,
             row_level_dbm0=row_dbm0,
             col_level_dbm0=col_dbm0,
         )
@@ -482,6 +533,7 @@ class DtmfReceiver:
             return
         self._history_first += windows
         self._magnitudes = self._magnitudes[windows:]
+        self._samples = self._samples[windows:]
         self._labels = self._labels[windows:]
         self._hann_spectra = self._hann_spectra[windows:]
 
