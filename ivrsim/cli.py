@@ -43,8 +43,9 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 
 
-def _stderr() -> Console:
-    return Console(stderr=True, highlight=False)
+def _error(message: object) -> None:
+    """One line on stderr, never wrapped: scripts grep for it."""
+    click.echo(f"ivrsim: error: {message}", err=True)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -90,16 +91,15 @@ def dtmf_decode(files: tuple[str, ...], as_json: bool) -> None:
     PATH:chN. A file that cannot be read is reported on stderr and the others are still decoded; the
     exit code is then 1.
     """
-    errors = _stderr()
     failed = 0
     show_progress = len(files) > 1 and sys.stderr.isatty()
-    with Progress(console=errors, transient=True, disable=not show_progress) as progress:
+    with Progress(console=Console(stderr=True), transient=True, disable=not show_progress) as progress:
         task = progress.add_task("decoding", total=len(files))
         for path in files:
             try:
                 results = _decode_channels(path)
             except AudioFileError as error:
-                errors.print(f"ivrsim: error: {error}")
+                _error(error)
                 failed += 1
                 progress.advance(task)
                 continue
@@ -153,7 +153,7 @@ def dtmf_generate(
     try:
         write_audio_file(output, generate_dtmf(digits, rate_hz, spec), rate_hz)
     except AudioFileError as error:
-        _stderr().print(f"ivrsim: error: {error}")
+        _error(error)
         sys.exit(EXIT_FAILED)
 
 

@@ -1,0 +1,5 @@
+"""``python -m ivrsim`` runs the command line."""
+
+from ivrsim.cli import main
+
+main()

@@ -1,0 +1,145 @@
+"""The ``ivrsim`` command line, run as a real process."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+from ivrsim.audio.dtmf_generator import DtmfToneSpec, generate_dtmf
+
+
+def ivrsim(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "ivrsim", *args], capture_output=True, text=True, timeout=120)
+
+
+def write(path: Path, digits: str, rate_hz: int = 8000) -> Path:
+    soundfile.write(path, generate_dtmf(digits, rate_hz), rate_hz, subtype="PCM_16")
+    return path
+
+
+@pytest.mark.parametrize("command", [[], ["dtmf"], ["dtmf", "decode"], ["dtmf", "generate"], ["demo"]])
+def test_every_command_has_help(command: list[str]) -> None:
+    result = ivrsim(*command, "--help")
+    assert result.returncode == 0
+    assert "Usage:" in result.stdout
+
+
+def test_generate_then_decode_round_trip(tmp_path: Path) -> None:
+    out = tmp_path / "pin.wav"
+    result = ivrsim("dtmf", "generate", "1234#w9", "-o", str(out), "--rate-hz", "16000", "--level-dbm0", "-20", "--twist-db", "3")
+    assert result.returncode == 0, result.stderr
+    info = soundfile.info(out)
+    assert (info.samplerate, info.channels, info.subtype) == (16000, 1, "PCM_16")
+    decoded = ivrsim("dtmf", "decode", str(out))
+    assert decoded.returncode == 0
+    assert decoded.stdout == f"{out}\t1234#9\n"
+
+
+def test_decode_json_has_times_levels_and_twist(tmp_path: Path) -> None:
+    path = tmp_path / "a.wav"
+    soundfile.write(path, generate_dtmf("5", 8000, DtmfToneSpec(on_ms=100, level_dbm0=-9, twist_db=2)), 8000)
+    result = ivrsim("dtmf", "decode", "--json", str(path))
+    document = json.loads(result.stdout)
+    assert document["digits"] == "5"
+    event = document["events"][0]
+    assert event["key"] == "5"
+    assert event["duration_ms"] == pytest.approx(100, abs=2.5)
+    assert event["row_level_dbm0"] == pytest.approx(-9, abs=0.3)
+    assert event["twist_db"] == pytest.approx(2, abs=0.3)
+
+
+def test_stereo_files_are_decoded_per_channel(tmp_path: Path) -> None:
+    left = generate_dtmf("12", 8000)
+    right = generate_dtmf("#90", 8000)
+    length = max(len(left), len(right))
+    stereo = np.zeros((length, 2), dtype=np.float32)
+    stereo[: len(left), 0] = left
+    stereo[: len(right), 1] = right
+    path = tmp_path / "call.wav"
+    soundfile.write(path, stereo, 8000)
+    result = ivrsim("dtmf", "decode", str(path))
+    assert result.stdout.splitlines() == [f"{path}:ch1\t12", f"{path}:ch2\t#90"]
+
+
+@pytest.mark.parametrize("rate_hz", [6000, 11025, 22050, 32000, 96000, 192000])
+def test_any_sample_rate_is_accepted(tmp_path: Path, rate_hz: int) -> None:
+    path = write(tmp_path / f"r{rate_hz}.wav", "*07D", rate_hz)
+    result = ivrsim("dtmf", "decode", str(path))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\t")[1].strip() == "*07D"
+
+
+@pytest.mark.parametrize("extension", ["flac", "ogg", "mp3"])
+def test_compressed_formats_decode(tmp_path: Path, extension: str) -> None:
+    path = tmp_path / f"keys.{extension}"
+    result = ivrsim("dtmf", "generate", "159", "-o", str(path), "--rate-hz", "16000")
+    assert result.returncode == 0, result.stderr
+    assert ivrsim("dtmf", "decode", str(path)).stdout.endswith("\t159\n")
+
+
+def test_bad_files_are_named_and_the_others_still_decoded(tmp_path: Path) -> None:
+    good = write(tmp_path / "good.wav", "42")
+    text = tmp_path / "notes.wav"
+    text.write_text("this is not audio\n")
+    empty = tmp_path / "empty.wav"
+    empty.write_bytes(b"")
+    corrupt = tmp_path / "corrupt.wav"
+    corrupt.write_bytes(good.read_bytes()[:12] + b"\x00" * 40)  # RIFF header, then garbage
+    missing = tmp_path / "missing.wav"
+    result = ivrsim("dtmf", "decode", str(text), str(empty), str(good), str(corrupt), str(missing), str(tmp_path))
+    assert result.returncode == 1
+    assert result.stdout == f"{good}\t42\n"
+    errors = result.stderr.splitlines()
+    assert len(errors) == 5
+    assert f"{text}: not a readable audio file" in errors[0]
+    assert f"{empty}: is empty" in errors[1]
+    assert f"{corrupt}: not a readable audio file" in errors[2]
+    assert f"{missing}: no such file" in errors[3]
+    assert f"{tmp_path}: is a directory" in errors[4]
+
+
+def test_silent_file_decodes_to_no_digits(tmp_path: Path) -> None:
+    path = tmp_path / "silence.wav"
+    soundfile.write(path, np.zeros(8000, dtype=np.float32), 8000)
+    result = ivrsim("dtmf", "decode", str(path))
+    assert (result.returncode, result.stdout) == (0, f"{path}\t\n")
+
+
+def test_generate_refuses_a_bad_digit_and_names_it(tmp_path: Path) -> None:
+    result = ivrsim("dtmf", "generate", "12x", "-o", str(tmp_path / "x.wav"))
+    assert result.returncode == 2
+    assert "character 3 of '12x' is 'x'" in result.stderr
+    assert not (tmp_path / "x.wav").exists()
+
+
+def test_generate_refuses_an_unknown_format(tmp_path: Path) -> None:
+    result = ivrsim("dtmf", "generate", "1", "-o", str(tmp_path / "x.xyz"))
+    assert result.returncode == 1
+    assert "unknown audio format 'xyz'" in result.stderr
+
+
+def test_generate_refuses_out_of_range_options(tmp_path: Path) -> None:
+    result = ivrsim("dtmf", "generate", "1", "-o", str(tmp_path / "x.wav"), "--rate-hz", "100")
+    assert result.returncode == 2
+    assert "--rate-hz" in result.stderr
+
+
+def test_demo_round_trip_succeeds_and_reports_json() -> None:
+    result = ivrsim("demo", "--json", "--digits", "0800#", "--law", "alaw", "--snr-db", "15")
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert (document["sent"], document["decoded"], document["ok"]) == ("0800#", "0800#", True)
+    assert [e["key"] for e in document["events"]] == list("0800#")
+    assert all(e["reported_at_s"] > e["end_s"] for e in document["events"])
+
+
+def test_demo_table_output() -> None:
+    result = ivrsim("demo")
+    assert result.returncode == 0
+    assert "all digits back" in result.stdout
