@@ -356,3 +356,11 @@ def test_thresholds_can_be_tightened() -> None:
     assert decode(signal, 8000) == "5"
     strict = DtmfThresholds(max_frequency_deviation_pct=1.0)
     assert detect_dtmf(signal, 8000, strict) == []
+
+
+def test_int16_pcm_is_scaled_to_full_scale() -> None:
+    signal = keys(8000, "147", level_dbm0=-6.0)
+    pcm = np.round(signal * 32767).astype(np.int16)
+    digits = detect_dtmf(pcm, 8000)
+    assert "".join(d.key for d in digits) == "147"
+    assert digits[0].row_level_dbm0 == pytest.approx(-6.0, abs=0.2)

@@ -43,13 +43,14 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
+import scipy.fft
 
 from ivrsim.audio.dtmf_keys import COL_FREQUENCIES_HZ, DTMF_FREQUENCIES_HZ, KEYS_BY_INDEX, ROW_FREQUENCIES_HZ, DtmfKey
 from ivrsim.audio.goertzel import GoertzelBank, hann_window, window_response
-from ivrsim.audio.levels import db_to_power_ratio, dbm0_to_power, power_to_dbm0
+from ivrsim.audio.levels import ZERO_DBM0_POWER, db_to_power_ratio, dbm0_to_power
 
 #: Length of a half-block, in seconds: 51 samples at 8 kHz. Two make the 12.75 ms analysis window.
 HALF_BLOCK_S = 0.006375
@@ -202,90 +203,102 @@ class WindowClassifier:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Stages 4 and 5: tone segments, their edges, their tones.
+# Stages 4 and 5: tone runs, their edges, segments, and the tones measured over each segment. All of it
+# is vectorised over any number of runs and segments, so that a long recording costs a handful of numpy
+# calls, not a handful per digit.
 
 
-@dataclass
-class _Segment:
-    """One digit's tone: windows (history positions), possibly across bridged dropouts.
-
-    Edges are in half-blocks from the start of the history.
-    """
-
-    label: int
-    first_window: int
-    last_window: int
-    start_half_blocks: float
-    end_half_blocks: float
-    #: (first_window, last_window, start_half_blocks, end_half_blocks) of each run bridged into the segment.
-    runs: list[tuple[int, int, float, float]] = field(default_factory=list)
+def find_runs(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(first, last) window of each run of equal, non-negative labels."""
+    candidates = np.flatnonzero(labels >= 0)
+    if len(candidates) == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty
+    breaks = np.flatnonzero((np.diff(candidates) != 1) | (np.diff(labels[candidates]) != 0)) + 1
+    firsts = candidates[np.concatenate([[0], breaks])]
+    lasts = candidates[np.concatenate([breaks - 1, [len(candidates) - 1]])]
+    return firsts, lasts
 
 
-def refine_edges(tone_magnitudes: np.ndarray) -> tuple[float, float]:
-    """How far a run's tone reaches into the half-blocks around it, as (start_fill, end_fill).
+def refine_edges(
+    magnitudes: np.ndarray, firsts: np.ndarray, lasts: np.ndarray, tones: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """How far each run's tone reaches into the half-blocks around it: (start_fill, end_fill).
 
-    ``tone_magnitudes`` (L, 2) are the two tones' DFT magnitudes over half-blocks ``a-1 .. b+2`` of a run
-    of windows ``a .. b``: half-blocks ``a+1 .. b`` are filled by the tone, and its edges lie in the
-    two half-blocks on either side. A tone filling a fraction p of a half-block gives p times the
-    full magnitude, so each edge half-block counts with its share of the mean magnitude of the filled
+    For a run of windows ``a .. b``, half-blocks ``a+1 .. b`` are filled by the tone, and its edges lie
+    in the two half-blocks on either side. A tone filling a fraction p of a half-block gives p times the
+    full DFT magnitude, so each edge half-block counts with its share of the mean magnitude of the filled
     ones. (Over 51 samples the other group's tone leaks about 15 % into each bin, beating from block to
     block; the mean, unlike the peak, does not bias the shares, and the beat leaves about 1 ms of error
-    per edge.)
-    The tone then starts ``start_fill`` half-blocks before half-block ``a+1`` and ends ``end_fill``
-    half-blocks after the end of half-block ``b``.
+    per edge.) The tone starts ``start_fill`` half-blocks before half-block ``a+1`` and ends
+    ``end_fill`` half-blocks after the end of half-block ``b``.
+
+    Args:
+        magnitudes: (n, 8) |DFT| of every half-block of the history.
+        firsts, lasts: (r,) window positions of each run.
+        tones: (r, 2) the run's row and column tone indices.
     """
-    filled_blocks = tone_magnitudes[2:-2]
-    peak = filled_blocks.mean(axis=0) if len(filled_blocks) else tone_magnitudes[1:-1].max(axis=0)
-    if np.any(peak <= 0.0):
-        return 0.0, 0.0
-    filled = np.clip((tone_magnitudes / peak).mean(axis=1), 0.0, 1.0)
-    return float(filled[0] + filled[1]), float(filled[-2] + filled[-1])
+    padded = np.vstack([np.zeros((1, 8)), magnitudes, np.zeros((2, 8))])  # row i+1 is half-block i
+    cumulative = np.vstack([np.zeros((1, 8)), np.cumsum(magnitudes, axis=0, dtype=np.float64)])
+
+    def at(rows: np.ndarray, source: np.ndarray) -> np.ndarray:
+        return source[rows[:, None], tones]
+
+    filled_count = (lasts - firsts)[:, None]
+    filled_mean = (at(lasts + 1, cumulative) - at(firsts + 1, cumulative)) / np.maximum(filled_count, 1)
+    short_peak = np.maximum(at(firsts + 1, padded), at(firsts + 2, padded))
+    reference = np.where(filled_count > 0, filled_mean, short_peak)
+    reference = np.where(reference > 0.0, reference, np.inf)
+
+    def fill(half_blocks: np.ndarray) -> np.ndarray:
+        return np.clip((at(half_blocks + 1, padded) / reference).mean(axis=1), 0.0, 1.0)
+
+    return fill(firsts - 1) + fill(firsts), fill(lasts + 1) + fill(lasts + 2)
 
 
-@lru_cache(maxsize=64)
-def _purity_grid(length: int, rate_hz: float) -> tuple[np.ndarray, int, np.ndarray, np.ndarray, np.ndarray]:
-    size = 1 << int(math.ceil(math.log2(2 * length)))
-    frequency = np.fft.rfftfreq(size, 1.0 / rate_hz)
-    band = (frequency >= DTMF_BAND_HZ[0]) & (frequency <= DTMF_BAND_HZ[1])
-    upper = (frequency > UPPER_BAND_HZ[0]) & (frequency <= UPPER_BAND_HZ[1])
-    return hann_window(length).astype(np.float32), size, frequency, band, upper
-
-
-def tone_purity(samples: np.ndarray, rate_hz: float, row_hz: float, col_hz: float) -> tuple[float, float]:
-    """How alone the two tones are: (residual in ``DTMF_BAND_HZ``, power in ``UPPER_BAND_HZ``), both
-    relative to the power of the two tones.
-
-    A Hann-windowed spectrum of the whole tone (25 Hz resolution for 40 ms) resolves the harmonics of
-    a voice or an instrument that a 12.75 ms block cannot; what lies within the main lobe of either tone
-    counts as tone, everything else in the band as residual.
-    """
-    n = len(samples)
-    window, size, frequency, band, upper = _purity_grid(n, float(rate_hz))
-    spectrum = np.abs(np.fft.rfft(samples * window, size)) ** 2
-    lobe_hz = 2.2 * rate_hz / n
-    near = (np.abs(frequency - row_hz) < lobe_hz) | (np.abs(frequency - col_hz) < lobe_hz)
-    tones = float(spectrum[near].sum())
-    if tones <= 0.0:
-        return math.inf, math.inf
-    return float(spectrum[band & ~near].sum()) / tones, float(spectrum[upper].sum()) / tones
+def bridge_runs(labels: list[int], starts: list[float], ends: list[float], bridge: float) -> list[list[int]]:
+    """Group runs into segments: a run joins the latest segment of its digit that ended at most
+    ``bridge`` before it started; runs in between (glitches inside the gap) are dropped."""
+    segments: list[list[int]] = []
+    segment_ends: list[float] = []
+    for run, (label, start, end) in enumerate(zip(labels, starts, ends)):
+        joined = False
+        for i in range(len(segments) - 1, -1, -1):
+            if start - segment_ends[i] > bridge:
+                break
+            if labels[segments[i][0]] == label:
+                segments[i].append(run)
+                segment_ends[i] = end
+                del segments[i + 1 :], segment_ends[i + 1 :]
+                joined = True
+                break
+        if not joined:
+            segments.append([run])
+            segment_ends.append(end)
+    return segments
 
 
 @dataclass(frozen=True)
 class ToneMeasurement:
-    """Both tones of a segment, measured: offsets from nominal in Hz, phase coherence, mean power."""
+    """The two tones of each segment, measured: arrays (segments, 2) of offset from nominal in Hz, phase
+    coherence (1.0 for a steady sine), and mean power; ``valid`` is False where a segment has no two
+    consecutive windows to measure from."""
 
     offset_hz: np.ndarray
     coherence: np.ndarray
     power: np.ndarray
+    valid: np.ndarray
 
 
 class ToneMeter:
-    """Stage 5: frequency, steadiness and level of a digit's two tones from Hann-windowed DFTs.
+    """Stage 5: frequency, steadiness and level of each segment's two tones from Hann-windowed DFTs.
 
     The frequency comes from the phase turn between windows ``hop_samples`` apart (a pulse-pair
     estimate): ``offset_hz = angle(sum Y[w+1] * conj(Y[w])) * rate / (2 pi hop)``, unambiguous within
-    +-rate / (2 hop) = +-78 Hz. Only pairs of consecutive windows both in the segment count. The Hann
-    window keeps the other group's tone 40 dB down, so that 8 dB of twist does not bend the phase.
+    +-rate / (2 hop) = +-78 Hz. Only pairs of consecutive windows of one run count. The Hann window keeps
+    the other group's tone 40 dB down, so that 8 dB of twist does not bend the phase. The level is the mean
+    over windows inside the tone (both neighbours in the run), corrected for the window's response at the
+    measured offset.
     """
 
     def __init__(self, bank: GoertzelBank, window: np.ndarray, hop_samples: int) -> None:
@@ -296,23 +309,73 @@ class ToneMeter:
         self._offsets_hz = np.linspace(-100.0, 100.0, 801)
         self._response = window_response(window, self._offsets_hz, self.rate_hz)
 
-    def measure(self, values: np.ndarray, windows: np.ndarray, tones: tuple[int, int]) -> ToneMeasurement | None:
-        """Measure tones ``tones`` from ``values`` (nwin, 2) at window positions ``windows``; None if no
-        two consecutive windows exist."""
-        consecutive = np.flatnonzero(np.diff(windows) == 1)
-        if len(consecutive) == 0:
-            return None
-        pairs = values[consecutive + 1] * np.conj(values[consecutive])
-        total = pairs.sum(axis=0) * self.hop_rotation[list(tones)]
+    def measure(
+        self, hann: np.ndarray, firsts: np.ndarray, lasts: np.ndarray, tones: np.ndarray, segment_starts: np.ndarray
+    ) -> ToneMeasurement:
+        """Measure runs ``firsts``/``lasts`` (ordered by segment; segment k's runs begin at
+        ``segment_starts[k]``) on their ``tones`` (r, 2), from window spectra ``hann`` (n, 8)."""
+        pairs = hann[1:] * np.conj(hann[:-1])
+        zero = np.zeros((1, 8))
+        pair_sum = np.vstack([zero, np.cumsum(pairs, axis=0, dtype=np.complex128)])
+        pair_abs = np.vstack([zero, np.cumsum(np.abs(pairs), axis=0, dtype=np.float64)])
+        power = np.vstack([zero, np.cumsum(hann.real**2 + hann.imag**2, axis=0, dtype=np.float64)])
+
+        def over(cumulative: np.ndarray, begin: np.ndarray, end: np.ndarray) -> np.ndarray:
+            """Per-segment sums of ``cumulative``'s rows begin .. end-1 of each run, on its tones."""
+            per_run = cumulative[end[:, None], tones] - cumulative[begin[:, None], tones]
+            return np.add.reduceat(per_run, segment_starts, axis=0)
+
+        total = over(pair_sum, firsts, lasts) * self.hop_rotation[tones[segment_starts]]
+        magnitude_total = over(pair_abs, firsts, lasts)
+        inner_power = over(power, firsts + 1, np.maximum(lasts, firsts + 1))
+        inner_count = np.add.reduceat(np.maximum(lasts - firsts - 1, 0), segment_starts)[:, None]
+        all_power = over(power, firsts, lasts + 1)
+        all_count = np.add.reduceat(lasts - firsts + 1, segment_starts)[:, None]
+        mean_sq = np.where(inner_count > 0, inner_power / np.maximum(inner_count, 1), all_power / all_count)
+
         offset_hz = np.angle(total) * self.rate_hz / (2.0 * math.pi * self.hop_samples)
-        coherence = np.abs(total) / np.maximum(np.abs(pairs).sum(axis=0), 1e-30)
-        # Level from windows inside the tone (both neighbours in the segment), else from the strongest.
-        magnitude_sq = values.real**2 + values.imag**2
-        inner = np.flatnonzero((np.diff(windows[:-1]) == 1) & (np.diff(windows[1:]) == 1)) + 1
-        mean_sq = magnitude_sq[inner].mean(axis=0) if len(inner) else magnitude_sq.max(axis=0)
+        coherence = np.abs(total) / np.maximum(magnitude_total, 1e-30)
         response = np.interp(offset_hz, self._offsets_hz, self._response)
         amplitude = 2.0 * np.sqrt(mean_sq) / (self.gain * np.maximum(response, 1e-6))
-        return ToneMeasurement(offset_hz=offset_hz, coherence=coherence, power=amplitude**2 / 2.0)
+        return ToneMeasurement(
+            offset_hz=offset_hz,
+            coherence=coherence,
+            power=amplitude**2 / 2.0,
+            valid=(magnitude_total > 0.0).all(axis=1),
+        )
+
+
+@lru_cache(maxsize=256)
+def _hann_f32(length: int) -> np.ndarray:
+    return hann_window(length).astype(np.float32)
+
+
+def tone_purity(
+    stretches: list[np.ndarray], rate_hz: float, row_hz: np.ndarray, col_hz: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """How alone each pair of tones is: (residual in ``DTMF_BAND_HZ``, power in ``UPPER_BAND_HZ``),
+    both relative to the power of the two tones, for each stretch of samples.
+
+    A Hann-windowed spectrum of the whole stretch (25 Hz resolution for 40 ms) resolves the harmonics
+    of a voice or an instrument that a 12.75 ms block cannot; what lies within the main lobe of either
+    tone counts as tone, everything else in the band as residual.
+    """
+    lengths = np.array([len(s) for s in stretches])
+    size = 1 << int(math.ceil(math.log2(2 * max(int(lengths.max()), 2))))
+    frames = np.zeros((len(stretches), size), dtype=np.float32)
+    for i, stretch in enumerate(stretches):
+        frames[i, : len(stretch)] = stretch * _hann_f32(len(stretch))
+    spectrum = np.abs(scipy.fft.rfft(frames, axis=1)) ** 2
+    frequency = np.fft.rfftfreq(size, 1.0 / rate_hz)
+    lobe_hz = (2.2 * rate_hz / np.maximum(lengths, 1))[:, None]
+    near = (np.abs(frequency - row_hz[:, None]) < lobe_hz) | (np.abs(frequency - col_hz[:, None]) < lobe_hz)
+    band = (frequency >= DTMF_BAND_HZ[0]) & (frequency <= DTMF_BAND_HZ[1])
+    upper = (frequency > UPPER_BAND_HZ[0]) & (frequency <= UPPER_BAND_HZ[1])
+    tones = np.where(near, spectrum, 0.0).sum(axis=1)
+    residual = np.where(band & ~near, spectrum, 0.0).sum(axis=1)
+    upper_power = spectrum[:, upper].sum(axis=1)
+    safe = np.where(tones > 0.0, tones, np.inf)
+    return np.where(tones > 0.0, residual / safe, np.inf), np.where(tones > 0.0, upper_power / safe, np.inf)
 
 
 class _History:
@@ -354,6 +417,17 @@ class _History:
         self.hann[:keep] = self.hann[count : self.count]
         self.first += count
         self.count = keep
+
+
+def _as_float32(samples: np.ndarray) -> np.ndarray:
+    """Samples as float32 in [-1, 1]: integer PCM is scaled by its type's full scale."""
+    x = np.asarray(samples)
+    if x.dtype.kind == "i":
+        return x.astype(np.float32) / np.float32(2 ** (8 * x.dtype.itemsize - 1))
+    if x.dtype.kind == "u":
+        half = 2 ** (8 * x.dtype.itemsize - 1)
+        return (x.astype(np.float32) - np.float32(half)) / np.float32(half)
+    return x.astype(np.float32, copy=False)
 
 
 def _grow(array: np.ndarray, capacity: int, fill: float = 0) -> np.ndarray:
@@ -413,14 +487,18 @@ class DtmfReceiver:
         #: Absolute index of the last window of the newest segment already decided.
         self._decided_through = -1
         self._undecided = False
-        #: Measured edges of complete runs, by (absolute first window, absolute last window, label).
-        self._run_edges: dict[tuple[int, int, int], tuple[float, float]] = {}
+        #: Absolute window count at which the oldest undecided segment may have settled.
+        self._decision_due = 0
 
     # -- input ----------------------------------------------------------------------------------------
 
     def feed(self, samples: np.ndarray) -> list[DtmfDigit]:
-        """Process ``samples`` (float, mono, any length); return the digits that ended."""
-        x = np.asarray(samples, dtype=np.float32).reshape(-1)
+        """Process ``samples`` (mono, any length); return the digits that ended.
+
+        Float samples are taken as they are (full scale 1.0); integer samples (int16 PCM, or any signed
+        or unsigned integer type) are scaled to full scale first.
+        """
+        x = _as_float32(samples).reshape(-1)
         if len(x) == 0:
             return []
         self._pending.append(x)
@@ -434,7 +512,10 @@ class DtmfReceiver:
         self._pending = [rest.copy()] if len(rest) else []
         self._pending_samples = len(rest)
         self._analyse(x[: count * m].reshape(count, m))
-        return self._decide(final=False) if self._undecided else []
+        history = self._history
+        if self._undecided and history.first + history.count - 1 >= self._decision_due:
+            return self._decide(final=False)
+        return []
 
     def flush(self) -> list[DtmfDigit]:
         """End of stream: report any digit still pending, then reset."""
@@ -485,125 +566,117 @@ class DtmfReceiver:
         history.labels[windows] = labels[candidates]
         frames = np.concatenate([history.samples[windows], history.samples[windows + 1]], axis=1)
         history.hann[windows] = self._hann_bank.spectra(frames)
-        self._undecided = True
+        if not self._undecided:
+            self._undecided = True
+            self._decision_due = 0
 
     # -- decisions ------------------------------------------------------------------------------------
 
-    def _segments(self) -> list[_Segment]:
-        """Stage 4: runs of equal labels with measured edges, merged across bridged gaps."""
-        history = self._history
-        labels = history.labels[: max(history.count - 1, 0)]
-        candidates = np.flatnonzero(labels >= 0)
-        if len(candidates) == 0:
-            return []
-        breaks = np.flatnonzero((np.diff(candidates) != 1) | (np.diff(labels[candidates]) != 0)) + 1
-        run_firsts = candidates[np.concatenate([[0], breaks])].tolist()
-        run_lasts = candidates[np.concatenate([breaks - 1, [len(candidates) - 1]])].tolist()
-        segments: list[_Segment] = []
-        origin = history.first
-        for a, b in zip(run_firsts, run_lasts):
-            label = int(labels[a])
-            key = (origin + a, origin + b, label)
-            fills = self._run_edges.get(key)
-            if fills is None:
-                fills = refine_edges(self._tone_magnitudes(a - 1, b + 2, label))
-                if b + 2 < history.count:  # both edge half-blocks seen: the run is complete
-                    self._run_edges[key] = fills
-            start, end = a + 1 - fills[0], b + 1 + fills[1]
-            merged = False
-            for i in range(len(segments) - 1, -1, -1):
-                earlier = segments[i]
-                if start - earlier.end_half_blocks > self._bridge_half_blocks:
-                    break
-                if earlier.label == label:
-                    earlier.last_window = b
-                    earlier.end_half_blocks = end
-                    earlier.runs.append((a, b, start, end))
-                    del segments[i + 1 :]  # glitches inside a bridged gap
-                    merged = True
-                    break
-            if not merged:
-                segments.append(_Segment(label, a, b, start, end, [(a, b, start, end)]))
-        return segments
-
-    def _tone_magnitudes(self, first: int, last: int, label: int) -> np.ndarray:
-        """|DFT| of a digit's two tones over history half-blocks ``first .. last`` (zero outside)."""
-        row, col = divmod(label, 4)
-        history = self._history
-        lo, hi = max(first, 0), min(last, history.count - 1)
-        magnitudes = np.zeros((last - first + 1, 2), dtype=np.float32)
-        spectra = self._bank.spectra(history.samples[lo : hi + 1])
-        magnitudes[lo - first : hi - first + 1] = np.abs(spectra[:, [row, 4 + col]])
-        return magnitudes
-
     def _decide(self, final: bool) -> list[DtmfDigit]:
+        """Stage 4 over the history; stage 5 on every segment that can no longer grow."""
         history = self._history
         windows = max(history.count - 1, 0)
-        digits: list[DtmfDigit] = []
+        labels = history.labels[:windows]
+        firsts, lasts = find_runs(labels)
         keep_from = max(windows - 2, 0)
-        undecided = False
-        for segment in self._segments():
-            if history.first + segment.last_window <= self._decided_through:
+        self._undecided = False
+        if len(firsts) == 0:
+            history.drop(keep_from)
+            return []
+        run_labels = labels[firsts].astype(np.int64)
+        tones = np.stack([run_labels // 4, 4 + run_labels % 4], axis=1)
+        magnitudes = np.abs(self._bank.spectra(history.samples[: history.count]))
+        start_fill, end_fill = refine_edges(magnitudes, firsts, lasts, tones)
+        starts = (firsts + 1 - start_fill).tolist()
+        ends = (lasts + 1 + end_fill).tolist()
+        segments = bridge_runs(run_labels.tolist(), starts, ends, self._bridge_half_blocks)
+
+        ready: list[list[int]] = []
+        last_windows = lasts.tolist()
+        for runs in segments:
+            last = last_windows[runs[-1]]
+            if history.first + last <= self._decided_through:
                 continue
-            if not final and windows - 1 - segment.last_window < self._settle_windows:
-                keep_from = min(keep_from, max(segment.first_window - 2, 0))
-                undecided = True
+            if not final and windows - 1 - last < self._settle_windows:
+                keep_from = min(keep_from, max(int(firsts[runs[0]]) - 2, 0))
+                self._undecided = True
+                self._decision_due = history.first + last + self._settle_windows + 1
                 break
-            self._decided_through = history.first + segment.last_window
-            digit = self._validate(segment)
-            if digit is not None:
-                digits.append(digit)
-        self._undecided = undecided
+            ready.append(runs)
+        digits: list[DtmfDigit] = []
+        if ready:
+            self._decided_through = history.first + last_windows[ready[-1][-1]]
+            digits = self._validate(ready, firsts, lasts, tones, starts, ends)
         history.drop(keep_from)
-        if not undecided:
-            self._run_edges.clear()
-        elif len(self._run_edges) > 256:
-            self._run_edges = {k: v for k, v in self._run_edges.items() if k[0] >= history.first}
         return digits
 
-    def _validate(self, segment: _Segment) -> DtmfDigit | None:
-        """Stage 5: accept a segment when duration, frequency, coherence, purity and twist all pass."""
+    def _validate(
+        self,
+        segments: list[list[int]],
+        firsts: np.ndarray,
+        lasts: np.ndarray,
+        tones: np.ndarray,
+        starts: list[float],
+        ends: list[float],
+    ) -> list[DtmfDigit]:
+        """Stage 5: digits from the segments whose duration, frequencies, coherence, twist and purity pass."""
         t = self.thresholds
-        if segment.end_half_blocks - segment.start_half_blocks < self._min_tone_half_blocks:
-            return None
-        row, col = divmod(segment.label, 4)
+        segment_start = np.array([starts[runs[0]] for runs in segments])
+        segment_end = np.array([ends[runs[-1]] for runs in segments])
+        keep = np.flatnonzero(segment_end - segment_start >= self._min_tone_half_blocks)
+        if len(keep) == 0:
+            return []
+        segments = [segments[i] for i in keep]
+        segment_start, segment_end = segment_start[keep], segment_end[keep]
+        order = np.array([run for runs in segments for run in runs])
+        run_counts = np.array([len(runs) for runs in segments])
+        segment_starts = np.concatenate([[0], np.cumsum(run_counts)[:-1]])
         history = self._history
-        windows = np.concatenate([np.arange(a, b + 1) for a, b, _, _ in segment.runs])
-        measured = self._meter.measure(history.hann[windows][:, [row, 4 + col]], windows, (row, 4 + col))
-        if measured is None:
-            return None
-        nominal_hz = np.array([ROW_FREQUENCIES_HZ[row], COL_FREQUENCIES_HZ[col]])
-        if np.any(np.abs(measured.offset_hz) > nominal_hz * t.max_frequency_deviation_pct / 100.0):
-            return None
-        if np.any(measured.coherence < t.min_phase_coherence):
-            return None
-        row_hz, col_hz = (nominal_hz + measured.offset_hz).tolist()
-        row_dbm0, col_dbm0 = (power_to_dbm0(float(p)) for p in measured.power)
-        twist_db = row_dbm0 - col_dbm0
-        if twist_db > t.max_normal_twist_db + t.twist_margin_db:
-            return None
-        if -twist_db > t.max_reverse_twist_db + t.twist_margin_db:
-            return None
-        # Purity over the longest unbroken stretch: a bridged dropout would splatter the spectrum.
-        m = self.half_block_samples
-        _, _, start, end = max(segment.runs, key=lambda run: run[3] - run[2])
-        edge = int(round(PURITY_EDGE_S * self.rate_hz))
-        first = int(round(start * m)) + edge
-        last = min(int(round(end * m)) - edge, first + int(PURITY_MAX_S * self.rate_hz))
-        samples = history.samples[: history.count].reshape(-1)[first:last]
-        residual, upper = tone_purity(samples, self.rate_hz, row_hz, col_hz)
-        if residual > t.max_inband_residual or upper > t.max_upper_band_ratio:
-            return None
-        to_s = m / self.rate_hz
-        return DtmfDigit(
-            key=KEYS_BY_INDEX[segment.label],
-            start_s=(history.first + segment.start_half_blocks) * to_s,
-            end_s=(history.first + segment.end_half_blocks) * to_s,
-            row_hz=row_hz,
-            col_hz=col_hz,
-            row_level_dbm0=row_dbm0,
-            col_level_dbm0=col_dbm0,
+        measured = self._meter.measure(
+            history.hann[: max(history.count - 1, 0)], firsts[order], lasts[order], tones[order], segment_starts
         )
+        segment_tones = tones[order[segment_starts]]
+        nominal_hz = np.asarray(DTMF_FREQUENCIES_HZ)[segment_tones]
+        tone_dbm0 = 10.0 * np.log10(np.maximum(measured.power, 1e-30) / ZERO_DBM0_POWER)
+        twist_db = tone_dbm0[:, 0] - tone_dbm0[:, 1]
+        ok = measured.valid
+        ok &= (np.abs(measured.offset_hz) <= nominal_hz * t.max_frequency_deviation_pct / 100.0).all(axis=1)
+        ok &= (measured.coherence >= t.min_phase_coherence).all(axis=1)
+        ok &= twist_db <= t.max_normal_twist_db + t.twist_margin_db
+        ok &= -twist_db <= t.max_reverse_twist_db + t.twist_margin_db
+        survivors = np.flatnonzero(ok)
+        if len(survivors) == 0:
+            return []
+        measured_hz = nominal_hz + measured.offset_hz
+        # Purity over the longest unbroken stretch of each tone: a bridged dropout would splatter it.
+        m = self.half_block_samples
+        edge = int(round(PURITY_EDGE_S * self.rate_hz))
+        longest = int(PURITY_MAX_S * self.rate_hz)
+        flat = history.samples[: history.count].reshape(-1)
+        stretches = []
+        for i in survivors.tolist():
+            run = max(segments[i], key=lambda r: ends[r] - starts[r])
+            first = int(round(starts[run] * m)) + edge
+            last = min(int(round(ends[run] * m)) - edge, first + longest)
+            stretches.append(flat[first : max(last, first + 2)])
+        residual, upper = tone_purity(stretches, self.rate_hz, measured_hz[survivors, 0], measured_hz[survivors, 1])
+        pure = (residual <= t.max_inband_residual) & (upper <= t.max_upper_band_ratio)
+        to_s = m / self.rate_hz
+        digits = []
+        for i in survivors[pure].tolist():
+            label = int(segment_tones[i, 0] * 4 + segment_tones[i, 1] - 4)
+            digits.append(
+                DtmfDigit(
+                    key=KEYS_BY_INDEX[label],
+                    start_s=float((history.first + segment_start[i]) * to_s),
+                    end_s=float((history.first + segment_end[i]) * to_s),
+                    row_hz=float(measured_hz[i, 0]),
+                    col_hz=float(measured_hz[i, 1]),
+                    row_level_dbm0=float(tone_dbm0[i, 0]),
+                    col_level_dbm0=float(tone_dbm0[i, 1]),
+                )
+            )
+        return digits
 
 
 def detect_dtmf(samples: np.ndarray, rate_hz: int, thresholds: DtmfThresholds | None = None) -> list[DtmfDigit]:
