@@ -15,24 +15,27 @@ signal to noise            15 dB (white noise, per tone / total)
 talk-off                   no digits from speech, music, or dial / ringback / busy tones
 =========================  ======================================  =====================================
 
-How it works, stage by stage (each a named function below):
+How it works, stage by stage (each a named function or class below):
 
-1. ``half_block_spectra``: the complex DFT at the eight DTMF frequencies over half-blocks of 6.375 ms
-   (51 samples at 8 kHz), phase-referred to absolute time, and each half-block's energy.
-2. ``window_powers``: adjacent half-blocks summed into 12.75 ms windows (102 samples at 8 kHz, the block
-   spandsp uses) every 6.375 ms: tone power per frequency and mean power of the window.
-3. ``classify_windows``: a window holds a digit when its strongest row and column tones are both above
-   the level threshold, within a loose twist limit, each at least 8 dB above the runner-up of its group
-   (relative peak), and together carry most of the window's energy (share of total energy).
-4. Runs of windows with the same digit become tone segments; ``refine_edges`` measures where the tone
-   starts and ends to about a millisecond from how much of each edge half-block it fills, so that the
-   23 ms / 40 ms duration rule and the 10 ms / 40 ms gap rule are decided on measured times, not on
-   block counts. Segments of one digit separated by a measured gap of at most ``bridge_gap_ms`` merge.
-5. ``measure_tones``: over the segment, Hann-windowed DFTs (sidelobes low enough that the other group's
+1. ``GoertzelBank.spectra``: the complex DFT at the eight DTMF frequencies over half-blocks of 6.375 ms
+   (51 samples at 8 kHz), and each half-block's energy. Chunks whose energy cannot hold a tone above
+   the level threshold stop here.
+2. ``window_energies``: adjacent half-blocks combined into 12.75 ms windows (102 samples at 8 kHz, the
+   block spandsp uses) every 6.375 ms: energy per tone and in total.
+3. ``WindowClassifier``: a window holds a digit when its strongest row and column tones are both above
+   the level threshold, within a loose twist limit, each at least 6 dB above the runner-up of its group
+   (relative peak), and together carry enough of the window's energy (share of total energy).
+4. ``find_runs``, ``refine_edges``, ``bridge_runs``: runs of windows with the same digit; where each
+   tone starts and ends, to about a millisecond, from how much of each edge half-block it fills, so that
+   the 23 ms / 40 ms duration rule and the 10 ms / 40 ms gap rule are decided on measured times, not on
+   block counts; runs of one digit separated by at most ``bridge_gap_ms`` join into one segment.
+5. ``ToneMeter``: over each segment, Hann-windowed DFTs (sidelobes low enough that the other group's
    tone does not disturb the phase) give each tone's frequency from the turn of its phase between
-   windows 6.375 ms apart, the coherence of that turn (a steady sine scores 1, speech much less), and
-   the tone levels corrected for the window's response at the measured offset. ``validate_segment``
-   accepts the digit when duration, frequency, coherence and twist all pass.
+   windows 6.375 ms apart, the coherence of that turn (a steady sine scores 1), and the tone levels
+   corrected for the window's response at the measured offset. ``tone_purity`` looks at the whole tone
+   at 25 Hz resolution: a DTMF pair stands alone in 600-1750 Hz with little above it, while the
+   harmonics of a voice or an instrument that happen to hit two DTMF frequencies do not. A segment is a
+   digit when duration, frequencies, coherence, twist and purity all pass.
 
 The receiver is pure: float samples in, ``DtmfDigit`` events out. ``DtmfReceiver`` is fed frames of any
 size and reports each digit once it has ended; ``detect_dtmf`` runs it over a whole signal. Both give the
@@ -88,7 +91,8 @@ class DtmfThresholds:
     max_reverse_twist_db: float = 4.0
     #: Measurement margin added to both twist limits, in dB.
     twist_margin_db: float = 1.0
-    #: Strongest tone of a group over the runner-up of the same group, in dB.
+    #: Strongest tone of a group over the runner-up of the same group, in dB. (spandsp uses 8 dB; at 8 dB
+    #: twist the other group's tone leaks into a 12.75 ms block's bins up to -7.5 dB, so 8 dB would fail.)
     min_relative_peak_db: float = 6.0
     #: Share of the window's power that the two tones must carry (0.5 with dial tone at the same level).
     min_energy_share: float = 0.4
@@ -136,15 +140,19 @@ class DtmfDigit:
         """A JSON-ready dict: key, times in seconds, measured frequencies in Hz, levels in dBm0, twist in dB."""
         return {
             "key": str(self.key),
-            "start_s": round(self.start_s, 4),
-            "end_s": round(self.end_s, 4),
-            "duration_ms": round(self.duration_s * 1000.0, 1),
-            "row_hz": round(self.row_hz, 1),
-            "col_hz": round(self.col_hz, 1),
-            "row_level_dbm0": round(self.row_level_dbm0, 1),
-            "col_level_dbm0": round(self.col_level_dbm0, 1),
-            "twist_db": round(self.twist_db, 1),
+            "start_s": _rounded(self.start_s, 4),
+            "end_s": _rounded(self.end_s, 4),
+            "duration_ms": _rounded(self.duration_s * 1000.0, 1),
+            "row_hz": _rounded(self.row_hz, 1),
+            "col_hz": _rounded(self.col_hz, 1),
+            "row_level_dbm0": _rounded(self.row_level_dbm0, 1),
+            "col_level_dbm0": _rounded(self.col_level_dbm0, 1),
+            "twist_db": _rounded(self.twist_db, 1),
         }
+
+
+def _rounded(value: float, digits: int) -> float:
+    return round(value, digits) + 0.0  # + 0.0 turns -0.0 into 0.0
 
 
 # ---------------------------------------------------------------------------------------------------------
