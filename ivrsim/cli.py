@@ -229,5 +229,61 @@ def demo(digits: str, law: str, snr_db: float, seed: int, as_json: bool) -> None
     sys.exit(EXIT_OK if ok else EXIT_FAILED)
 
 
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the catalog as a JSON array.")
+@click.option("--language", default=None, help="Only voices whose language tag starts with this (e.g. en, fr-FR).")
+def voices(as_json: bool, language: str | None) -> None:
+    """List the voice ids a call's tts.voice accepts, with language, gender and espeak-ng voice."""
+    from ivrsim.speech.voices import VoiceCatalog
+
+    try:
+        catalog = VoiceCatalog.load()
+    except ValueError as error:
+        _error(error)
+        sys.exit(EXIT_FAILED)
+    chosen = [v for v in catalog if language is None or v.language.lower().startswith(language.lower())]
+    if as_json:
+        click.echo(json.dumps([v.as_dict() for v in chosen], indent=2))
+        return
+    table = Table(title=f"{len(chosen)} voices, {len({v.language for v in chosen})} languages")
+    for column in ("id", "language", "name", "gender", "type", "espeak-ng"):
+        table.add_column(column, no_wrap=column in ("id", "espeak-ng"))
+    for v in chosen:
+        table.add_row(v.id, v.language, v.language_name, v.gender, v.type, v.espeak)
+    Console(highlight=False).print(table)
+
+
+@main.command()
+@click.argument("text")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="File to write; its extension picks the format (.wav, .flac, .ogg, .mp3).")
+@click.option("--voice", default=None, help="Voice id (see `ivrsim voices`); default en-US-Neural2-F.")
+@click.option("--speed", default=1.0, show_default=True, type=float, help="Speaking rate as a multiple of normal, 0.25 to 4.")
+@click.option("--pitch", default=0.0, show_default=True, type=float, help="Pitch in semitones from normal, -20 to 20.")
+@click.option("--rate-hz", default=8000, show_default=True, type=int, help="Sample rate of the output, 8000 to 48000 Hz.")
+@click.option("--ssml/--no-ssml", default=None, help="Treat TEXT as SSML (default: when it holds SSML tags).")
+@click.option("--cache-dir", type=click.Path(file_okay=False), default=None, help="Prompt cache folder (default: none).")
+@click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON.")
+def say(text: str, output: str, voice: str | None, speed: float, pitch: float, rate_hz: int, ssml: bool | None, cache_dir: str | None, as_json: bool) -> None:
+    """Speak TEXT (plain or SSML) with pyttsx3/espeak-ng into an audio file."""
+    from pathlib import Path
+
+    from ivrsim.exceptions import SpeechError
+    from ivrsim.speech.tts import PromptCache, SpeechSynthesizer, TtsRequest
+
+    synthesizer = SpeechSynthesizer(cache=PromptCache(Path(cache_dir) if cache_dir else None))
+    try:
+        prompt = synthesizer.synthesize(TtsRequest(text=text, voice=voice, speed=speed, pitch=pitch, rate_hz=rate_hz, ssml=ssml))
+        write_audio_file(output, prompt.samples, prompt.rate_hz)
+    except (SpeechError, AudioFileError) as error:
+        _error(error)
+        sys.exit(EXIT_FAILED)
+    finally:
+        synthesizer.close()
+    for warning in prompt.warnings:
+        click.echo(f"ivrsim: warning: {warning}", err=True)
+    if as_json:
+        click.echo(json.dumps({"output": output, "voice": prompt.voice.id, "espeak": prompt.voice.espeak, "rate_hz": prompt.rate_hz, "duration_s": round(prompt.duration_s, 3), "cache_hit": prompt.cache_hit, "warnings": prompt.warnings}))
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -1,0 +1,302 @@
+"""Text to speech with pyttsx3 over espeak-ng, SSML segment by segment, with an on-disk prompt cache.
+
+pyttsx3 keeps one engine per process and is not safe to share between threads, so every render runs on
+one worker thread that owns the engine (``Pyttsx3Renderer``); callers on other threads, or on an asyncio
+loop (``SpeechSynthesizer.synthesize_async``), wait for it without blocking anything else. Cache hits
+never touch the engine.
+
+Settings, as the Canary ``tts`` object has them:
+
+- ``speed``: a multiple of the normal speaking rate (175 words per minute), 0.25 to 4.0, default 1.0;
+  espeak-ng speaks between 80 and 450 words per minute, so the rate is clamped there.
+- ``pitch``: semitones from the voice's normal pitch, -20 to +20, default 0 (Google's range); espeak-ng's
+  pitch parameter (0-100, 50 normal) moves about 2.5 units per semitone.
+
+Each rendered speech segment is trimmed of espeak-ng's leading and trailing silence, so that SSML breaks
+are exactly their length; what is returned is rounded to 16-bit PCM, the same as the cache holds, so a
+prompt sounds the same whether it was rendered now or read back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import io
+import json
+import logging
+import math
+import os
+import tempfile
+import threading
+from collections import OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from importlib.metadata import version
+from pathlib import Path
+
+import numpy as np
+import soundfile
+
+from ivrsim.audio.g711 import float_to_int16, int16_to_float
+from ivrsim.audio.resample import resample
+from ivrsim.exceptions import TtsEngineError, TtsSettingError
+from ivrsim.speech.ssml import BreakSegment, ParsedSsml, SpeechSegment, looks_like_ssml, parse_ssml
+from ivrsim.speech.voices import Voice, VoiceCatalog
+
+logger = logging.getLogger(__name__)
+
+#: espeak-ng's output rate, in Hz (pyttsx3 writes 22,050 Hz mono WAV).
+ENGINE_RATE_HZ = 22050
+#: Speaking rate at speed 1.0, in words per minute (espeak-ng's default).
+BASE_RATE_WPM = 175.0
+MIN_RATE_WPM, MAX_RATE_WPM = 80.0, 450.0
+SPEED_RANGE = (0.25, 4.0)
+PITCH_RANGE_ST = (-20.0, 20.0)
+#: espeak-ng pitch units per semitone, and its normal pitch.
+ESPEAK_PITCH_PER_ST = 2.5
+ESPEAK_PITCH_NORMAL = 50.0
+#: Longest text accepted, in characters.
+MAX_TEXT_CHARS = 20_000
+#: Samples below this magnitude at the ends of a rendered segment count as silence.
+TRIM_THRESHOLD = 1e-3
+#: Sample rates prompts can be rendered at, in Hz.
+RATE_RANGE_HZ = (8000, 48000)
+
+
+@dataclass(frozen=True)
+class TtsRequest:
+    """Everything that changes a prompt's audio. ``ssml`` None means: SSML if the text holds SSML tags."""
+
+    text: str
+    voice: str | None = None
+    speed: float = 1.0
+    pitch: float = 0.0
+    rate_hz: int = 8000
+    ssml: bool | None = None
+
+
+@dataclass
+class Prompt:
+    """A rendered prompt: float32 mono samples at ``rate_hz``; warnings for SSML passed over."""
+
+    samples: np.ndarray
+    rate_hz: int
+    voice: Voice
+    cache_key: str
+    cache_hit: bool
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.samples) / self.rate_hz
+
+
+class Pyttsx3Renderer:
+    """Renders text with pyttsx3 on one dedicated thread that owns the engine."""
+
+    def __init__(self) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ivrsim-tts")
+        self._engine = None
+        self._folder = tempfile.mkdtemp(prefix="ivrsim-tts-")
+        self._engine_version: str | None = None
+
+    @property
+    def engine_version(self) -> str:
+        """``pyttsx3-X/espeak-ng-Y``: part of every cache key."""
+        if self._engine_version is None:
+            self._engine_version = self._executor.submit(self._version).result()
+        return self._engine_version
+
+    def submit(self, text: str, espeak_voice: str, rate_wpm: float, espeak_pitch: float) -> Future[np.ndarray]:
+        """Queue a render; the future gives float32 samples at ENGINE_RATE_HZ."""
+        return self._executor.submit(self._render, text, espeak_voice, rate_wpm, espeak_pitch)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)
+        with contextlib.suppress(OSError):
+            for name in os.listdir(self._folder):
+                os.remove(os.path.join(self._folder, name))
+            os.rmdir(self._folder)
+
+    # -- on the worker thread -------------------------------------------------------------------------
+
+    def _engine_instance(self):  # type: ignore[no-untyped-def]
+        if self._engine is None:
+            try:
+                import pyttsx3
+
+                self._engine = pyttsx3.init("espeak")
+            except Exception as error:  # pyttsx3 raises bare RuntimeError/OSError when espeak-ng is missing
+                raise TtsEngineError(
+                    f"pyttsx3 could not start espeak-ng ({error}); install it with `apt-get install espeak-ng`"
+                ) from error
+        return self._engine
+
+    def _version(self) -> str:
+        self._engine_instance()
+        from pyttsx3.drivers import _espeak
+
+        espeak_version = _espeak.Info(None)
+        espeak_text = espeak_version.decode() if isinstance(espeak_version, bytes) else str(espeak_version)
+        return f"pyttsx3-{version('pyttsx3')}/espeak-ng-{espeak_text}"
+
+    def _render(self, text: str, espeak_voice: str, rate_wpm: float, espeak_pitch: float) -> np.ndarray:
+        engine = self._engine_instance()
+        path = os.path.join(self._folder, f"render-{threading.get_ident()}.wav")
+        try:
+            engine.setProperty("voice", espeak_voice)
+            engine.setProperty("rate", int(round(rate_wpm)))
+            engine.setProperty("pitch", int(round(espeak_pitch)))
+            engine.setProperty("volume", 1.0)
+            engine.save_to_file(text, path)
+            with contextlib.redirect_stdout(io.StringIO()):  # pyttsx3 prints "Audio saved to ..."
+                engine.runAndWait()
+            samples, rate_hz = soundfile.read(path, dtype="float32")
+        except Exception as error:
+            raise TtsEngineError(f"espeak-ng failed to render {text[:40]!r} with voice {espeak_voice}: {error}") from error
+        if rate_hz != ENGINE_RATE_HZ:
+            samples = resample(samples, rate_hz, ENGINE_RATE_HZ)
+        return samples
+
+
+class PromptCache:
+    """Rendered prompts on disk (16-bit WAV named by the key), with the most recent ones in memory."""
+
+    def __init__(self, folder: Path | None, memory_items: int = 256) -> None:
+        self.folder = folder
+        if folder is not None:
+            folder.mkdir(parents=True, exist_ok=True)
+        self._memory: OrderedDict[str, tuple[np.ndarray, int]] = OrderedDict()
+        self._memory_items = memory_items
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> tuple[np.ndarray, int] | None:
+        with self._lock:
+            hit = self._memory.get(key)
+            if hit is not None:
+                self._memory.move_to_end(key)
+                return hit
+        if self.folder is None:
+            return None
+        path = self.folder / f"{key}.wav"
+        try:
+            samples, rate_hz = soundfile.read(path, dtype="float32")
+        except (OSError, soundfile.LibsndfileError, RuntimeError):
+            return None
+        self._remember(key, samples, int(rate_hz))
+        return samples, int(rate_hz)
+
+    def put(self, key: str, samples: np.ndarray, rate_hz: int) -> None:
+        self._remember(key, samples, rate_hz)
+        if self.folder is None:
+            return
+        handle, temporary = tempfile.mkstemp(dir=self.folder, suffix=".wav.part")
+        os.close(handle)
+        try:
+            soundfile.write(temporary, samples, rate_hz, subtype="PCM_16", format="WAV")
+            os.replace(temporary, self.folder / f"{key}.wav")
+        except (OSError, soundfile.LibsndfileError, RuntimeError) as error:
+            logger.warning("prompt cache: could not write %s: %s", key, error)
+            with contextlib.suppress(OSError):
+                os.remove(temporary)
+
+    def _remember(self, key: str, samples: np.ndarray, rate_hz: int) -> None:
+        with self._lock:
+            self._memory[key] = (samples, rate_hz)
+            self._memory.move_to_end(key)
+            while len(self._memory) > self._memory_items:
+                self._memory.popitem(last=False)
+
+
+class SpeechSynthesizer:
+    """Turns ``TtsRequest``s into ``Prompt``s: validates, parses SSML, renders or reads the cache."""
+
+    def __init__(
+        self,
+        catalog: VoiceCatalog | None = None,
+        cache: PromptCache | None = None,
+        renderer: Pyttsx3Renderer | None = None,
+    ) -> None:
+        self.catalog = catalog or VoiceCatalog.load()
+        self.cache = cache or PromptCache(None)
+        self.renderer = renderer or Pyttsx3Renderer()
+
+    def close(self) -> None:
+        self.renderer.close()
+
+    def synthesize(self, request: TtsRequest) -> Prompt:
+        """Render ``request`` (or read it from the cache); blocks the calling thread."""
+        voice, parsed = self.prepare(request)
+        key = self.cache_key(request, voice)
+        cached = self.cache.get(key)
+        if cached is not None:
+            return Prompt(cached[0], cached[1], voice, key, True, list(parsed.warnings))
+        samples = self._render(parsed, voice, request)
+        self.cache.put(key, samples, request.rate_hz)
+        return Prompt(samples, request.rate_hz, voice, key, False, list(parsed.warnings))
+
+    async def synthesize_async(self, request: TtsRequest) -> Prompt:
+        """``synthesize`` without blocking the event loop (the render waits on the TTS thread)."""
+        return await asyncio.to_thread(self.synthesize, request)
+
+    def prepare(self, request: TtsRequest) -> tuple[Voice, ParsedSsml]:
+        """Validate a request: the voice, the settings, and the SSML. Raises SpeechError subclasses."""
+        voice = self.catalog.get(request.voice)
+        if not request.text or not request.text.strip():
+            raise TtsSettingError("text", "is empty: give the words to speak")
+        if len(request.text) > MAX_TEXT_CHARS:
+            raise TtsSettingError("text", f"is {len(request.text)} characters; the limit is {MAX_TEXT_CHARS}")
+        if not (math.isfinite(request.speed) and SPEED_RANGE[0] <= request.speed <= SPEED_RANGE[1]):
+            raise TtsSettingError("speed", f"must be between {SPEED_RANGE[0]} and {SPEED_RANGE[1]} (1.0 is normal), got {request.speed}")
+        if not (math.isfinite(request.pitch) and PITCH_RANGE_ST[0] <= request.pitch <= PITCH_RANGE_ST[1]):
+            raise TtsSettingError("pitch", f"must be between {PITCH_RANGE_ST[0]:g} and {PITCH_RANGE_ST[1]:g} semitones (0 is normal), got {request.pitch}")
+        if not RATE_RANGE_HZ[0] <= request.rate_hz <= RATE_RANGE_HZ[1]:
+            raise TtsSettingError("rate_hz", f"must be between {RATE_RANGE_HZ[0]} and {RATE_RANGE_HZ[1]} Hz, got {request.rate_hz}")
+        is_ssml = looks_like_ssml(request.text) if request.ssml is None else request.ssml
+        parsed = parse_ssml(request.text) if is_ssml else ParsedSsml([SpeechSegment(" ".join(request.text.split()))])
+        return voice, parsed
+
+    def cache_key(self, request: TtsRequest, voice: Voice) -> str:
+        material = {
+            "engine": self.renderer.engine_version,
+            "text": request.text,
+            "ssml": request.ssml,
+            "espeak": voice.espeak,
+            "speed": round(request.speed, 6),
+            "pitch": round(request.pitch, 6),
+            "rate_hz": request.rate_hz,
+            "trim": TRIM_THRESHOLD,
+        }
+        return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:32]
+
+    def _render(self, parsed: ParsedSsml, voice: Voice, request: TtsRequest) -> np.ndarray:
+        futures: list[Future[np.ndarray] | int] = []
+        gains = []
+        for segment in parsed.segments:
+            if isinstance(segment, BreakSegment):
+                futures.append(int(round(segment.duration_s * request.rate_hz)))
+                gains.append(1.0)
+                continue
+            assert isinstance(segment, SpeechSegment)
+            rate_wpm = min(max(BASE_RATE_WPM * request.speed * segment.prosody.rate, MIN_RATE_WPM), MAX_RATE_WPM)
+            pitch = ESPEAK_PITCH_NORMAL + ESPEAK_PITCH_PER_ST * (request.pitch + segment.prosody.pitch_st)
+            futures.append(self.renderer.submit(segment.text, voice.espeak, rate_wpm, min(max(pitch, 0.0), 100.0)))
+            gains.append(10.0 ** (segment.prosody.volume_db / 20.0) if math.isfinite(segment.prosody.volume_db) else 0.0)
+        parts = []
+        for pending, gain in zip(futures, gains):
+            if isinstance(pending, int):
+                parts.append(np.zeros(pending, dtype=np.float32))
+                continue
+            speech = trim_silence(pending.result())
+            parts.append(resample(speech, ENGINE_RATE_HZ, request.rate_hz) * np.float32(gain))
+        samples = np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
+        return int16_to_float(float_to_int16(samples))
+
+
+def trim_silence(samples: np.ndarray, threshold: float = TRIM_THRESHOLD) -> np.ndarray:
+    """``samples`` without the near-silent stretches at either end."""
+    loud = np.flatnonzero(np.abs(samples) > threshold)
+    if len(loud) == 0:
+        return samples[:0]
+    return samples[loud[0] : loud[-1] + 1]
