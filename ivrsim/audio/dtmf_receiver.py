@@ -51,7 +51,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.fft
 
-from ivrsim.audio.dtmf_keys import COL_FREQUENCIES_HZ, DTMF_FREQUENCIES_HZ, KEYS_BY_INDEX, ROW_FREQUENCIES_HZ, DtmfKey
+from ivrsim.audio.dtmf_keys import DTMF_FREQUENCIES_HZ, KEYS_BY_INDEX, DtmfKey
 from ivrsim.audio.goertzel import GoertzelBank, hann_window, window_response
 from ivrsim.audio.levels import ZERO_DBM0_POWER, db_to_power_ratio, dbm0_to_power
 

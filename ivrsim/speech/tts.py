@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import hashlib
-import io
 import json
 import logging
 import math
@@ -92,72 +92,101 @@ class Prompt:
         return len(self.samples) / self.rate_hz
 
 
-class Pyttsx3Renderer:
-    """Renders text with pyttsx3 on one dedicated thread that owns the engine."""
+class _EspeakWorker:
+    """The one thread that talks to espeak-ng. espeak-ng is a process-wide singleton (one voice, one
+    synthesis callback per process), so every ``Pyttsx3Renderer`` shares this worker."""
+
+    _instance: _EspeakWorker | None = None
+    _instance_lock = threading.Lock()
+
+    @classmethod
+    def shared(cls) -> _EspeakWorker:
+        with cls._instance_lock:
+            if cls._instance is None:
+                cls._instance = cls()
+            return cls._instance
 
     def __init__(self) -> None:
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ivrsim-tts")
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ivrsim-tts")
+        self._espeak = None
         self._engine = None
-        self._folder = tempfile.mkdtemp(prefix="ivrsim-tts-")
-        self._engine_version: str | None = None
-
-    @property
-    def engine_version(self) -> str:
-        """``pyttsx3-X/espeak-ng-Y``: part of every cache key."""
-        if self._engine_version is None:
-            self._engine_version = self._executor.submit(self._version).result()
-        return self._engine_version
-
-    def submit(self, text: str, espeak_voice: str, rate_wpm: float, espeak_pitch: float) -> Future[np.ndarray]:
-        """Queue a render; the future gives float32 samples at ENGINE_RATE_HZ."""
-        return self._executor.submit(self._render, text, espeak_voice, rate_wpm, espeak_pitch)
-
-    def close(self) -> None:
-        self._executor.shutdown(wait=True)
-        with contextlib.suppress(OSError):
-            for name in os.listdir(self._folder):
-                os.remove(os.path.join(self._folder, name))
-            os.rmdir(self._folder)
+        self._chunks: list[bytes] = []
 
     # -- on the worker thread -------------------------------------------------------------------------
 
-    def _engine_instance(self):  # type: ignore[no-untyped-def]
-        if self._engine is None:
+    def start(self):  # type: ignore[no-untyped-def]
+        if self._espeak is None:
             try:
                 import pyttsx3
+                from pyttsx3.drivers import _espeak
 
                 self._engine = pyttsx3.init("espeak")
             except Exception as error:  # pyttsx3 raises bare RuntimeError/OSError when espeak-ng is missing
                 raise TtsEngineError(
                     f"pyttsx3 could not start espeak-ng ({error}); install it with `apt-get install espeak-ng`"
                 ) from error
-        return self._engine
 
-    def _version(self) -> str:
-        self._engine_instance()
-        from pyttsx3.drivers import _espeak
+            def collect(wav, numsamples, events):  # type: ignore[no-untyped-def]
+                if numsamples > 0:
+                    self._chunks.append(ctypes.string_at(wav, numsamples * ctypes.sizeof(ctypes.c_short)))
+                return 0
 
-        espeak_version = _espeak.Info(None)
+            _espeak.SetSynthCallback(collect)
+            self._espeak = _espeak
+        return self._espeak
+
+    def version(self) -> str:
+        espeak = self.start()
+        espeak_version = espeak.Info(None)
         espeak_text = espeak_version.decode() if isinstance(espeak_version, bytes) else str(espeak_version)
         return f"pyttsx3-{version('pyttsx3')}/espeak-ng-{espeak_text}"
 
-    def _render(self, text: str, espeak_voice: str, rate_wpm: float, espeak_pitch: float) -> np.ndarray:
-        engine = self._engine_instance()
-        path = os.path.join(self._folder, f"render-{threading.get_ident()}.wav")
+    def render(self, text: str, espeak_voice: str, rate_wpm: float, espeak_pitch: float) -> np.ndarray:
+        espeak = self.start()
+        if espeak.SetVoiceByName(espeak_voice.encode("utf-8")) != 0:
+            raise TtsEngineError(f"espeak-ng has no voice {espeak_voice!r} (see `espeak-ng --voices`)")
+        espeak.SetParameter(espeak.RATE, int(round(rate_wpm)), 0)
+        espeak.SetParameter(espeak.PITCH, int(round(espeak_pitch)), 0)
+        espeak.SetParameter(espeak.VOLUME, 100, 0)
+        self._chunks = []
         try:
-            engine.setProperty("voice", espeak_voice)
-            engine.setProperty("rate", int(round(rate_wpm)))
-            engine.setProperty("pitch", int(round(espeak_pitch)))
-            engine.setProperty("volume", 1.0)
-            engine.save_to_file(text, path)
-            with contextlib.redirect_stdout(io.StringIO()):  # pyttsx3 prints "Audio saved to ..."
-                engine.runAndWait()
-            samples, rate_hz = soundfile.read(path, dtype="float32")
+            status = espeak.Synth(text.encode("utf-8"), flags=espeak.ENDPAUSE | espeak.CHARS_UTF8)
+            espeak.Synchronize()
         except Exception as error:
             raise TtsEngineError(f"espeak-ng failed to render {text[:40]!r} with voice {espeak_voice}: {error}") from error
-        if rate_hz != ENGINE_RATE_HZ:
-            samples = resample(samples, rate_hz, ENGINE_RATE_HZ)
-        return samples
+        if status != 0:
+            raise TtsEngineError(f"espeak-ng refused {text[:40]!r} (espeak_Synth returned {status})")
+        return int16_to_float(np.frombuffer(b"".join(self._chunks), dtype=np.int16))
+
+
+class Pyttsx3Renderer:
+    """Renders text with pyttsx3's espeak-ng binding, on the one thread that owns espeak-ng.
+
+    pyttsx3 starts espeak-ng (``pyttsx3.init("espeak")``) and its ctypes binding does the speaking, but
+    not its event loop: in pyttsx3 2.99 that loop polls every 10 ms, writes its file before appending the
+    last chunk of audio, and races espeak-ng's synthesis thread, so that short texts came out empty now
+    and then. Here each render sets voice, rate and pitch, calls ``Synth``, waits with ``Synchronize``
+    and collects the 16-bit chunks from the synthesis callback.
+    """
+
+    def __init__(self) -> None:
+        self._worker = _EspeakWorker.shared()
+        self._engine_version: str | None = None
+
+    @property
+    def engine_version(self) -> str:
+        """``pyttsx3-X/espeak-ng-Y``: part of every cache key."""
+        if self._engine_version is None:
+            self._engine_version = self._worker.executor.submit(self._worker.version).result()
+        return self._engine_version
+
+    def submit(self, text: str, espeak_voice: str, rate_wpm: float, espeak_pitch: float) -> Future[np.ndarray]:
+        """Queue a render; the future gives float32 samples at ENGINE_RATE_HZ."""
+        return self._worker.executor.submit(self._worker.render, text, espeak_voice, rate_wpm, espeak_pitch)
+
+    def close(self) -> None:
+        """Nothing to release: the espeak-ng worker lives as long as the process (espeak-ng cannot be
+        started twice in one process)."""
 
 
 class PromptCache:
