@@ -15,6 +15,12 @@ Settings, as the Canary ``tts`` object has them:
 Each rendered speech segment is trimmed of espeak-ng's leading and trailing silence, so that SSML breaks
 are exactly their length; what is returned is rounded to 16-bit PCM, the same as the cache holds, so a
 prompt sounds the same whether it was rendered now or read back.
+
+Determinism: espeak-ng keeps some synthesis state between utterances in one process (pitch flutter,
+breath noise), so the same text rendered twice in one process can differ by a few percent in length.
+A process that renders the same prompts in the same order gets the same audio to the sample, and the
+prompt cache makes every later use of a prompt identical; for runs that must match exactly, keep the
+cache folder (``--cache-dir``, or the server's data directory).
 """
 
 from __future__ import annotations

@@ -1,0 +1,247 @@
+"""audio_url loading against a real HTTP server on loopback, and local files inside media roots."""
+
+from __future__ import annotations
+
+import io
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+from ivrsim.audio.dtmf_generator import generate_dtmf
+from ivrsim.audio.dtmf_receiver import detect_dtmf
+from ivrsim.exceptions import (
+    AudioTooLargeError,
+    NotAudioError,
+    UrlNotAllowedError,
+    UrlStatusError,
+    UrlUnreachableError,
+)
+from ivrsim.media.audio_url import AudioUrlLoader, MediaSettings
+
+
+def encoded(digits: str, fmt: str, rate_hz: int = 16000, channels: int = 1) -> bytes:
+    signal = generate_dtmf(digits, rate_hz)
+    if channels == 2:
+        signal = np.stack([signal, signal], axis=1)
+    buffer = io.BytesIO()
+    soundfile.write(buffer, signal, rate_hz, format=fmt)
+    return buffer.getvalue()
+
+
+FILES = {
+    "/pin.wav": (encoded("1234", "WAV"), "audio/wav"),
+    "/pin.mp3": (encoded("5678", "MP3"), "audio/mpeg"),
+    "/pin.flac": (encoded("90*#", "FLAC", channels=2), "audio/flac"),
+    "/pin.ogg": (encoded("ABCD", "OGG", rate_hz=48000), "audio/ogg"),
+    "/disguised.mp3": (encoded("147", "WAV"), "application/octet-stream"),
+    "/page.wav": (b"<!DOCTYPE html><html><body>Not found</body></html>" * 4, "text/html"),
+    "/empty.wav": (b"", "audio/wav"),
+}
+
+
+class Handler(BaseHTTPRequestHandler):
+    hits: dict[str, int] = {}
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:  # noqa: N802
+        Handler.hits[self.path] = Handler.hits.get(self.path, 0) + 1
+        if self.path in FILES:
+            body, kind = FILES[self.path]
+            self.send_response(200)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        elif self.path == "/etag.wav":
+            body = FILES["/pin.wav"][0]
+            if self.headers.get("If-None-Match") == '"v1"':
+                self.send_response(304)
+                self.end_headers()
+                return
+            self.send_response(200)
+            self.send_header("ETag", '"v1"')
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        elif self.path == "/lastmod.wav":
+            body = FILES["/pin.wav"][0]
+            stamp = "Wed, 01 Jan 2025 00:00:00 GMT"
+            if self.headers.get("If-Modified-Since") == stamp:
+                self.send_response(304)
+                self.end_headers()
+                return
+            self.send_response(200)
+            self.send_header("Last-Modified", stamp)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        elif self.path in ("/missing.wav", "/broken.wav"):
+            self.send_response(404 if self.path == "/missing.wav" else 500)
+            self.end_headers()
+        elif self.path == "/slow.wav":
+            time.sleep(1.5)
+            self.send_response(200)
+            self.end_headers()
+        elif self.path == "/loop":
+            self.send_response(302)
+            self.send_header("Location", "/loop")
+            self.end_headers()
+        elif self.path == "/moved.wav":
+            self.send_response(301)
+            self.send_header("Location", "/pin.wav")
+            self.end_headers()
+        elif self.path == "/huge.wav":
+            self.send_response(200)
+            self.send_header("Content-Length", str(10**9))
+            self.end_headers()
+        elif self.path == "/endless.wav":
+            self.send_response(200)
+            self.end_headers()  # no Content-Length: stream until the client stops
+            try:
+                for _ in range(1000):
+                    self.wfile.write(b"\0" * 65536)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+        else:
+            self.send_response(404)
+            self.end_headers()
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[str]:
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+
+
+@pytest.fixture
+def loader(tmp_path: Path) -> Iterator[AudioUrlLoader]:
+    media = tmp_path / "media"
+    media.mkdir()
+    instance = AudioUrlLoader(
+        MediaSettings(allowed_roots=(media,), max_bytes=2_000_000, read_timeout_s=0.5, connect_timeout_s=0.5, cache_dir=tmp_path / "cache")
+    )
+    yield instance
+    instance.close()
+
+
+def digits_of(samples: np.ndarray, rate_hz: int) -> str:
+    return "".join(d.key for d in detect_dtmf(samples, rate_hz))
+
+
+@pytest.mark.parametrize(("path", "digits"), [("/pin.wav", "1234"), ("/pin.mp3", "5678"), ("/pin.flac", "90*#"), ("/pin.ogg", "ABCD")])
+def test_http_audio_in_every_format_decodes_to_mono_at_the_call_rate(server: str, loader: AudioUrlLoader, path: str, digits: str) -> None:
+    audio = loader.load(server + path, 8000)
+    assert audio.rate_hz == 8000 and audio.samples.ndim == 1
+    assert digits_of(audio.samples, 8000) == digits
+
+
+def test_content_decides_not_the_name(server: str, loader: AudioUrlLoader) -> None:
+    assert digits_of(loader.load(server + "/disguised.mp3", 8000).samples, 8000) == "147"
+    with pytest.raises(NotAudioError, match=r"Content-Type text/html.*use WAV or MP3"):
+        loader.load(server + "/page.wav", 8000)
+    with pytest.raises(NotAudioError, match="empty"):
+        loader.load(server + "/empty.wav", 8000)
+
+
+def test_redirects_are_followed_up_to_the_limit(server: str, loader: AudioUrlLoader) -> None:
+    assert digits_of(loader.load(server + "/moved.wav", 8000).samples, 8000) == "1234"
+    with pytest.raises(UrlUnreachableError, match="more than 5 redirects"):
+        loader.load(server + "/loop", 8000)
+
+
+@pytest.mark.parametrize(("path", "status"), [("/missing.wav", 404), ("/broken.wav", 500)])
+def test_http_errors_carry_the_status(server: str, loader: AudioUrlLoader, path: str, status: int) -> None:
+    with pytest.raises(UrlStatusError) as caught:
+        loader.load(server + path, 8000)
+    assert caught.value.status_code == status
+    assert f"HTTP {status}" in str(caught.value)
+
+
+def test_slow_server_times_out(server: str, loader: AudioUrlLoader) -> None:
+    started = time.perf_counter()
+    with pytest.raises(UrlUnreachableError, match="timed out"):
+        loader.load(server + "/slow.wav", 8000)
+    assert time.perf_counter() - started < 1.4
+
+
+def test_unreachable_host_is_reported() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    loader = AudioUrlLoader(MediaSettings(connect_timeout_s=0.5))
+    with pytest.raises(UrlUnreachableError, match="cannot connect"):
+        loader.load(f"http://127.0.0.1:{port}/x.wav", 8000)
+
+
+@pytest.mark.parametrize("path", ["/huge.wav", "/endless.wav"])
+def test_size_cap_by_header_and_while_streaming(server: str, loader: AudioUrlLoader, path: str) -> None:
+    with pytest.raises(AudioTooLargeError, match="limit"):
+        loader.load(server + path, 8000)
+
+
+@pytest.mark.parametrize(("path", "validator"), [("/etag.wav", "ETag"), ("/lastmod.wav", "Last-Modified")])
+def test_cache_revalidates_and_reuses_on_304(server: str, tmp_path: Path, path: str, validator: str) -> None:
+    loader = AudioUrlLoader(MediaSettings(cache_dir=tmp_path / "c"))
+    first = loader.load(server + path, 8000)
+    second = loader.load(server + path, 8000)
+    third = AudioUrlLoader(MediaSettings(cache_dir=tmp_path / "c")).load(server + path, 8000)  # after a restart
+    assert (first.from_cache, second.from_cache, third.from_cache) == (False, True, True)
+    assert np.array_equal(first.samples, second.samples) and np.array_equal(first.samples, third.samples)
+
+
+def test_local_files_inside_the_media_root(tmp_path: Path, loader: AudioUrlLoader) -> None:
+    media = tmp_path / "media"
+    (media / "prompts").mkdir()
+    (media / "prompts" / "hello.wav").write_bytes(FILES["/pin.wav"][0])
+    assert digits_of(loader.load(str(media / "prompts" / "hello.wav"), 8000).samples, 8000) == "1234"
+    assert digits_of(loader.load((media / "prompts" / "hello.wav").as_uri(), 8000).samples, 8000) == "1234"
+    assert digits_of(loader.load("prompts/hello.wav", 8000).samples, 8000) == "1234"  # relative to the root
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["/etc/passwd", "file:///etc/shadow", "../../../../etc/passwd", "prompts/../../secret.wav", "file:///%2e%2e/etc/passwd"],
+)
+def test_paths_outside_the_media_root_are_refused(tmp_path: Path, loader: AudioUrlLoader, url: str) -> None:
+    (tmp_path / "secret.wav").write_bytes(FILES["/pin.wav"][0])
+    with pytest.raises(UrlNotAllowedError, match="outside the allowed media roots"):
+        loader.load(url, 8000)
+
+
+def test_a_symlink_out_of_the_root_is_refused(tmp_path: Path, loader: AudioUrlLoader) -> None:
+    (tmp_path / "secret.wav").write_bytes(FILES["/pin.wav"][0])
+    os.symlink(tmp_path / "secret.wav", tmp_path / "media" / "link.wav")
+    with pytest.raises(UrlNotAllowedError):
+        loader.load(str(tmp_path / "media" / "link.wav"), 8000)
+
+
+def test_local_files_need_a_configured_root(tmp_path: Path) -> None:
+    with pytest.raises(UrlNotAllowedError, match="configure a media root"):
+        AudioUrlLoader(MediaSettings()).load(str(tmp_path / "x.wav"), 8000)
+
+
+@pytest.mark.parametrize("url", ["ftp://example.com/a.wav", "data:audio/wav;base64,AAAA", "gopher://x/y"])
+def test_other_schemes_are_refused(loader: AudioUrlLoader, url: str) -> None:
+    with pytest.raises(UrlNotAllowedError, match="scheme"):
+        loader.load(url, 8000)
+
+
+def test_async_load_runs_off_the_event_loop(server: str, loader: AudioUrlLoader) -> None:
+    import asyncio
+
+    audio = asyncio.run(loader.load_async(server + "/pin.mp3", 16000))
+    assert audio.rate_hz == 16000 and digits_of(audio.samples, 16000) == "5678"
