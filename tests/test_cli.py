@@ -23,7 +23,7 @@ def write(path: Path, digits: str, rate_hz: int = 8000) -> Path:
     return path
 
 
-@pytest.mark.parametrize("command", [[], ["dtmf"], ["dtmf", "decode"], ["dtmf", "generate"], ["demo"]])
+@pytest.mark.parametrize("command", [[], ["dtmf"], ["dtmf", "decode"], ["dtmf", "generate"], ["demo"], ["say"], ["voices"]])
 def test_every_command_has_help(command: list[str]) -> None:
     result = ivrsim(*command, "--help")
     assert result.returncode == 0
@@ -143,3 +143,40 @@ def test_demo_table_output() -> None:
     result = ivrsim("demo")
     assert result.returncode == 0
     assert "all digits back" in result.stdout
+
+
+def test_say_writes_speech_and_reports_json(tmp_path: Path) -> None:
+    out = tmp_path / "hello.wav"
+    result = ivrsim("say", "Press <say-as interpret-as='digits'>12</say-as> <foo>now</foo>", "-o", str(out), "--voice", "fr-FR-Neural2-A", "--rate-hz", "16000", "--json")
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert (document["voice"], document["espeak"], document["rate_hz"]) == ("fr-FR-Neural2-A", "fr+f3", 16000)
+    assert "unsupported SSML element <foo>" in result.stderr
+    info = soundfile.info(out)
+    assert info.samplerate == 16000 and info.frames / 16000 == pytest.approx(document["duration_s"], abs=0.001)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["hi", "--voice", "en-US-Neural2-X"], "did you mean 'en-US-Neural2-"),
+        (["<speak>hi <break time='soon'/></speak>"], "line 1, column 24"),
+        (["hi", "--speed", "9"], "speed: must be between 0.25 and 4.0"),
+        (["hi", "--pitch", "-30"], "pitch: must be between -20 and 20 semitones"),
+    ],
+)
+def test_say_errors_name_the_problem(tmp_path: Path, args: list[str], message: str) -> None:
+    result = ivrsim("say", *args, "-o", str(tmp_path / "x.wav"))
+    assert result.returncode == 1
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_voices_lists_the_catalog() -> None:
+    result = ivrsim("voices", "--json")
+    voices = json.loads(result.stdout)
+    ids = {v["id"] for v in voices}
+    assert {"en-US-Neural2-F", "en-US-Neural2-D", "en-GB-Neural2-A", "es-ES-Neural2-A", "fr-FR-Neural2-A"} <= ids
+    assert len({v["language"] for v in voices}) >= 40
+    table = ivrsim("voices", "--language", "fr")
+    assert "fr-FR-Neural2-A" in table.stdout and "en-US" not in table.stdout

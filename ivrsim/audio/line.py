@@ -3,6 +3,9 @@
 Narrowband (the default) is the PSTN: 8 kHz, 300-3400 Hz (ITU-T G.712's passband), G.711 mu-law or
 A-law. Wideband is HD voice: 16 kHz, 50-7000 Hz (ITU-T G.722's band), carried as linear PCM.
 
+Order: gain, band filter, noise, companding. The noise is added after the filter, so the SNR configured
+is the SNR the far end measures (white noise over the whole 0-4 kHz or 0-8 kHz band).
+
 Frames pass through in order and the filter keeps its state between frames, so a call processed in
 20 ms frames gives the same samples as one processed whole; noise comes from a seeded generator, so the
 same call gives the same line every run.
