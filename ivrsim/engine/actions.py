@@ -1,0 +1,182 @@
+"""What the platform side of a call does, as small composable actions run frame by frame.
+
+An action produces the platform's audio one frame at a time and hears the digits the DTMF receiver
+decodes. A Canary request becomes a short program of them (``program_for``): the prompt (say and/or
+play), wrapped in a gather when the request has one, then hang-up. The IVR builder composes the same
+actions into branching flows.
+
+Gather follows the Canary document and Twilio's behaviour where the document is silent: digits pressed
+during the prompt stop it and count (barge-in) unless ``barge_in`` is off, in which case they are ignored
+until the prompt has ended; the timeout starts when the prompt ends and starts again after each digit;
+it ends on ``finish_on_key`` (not included in the digits), on ``num_digits``, on the timeout, or when the
+callee hangs up, and says which in ``reason``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from ivrsim.audio.dtmf_receiver import DtmfDigit
+
+
+class CallContext(Protocol):
+    """What an action may do to its call: emit events and know the time."""
+
+    frame_samples: int
+    rate_hz: int
+
+    @property
+    def call_time_s(self) -> float: ...
+
+    def emit(self, event_type: str, **data: Any) -> None: ...
+
+
+class Action:
+    """Base: ``frame`` returns the next platform frame, or None when the action is over (the next action
+    then starts in the same frame). ``digit`` hears each decoded key."""
+
+    def frame(self, call: CallContext) -> np.ndarray | None:
+        raise NotImplementedError
+
+    def digit(self, call: CallContext, digit: DtmfDigit) -> None:
+        """Digits outside a gather are only reported (``dtmf.received``), not acted on."""
+
+    def hangup(self, call: CallContext) -> None:
+        """The callee hung up while this action ran."""
+
+
+@dataclass
+class PlayAudio(Action):
+    """Say (TTS) or play (audio_url) a prompt that was rendered before the call was answered."""
+
+    kind: str
+    samples: np.ndarray
+    source: str
+    warnings: list[str] = field(default_factory=list)
+    position: int = 0
+    started: bool = False
+    interrupted: bool = False
+
+    def frame(self, call: CallContext) -> np.ndarray | None:
+        if self.interrupted and not self.started:
+            return None  # stopped by barge-in before it began: nothing was played
+        if not self.started:
+            self.started = True
+            call.emit("prompt.started", kind=self.kind, source=self.source, duration_s=round(len(self.samples) / call.rate_hz, 3))
+            for warning in self.warnings:
+                call.emit("prompt.warning", kind=self.kind, warning=warning)
+        if self.interrupted or self.position >= len(self.samples):
+            call.emit("prompt.completed", kind=self.kind, interrupted=self.interrupted)
+            return None
+        chunk = self.samples[self.position : self.position + call.frame_samples]
+        self.position += len(chunk)
+        if len(chunk) < call.frame_samples:
+            chunk = np.pad(chunk, (0, call.frame_samples - len(chunk)))
+        return chunk
+
+    def stop(self) -> None:
+        self.interrupted = True
+
+
+@dataclass
+class Pause(Action):
+    seconds: float
+    frames_done: int = 0
+
+    def frame(self, call: CallContext) -> np.ndarray | None:
+        if self.frames_done * call.frame_samples >= round(self.seconds * call.rate_hz):
+            return None
+        self.frames_done += 1
+        return np.zeros(call.frame_samples, dtype=np.float32)
+
+
+@dataclass
+class Hangup(Action):
+    """Ends the call from the platform side."""
+
+    reason: str = "the platform hung up"
+    done: bool = False
+
+    def frame(self, call: CallContext) -> np.ndarray | None:
+        self.done = True
+        return None
+
+
+@dataclass
+class Gather(Action):
+    """Collect DTMF digits while and after playing ``prompt`` (module docstring)."""
+
+    prompt: list[PlayAudio]
+    num_digits: int | None = None
+    finish_on_key: str = "#"
+    timeout_s: float = 5.0
+    barge_in: bool = True
+    input_type: str = "dtmf"
+    digits: str = ""
+    finished_on_key: str = ""
+    reason: str | None = None
+    _started: bool = False
+    _prompt_index: int = 0
+    _waiting_frames: int = 0
+
+    @property
+    def done(self) -> bool:
+        return self.reason is not None
+
+    def frame(self, call: CallContext) -> np.ndarray | None:
+        if not self._started:
+            self._started = True
+            call.emit(
+                "gather.started",
+                input=self.input_type,
+                num_digits=self.num_digits,
+                finish_on_key=self.finish_on_key,
+                timeout=self.timeout_s,
+            )
+        if self.done:
+            return None
+        while self._prompt_index < len(self.prompt):
+            out = self.prompt[self._prompt_index].frame(call)
+            if out is not None:
+                return out
+            self._prompt_index += 1
+        # Prompt over: wait for input; the timeout runs from the end of the prompt or the last digit.
+        if self._waiting_frames * call.frame_samples >= round(self.timeout_s * call.rate_hz):
+            self._complete(call, "timeout")
+            return None
+        self._waiting_frames += 1
+        return np.zeros(call.frame_samples, dtype=np.float32)
+
+    @property
+    def prompting(self) -> bool:
+        return self._prompt_index < len(self.prompt)
+
+    def digit(self, call: CallContext, digit: DtmfDigit) -> None:
+        if self.done or not self._started:
+            return
+        if self.prompting:
+            if not self.barge_in:
+                return
+            for prompt in self.prompt[self._prompt_index :]:
+                prompt.stop()
+        key = str(digit.key)
+        self._waiting_frames = 0
+        if self.finish_on_key and key == self.finish_on_key:
+            self.finished_on_key = key
+            self._complete(call, "finish_on_key")
+            return
+        self.digits += key
+        if self.num_digits is not None and len(self.digits) >= self.num_digits:
+            self._complete(call, "num_digits")
+
+    def hangup(self, call: CallContext) -> None:
+        if not self.done:
+            self._complete(call, "hangup")
+
+    def _complete(self, call: CallContext, reason: str) -> None:
+        self.reason = reason
+        call.emit("gather.completed", digits=self.digits, finished_on_key=self.finished_on_key, reason=reason)

@@ -1,0 +1,463 @@
+"""The far end of a call: scripted callers, audio fixtures, answering machines, forced outcomes.
+
+A callee decides how the call is answered (after how many rings, or busy / no answer / failed), then
+exchanges audio with the platform one 20 ms frame at a time: it hears what the platform sent (after the
+line) and returns what it sends back (which crosses the line too). Everything a callee does reaches the
+platform only as audio: digits are real DTMF tones, words are TTS, and "the prompt has ended" is measured
+as silence on the line, never read from the engine.
+
+Scripted callers are YAML (see ``samples/callers/``)::
+
+    name: press-1
+    answer_after_rings: 1          # 0 answers at once
+    steps:
+      - wait_for_prompt: {silence_ms: 800, timeout_s: 30}
+      - press: {digits: "1", on_ms: 100, off_ms: 100, level_dbm0: -10, twist_db: 0}
+      - say: {text: "yes please", voice: en-US-Neural2-D}
+      - play: {file: reply.wav}    # relative to the script's folder
+      - pause: {seconds: 2}
+      - hangup: {}
+      - listen: {seconds: 5}       # without seconds: until the platform hangs up
+
+After the last step the caller stays on the line, silent, until the platform hangs up.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from ivrsim.audio.dtmf_generator import DtmfToneSpec, generate_dtmf, validate_digits
+from ivrsim.audio.levels import dbm0_to_amplitude, power_to_dbm0
+from ivrsim.audio.resample import resample
+from ivrsim.exceptions import AudioFileError, IvrsimError
+from ivrsim.media.files import read_audio_file
+from ivrsim.speech.tts import SpeechSynthesizer, TtsRequest
+
+#: One ring cycle, in seconds: 2 s of ring tone and 4 s of silence (North American cadence).
+RING_CYCLE_S = 6.0
+#: Ring tone within a cycle, in seconds: a callee answering after N rings answers N - 1 cycles plus this.
+RING_ON_S = 2.0
+#: Below this level a frame the callee hears counts as silence, in dBm0.
+SILENCE_THRESHOLD_DBM0 = -45.0
+
+
+class ScriptError(IvrsimError):
+    """A caller script or phonebook that does not validate; the message names file, step and field."""
+
+    code = "invalid_script"
+
+
+@dataclass(frozen=True)
+class Answer:
+    """How a callee answers: after ``rings`` rings, or never (``outcome`` busy / no-answer / failed)."""
+
+    rings: int = 1
+    outcome: str = "answer"
+    reason: str | None = None
+
+    @property
+    def answer_time_s(self) -> float:
+        """Call time after ringing starts at which the callee picks up."""
+        return 0.0 if self.rings <= 0 else (self.rings - 1) * RING_CYCLE_S + RING_ON_S
+
+
+@dataclass
+class CalleeContext:
+    """What a callee may use to prepare its audio: the line rate and the TTS engine."""
+
+    rate_hz: int
+    synthesizer: SpeechSynthesizer | None = None
+
+
+class Callee(ABC):
+    """The far end of a call. ``exchange`` is called once per frame while the call is in progress."""
+
+    hung_up: bool = False
+    label: str = "callee"
+
+    @abstractmethod
+    def answer(self) -> Answer: ...
+
+    async def prepare(self, context: CalleeContext) -> None:
+        """Render or load audio before the call is answered (may await TTS or file I/O)."""
+        self.rate_hz = context.rate_hz
+
+    @abstractmethod
+    def exchange(self, heard: np.ndarray) -> np.ndarray:
+        """Hear one frame from the platform; return one frame (same length) to send back."""
+
+
+class ForcedOutcome(Callee):
+    """Busy, no answer, or a failure to connect: the call never reaches in-progress."""
+
+    def __init__(self, outcome: str, reason: str | None = None) -> None:
+        if outcome not in ("busy", "no-answer", "failed"):
+            raise ValueError(f"outcome must be busy, no-answer or failed, got {outcome!r}")
+        self.outcome = outcome
+        self.reason = reason
+        self.label = outcome
+
+    def answer(self) -> Answer:
+        return Answer(rings=0, outcome=self.outcome, reason=self.reason)
+
+    def exchange(self, heard: np.ndarray) -> np.ndarray:  # pragma: no cover - never answered
+        return np.zeros_like(heard)
+
+
+class SoundCardCallee(Callee):
+    """A person at the sound card. The device transport arrives with the devices issue; until then a call
+    routed here fails with a reason that says so."""
+
+    label = "soundcard"
+
+    def answer(self) -> Answer:
+        return Answer(rings=0, outcome="failed", reason="the sound-card callee is not available yet in this version of ivrsim")
+
+    def exchange(self, heard: np.ndarray) -> np.ndarray:  # pragma: no cover - never answered
+        return np.zeros_like(heard)
+
+
+# -- scripted callers -------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Step:
+    kind: str
+    params: dict[str, Any]
+    audio: np.ndarray | None = None
+
+
+_STEP_FIELDS: dict[str, dict[str, type | tuple[type, ...]]] = {
+    "wait_for_prompt": {"silence_ms": (int, float), "timeout_s": (int, float), "threshold_dbm0": (int, float)},
+    "press": {"digits": (str, int), "on_ms": (int, float), "off_ms": (int, float), "level_dbm0": (int, float), "twist_db": (int, float)},
+    "say": {"text": str, "voice": str, "speed": (int, float), "pitch": (int, float)},
+    "play": {"file": str},
+    "pause": {"seconds": (int, float)},
+    "hangup": {},
+    "listen": {"seconds": (int, float)},
+}
+_REQUIRED = {"press": ("digits",), "say": ("text",), "play": ("file",), "pause": ("seconds",)}
+
+
+class ScriptedCaller(Callee):
+    """A caller that follows a script of steps (module docstring); deterministic frame by frame."""
+
+    def __init__(self, name: str, answer_after_rings: int, steps: list[_Step], folder: Path | None = None) -> None:
+        self.label = name
+        self.answer_after_rings = answer_after_rings
+        self.steps = steps
+        self.folder = folder
+        self.hung_up = False
+        self._index = 0
+        self._position = 0
+        self._heard_speech = False
+        self._silent_frames = 0
+        self._frames_in_step = 0
+        #: What the caller did, as (step kind, frame index when it started): for tests and reports.
+        self.timeline: list[tuple[str, int]] = []
+        self._frame_count = 0
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> ScriptedCaller:
+        path = Path(path)
+        try:
+            document = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except OSError as error:
+            raise ScriptError(f"caller script {path}: cannot be read ({error.strerror})") from error
+        except yaml.YAMLError as error:
+            raise ScriptError(f"caller script {path}: not valid YAML ({error})") from error
+        return cls.from_dict(document, source=str(path), folder=path.parent)
+
+    @classmethod
+    def from_dict(cls, document: Any, source: str = "script", folder: Path | None = None) -> ScriptedCaller:
+        if not isinstance(document, dict):
+            raise ScriptError(f"{source}: a caller script is a mapping with name, answer_after_rings and steps")
+        unknown = set(document) - {"name", "description", "answer_after_rings", "steps"}
+        if unknown:
+            raise ScriptError(f"{source}: unknown key(s) {sorted(unknown)}; use name, description, answer_after_rings, steps")
+        rings = document.get("answer_after_rings", 1)
+        if not isinstance(rings, int) or isinstance(rings, bool) or not 0 <= rings <= 20:
+            raise ScriptError(f"{source}: answer_after_rings must be a whole number from 0 to 20, got {rings!r}")
+        raw_steps = document.get("steps", [])
+        if not isinstance(raw_steps, list):
+            raise ScriptError(f"{source}: steps must be a list")
+        steps = [_parse_step(raw, f"{source}: step {i + 1}") for i, raw in enumerate(raw_steps)]
+        return cls(str(document.get("name", Path(source).stem)), rings, steps, folder)
+
+    def answer(self) -> Answer:
+        return Answer(rings=self.answer_after_rings)
+
+    async def prepare(self, context: CalleeContext) -> None:
+        self.rate_hz = context.rate_hz
+        for step in self.steps:
+            if step.kind == "press":
+                p = step.params
+                spec = DtmfToneSpec(
+                    on_ms=float(p.get("on_ms", 100)),
+                    off_ms=float(p.get("off_ms", 100)),
+                    level_dbm0=float(p.get("level_dbm0", -10.0)),
+                    twist_db=float(p.get("twist_db", 0.0)),
+                )
+                step.audio = generate_dtmf(str(p["digits"]), context.rate_hz, spec)
+            elif step.kind == "say":
+                if context.synthesizer is None:
+                    raise ScriptError(f"{self.label}: a 'say' step needs the TTS engine")
+                p = step.params
+                request = TtsRequest(
+                    text=p["text"], voice=p.get("voice"), speed=float(p.get("speed", 1.0)), pitch=float(p.get("pitch", 0.0)), rate_hz=context.rate_hz
+                )
+                step.audio = (await context.synthesizer.synthesize_async(request)).samples
+            elif step.kind == "play":
+                file = Path(step.params["file"])
+                if not file.is_absolute() and self.folder is not None:
+                    file = self.folder / file
+                try:
+                    clip = read_audio_file(file)
+                except AudioFileError as error:
+                    raise ScriptError(f"{self.label}: play step: {error}") from error
+                step.audio = resample(clip.samples.mean(axis=1), clip.rate_hz, context.rate_hz)
+
+    def exchange(self, heard: np.ndarray) -> np.ndarray:
+        out = np.zeros(len(heard), dtype=np.float32)
+        if self._frame_count == 0 and self.steps:
+            self.timeline.append((self.steps[0].kind, 0))
+        filled = 0
+        while filled < len(out) and not self.hung_up:
+            if self._index >= len(self.steps):
+                break  # stay on the line, silent
+            step = self.steps[self._index]
+            if step.audio is not None:
+                chunk = step.audio[self._position : self._position + len(out) - filled]
+                out[filled : filled + len(chunk)] = chunk
+                filled += len(chunk)
+                self._position += len(chunk)
+                if self._position >= len(step.audio):
+                    self._next()
+                continue
+            if step.kind == "hangup":
+                self.hung_up = True
+                break
+            if not self._frame_step(step, heard):
+                break
+        self._frame_count += 1
+        return out
+
+    def _frame_step(self, step: _Step, heard: np.ndarray) -> bool:
+        """Advance a step that lasts whole frames; True if it finished and the next may start now."""
+        frame_s = len(heard) / self.rate_hz
+        self._frames_in_step += 1
+        elapsed_s = self._frames_in_step * frame_s
+        if step.kind == "wait_for_prompt":
+            p = step.params
+            level = power_to_dbm0(float(np.mean(heard.astype(np.float64) ** 2))) if len(heard) else -math.inf
+            if level > float(p.get("threshold_dbm0", SILENCE_THRESHOLD_DBM0)):
+                self._heard_speech = True
+                self._silent_frames = 0
+            elif self._heard_speech:
+                self._silent_frames += 1
+            silence_s = self._silent_frames * frame_s
+            if (self._heard_speech and silence_s >= float(p.get("silence_ms", 800)) / 1000.0) or elapsed_s >= float(p.get("timeout_s", 30)):
+                self._next()
+            return False
+        if step.kind in ("pause", "listen"):
+            seconds = step.params.get("seconds")
+            if seconds is not None and elapsed_s >= float(seconds):
+                self._next()
+            return False
+        return False
+
+    def _next(self) -> None:
+        self._index += 1
+        self._position = 0
+        self._frames_in_step = 0
+        self._heard_speech = False
+        self._silent_frames = 0
+        if self._index < len(self.steps):
+            self.timeline.append((self.steps[self._index].kind, self._frame_count))
+
+
+def _parse_step(raw: Any, where: str) -> _Step:
+    if isinstance(raw, str) and raw in ("hangup", "listen"):
+        raw = {raw: {}}
+    if not isinstance(raw, dict) or len(raw) != 1:
+        raise ScriptError(f"{where}: a step is one of {', '.join(_STEP_FIELDS)} with its settings, e.g. press: {{digits: '1'}}")
+    kind, params = next(iter(raw.items()))
+    if kind not in _STEP_FIELDS:
+        raise ScriptError(f"{where}: unknown step {kind!r}; use one of {', '.join(_STEP_FIELDS)}")
+    if params is None:
+        params = {}
+    if kind == "press" and isinstance(params, (str, int)):
+        params = {"digits": str(params)}
+    if kind == "say" and isinstance(params, str):
+        params = {"text": params}
+    if not isinstance(params, dict):
+        raise ScriptError(f"{where}: {kind} takes a mapping of settings")
+    fields = _STEP_FIELDS[kind]
+    for name, value in params.items():
+        if name not in fields:
+            raise ScriptError(f"{where}: {kind} has no setting {name!r}; use {', '.join(fields) or 'none'}")
+        if not isinstance(value, fields[name]) or isinstance(value, bool):
+            raise ScriptError(f"{where}: {kind}.{name} has the wrong type ({type(value).__name__})")
+    for name in _REQUIRED.get(kind, ()):
+        if name not in params:
+            raise ScriptError(f"{where}: {kind} needs {name!r}")
+    if kind == "press":
+        try:
+            params = {**params, "digits": validate_digits(str(params["digits"]))}
+        except ValueError as error:
+            raise ScriptError(f"{where}: press.digits: {error}") from None
+    for name in ("seconds", "timeout_s", "silence_ms", "on_ms"):
+        if name in params and not (math.isfinite(params[name]) and params[name] >= 0):
+            raise ScriptError(f"{where}: {kind}.{name} must be a non-negative number")
+    return _Step(kind, dict(params))
+
+
+# -- fixtures and machines --------------------------------------------------------------------------------
+
+
+class AudioFixture(Callee):
+    """The callee's side is a recording: played from the moment of answer, then silence (or hang-up)."""
+
+    def __init__(self, file: Path, answer_after_rings: int = 1, hangup_at_end: bool = False) -> None:
+        self.file = file
+        self.label = f"fixture:{file.name}"
+        self.answer_after_rings = answer_after_rings
+        self.hangup_at_end = hangup_at_end
+        self.hung_up = False
+        self._audio = np.zeros(0, dtype=np.float32)
+        self._position = 0
+
+    def answer(self) -> Answer:
+        return Answer(rings=self.answer_after_rings)
+
+    async def prepare(self, context: CalleeContext) -> None:
+        self.rate_hz = context.rate_hz
+        clip = read_audio_file(self.file)
+        self._audio = resample(clip.samples.mean(axis=1), clip.rate_hz, context.rate_hz)
+
+    def exchange(self, heard: np.ndarray) -> np.ndarray:
+        chunk = self._audio[self._position : self._position + len(heard)]
+        self._position += len(chunk)
+        out = np.zeros(len(heard), dtype=np.float32)
+        out[: len(chunk)] = chunk
+        if self.hangup_at_end and self._position >= len(self._audio):
+            self.hung_up = True
+        return out
+
+
+class AnsweringMachine(Callee):
+    """Answers, plays a spoken greeting and a 1 kHz beep, then takes a message until the platform hangs up
+    (or ``max_message_s`` passes)."""
+
+    BEEP_HZ = 1000.0
+    BEEP_S = 0.5
+
+    def __init__(self, greeting: str, answer_after_rings: int = 3, voice: str | None = None, max_message_s: float = 60.0) -> None:
+        self.greeting = greeting
+        self.voice = voice
+        self.label = "answering-machine"
+        self.answer_after_rings = answer_after_rings
+        self.max_message_s = max_message_s
+        self.hung_up = False
+        self._audio = np.zeros(0, dtype=np.float32)
+        self._position = 0
+
+    def answer(self) -> Answer:
+        return Answer(rings=self.answer_after_rings)
+
+    async def prepare(self, context: CalleeContext) -> None:
+        self.rate_hz = context.rate_hz
+        if context.synthesizer is None:
+            raise ScriptError("an answering machine needs the TTS engine for its greeting")
+        greeting = (await context.synthesizer.synthesize_async(TtsRequest(self.greeting, voice=self.voice, rate_hz=context.rate_hz))).samples
+        t = np.arange(int(self.BEEP_S * context.rate_hz)) / context.rate_hz
+        beep = (dbm0_to_amplitude(-10.0) * np.sin(2 * np.pi * self.BEEP_HZ * t)).astype(np.float32)
+        gap = np.zeros(int(0.3 * context.rate_hz), dtype=np.float32)
+        self._audio = np.concatenate([greeting, gap, beep])
+
+    def exchange(self, heard: np.ndarray) -> np.ndarray:
+        chunk = self._audio[self._position : self._position + len(heard)]
+        self._position += len(heard)
+        out = np.zeros(len(heard), dtype=np.float32)
+        out[: len(chunk)] = chunk
+        if self._position >= len(self._audio) + self.max_message_s * self.rate_hz:
+            self.hung_up = True
+        return out
+
+
+# -- phonebook --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Phonebook:
+    """Who answers which number. Entries are factories, so every call gets a fresh callee."""
+
+    entries: dict[str, dict[str, Any]] = field(default_factory=dict)
+    default: dict[str, Any] = field(default_factory=lambda: {"kind": "scripted", "script": {"name": "listener", "answer_after_rings": 1, "steps": []}})
+    folder: Path | None = None
+
+    @classmethod
+    def load(cls, path: str | Path) -> Phonebook:
+        path = Path(path)
+        try:
+            document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except OSError as error:
+            raise ScriptError(f"phonebook {path}: cannot be read ({error.strerror})") from error
+        except yaml.YAMLError as error:
+            raise ScriptError(f"phonebook {path}: not valid YAML ({error})") from error
+        if not isinstance(document, dict) or not isinstance(document.get("numbers", {}), dict):
+            raise ScriptError(f"phonebook {path}: expected a mapping with 'numbers' (and optionally 'default')")
+        book = cls(entries={str(k): v for k, v in (document.get("numbers") or {}).items()}, folder=path.parent)
+        if "default" in document:
+            book.default = document["default"]
+        for number, entry in [("default", book.default), *book.entries.items()]:
+            book.callee_for_entry(entry, where=f"phonebook {path}: {number}")  # validate now, fail at load
+        return book
+
+    def callee_for(self, number: str) -> Callee:
+        entry = self.entries.get(number, self.default)
+        return self.callee_for_entry(entry, where=f"phonebook entry {number}")
+
+    def describe(self) -> dict[str, Any]:
+        return {"default": self.default, "numbers": self.entries}
+
+    def callee_for_entry(self, entry: Any, where: str) -> Callee:
+        if not isinstance(entry, dict) or "kind" not in entry:
+            raise ScriptError(f"{where}: an entry needs a kind: scripted, fixture, machine, busy, no-answer, failed or soundcard")
+        kind = entry["kind"]
+        if kind == "scripted":
+            script = entry.get("script")
+            if isinstance(script, str):
+                file = Path(script)
+                if not file.is_absolute() and self.folder is not None:
+                    file = self.folder / file
+                return ScriptedCaller.from_file(file)
+            if isinstance(script, dict):
+                return ScriptedCaller.from_dict(script, source=where, folder=self.folder)
+            raise ScriptError(f"{where}: a scripted entry needs 'script': a file path or an inline script")
+        if kind == "fixture":
+            file = Path(str(entry.get("file", "")))
+            if not file.is_absolute() and self.folder is not None:
+                file = self.folder / file
+            if not file.is_file():
+                raise ScriptError(f"{where}: fixture file {file} does not exist")
+            return AudioFixture(file, int(entry.get("answer_after_rings", 1)), bool(entry.get("hangup_at_end", False)))
+        if kind == "machine":
+            return AnsweringMachine(
+                str(entry.get("greeting", "Hello, you have reached the voicemail of a simulated phone. Please leave a message after the tone.")),
+                int(entry.get("answer_after_rings", 3)),
+                entry.get("voice"),
+                float(entry.get("max_message_s", 60.0)),
+            )
+        if kind in ("busy", "no-answer", "failed"):
+            return ForcedOutcome(kind, entry.get("reason"))
+        if kind == "soundcard":
+            return SoundCardCallee()
+        raise ScriptError(f"{where}: unknown kind {kind!r}; use scripted, fixture, machine, busy, no-answer, failed or soundcard")

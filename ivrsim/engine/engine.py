@@ -1,0 +1,343 @@
+"""The call engine: places calls, runs each one frame by frame, and reports every state change.
+
+One call, end to end (DESIGN.md): the request is stored as ``queued``; the prompts are rendered (TTS) or
+fetched (audio_url) while the phonebook's callee is prepared; the call rings (``ringing``) until the
+callee answers, is busy, fails, or the ring timeout passes (``no-answer``); once ``in-progress``, every
+20 ms frame the platform's audio crosses the line model to the callee, the callee's audio crosses back,
+the streaming DTMF receiver decodes it, the current action hears the digits, and the recorder writes
+both sides. The call ends ``completed`` when either side hangs up.
+
+Every call runs in its own asyncio task; an error in one call fails that call (with the reason) and
+never the others. Blocking work (TTS, HTTP, file reads) runs on worker threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import secrets
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ivrsim.audio.dtmf_receiver import DtmfReceiver
+from ivrsim.audio.line import LineModel, LineSettings
+from ivrsim.engine.actions import Action, Gather, Hangup, PlayAudio
+from ivrsim.engine.callees import Callee, CalleeContext, Phonebook
+from ivrsim.engine.clock import FRAME_S, Clock, make_clock
+from ivrsim.engine.events import CallEvent, EventBus, utc_now
+from ivrsim.engine.recorder import CallRecorder
+from ivrsim.exceptions import IvrsimError
+from ivrsim.media.audio_url import AudioUrlLoader
+from ivrsim.speech.tts import SpeechSynthesizer, TtsRequest
+from ivrsim.store.sqlite import CallRecord, Store
+
+logger = logging.getLogger(__name__)
+
+#: Ring timeout when the request gives none, in seconds (Canary: default 30).
+DEFAULT_RING_TIMEOUT_S = 30
+#: Longest call, in seconds, unless the request says otherwise (Twilio's limit is 4 hours).
+DEFAULT_MAX_DURATION_S = 4 * 3600.0
+
+
+@dataclass(frozen=True)
+class TtsSpec:
+    """The Canary ``tts`` object: text (plain or SSML), voice id, speed (multiple), pitch (semitones)."""
+
+    text: str
+    voice: str | None = None
+    speed: float = 1.0
+    pitch: float = 0.0
+
+
+@dataclass(frozen=True)
+class GatherSpec:
+    """The Canary ``gather`` object. ``timeout_s`` is the documented ``timeout``; ``barge_in`` ours."""
+
+    type: str = "dtmf"
+    num_digits: int | None = None
+    finish_on_key: str = "#"
+    timeout_s: float = 5.0
+    webhook_url: str | None = None
+    barge_in: bool = True
+
+
+@dataclass(frozen=True)
+class CallRequest:
+    """A call to place, with the Canary request's parameters (``from_`` is ``from``, ``timeout_s`` is
+    the ring ``timeout``). When both ``tts`` and ``audio_url`` are given, the speech comes first."""
+
+    to: str
+    from_: str
+    tts: TtsSpec | None = None
+    audio_url: str | None = None
+    record: bool = False
+    transcribe: bool = False
+    recording_channels: str = "dual"
+    gather: GatherSpec | None = None
+    webhook_url: str | None = None
+    timeout_s: float = DEFAULT_RING_TIMEOUT_S
+    max_duration_s: float = DEFAULT_MAX_DURATION_S
+
+    def as_dict(self) -> dict[str, Any]:
+        document = asdict(self)
+        document["from"] = document.pop("from_")
+        return document
+
+
+@dataclass
+class EngineSettings:
+    """Where and how calls run: data folder, clock ("virtual" or "realtime"), the line, the id seed."""
+
+    data_dir: Path
+    clock: str = "virtual"
+    line: LineSettings = field(default_factory=LineSettings)
+    seed: int | None = None
+
+
+class _LiveCall:
+    """The state of one running call, and the ``CallContext`` its actions see."""
+
+    def __init__(self, engine: CallEngine, record: CallRecord, request: CallRequest) -> None:
+        self.engine = engine
+        self.id = record.id
+        self.request = request
+        self.rate_hz = engine.settings.line.rate_hz
+        self.frame_samples = int(round(self.rate_hz * FRAME_S))
+        self.frame_index = 0
+        self._sequence = 0
+        self.answered_frame: int | None = None
+
+    @property
+    def call_time_s(self) -> float:
+        return round(self.frame_index * FRAME_S, 3)
+
+    def emit(self, event_type: str, **data: Any) -> None:
+        self._sequence += 1
+        event = CallEvent(self.id, self._sequence, event_type, self.call_time_s, utc_now(), data)
+        self.engine.store.insert_event(event)
+        self.engine.bus.publish(event)
+
+    def set_status(self, status: str, **data: Any) -> None:
+        fields: dict[str, Any] = {"status": status}
+        if status == "in-progress":
+            fields["answered_at"] = utc_now()
+        if status in ("completed", "busy", "no-answer", "failed"):
+            fields["ended_at"] = utc_now()
+            fields["reason"] = data.get("reason")
+            if self.answered_frame is not None:
+                fields["duration_s"] = round((self.frame_index - self.answered_frame) * FRAME_S, 3)
+        self.engine.store.update_call(self.id, **fields)
+        self.emit(f"call.{status}", status=status, **data)
+
+
+class CallEngine:
+    """Places and runs calls. Use as ``async with CallEngine(...) as engine``."""
+
+    def __init__(
+        self,
+        settings: EngineSettings,
+        store: Store | None = None,
+        phonebook: Phonebook | None = None,
+        synthesizer: SpeechSynthesizer | None = None,
+        loader: AudioUrlLoader | None = None,
+    ) -> None:
+        self.settings = settings
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.store = store or Store(settings.data_dir / "ivrsim.sqlite3")
+        self.phonebook = phonebook or Phonebook()
+        self.synthesizer = synthesizer or SpeechSynthesizer()
+        self.loader = loader or AudioUrlLoader()
+        self.bus = EventBus()
+        self._tasks: dict[str, asyncio.Task[CallRecord]] = {}
+        self._ids = random.Random(settings.seed) if settings.seed is not None else None
+        self.recovered = self.store.recover()
+
+    async def __aenter__(self) -> CallEngine:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Stop running calls (they end ``failed``: the engine stopped) and wait for them."""
+        for task in self._tasks.values():
+            task.cancel()
+        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        self.loader.close()
+
+    def new_id(self, prefix: str) -> str:
+        token = f"{self._ids.getrandbits(80):020x}" if self._ids is not None else secrets.token_hex(10)
+        return f"{prefix}_{token}"
+
+    async def place(self, request: CallRequest) -> CallRecord:
+        """Store the call as ``queued`` and start it; returns at once, before the call is placed."""
+        record = self.store.insert_call(self.new_id("call"), request.to, request.from_, request.as_dict())
+        call = _LiveCall(self, record, request)
+        call.emit("call.queued", status="queued", to=request.to, **{"from": request.from_})
+        self._tasks[record.id] = asyncio.create_task(self._run(call), name=record.id)
+        return record
+
+    async def wait(self, call_id: str) -> CallRecord:
+        """Wait for a call to end; returns its final record."""
+        task = self._tasks.get(call_id)
+        if task is not None:
+            await asyncio.shield(task)
+        record = self.store.get_call(call_id)
+        if record is None:
+            raise KeyError(call_id)
+        return record
+
+    # -- one call -------------------------------------------------------------------------------------
+
+    async def _run(self, call: _LiveCall) -> CallRecord:
+        try:
+            await self._call(call)
+        except asyncio.CancelledError:
+            call.set_status("failed", reason="ivrsim stopped while the call was live")
+        except Exception as error:  # one call's bug never stops the engine
+            logger.exception("call %s failed", call.id)
+            call.set_status("failed", reason=f"internal error: {type(error).__name__}: {error}")
+        finally:
+            self._tasks.pop(call.id, None)
+        record = self.store.get_call(call.id)
+        assert record is not None
+        return record
+
+    async def _call(self, call: _LiveCall) -> None:
+        request = call.request
+        clock = make_clock(self.settings.clock)
+        try:
+            callee = self.phonebook.callee_for(request.to)
+            await callee.prepare(CalleeContext(call.rate_hz, self.synthesizer))
+            program = await self._program(call)
+        except IvrsimError as error:
+            call.set_status("failed", reason=str(error))
+            return
+
+        answer = callee.answer()
+        if answer.outcome in ("busy", "failed"):
+            default = "the callee is busy" if answer.outcome == "busy" else "the call could not be connected"
+            call.set_status(answer.outcome, reason=answer.reason or default)
+            return
+        call.set_status("ringing", callee=callee.label)
+        ring_timeout_frames = int(round(request.timeout_s / FRAME_S))
+        answer_frames = int(round(answer.answer_time_s / FRAME_S))
+        if answer.outcome == "no-answer" or answer_frames > ring_timeout_frames:
+            await clock.advance(ring_timeout_frames)
+            call.frame_index += ring_timeout_frames
+            call.set_status("no-answer", reason=f"no answer within {request.timeout_s:g} s")
+            return
+        await clock.advance(answer_frames)
+        call.frame_index += answer_frames
+        call.answered_frame = call.frame_index
+        call.set_status("in-progress", rings=answer.rings)
+        await self._converse(call, callee, program, clock)
+
+    async def _program(self, call: _LiveCall) -> list[Action]:
+        """The Canary request as actions: prompt(s), in a gather if asked, then hang-up."""
+        request = call.request
+        prompts: list[PlayAudio] = []
+        if request.tts is not None:
+            tts = request.tts
+            prompt = await self.synthesizer.synthesize_async(
+                TtsRequest(text=tts.text, voice=tts.voice, speed=tts.speed, pitch=tts.pitch, rate_hz=call.rate_hz)
+            )
+            prompts.append(PlayAudio("say", prompt.samples, prompt.voice.id, list(prompt.warnings)))
+        if request.audio_url is not None:
+            audio = await self.loader.load_async(request.audio_url, call.rate_hz)
+            prompts.append(PlayAudio("play", audio.samples, request.audio_url))
+        program: list[Action] = []
+        if request.gather is not None:
+            g = request.gather
+            program.append(
+                Gather(
+                    prompt=prompts,
+                    num_digits=g.num_digits,
+                    finish_on_key=g.finish_on_key,
+                    timeout_s=g.timeout_s,
+                    barge_in=g.barge_in,
+                    input_type=g.type,
+                )
+            )
+        else:
+            program.extend(prompts)
+        program.append(Hangup())
+        return program
+
+    async def _converse(self, call: _LiveCall, callee: Callee, program: list[Action], clock: Clock) -> None:
+        request = call.request
+        line = self.settings.line
+        to_callee = LineModel(LineSettings(**{**asdict(line), "seed": _seed(call.id, line.seed, 1)}))
+        to_platform = LineModel(LineSettings(**{**asdict(line), "seed": _seed(call.id, line.seed, 2)}))
+        receiver = DtmfReceiver(call.rate_hz)
+        recorder = None
+        recording_id = None
+        if request.record:
+            recording_id = self.new_id("rec")
+            path = self.settings.data_dir / "recordings" / f"{recording_id}.wav"
+            recorder = CallRecorder(path, call.rate_hz, request.recording_channels)  # type: ignore[arg-type]
+            self.store.insert_recording(recording_id, call.id, str(path), request.recording_channels)
+            call.emit("recording.started", recording_id=recording_id, channels=request.recording_channels)
+        answered_s = call.call_time_s
+        max_frames = int(round(request.max_duration_s / FRAME_S))
+        index = 0
+        reason = "the platform hung up"
+        try:
+            while True:
+                out = None
+                while index < len(program):
+                    out = program[index].frame(call)
+                    if out is not None:
+                        break
+                    if isinstance(program[index], Hangup):
+                        index = len(program)
+                        break
+                    index += 1
+                if index >= len(program):
+                    break
+                if call.frame_index - (call.answered_frame or 0) >= max_frames:
+                    reason = f"the call reached its maximum length of {request.max_duration_s:g} s"
+                    break
+                assert out is not None
+                heard = to_callee.process(out)
+                back = callee.exchange(heard)
+                received = to_platform.process(back)
+                if recorder is not None:
+                    recorder.write(out, received)
+                call.frame_index += 1
+                for digit in receiver.feed(received):
+                    call.emit(
+                        "dtmf.received",
+                        digit=str(digit.key),
+                        start_s=round(answered_s + digit.start_s, 4),
+                        end_s=round(answered_s + digit.end_s, 4),
+                        row_level_dbm0=round(digit.row_level_dbm0, 1),
+                        col_level_dbm0=round(digit.col_level_dbm0, 1),
+                    )
+                    program[index].digit(call, digit)
+                if callee.hung_up:
+                    program[index].hangup(call)
+                    reason = "the callee hung up"
+                    break
+                await clock.advance(1)
+        finally:
+            if recorder is not None and recording_id is not None:
+                recorder.close()
+                self.store.complete_recording(recording_id, recorder.duration_s)
+                call.emit(
+                    "recording.completed",
+                    recording_id=recording_id,
+                    duration=round(recorder.duration_s, 3),
+                    channels=request.recording_channels,
+                    path=str(recorder.path),
+                )
+        call.set_status("completed", reason=reason)
+
+
+def _seed(call_id: str, base: int, direction: int) -> int:
+    """A per-call, per-direction noise seed derived from the call id and the configured seed."""
+    return (int.from_bytes(call_id.encode()[-8:].rjust(8, b"\0"), "big") ^ (base * 1_000_003) ^ direction) & 0xFFFFFFFF

@@ -1,0 +1,78 @@
+"""Call events: every state change, in order, with call time and wall time; and the bus that fans them out.
+
+Event types are ``<noun>.<verb>`` (``call.ringing``, ``gather.completed``, ...). As a webhook payload an
+event reads ``{"call_id", "type", ...facts, "sequence", "call_time_s", "timestamp"}``: the documented
+``gather.completed`` shape first, our additions after.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CallEvent:
+    """One event of one call. ``sequence`` counts from 1 per call; ``call_time_s`` is call time in
+    seconds (a multiple of the 20 ms frame); ``timestamp`` is wall time, ISO 8601 UTC."""
+
+    call_id: str
+    sequence: int
+    type: str
+    call_time_s: float
+    timestamp: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def payload(self) -> dict[str, Any]:
+        """The webhook body: call_id and type first, then the facts, then sequence and times."""
+        return {
+            "call_id": self.call_id,
+            "type": self.type,
+            **self.data,
+            "sequence": self.sequence,
+            "call_time_s": self.call_time_s,
+            "timestamp": self.timestamp,
+        }
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+Subscriber = Callable[[CallEvent], None]
+
+
+class EventBus:
+    """Delivers each event to every subscriber, in publication order. A subscriber that raises is logged
+    and skipped: one bad listener never stops a call."""
+
+    def __init__(self) -> None:
+        self._subscribers: list[Subscriber] = []
+
+    def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
+        """Add a subscriber; returns a function that removes it."""
+        self._subscribers.append(subscriber)
+        return lambda: self._subscribers.remove(subscriber) if subscriber in self._subscribers else None
+
+    def publish(self, event: CallEvent) -> None:
+        for subscriber in list(self._subscribers):
+            try:
+                subscriber(event)
+            except Exception:  # a listener's bug must not stop the call
+                logger.exception("event subscriber failed on %s %s", event.call_id, event.type)
+
+    def queue(self, call_id: str | None = None) -> tuple[asyncio.Queue[CallEvent], Callable[[], None]]:
+        """An asyncio queue that receives the events (of one call, or all); returns (queue, unsubscribe)."""
+        queue: asyncio.Queue[CallEvent] = asyncio.Queue()
+
+        def put(event: CallEvent) -> None:
+            if call_id is None or event.call_id == call_id:
+                queue.put_nowait(event)
+
+        return queue, self.subscribe(put)
