@@ -40,6 +40,8 @@ from ivrsim.exceptions import AudioFileError, IvrsimError
 from ivrsim.media.files import read_audio_file
 from ivrsim.speech.tts import SpeechSynthesizer, TtsRequest
 
+#: The phonebook that ships with ivrsim (numbers documented in README.md).
+DEFAULT_PHONEBOOK = Path(__file__).resolve().parents[2] / "samples" / "phonebook.yaml"
 #: One ring cycle, in seconds: 2 s of ring tone and 4 s of silence (North American cadence).
 RING_CYCLE_S = 6.0
 #: Ring tone within a cycle, in seconds: a callee answering after N rings answers N - 1 cycles plus this.
@@ -402,6 +404,11 @@ class Phonebook:
     entries: dict[str, dict[str, Any]] = field(default_factory=dict)
     default: dict[str, Any] = field(default_factory=lambda: {"kind": "scripted", "script": {"name": "listener", "answer_after_rings": 1, "steps": []}})
     folder: Path | None = None
+
+    @classmethod
+    def default_book(cls) -> Phonebook:
+        """The phonebook that ships in ``samples/phonebook.yaml``."""
+        return cls.load(DEFAULT_PHONEBOOK)
 
     @classmethod
     def load(cls, path: str | Path) -> Phonebook:

@@ -148,7 +148,7 @@ class CallEngine:
         self.settings = settings
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.store = store or Store(settings.data_dir / "ivrsim.sqlite3")
-        self.phonebook = phonebook or Phonebook()
+        self.phonebook = phonebook or Phonebook.default_book()
         self.synthesizer = synthesizer or SpeechSynthesizer()
         self.loader = loader or AudioUrlLoader()
         self.bus = EventBus()

@@ -1,0 +1,368 @@
+"""The call engine end to end: real TTS, real DTMF through the line model and the receiver, real SQLite.
+
+Each test sends a scenario and checks the events that come out, not the engine's internals.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import soundfile
+
+from ivrsim.audio.dtmf_generator import generate_dtmf
+from ivrsim.audio.dtmf_receiver import detect_dtmf
+from ivrsim.engine.callees import Phonebook, ScriptedCaller, ScriptError
+from ivrsim.engine.engine import CallEngine, CallRequest, EngineSettings, GatherSpec, TtsSpec
+from ivrsim.engine.events import CallEvent
+from ivrsim.media.audio_url import AudioUrlLoader, MediaSettings
+from ivrsim.speech.tts import PromptCache, SpeechSynthesizer
+from ivrsim.store.sqlite import Store
+
+FROM = "+15559876543"
+PIN_PROMPT = TtsSpec("Please enter your 4-digit PIN followed by the pound key.")
+
+
+@pytest.fixture(scope="module")
+def synthesizer(tmp_path_factory: pytest.TempPathFactory) -> SpeechSynthesizer:
+    return SpeechSynthesizer(cache=PromptCache(tmp_path_factory.mktemp("prompts")))
+
+
+def script(name: str, steps: list[Any], rings: int = 0) -> dict[str, Any]:
+    return {"kind": "scripted", "script": {"name": name, "answer_after_rings": rings, "steps": steps}}
+
+
+def run_calls(tmp_path: Path, synthesizer: SpeechSynthesizer, requests: list[CallRequest], entries: dict[str, Any] | None = None,
+              clock: str = "virtual", seed: int = 1, loader: AudioUrlLoader | None = None) -> list[tuple[Any, list[CallEvent]]]:
+    async def scenario() -> list[tuple[Any, list[CallEvent]]]:
+        book = Phonebook.default_book()
+        book.entries.update(entries or {})
+        settings = EngineSettings(tmp_path / f"data-{clock}", clock=clock, seed=seed)
+        async with CallEngine(settings, phonebook=book, synthesizer=synthesizer, loader=loader) as engine:
+            records = [await engine.place(r) for r in requests]
+            finals = [await engine.wait(r.id) for r in records]
+            return [(final, engine.store.events(final.id)) for final in finals]
+
+    return asyncio.run(scenario())
+
+
+def one_call(tmp_path: Path, synthesizer: SpeechSynthesizer, request: CallRequest, entries: dict[str, Any] | None = None, **kwargs: Any) -> tuple[Any, list[CallEvent]]:
+    return run_calls(tmp_path, synthesizer, [request], entries, **kwargs)[0]
+
+
+def of_type(events: list[CallEvent], event_type: str) -> list[CallEvent]:
+    return [e for e in events if e.type == event_type]
+
+
+def statuses(events: list[CallEvent]) -> list[str]:
+    return [e.data["status"] for e in events if e.type.startswith("call.")]
+
+
+# -- gather -----------------------------------------------------------------------------------------------
+
+
+def test_caller_keys_1234_pound_and_the_gather_returns_1234_with_pound(tmp_path: Path, synthesizer: SpeechSynthesizer) -> None:
+    final, events = one_call(tmp_path, synthesizer, CallRequest(to="+15550100001", from_=FROM, tts=PIN_PROMPT, gather=GatherSpec(timeout_s=10)))
+    assert final.status == "completed"
+    assert statuses(events) == ["queued", "ringing", "in-progress", "completed"]
+    [gathered] = of_type(events, "gather.completed")
+    assert gathered.payload()["call_id"] == final.id
+    assert {k: gathered.data[k] for k in ("digits", "finished_on_key", "reason")} == {"digits": "1234", "finished_on_key": "#", "reason": "finish_on_key"}
+    assert [e.data["digit"] for e in of_type(events, "dtmf.received")] == list("1234#")
+    assert list(gathered.payload())[:4] == ["call_id", "type", "digits", "finished_on_key"]
+
+
+def test_num_digits_ends_the_gather_without_a_finish_key(tmp_path: Path, synthesizer: SpeechSynthesizer) -> None:
+    _, events = one_call(tmp_path, synthesizer, CallRequest(to="+15550100001", from_=FROM, tts=PIN_PROMPT, gather=GatherSpec(num_digits=3)))
+    [gathered] = of_type(events, "gather.completed")
+    assert (gathered.data["digits"], gathered.data["finished_on_key"], gathered.data["reason"]) == ("123", "", "num_digits")
+
+
+def test_gather_times_out_after_the_prompt_ends(tmp_path: Path, synthesizer: SpeechSynthesizer) -> None:
+    _, events = one_call(tmp_path, synthesizer, CallRequest(to="+15550100002", from_=FROM, tts=PIN_PROMPT, gather=GatherSpec(timeout_s=4)))
+    [prompt_end] = of_type(events, "prompt.completed")
+    [gathered] = of_type(events, "gather.completed")
+    assert (gathered.data["digits"], gathered.data["reason"]) == ("", "timeout")
+    assert gathered.call_time_s == pytest.approx(prompt_end.call_time_s + 4.0, abs=0.021)
+
+
+def test_barge_in_digits_stop_the_prompt_and_count(tmp_path: Path, synthesizer: SpeechSynthesizer) -> None:
+    entries = {"+15557770001": script("impatient", [{"pause": {"seconds": 1.0}}, {"press": {"digits": "5#"}}])}
+    _, events = one_call(tmp_path, synthesizer, CallRequest(to="+15557770001", from_=FROM, tts=PIN_PROMPT, gather=GatherSpec()), entries)
+    [prompt_end] = of_type(events, "prompt.completed")
+    assert prompt_end.data["interrupted"] is True
+    assert prompt_end.call_time_s < 1.6  # the prompt is 3 s long
+    [gathered] = of_type(events, "gather.completed")
+    assert (gathered.data["digits"], gathered.data["finished_on_key"]) == ("5", "#")
+
+
+def test_without_barge_in_digits_during_the_prompt_are_ignored(tmp_path: Path, synthesizer: SpeechSynthesizer) -> None:
+    entries = {"+15557770002": script("impatient", [{"pause": {"seconds": 1.0}}, {"press": {"digits": "5"}}])}
+    request = CallRequest(to="+15557770002", from_=FROM, tts=PIN_PROMPT, gather=GatherSpec(timeout_s=2, barge_in=False))
+    _, events = one_call(tmp_path, synthesizer, request, entries)
+    assert of_type(events, "prompt.completed")[0].data["interrupted"] is False
+    assert [e.data["digit"] for e in of_type(events, "dtmf.received")] == ["5"]  # heard, but not gathered
+    assert (of_type(events, "gather.completed")[0].data["digits"], of_type(events, "gather.completed")[0].data["reason"]) == ("", "timeout")
+
+
+def test_documented_example_number_presses_1(tmp_path: Path, synthesizer: SpeechSynthesizer) -> None:
+    request = CallRequest(to="+15551234567", from_=FROM, tts=TtsSpec("Hello! This is a call from Canary. Press 1 to confirm.", voice="en-US-Neural2-F"), gather=GatherSpec(num_digits=1))
+    final, events = one_call(tmp_path, synthesizer, request)
+    assert of_type(events, "gather.completed")[0].data["digits"] == "1"
+    assert of_type(events, "call.in-progress")[0].call_time_s == 2.0  # answered after one ring
+
+
+def test_audio_fixture_callee_keys_2580(tmp_path: Path, synthesizer: SpeechSynthesizer) -> None:
+    _, events = one_call(tmp_path, synthesizer, CallRequest(to="+15550100005", from_=FROM, tts=TtsSpec("Enter your code."), gather=GatherSpec(timeout_s=5)))
+    gathered = of_type(events, "gather.completed")[0]
+    assert (gathered.data["digits"], gathered.data["finished_on_key"]) == ("2580", "#")
+
+
+def test_callee_hanging_up_ends_the_gather_and_the_call(tmp_path: Path, synthesizer: SpeechSynthesizer) -> None:
+    final, events = one_call(tmp_path, synthesizer, CallRequest(to="+15550100003", from_=FROM, tts=PIN_PROMPT, gather=GatherSpec()))
+    assert (final.status, final.reason) == ("completed", "the callee hung up")
+    assert of_type(events, "gather.completed")[0].data["reason"] == "hangup"
+    assert final.duration_s == pytest.approx(2.0, abs=0.05)
+
+
+# -- outcomes ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("number", "status", "reason"),
+    [
+        ("+15550100486", "busy", "SIP 486"),
+        ("+15550100503", "failed", "SIP 503"),
+        ("+15550100408", "no-answer", "no answer within 12 s"),
+        ("+15550100100", "failed", "sound-card callee"),
+    ],
+)
+def test_forced_outcomes(tmp_path: Path, synthesizer: SpeechSynthesizer, number: str, status: str, reason: str) -> None:
+    final, events = one_call(tmp_path, synthesizer, CallRequest(to=number, from_=FROM, tts=PIN_PROMPT, timeout_s=12))
+    assert final.status == status and reason in final.reason
+    assert statuses(events)[-1] == status
+    if status == "no-answer":
+        assert statuses(events) == ["queued", "ringing", "no-answer"]
+        assert events[-1].call_time_s == 12.0
+
+
+def test_ring_timeout_shorter_than_the_answer_is_no_answer(tmp_path: Path, synthesizer: SpeechSynthesizer) -> None:
+    final, _ = one_call(tmp_path, synthesizer, CallRequest(to="+15550100004", from_=FROM, tts=PIN_PROMPT, timeout_s=10))  # machine answers at 14 s
+    assert final.status == "no-answer"
+
+
+def test_answering_machine_greets_and_beeps_into_the_recording(tmp_path: Path, synthesizer: SpeechSynthesizer) -> None:
+    # The platform speaks over the greeting, then waits 8 s (a gather), long enough for the beep.
+    request = CallRequest(to="+15550100004", from_=FROM, tts=TtsSpec("This is your pharmacy."), gather=GatherSpec(timeout_s=8), record=True)
+    final, events = one_call(tmp_path, synthesizer, request)
+    assert of_type(events, "call.in-progress")[0].call_time_s == 14.0  # three rings
+    completed = of_type(events, "recording.completed")[0]
+    audio, rate = soundfile.read(completed.data["path"], dtype="float32")
+    callee = audio[:, 1]
+    spectrum = np.abs(np.fft.rfft(callee))
+    frequency = np.fft.rfftfreq(len(callee), 1 / rate)
+    assert frequency[np.argmax(spectrum)] == pytest.approx(1000.0, abs=5)  # the beep dominates
+
+
+def test_unreachable_audio_url_fails_the_call_with_the_reason(tmp_path: Path, synthesizer: SpeechSynthesizer) -> None:
+    final, events = one_call(tmp_path, synthesizer, CallRequest(to="+15550100001", from_=FROM, audio_url="http://127.0.0.1:9/none.mp3"))
+    assert final.status == "failed"
+    assert "audio_url http://127.0.0.1:9/none.mp3" in final.reason and "cannot connect" in final.reason
+    assert statuses(events) == ["queued", "failed"]
+
+
+def test_unknown_voice_fails_the_call_and_suggests(tmp_path: Path, synthesizer: SpeechSynthesizer) -> None:
+    final, _ = one_call(tmp_path, synthesizer, CallRequest(to="+15550100001", from_=FROM, tts=TtsSpec("hi", voice="en-US-Neural2-Q")))
+    assert final.status == "failed" and "did you mean" in final.reason
+
+
+def test_maximum_call_length(tmp_path: Path, synthesizer: SpeechSynthesizer) -> None:
+    final, _ = one_call(tmp_path, synthesizer, CallRequest(to="+15550100002", from_=FROM, tts=PIN_PROMPT, max_duration_s=1.0))
+    assert final.status == "completed" and "maximum length of 1 s" in final.reason
+    assert final.duration_s == pytest.approx(1.0, abs=0.021)
+
+
+# -- media ------------------------------------------------------------------------------------------------
+
+
+def test_dual_channel_recording_holds_the_tones_where_the_events_say(tmp_path: Path, synthesizer: SpeechSynthesizer) -> None:
+    final, events = one_call(tmp_path, synthesizer, CallRequest(to="+15550100001", from_=FROM, tts=PIN_PROMPT, gather=GatherSpec(), record=True))
+    completed = of_type(events, "recording.completed")[0]
+    answered_s = of_type(events, "call.in-progress")[0].call_time_s
+    audio, rate = soundfile.read(completed.data["path"], dtype="float32")
+    assert audio.shape[1] == 2 and rate == 8000
+    assert len(audio) / rate == pytest.approx(final.duration_s, abs=0.001)
+    platform, callee = audio[:, 0], audio[:, 1]
+    decoded = detect_dtmf(callee, rate)
+    reported = of_type(events, "dtmf.received")
+    assert [d.key for d in decoded] == [e.data["digit"] for e in reported]
+    for digit, event in zip(decoded, reported):
+        assert digit.start_s + answered_s == pytest.approx(event.data["start_s"], abs=0.005)
+    assert detect_dtmf(platform, rate) == []
+    assert np.sqrt(np.mean(platform[: rate * 2] ** 2)) > 0.01  # the prompt is on channel 1
+
+
+def test_mono_recording(tmp_path: Path, synthesizer: SpeechSynthesizer) -> None:
+    _, events = one_call(tmp_path, synthesizer, CallRequest(to="+15550100001", from_=FROM, tts=PIN_PROMPT, gather=GatherSpec(), record=True, recording_channels="mono"))
+    info = soundfile.info(of_type(events, "recording.completed")[0].data["path"])
+    assert info.channels == 1
+
+
+def test_audio_url_prompt_is_played(tmp_path: Path, synthesizer: SpeechSynthesizer) -> None:
+    buffer = io.BytesIO()
+    t = np.arange(16000) / 16000
+    soundfile.write(buffer, (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), 16000, format="MP3")
+    body = buffer.getvalue()
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:  # noqa: N802
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/hello.mp3"
+        request = CallRequest(to="+15550100002", from_=FROM, tts=TtsSpec("Listen."), audio_url=url)
+        final, events = one_call(tmp_path, synthesizer, request, loader=AudioUrlLoader(MediaSettings()))
+    finally:
+        server.shutdown()
+    started = of_type(events, "prompt.started")
+    assert [(e.data["kind"]) for e in started] == ["say", "play"]
+    assert started[1].data["duration_s"] == pytest.approx(1.0, abs=0.1)
+    assert final.status == "completed"
+
+
+def test_ssml_warnings_reach_the_events(tmp_path: Path, synthesizer: SpeechSynthesizer) -> None:
+    _, events = one_call(tmp_path, synthesizer, CallRequest(to="+15550100002", from_=FROM, tts=TtsSpec("<speak>Hello <foo>there</foo></speak>")))
+    assert "unsupported SSML element <foo>" in of_type(events, "prompt.warning")[0].data["warning"]
+
+
+# -- time, order, many calls, restarts ---------------------------------------------------------------------
+
+
+def comparable(events: list[CallEvent]) -> list[tuple[Any, ...]]:
+    """Events without wall time and file paths: what must match between clocks."""
+    return [(e.sequence, e.type, e.call_time_s, tuple(sorted((k, str(v)) for k, v in e.data.items() if k != "path"))) for e in events]
+
+
+def test_virtual_and_realtime_clocks_give_the_same_events_at_the_same_call_times(tmp_path: Path, synthesizer: SpeechSynthesizer) -> None:
+    entries = {"+15557770003": script("quick", [{"wait_for_prompt": {"silence_ms": 300}}, {"press": {"digits": "42#"}}])}
+    request = CallRequest(to="+15557770003", from_=FROM, tts=TtsSpec("Press four two."), gather=GatherSpec(), record=True)
+    virtual = one_call(tmp_path, synthesizer, request, entries, clock="virtual", seed=5)
+    realtime = one_call(tmp_path, synthesizer, request, entries, clock="realtime", seed=5)
+    assert virtual[0].id == realtime[0].id
+    assert comparable(virtual[1]) == comparable(realtime[1])
+    assert of_type(virtual[1], "gather.completed")[0].data["digits"] == "42"
+
+
+def test_events_reach_subscribers_in_stored_order(tmp_path: Path, synthesizer: SpeechSynthesizer) -> None:
+    async def scenario() -> tuple[list[CallEvent], list[CallEvent]]:
+        async with CallEngine(EngineSettings(tmp_path / "d", seed=2), synthesizer=synthesizer) as engine:
+            seen: list[CallEvent] = []
+            engine.bus.subscribe(seen.append)
+            engine.bus.subscribe(lambda e: 1 / 0)  # a broken listener changes nothing
+            record = await engine.place(CallRequest(to="+15550100001", from_=FROM, tts=PIN_PROMPT, gather=GatherSpec()))
+            await engine.wait(record.id)
+            return seen, engine.store.events(record.id)
+
+    seen, stored = asyncio.run(scenario())
+    assert [(e.sequence, e.type) for e in seen] == [(e.sequence, e.type) for e in stored]
+    assert [e.sequence for e in stored] == list(range(1, len(stored) + 1))
+
+
+def test_many_calls_at_once_and_a_failing_one_stalls_none(tmp_path: Path, synthesizer: SpeechSynthesizer) -> None:
+    requests = [CallRequest(to="+15550100001", from_=FROM, tts=PIN_PROMPT, gather=GatherSpec()) for _ in range(12)]
+    requests.insert(5, CallRequest(to="+15550100001", from_=FROM, audio_url="http://127.0.0.1:9/x.wav"))
+    requests.insert(8, CallRequest(to="+15550100486", from_=FROM, tts=PIN_PROMPT))
+    results = run_calls(tmp_path, synthesizer, requests)
+    assert [final.status for final, _ in results].count("completed") == 12
+    assert results[5][0].status == "failed" and results[8][0].status == "busy"
+    for final, events in results:
+        if final.status == "completed":
+            assert of_type(events, "gather.completed")[0].data["digits"] == "1234"
+
+
+def test_restart_recovery_fails_live_calls_and_keeps_the_rest(tmp_path: Path, synthesizer: SpeechSynthesizer) -> None:
+    data = tmp_path / "data"
+    store = Store(data / "ivrsim.sqlite3")
+    store.insert_call("call_live", "+15550100001", FROM, {"to": "+15550100001"})
+    store.update_call("call_live", status="in-progress")
+    store.insert_call("call_done", "+15550100001", FROM, {"to": "+15550100001"})
+    store.update_call("call_done", status="completed")
+    store.close()
+
+    async def restart() -> tuple[list[str], Any, Any, list[CallEvent]]:
+        async with CallEngine(EngineSettings(data), synthesizer=synthesizer) as engine:
+            return engine.recovered, engine.store.get_call("call_live"), engine.store.get_call("call_done"), engine.store.events("call_live")
+
+    recovered, live, done, events = asyncio.run(restart())
+    assert recovered == ["call_live"]
+    assert live.status == "failed" and "stopped while the call was live" in live.reason
+    assert done.status == "completed"
+    assert events[-1].type == "call.failed"
+
+
+def test_calls_survive_a_restart_in_the_store(tmp_path: Path, synthesizer: SpeechSynthesizer) -> None:
+    final, events = one_call(tmp_path, synthesizer, CallRequest(to="+15550100001", from_=FROM, tts=PIN_PROMPT, gather=GatherSpec()))
+    reopened = Store(tmp_path / "data-virtual" / "ivrsim.sqlite3")
+    assert reopened.get_call(final.id) == final
+    assert [e.type for e in reopened.events(final.id)] == [e.type for e in events]
+
+
+# -- scripts ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        ({"steps": [{"dance": {}}]}, "step 1: unknown step 'dance'"),
+        ({"steps": [{"press": {"digits": "12x"}}]}, "step 1: press.digits: character 3"),
+        ({"steps": [{"press": {"digit": "1"}}]}, "press has no setting 'digit'"),
+        ({"steps": [{"pause": {"seconds": "two"}}]}, "pause.seconds has the wrong type"),
+        ({"steps": [{"say": {}}]}, "say needs 'text'"),
+        ({"answer_after_rings": -1}, "answer_after_rings must be a whole number"),
+        ({"stpes": []}, "unknown key(s) ['stpes']"),
+    ],
+)
+def test_bad_caller_scripts_name_the_step_and_field(document: dict[str, Any], message: str) -> None:
+    with pytest.raises(ScriptError) as caught:
+        ScriptedCaller.from_dict(document, source="my.yaml")
+    assert message in str(caught.value)
+
+
+def test_every_shipped_caller_script_and_the_default_phonebook_load() -> None:
+    book = Phonebook.default_book()
+    assert "+15551234567" in book.entries
+    for path in sorted((Path(__file__).parents[1] / "samples" / "callers").glob("*.yaml")):
+        ScriptedCaller.from_file(path)
+
+
+def test_a_bad_phonebook_is_refused_at_load(tmp_path: Path) -> None:
+    path = tmp_path / "book.yaml"
+    path.write_text('numbers:\n  "+1555": {kind: teleport}\n')
+    with pytest.raises(ScriptError, match=r"\+1555: unknown kind 'teleport'"):
+        Phonebook.load(path)
+
+
+def test_generated_tones_reach_the_receiver_as_audio_only() -> None:
+    """The scripted caller's presses are audio: the same samples the generator makes."""
+    caller = ScriptedCaller.from_dict({"answer_after_rings": 0, "steps": [{"press": {"digits": "7"}}]})
+    from ivrsim.engine.callees import CalleeContext
+
+    asyncio.run(caller.prepare(CalleeContext(8000)))
+    frames = [caller.exchange(np.zeros(160, dtype=np.float32)) for _ in range(20)]
+    sent = np.concatenate(frames)
+    expected = generate_dtmf("7", 8000, __import__("ivrsim").DtmfToneSpec(on_ms=100, off_ms=100))
+    assert np.array_equal(sent[: len(expected)], expected)
