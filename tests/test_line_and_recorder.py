@@ -94,8 +94,8 @@ def test_dual_channel_recording_is_aligned_to_the_sample(tmp_path: Path) -> None
     with CallRecorder(path, rate, "dual") as recorder:
         for i in range(0, len(platform), 160):
             recorder.write(platform[i : i + 160], callee[i : i + 160])
-            if i == 1600:
-                assert path.stat().st_size > 44  # streamed: the file grows while the call runs
+            if i == 160 * 40:  # 0.8 s in: streamed in half-second blocks, the file grows during the call
+                assert path.stat().st_size >= 44 + 4 * 4000
     info = soundfile.info(path)
     assert (info.channels, info.samplerate, info.subtype, info.frames) == (2, rate, "PCM_16", len(platform))
     audio, _ = soundfile.read(path, dtype="float32")

@@ -72,9 +72,9 @@ def _tables(law: Law) -> tuple[np.ndarray, np.ndarray]:
 
 
 def float_to_int16(samples: np.ndarray) -> np.ndarray:
-    """Float audio in [-1, 1] to int16, clipping what lies outside."""
-    scaled = np.round(np.asarray(samples, dtype=np.float64) * 32768.0)
-    return np.clip(scaled, -32768, 32767).astype(np.int16)
+    """Float audio in [-1, 1] to int16 (rounded to nearest), clipping what lies outside."""
+    scaled = np.asarray(samples, dtype=np.float32) * np.float32(32768.0)
+    return np.rint(np.clip(scaled, -32768.0, 32767.0, out=scaled), out=scaled).astype(np.int16)
 
 
 def int16_to_float(samples: np.ndarray) -> np.ndarray:

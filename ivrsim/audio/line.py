@@ -17,7 +17,12 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.signal import butter, sosfilt, sosfilt_zi
+from scipy.signal import butter, sosfilt
+
+try:  # the compiled core of scipy.signal.sosfilt (see LineModel.process)
+    from scipy.signal._sosfilt import _sosfilt as _sosfilt_inplace
+except ImportError:  # pragma: no cover - a scipy that moved it: use the public function
+    _sosfilt_inplace = None
 
 from ivrsim.audio import g711
 from ivrsim.audio.levels import dbm0_to_power
@@ -87,14 +92,25 @@ class LineModel:
         self.reset()
 
     def reset(self) -> None:
-        self._state = sosfilt_zi(self._sos) * 0.0
+        self._state = np.zeros((1, self._sos.shape[0], 2))
         self._rng = np.random.default_rng(self.settings.seed)
 
     def process(self, frame: np.ndarray) -> np.ndarray:
-        """The frame as the far end receives it."""
-        x = np.asarray(frame, dtype=np.float32) * self._gain
-        filtered, self._state = sosfilt(self._sos, x, zi=self._state)
-        y = filtered.astype(np.float32)
+        """The frame as the far end receives it.
+
+        scipy.signal.sosfilt checks and reshapes its arguments for about 20 us a call, more than the
+        filtering of a 20 ms frame; the line calls the same compiled routine directly (same result to
+        the bit), and falls back to sosfilt if scipy ever moves it.
+        """
+        x = np.asarray(frame, dtype=np.float64) * float(self._gain)
+        if _sosfilt_inplace is not None:
+            signal = x.reshape(1, -1).copy()
+            _sosfilt_inplace(self._sos, signal, self._state)
+            y = signal[0].astype(np.float32)
+        else:  # pragma: no cover
+            filtered, state = sosfilt(self._sos, x, zi=self._state[0])
+            self._state = state[None]
+            y = filtered.astype(np.float32)
         if self._noise_sigma:
             y += self._rng.normal(0.0, self._noise_sigma, len(y)).astype(np.float32)
         law = self.settings.companding
