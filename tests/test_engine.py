@@ -366,3 +366,42 @@ def test_generated_tones_reach_the_receiver_as_audio_only() -> None:
     sent = np.concatenate(frames)
     expected = generate_dtmf("7", 8000, __import__("ivrsim").DtmfToneSpec(on_ms=100, off_ms=100))
     assert np.array_equal(sent[: len(expected)], expected)
+
+
+def test_record_action_takes_a_message_until_the_finish_key(tmp_path: Path, synthesizer: SpeechSynthesizer) -> None:
+    from ivrsim.engine.actions import RecordMessage
+
+    entries = {"+15557770004": script("voicemail", [{"wait_for_prompt": {"silence_ms": 300}}, {"say": {"text": "Please call me back tomorrow morning"}}, {"pause": {"seconds": 0.5}}, {"press": {"digits": "#"}}])}
+    message = tmp_path / "message.wav"
+
+    async def scenario() -> list[CallEvent]:
+        async with CallEngine(EngineSettings(tmp_path / "d", seed=3), synthesizer=synthesizer,
+                              phonebook=Phonebook(entries={**Phonebook.default_book().entries, **entries})) as engine:
+            record = await engine.place(CallRequest(to="+15557770004", from_=FROM, tts=TtsSpec("Leave a message after the tone.")),
+                                        then=[RecordMessage(path=message, recording_id="rec_message")])
+            await engine.wait(record.id)
+            return engine.store.events(record.id)
+
+    events = asyncio.run(scenario())
+    [completed] = of_type(events, "record.completed")
+    assert completed.data["reason"] == "finish_on_key"
+    audio, rate = soundfile.read(message, dtype="float32")
+    assert 1.5 < len(audio) / rate < 5.0 and completed.data["duration"] == pytest.approx(len(audio) / rate, abs=0.001)
+    assert np.sqrt(np.mean(audio**2)) > 0.01  # the words are in it
+
+
+def test_record_action_ends_on_silence(tmp_path: Path, synthesizer: SpeechSynthesizer) -> None:
+    from ivrsim.engine.actions import RecordMessage
+
+    async def scenario() -> list[CallEvent]:
+        async with CallEngine(EngineSettings(tmp_path / "d", seed=4), synthesizer=synthesizer) as engine:
+            record = await engine.place(CallRequest(to="+15550100002", from_=FROM, tts=TtsSpec("Leave a message.")),
+                                        then=[RecordMessage(path=tmp_path / "m.wav", recording_id="rec_silent", silence_timeout_s=3)])
+            await engine.wait(record.id)
+            return engine.store.events(record.id)
+
+    events = asyncio.run(scenario())
+    [started] = of_type(events, "record.started")
+    [completed] = of_type(events, "record.completed")
+    assert completed.data["reason"] == "silence"
+    assert completed.call_time_s == pytest.approx(started.call_time_s + 0.4 + 3.0, abs=0.05)

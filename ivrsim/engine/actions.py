@@ -14,10 +14,15 @@ callee hangs up, and says which in ``reason``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
+
+from ivrsim.audio.levels import dbm0_to_amplitude, power_to_dbm0
+from ivrsim.engine.recorder import CallRecorder
 
 if TYPE_CHECKING:
     from ivrsim.audio.dtmf_receiver import DtmfDigit
@@ -44,6 +49,9 @@ class Action:
 
     def digit(self, call: CallContext, digit: DtmfDigit) -> None:
         """Digits outside a gather are only reported (``dtmf.received``), not acted on."""
+
+    def heard(self, call: CallContext, received: np.ndarray) -> None:
+        """One frame of what the callee sent, as the platform received it."""
 
     def hangup(self, call: CallContext) -> None:
         """The callee hung up while this action ran."""
@@ -180,3 +188,73 @@ class Gather(Action):
     def _complete(self, call: CallContext, reason: str) -> None:
         self.reason = reason
         call.emit("gather.completed", digits=self.digits, finished_on_key=self.finished_on_key, reason=reason)
+
+
+@dataclass
+class RecordMessage(Action):
+    """Record what the callee says (a voicemail), as Twilio's <Record>: an optional beep, then the callee's
+    side into a mono WAV until ``finish_on_key``, ``silence_timeout_s`` of silence after speech (or from
+    the start, if nothing is said), ``max_length_s``, or hang-up. Emits ``record.started`` and
+    ``record.completed`` with the recording's id, duration in seconds, path and reason."""
+
+    path: Path
+    recording_id: str
+    max_length_s: float = 60.0
+    silence_timeout_s: float = 5.0
+    finish_on_key: str = "#"
+    beep: bool = True
+    silence_threshold_dbm0: float = -45.0
+    _recorder: CallRecorder | None = None
+    _beep: np.ndarray | None = None
+    _beep_position: int = 0
+    _silent_frames: int = 0
+    _frames: int = 0
+    reason: str | None = None
+
+    BEEP_HZ = 1000.0
+    BEEP_S = 0.4
+
+    def frame(self, call: CallContext) -> np.ndarray | None:
+        if self._beep is None:
+            t = np.arange(int(self.BEEP_S * call.rate_hz)) / call.rate_hz
+            level = dbm0_to_amplitude(-10.0) if self.beep else 0.0
+            self._beep = (level * np.sin(2 * math.pi * self.BEEP_HZ * t)).astype(np.float32) if self.beep else np.zeros(0, np.float32)
+            call.emit("record.started", recording_id=self.recording_id)
+        if self.reason is not None:
+            return None
+        if self._beep_position < len(self._beep):
+            chunk = self._beep[self._beep_position : self._beep_position + call.frame_samples]
+            self._beep_position += len(chunk)
+            return np.pad(chunk, (0, call.frame_samples - len(chunk)))
+        if self._recorder is None:
+            self._recorder = CallRecorder(self.path, call.rate_hz, "mono")
+        return np.zeros(call.frame_samples, dtype=np.float32)
+
+    def heard(self, call: CallContext, received: np.ndarray) -> None:
+        if self._recorder is None or self.reason is not None:
+            return
+        self._recorder.write(np.zeros_like(received), received)
+        self._frames += 1
+        level = power_to_dbm0(float(np.mean(received.astype(np.float64) ** 2)))
+        self._silent_frames = 0 if level > self.silence_threshold_dbm0 else self._silent_frames + 1
+        frame_s = len(received) / call.rate_hz
+        if self._silent_frames * frame_s >= self.silence_timeout_s:
+            self._finish(call, "silence")
+        elif self._frames * frame_s >= self.max_length_s:
+            self._finish(call, "max_length")
+
+    def digit(self, call: CallContext, digit: DtmfDigit) -> None:
+        if self.finish_on_key and str(digit.key) == self.finish_on_key and self._recorder is not None:
+            self._finish(call, "finish_on_key")
+
+    def hangup(self, call: CallContext) -> None:
+        if self.reason is None:
+            self._finish(call, "hangup")
+
+    def _finish(self, call: CallContext, reason: str) -> None:
+        self.reason = reason
+        duration_s = 0.0
+        if self._recorder is not None:
+            self._recorder.close()
+            duration_s = self._recorder.duration_s
+        call.emit("record.completed", recording_id=self.recording_id, duration=round(duration_s, 3), path=str(self.path), reason=reason)

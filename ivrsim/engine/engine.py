@@ -110,6 +110,7 @@ class _LiveCall:
         self.frame_index = 0
         self._sequence = 0
         self.answered_frame: int | None = None
+        self.then: list[Action] = []
 
     @property
     def call_time_s(self) -> float:
@@ -173,10 +174,15 @@ class CallEngine:
         token = f"{self._ids.getrandbits(80):020x}" if self._ids is not None else secrets.token_hex(10)
         return f"{prefix}_{token}"
 
-    async def place(self, request: CallRequest) -> CallRecord:
-        """Store the call as ``queued`` and start it; returns at once, before the call is placed."""
+    async def place(self, request: CallRequest, then: list[Action] | None = None) -> CallRecord:
+        """Store the call as ``queued`` and start it; returns at once, before the call is placed.
+
+        ``then``: actions to run after the request's own (prompt and gather), before hanging up; the
+        IVR builder composes calls this way.
+        """
         record = self.store.insert_call(self.new_id("call"), request.to, request.from_, request.as_dict())
         call = _LiveCall(self, record, request)
+        call.then = list(then or [])
         call.emit("call.queued", status="queued", to=request.to, **{"from": request.from_})
         self._tasks[record.id] = asyncio.create_task(self._run(call), name=record.id)
         return record
@@ -265,6 +271,7 @@ class CallEngine:
             )
         else:
             program.extend(prompts)
+        program.extend(call.then)
         program.append(Hangup())
         return program
 
@@ -309,6 +316,7 @@ class CallEngine:
                 if recorder is not None:
                     recorder.write(out, received)
                 call.frame_index += 1
+                program[index].heard(call, received)
                 for digit in receiver.feed(received):
                     call.emit(
                         "dtmf.received",
