@@ -157,14 +157,14 @@ def dtmf_generate(
         sys.exit(EXIT_FAILED)
 
 
-@main.command()
+@dtmf.command("roundtrip")
 @click.option("--digits", default="1234#", show_default=True, callback=_digits_argument, help="Keys the simulated caller presses.")
 @click.option("--law", type=click.Choice(["ulaw", "alaw"]), default="ulaw", show_default=True, help="G.711 companding on the line.")
 @click.option("--snr-db", default=30.0, show_default=True, type=click.FloatRange(0, 120), help="Line noise: signal-to-noise ratio per tone, in dB.")
 @click.option("--seed", default=7, show_default=True, type=int, help="Seed of the line noise.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def demo(digits: str, law: str, snr_db: float, seed: int, as_json: bool) -> None:
-    """Run the main job on embedded defaults: a DTMF round trip over a simulated phone line.
+def dtmf_roundtrip(digits: str, law: str, snr_db: float, seed: int, as_json: bool) -> None:
+    """A DTMF round trip over a simulated phone line, with the receiver's measurements.
 
     A simulated caller presses DIGITS; the tones cross a G.711 line with noise in 20 ms frames; the
     streaming receiver decodes them. Exits 0 when every digit comes back, 1 otherwise.
@@ -283,6 +283,88 @@ def say(text: str, output: str, voice: str | None, speed: float, pitch: float, r
         click.echo(f"ivrsim: warning: {warning}", err=True)
     if as_json:
         click.echo(json.dumps({"output": output, "voice": prompt.voice.id, "espeak": prompt.voice.espeak, "rate_hz": prompt.rate_hz, "duration_s": round(prompt.duration_s, 3), "cache_hit": prompt.cache_hit, "warnings": prompt.warnings}))
+
+
+DOCUMENTED_TTS = "Hello! This is a call from Canary. Press 1 to confirm."
+
+
+@main.command()
+@click.option("--to", "to", default="+15551234567", show_default=True, help="Number to call; the phonebook decides who answers.")
+@click.option("--from", "from_", default="+15559876543", show_default=True, help="Caller id.")
+@click.option("--tts", "text", default=DOCUMENTED_TTS, show_default=True, help="What the platform says (plain text or SSML).")
+@click.option("--voice", default="en-US-Neural2-F", show_default=True, help="Voice id (see `ivrsim voices`).")
+@click.option("--audio-url", default=None, help="Audio to play after the speech (http(s) URL).")
+@click.option("--gather-digits", type=click.IntRange(1, 64), default=1, show_default=True, help="Digits to gather (num_digits).")
+@click.option("--finish-on-key", default="#", show_default=True, help="Key that ends the gather ('' for none).")
+@click.option("--gather-timeout", type=click.FloatRange(0.5, 600), default=10.0, show_default=True, help="Seconds to wait for input after the prompt.")
+@click.option("--no-gather", is_flag=True, help="Only speak; gather nothing.")
+@click.option("--record/--no-record", default=True, show_default=True, help="Record the call (dual channel).")
+@click.option("--ring-timeout", type=click.IntRange(1, 600), default=30, show_default=True, help="Seconds to ring before no-answer.")
+@click.option("--clock", type=click.Choice(["virtual", "realtime"]), default="virtual", show_default=True, help="Virtual: as fast as the CPU allows; realtime: 1 s of call per second.")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=".ivrsim", show_default=True, help="Where the SQLite store, recordings and prompt cache go.")
+@click.option("--phonebook", type=click.Path(dir_okay=False, exists=True), default=None, help="Phonebook YAML (default: samples/phonebook.yaml).")
+@click.option("--json", "as_json", is_flag=True, help="Print the call and its events as JSON.")
+def demo(to: str, from_: str, text: str, voice: str, audio_url: str | None, gather_digits: int, finish_on_key: str, gather_timeout: float,
+         no_gather: bool, record: bool, ring_timeout: int, clock: str, data_dir: str, phonebook: str | None, as_json: bool) -> None:
+    """Run the main job on embedded defaults: the documented example call, simulated end to end.
+
+    The platform calls +15551234567 and says "Press 1 to confirm"; the default phonebook's scripted caller
+    answers after one ring, waits for the prompt to end and presses 1 (real DTMF over a G.711 line); the
+    call is recorded. Prints the timeline and where the recording is. Exits 0 when the call completes
+    (and, with a gather, when digits came back), 1 otherwise.
+    """
+    import asyncio
+    from pathlib import Path
+
+    from ivrsim.engine.callees import Phonebook, ScriptError
+    from ivrsim.engine.engine import CallEngine, CallRequest, EngineSettings, GatherSpec, TtsSpec
+    from ivrsim.speech.tts import PromptCache, SpeechSynthesizer
+
+    try:
+        book = Phonebook.load(phonebook) if phonebook else Phonebook.default_book()
+    except ScriptError as error:
+        _error(error)
+        sys.exit(EXIT_FAILED)
+    folder = Path(data_dir)
+    request = CallRequest(
+        to=to,
+        from_=from_,
+        tts=TtsSpec(text, voice=voice),
+        audio_url=audio_url,
+        record=record,
+        gather=None if no_gather else GatherSpec(num_digits=gather_digits, finish_on_key=finish_on_key, timeout_s=gather_timeout),
+        timeout_s=ring_timeout,
+    )
+
+    async def run() -> tuple[Any, list[Any], float]:
+        synthesizer = SpeechSynthesizer(cache=PromptCache(folder / "prompts"))
+        async with CallEngine(EngineSettings(folder, clock=clock), phonebook=book, synthesizer=synthesizer) as engine:
+            started = time.perf_counter()
+            placed = await engine.place(request)
+            final = await engine.wait(placed.id)
+            return final, engine.store.events(placed.id), time.perf_counter() - started
+
+    final, events, elapsed_s = asyncio.run(run())
+    gathered = [e for e in events if e.type == "gather.completed"]
+    recording = next((e for e in events if e.type == "recording.completed"), None)
+    ok = final.status == "completed" and (no_gather or bool(gathered and (gathered[0].data["digits"] or gathered[0].data["finished_on_key"])))
+    call_s = events[-1].call_time_s if events else 0.0
+    if as_json:
+        click.echo(json.dumps({"call": {**final.__dict__, "from": final.from_}, "events": [e.payload() for e in events], "ok": ok}, indent=2, default=str))
+    else:
+        console = Console(highlight=False)
+        table = Table(title=f"{final.id}: {from_} -> {to} ({clock} clock)")
+        table.add_column("call time", justify="right")
+        table.add_column("event")
+        table.add_column("details")
+        for event in events:
+            details = ", ".join(f"{k}={v}" for k, v in event.data.items() if k not in ("path",))
+            table.add_row(f"{event.call_time_s:.2f} s", event.type, details)
+        console.print(table)
+        console.print(f"status [bold]{final.status}[/bold] ({final.reason}); {call_s:.1f} s of call in {elapsed_s:.2f} s")
+        if recording is not None:
+            console.print(f"recording: {recording.data['path']} ({recording.data['channels']}, {recording.data['duration']:.2f} s)")
+    sys.exit(EXIT_OK if ok else EXIT_FAILED)
 
 
 if __name__ == "__main__":  # pragma: no cover

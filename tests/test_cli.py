@@ -23,7 +23,7 @@ def write(path: Path, digits: str, rate_hz: int = 8000) -> Path:
     return path
 
 
-@pytest.mark.parametrize("command", [[], ["dtmf"], ["dtmf", "decode"], ["dtmf", "generate"], ["demo"], ["say"], ["voices"]])
+@pytest.mark.parametrize("command", [[], ["dtmf"], ["dtmf", "decode"], ["dtmf", "generate"], ["dtmf", "roundtrip"], ["demo"], ["say"], ["voices"]])
 def test_every_command_has_help(command: list[str]) -> None:
     result = ivrsim(*command, "--help")
     assert result.returncode == 0
@@ -130,8 +130,8 @@ def test_generate_refuses_out_of_range_options(tmp_path: Path) -> None:
     assert "--rate-hz" in result.stderr
 
 
-def test_demo_round_trip_succeeds_and_reports_json() -> None:
-    result = ivrsim("demo", "--json", "--digits", "0800#", "--law", "alaw", "--snr-db", "15")
+def test_dtmf_round_trip_succeeds_and_reports_json() -> None:
+    result = ivrsim("dtmf", "roundtrip", "--json", "--digits", "0800#", "--law", "alaw", "--snr-db", "15")
     assert result.returncode == 0, result.stderr
     document = json.loads(result.stdout)
     assert (document["sent"], document["decoded"], document["ok"]) == ("0800#", "0800#", True)
@@ -139,10 +139,43 @@ def test_demo_round_trip_succeeds_and_reports_json() -> None:
     assert all(e["reported_at_s"] > e["end_s"] for e in document["events"])
 
 
-def test_demo_table_output() -> None:
-    result = ivrsim("demo")
+def test_dtmf_round_trip_table_output() -> None:
+    result = ivrsim("dtmf", "roundtrip")
     assert result.returncode == 0
     assert "all digits back" in result.stdout
+
+
+def test_demo_places_the_documented_call_and_the_caller_presses_1(tmp_path: Path) -> None:
+    result = ivrsim("demo", "--data-dir", str(tmp_path), "--json")
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert document["ok"] is True and document["call"]["status"] == "completed"
+    types = [e["type"] for e in document["events"]]
+    assert types[:3] == ["call.queued", "call.ringing", "call.in-progress"] and types[-1] == "call.completed"
+    gathered = next(e for e in document["events"] if e["type"] == "gather.completed")
+    assert (gathered["call_id"], gathered["digits"]) == (document["call"]["id"], "1")
+    recording = next(e for e in document["events"] if e["type"] == "recording.completed")
+    assert soundfile.info(recording["path"]).channels == 2
+
+
+def test_demo_table_names_the_recording(tmp_path: Path) -> None:
+    result = ivrsim("demo", "--data-dir", str(tmp_path))
+    assert result.returncode == 0
+    assert "gather.completed" in result.stdout and "recording:" in result.stdout
+
+
+def test_demo_exits_1_when_the_call_does_not_complete(tmp_path: Path) -> None:
+    result = ivrsim("demo", "--data-dir", str(tmp_path), "--to", "+15550100486", "--json")
+    assert result.returncode == 1
+    assert json.loads(result.stdout)["call"]["status"] == "busy"
+
+
+def test_demo_refuses_a_bad_phonebook(tmp_path: Path) -> None:
+    book = tmp_path / "book.yaml"
+    book.write_text("numbers: [1, 2]\n")
+    result = ivrsim("demo", "--data-dir", str(tmp_path), "--phonebook", str(book))
+    assert result.returncode == 1
+    assert "phonebook" in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
 def test_say_writes_speech_and_reports_json(tmp_path: Path) -> None:
