@@ -13,13 +13,11 @@ from dataclasses import asdict
 from typing import Any
 
 import click
-import numpy as np
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
 from ivrsim import __version__
-from ivrsim.audio import g711
 from ivrsim.audio.dtmf_generator import (
     DEFAULT_LEVEL_DBM0,
     DEFAULT_OFF_MS,
@@ -29,7 +27,7 @@ from ivrsim.audio.dtmf_generator import (
     validate_digits,
 )
 from ivrsim.audio.dtmf_receiver import MAX_RATE_HZ, MIN_RATE_HZ, DtmfDigit, DtmfReceiver, detect_dtmf
-from ivrsim.audio.levels import dbm0_to_power
+from ivrsim.audio.line import LineModel, LineSettings
 from ivrsim.audio.resample import resample
 from ivrsim.exceptions import AudioFileError
 from ivrsim.media.files import read_audio_file, write_audio_file
@@ -166,31 +164,27 @@ def dtmf_generate(
 def dtmf_roundtrip(digits: str, law: str, snr_db: float, seed: int, as_json: bool) -> None:
     """A DTMF round trip over a simulated phone line, with the receiver's measurements.
 
-    A simulated caller presses DIGITS; the tones cross a G.711 line with noise in 20 ms frames; the
-    streaming receiver decodes them. Exits 0 when every digit comes back, 1 otherwise.
+    A simulated caller presses DIGITS; the tones cross the line model (telephone band, noise, G.711) in
+    20 ms frames; the streaming receiver decodes them. Exits 0 when every digit comes back, 1 otherwise.
     """
     rate_hz = 8000
     spec = DtmfToneSpec(level_dbm0=-12.0, twist_db=2.0)
     sent = generate_dtmf(digits, rate_hz, spec)
-    rng = np.random.default_rng(seed)
-    noise_power = dbm0_to_power(spec.level_dbm0) / 10.0 ** (snr_db / 10.0)
-    line = sent + rng.normal(0.0, np.sqrt(noise_power), len(sent)).astype(np.float32)
-    line = g711.round_trip(line, law)  # type: ignore[arg-type]
-
+    line = LineModel(LineSettings(law=law, snr_db=snr_db, reference_level_dbm0=spec.level_dbm0, seed=seed))  # type: ignore[arg-type]
     receiver = DtmfReceiver(rate_hz)
     frame = rate_hz * FRAME_MS // 1000
     heard: list[tuple[float, DtmfDigit]] = []
     started = time.perf_counter()
-    for offset in range(0, len(line), frame):
-        for digit in receiver.feed(line[offset : offset + frame]):
+    for offset in range(0, len(sent), frame):
+        for digit in receiver.feed(line.process(sent[offset : offset + frame])):
             heard.append(((offset + frame) / rate_hz, digit))
     for digit in receiver.flush():
-        heard.append((len(line) / rate_hz, digit))
+        heard.append((len(sent) / rate_hz, digit))
     elapsed_s = time.perf_counter() - started
 
     decoded = "".join(d.key for _, d in heard)
     ok = decoded == digits.replace("w", "")
-    call_s = len(line) / rate_hz
+    call_s = len(sent) / rate_hz
     if as_json:
         result = {
             "sent": digits,

@@ -1,6 +1,7 @@
 """Exceptions raised by ivrsim, as one tree; each message names the input and the fix.
 
     IvrsimError
+    ├── InvalidRequestError        a call request the engine cannot carry out; ``field`` names the part
     ├── MediaError                 audio that cannot be used
     │   ├── AudioFileError         a file that is missing, unreadable, empty or not audio
     │   └── AudioUrlError          an audio_url that cannot be fetched or decoded
@@ -27,6 +28,16 @@ class IvrsimError(Exception):
     """Base of every error ivrsim raises on purpose."""
 
     code = "ivrsim_error"
+
+
+class InvalidRequestError(IvrsimError):
+    """A call request the engine cannot carry out; ``field`` names the offending part."""
+
+    code = "invalid_parameter"
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
 
 
 class MediaError(IvrsimError):

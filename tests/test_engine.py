@@ -405,3 +405,15 @@ def test_record_action_ends_on_silence(tmp_path: Path, synthesizer: SpeechSynthe
     [completed] = of_type(events, "record.completed")
     assert completed.data["reason"] == "silence"
     assert completed.call_time_s == pytest.approx(started.call_time_s + 0.4 + 3.0, abs=0.05)
+
+
+def test_answering_machine_hangs_up_after_its_longest_message(tmp_path: Path, synthesizer: SpeechSynthesizer) -> None:
+    entries = {"+15557770005": {"kind": "machine", "greeting": "Leave a message.", "answer_after_rings": 1, "max_message_s": 1}}
+    final, events = one_call(tmp_path, synthesizer, CallRequest(to="+15557770005", from_=FROM, tts=TtsSpec("Hi."), gather=GatherSpec(timeout_s=20)), entries)
+    assert (final.status, final.reason) == ("completed", "the callee hung up")
+    assert 2.0 < final.duration_s < 4.5  # greeting, 0.3 s gap, 0.5 s beep, 1 s of message
+
+
+def test_speech_gather_fails_the_call_with_a_clear_reason_until_asr_exists(tmp_path: Path, synthesizer: SpeechSynthesizer) -> None:
+    final, _ = one_call(tmp_path, synthesizer, CallRequest(to="+15550100006", from_=FROM, tts=TtsSpec("Say yes."), gather=GatherSpec(type="speech")))
+    assert final.status == "failed" and final.reason.startswith("gather.type: 'speech' is not supported yet")

@@ -324,14 +324,14 @@ def _parse_step(raw: Any, where: str) -> _Step:
 # -- fixtures and machines --------------------------------------------------------------------------------
 
 
-class AudioFixture(Callee):
-    """The callee's side is a recording: played from the moment of answer, then silence (or hang-up)."""
+class _PlaysAudio(Callee):
+    """Plays audio prepared before the answer, from the moment of answer, then silence; hangs up
+    ``hangup_after_s`` seconds after the audio ends (never, if None)."""
 
-    def __init__(self, file: Path, answer_after_rings: int = 1, hangup_at_end: bool = False) -> None:
-        self.file = file
-        self.label = f"fixture:{file.name}"
+    def __init__(self, label: str, answer_after_rings: int, hangup_after_s: float | None) -> None:
+        self.label = label
         self.answer_after_rings = answer_after_rings
-        self.hangup_at_end = hangup_at_end
+        self.hangup_after_s = hangup_after_s
         self.hung_up = False
         self._audio = np.zeros(0, dtype=np.float32)
         self._position = 0
@@ -339,22 +339,30 @@ class AudioFixture(Callee):
     def answer(self) -> Answer:
         return Answer(rings=self.answer_after_rings)
 
+    def exchange(self, heard: np.ndarray) -> np.ndarray:
+        chunk = self._audio[self._position : self._position + len(heard)]
+        self._position += len(heard)
+        out = np.zeros(len(heard), dtype=np.float32)
+        out[: len(chunk)] = chunk
+        if self.hangup_after_s is not None and self._position >= len(self._audio) + self.hangup_after_s * self.rate_hz:
+            self.hung_up = True
+        return out
+
+
+class AudioFixture(_PlaysAudio):
+    """The callee's side is a recording: played from the moment of answer, then silence (or hang-up)."""
+
+    def __init__(self, file: Path, answer_after_rings: int = 1, hangup_at_end: bool = False) -> None:
+        super().__init__(f"fixture:{file.name}", answer_after_rings, 0.0 if hangup_at_end else None)
+        self.file = file
+
     async def prepare(self, context: CalleeContext) -> None:
         self.rate_hz = context.rate_hz
         clip = read_audio_file(self.file)
         self._audio = resample(clip.samples.mean(axis=1), clip.rate_hz, context.rate_hz)
 
-    def exchange(self, heard: np.ndarray) -> np.ndarray:
-        chunk = self._audio[self._position : self._position + len(heard)]
-        self._position += len(chunk)
-        out = np.zeros(len(heard), dtype=np.float32)
-        out[: len(chunk)] = chunk
-        if self.hangup_at_end and self._position >= len(self._audio):
-            self.hung_up = True
-        return out
 
-
-class AnsweringMachine(Callee):
+class AnsweringMachine(_PlaysAudio):
     """Answers, plays a spoken greeting and a 1 kHz beep, then takes a message until the platform hangs up
     (or ``max_message_s`` passes)."""
 
@@ -362,17 +370,9 @@ class AnsweringMachine(Callee):
     BEEP_S = 0.5
 
     def __init__(self, greeting: str, answer_after_rings: int = 3, voice: str | None = None, max_message_s: float = 60.0) -> None:
+        super().__init__("answering-machine", answer_after_rings, max_message_s)
         self.greeting = greeting
         self.voice = voice
-        self.label = "answering-machine"
-        self.answer_after_rings = answer_after_rings
-        self.max_message_s = max_message_s
-        self.hung_up = False
-        self._audio = np.zeros(0, dtype=np.float32)
-        self._position = 0
-
-    def answer(self) -> Answer:
-        return Answer(rings=self.answer_after_rings)
 
     async def prepare(self, context: CalleeContext) -> None:
         self.rate_hz = context.rate_hz
@@ -383,15 +383,6 @@ class AnsweringMachine(Callee):
         beep = (dbm0_to_amplitude(-10.0) * np.sin(2 * np.pi * self.BEEP_HZ * t)).astype(np.float32)
         gap = np.zeros(int(0.3 * context.rate_hz), dtype=np.float32)
         self._audio = np.concatenate([greeting, gap, beep])
-
-    def exchange(self, heard: np.ndarray) -> np.ndarray:
-        chunk = self._audio[self._position : self._position + len(heard)]
-        self._position += len(heard)
-        out = np.zeros(len(heard), dtype=np.float32)
-        out[: len(chunk)] = chunk
-        if self._position >= len(self._audio) + self.max_message_s * self.rate_hz:
-            self.hung_up = True
-        return out
 
 
 # -- phonebook --------------------------------------------------------------------------------------------

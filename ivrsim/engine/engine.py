@@ -21,7 +21,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
 from ivrsim.audio.dtmf_receiver import DtmfReceiver
 from ivrsim.audio.line import LineModel, LineSettings
@@ -30,7 +29,7 @@ from ivrsim.engine.callees import Callee, CalleeContext, Phonebook
 from ivrsim.engine.clock import FRAME_S, Clock, make_clock
 from ivrsim.engine.events import CallEvent, EventBus, utc_now
 from ivrsim.engine.recorder import CallRecorder
-from ivrsim.exceptions import IvrsimError
+from ivrsim.exceptions import InvalidRequestError, IvrsimError
 from ivrsim.media.audio_url import AudioUrlLoader
 from ivrsim.speech.tts import SpeechSynthesizer, TtsRequest
 from ivrsim.store.sqlite import CallRecord, Store
@@ -259,6 +258,8 @@ class CallEngine:
         program: list[Action] = []
         if request.gather is not None:
             g = request.gather
+            if g.type != "dtmf":
+                raise InvalidRequestError("gather.type", f"{g.type!r} is not supported yet: speech input arrives with the ASR engine; use 'dtmf'")
             program.append(
                 Gather(
                     prompt=prompts,
