@@ -417,3 +417,19 @@ def test_answering_machine_hangs_up_after_its_longest_message(tmp_path: Path, sy
 def test_speech_gather_fails_the_call_with_a_clear_reason_until_asr_exists(tmp_path: Path, synthesizer: SpeechSynthesizer) -> None:
     final, _ = one_call(tmp_path, synthesizer, CallRequest(to="+15550100006", from_=FROM, tts=TtsSpec("Say yes."), gather=GatherSpec(type="speech")))
     assert final.status == "failed" and final.reason.startswith("gather.type: 'speech' is not supported yet")
+
+
+def test_audio_injected_into_a_live_call_reaches_the_gather(tmp_path: Path, synthesizer: SpeechSynthesizer) -> None:
+    async def scenario() -> list[CallEvent]:
+        async with CallEngine(EngineSettings(tmp_path / "d", seed=6, clock="realtime"), synthesizer=synthesizer) as engine:
+            record = await engine.place(CallRequest(to="+15550100002", from_=FROM, tts=TtsSpec("Press a key."), gather=GatherSpec(timeout_s=5)))
+            while (live := engine.live_call(record.id)) is None or live.status != "in-progress":
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.5)
+            live.inject(generate_dtmf("7#", 8000))
+            await engine.wait(record.id)
+            return engine.store.events(record.id)
+
+    events = asyncio.run(scenario())
+    gathered = of_type(events, "gather.completed")[0]
+    assert (gathered.data["digits"], gathered.data["finished_on_key"]) == ("7", "#")

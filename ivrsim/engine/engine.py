@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 
 from ivrsim.audio.dtmf_receiver import DtmfReceiver
 from ivrsim.audio.line import LineModel, LineSettings
@@ -110,6 +111,31 @@ class _LiveCall:
         self._sequence = 0
         self.answered_frame: int | None = None
         self.then: list[Action] = []
+        self.status = "queued"
+        self._injected: list[np.ndarray] = []
+
+    def inject(self, samples: np.ndarray) -> float:
+        """Mix audio into the callee's side from the next frame on (the /_sim DTMF and speech injection);
+        returns the call time at which it starts."""
+        self._injected.append(np.asarray(samples, dtype=np.float32))
+        return self.call_time_s
+
+    def take_injected(self, count: int) -> np.ndarray | None:
+        """The next ``count`` samples of injected audio, or None when there is none."""
+        if not self._injected:
+            return None
+        out = np.zeros(count, dtype=np.float32)
+        filled = 0
+        while self._injected and filled < count:
+            head = self._injected[0]
+            take = min(count - filled, len(head))
+            out[filled : filled + take] = head[:take]
+            filled += take
+            if take == len(head):
+                self._injected.pop(0)
+            else:
+                self._injected[0] = head[take:]
+        return out
 
     @property
     def call_time_s(self) -> float:
@@ -122,6 +148,7 @@ class _LiveCall:
         self.engine.bus.publish(event)
 
     def set_status(self, status: str, **data: Any) -> None:
+        self.status = status
         fields: dict[str, Any] = {"status": status}
         if status == "in-progress":
             fields["answered_at"] = utc_now()
@@ -153,6 +180,7 @@ class CallEngine:
         self.loader = loader or AudioUrlLoader()
         self.bus = EventBus()
         self._tasks: dict[str, asyncio.Task[CallRecord]] = {}
+        self._live: dict[str, _LiveCall] = {}
         self._ids = random.Random(settings.seed) if settings.seed is not None else None
         self.recovered = self.store.recover()
 
@@ -182,9 +210,18 @@ class CallEngine:
         record = self.store.insert_call(self.new_id("call"), request.to, request.from_, request.as_dict())
         call = _LiveCall(self, record, request)
         call.then = list(then or [])
+        self._live[record.id] = call
         call.emit("call.queued", status="queued", to=request.to, **{"from": request.from_})
         self._tasks[record.id] = asyncio.create_task(self._run(call), name=record.id)
         return record
+
+    def live_call(self, call_id: str) -> _LiveCall | None:
+        """The running call ``call_id``, or None when it is not running (ended, or unknown)."""
+        return self._live.get(call_id)
+
+    @property
+    def live_count(self) -> int:
+        return len(self._live)
 
     async def wait(self, call_id: str) -> CallRecord:
         """Wait for a call to end; returns its final record."""
@@ -208,6 +245,7 @@ class CallEngine:
             call.set_status("failed", reason=f"internal error: {type(error).__name__}: {error}")
         finally:
             self._tasks.pop(call.id, None)
+            self._live.pop(call.id, None)
         record = self.store.get_call(call.id)
         assert record is not None
         return record
@@ -313,6 +351,9 @@ class CallEngine:
                 assert out is not None
                 heard = to_callee.process(out)
                 back = callee.exchange(heard)
+                injected = call.take_injected(len(back))
+                if injected is not None:
+                    back = back + injected
                 received = to_platform.process(back)
                 if recorder is not None:
                     recorder.write(out, received)
