@@ -53,6 +53,19 @@ CREATE TABLE IF NOT EXISTS recordings (
     created_at TEXT NOT NULL,
     completed_at TEXT
 );
+CREATE TABLE IF NOT EXISTS webhook_deliveries (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    call_id TEXT NOT NULL,
+    sequence INTEGER NOT NULL,
+    event_type TEXT NOT NULL,
+    url TEXT NOT NULL,
+    payload_json TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'pending',
+    attempts_json TEXT NOT NULL DEFAULT '[]',
+    created_at TEXT NOT NULL,
+    finished_at TEXT
+);
+CREATE INDEX IF NOT EXISTS deliveries_by_call ON webhook_deliveries (call_id, id);
 CREATE TABLE IF NOT EXISTS pending_work (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     kind TEXT NOT NULL,
@@ -196,6 +209,27 @@ class Store:
                 "UPDATE recordings SET duration_s = ?, completed_at = ? WHERE id = ?", (duration_s, utc_now(), recording_id)
             )
 
+    def recording(self, recording_id: str) -> RecordingRecord | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT id, call_id, path, channels, duration_s, created_at, completed_at FROM recordings WHERE id = ?", (recording_id,)
+            ).fetchone()
+        return RecordingRecord(*row) if row else None
+
+    def reset(self) -> None:
+        """Forget every call, event, recording row and delivery (the /_sim reset)."""
+        with self._lock:
+            for table in ("webhook_deliveries", "events", "recordings", "pending_work", "calls"):
+                self._db.execute(f"DELETE FROM {table}")
+
+    def recent_events(self, limit: int = 100) -> list[CallEvent]:
+        """The newest events of all calls, oldest first (the /_sim event journal)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT call_id, sequence, type, call_time_s, timestamp, data_json FROM events ORDER BY rowid DESC LIMIT ?", (limit,)
+            ).fetchall()
+        return [CallEvent(r[0], r[1], r[2], r[3], r[4], json.loads(r[5])) for r in reversed(rows)]
+
     def recording_for_call(self, call_id: str) -> RecordingRecord | None:
         with self._lock:
             row = self._db.execute(
@@ -204,6 +238,58 @@ class Store:
                 (call_id,),
             ).fetchone()
         return RecordingRecord(*row) if row else None
+
+    # -- webhook deliveries ---------------------------------------------------------------------------
+
+    def insert_delivery(self, call_id: str, sequence: int, event_type: str, url: str, payload: dict[str, Any]) -> int:
+        with self._lock:
+            cursor = self._db.execute(
+                "INSERT INTO webhook_deliveries (call_id, sequence, event_type, url, payload_json, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (call_id, sequence, event_type, url, json.dumps(payload), utc_now()),
+            )
+        return int(cursor.lastrowid or 0)
+
+    def record_attempt(self, delivery_id: int, attempt: dict[str, Any], status: str | None = None) -> None:
+        """Append one attempt to a delivery's log; ``status`` 'delivered' or 'failed' closes it."""
+        with self._lock:
+            row = self._db.execute("SELECT attempts_json FROM webhook_deliveries WHERE id = ?", (delivery_id,)).fetchone()
+            attempts = json.loads(row[0]) if row else []
+            attempts.append(attempt)
+            if status is None:
+                self._db.execute("UPDATE webhook_deliveries SET attempts_json = ? WHERE id = ?", (json.dumps(attempts), delivery_id))
+            else:
+                self._db.execute(
+                    "UPDATE webhook_deliveries SET attempts_json = ?, status = ?, finished_at = ? WHERE id = ?",
+                    (json.dumps(attempts), status, utc_now(), delivery_id),
+                )
+
+    def delivery(self, delivery_id: int) -> dict[str, Any] | None:
+        found = self.deliveries(delivery_id=delivery_id)
+        return found[0] if found else None
+
+    def deliveries(self, call_id: str | None = None, pending_only: bool = False, delivery_id: int | None = None) -> list[dict[str, Any]]:
+        query = "SELECT id, call_id, sequence, event_type, url, payload_json, status, attempts_json, created_at, finished_at FROM webhook_deliveries"
+        clauses, params = [], []
+        if call_id is not None:
+            clauses.append("call_id = ?")
+            params.append(call_id)
+        if pending_only:
+            clauses.append("status = 'pending'")
+        if delivery_id is not None:
+            clauses.append("id = ?")
+            params.append(delivery_id)
+        if clauses:
+            query += " WHERE " + " AND ".join(clauses)
+        with self._lock:
+            rows = self._db.execute(query + " ORDER BY id", params).fetchall()
+        keys = ("id", "call_id", "sequence", "event_type", "url", "payload", "status", "attempts", "created_at", "finished_at")
+        out = []
+        for row in rows:
+            item = dict(zip(keys, row))
+            item["payload"] = json.loads(item["payload"])
+            item["attempts"] = json.loads(item["attempts"])
+            out.append(item)
+        return out
 
     # -- pending work ---------------------------------------------------------------------------------
 

@@ -1,0 +1,47 @@
+"""Dependencies of the routes, as ``Annotated`` aliases: the services, and the API key check."""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from ivrsim.api.errors import HTTP_401_UNAUTHORIZED, ApiError
+from ivrsim.engine.engine import CallEngine
+from ivrsim.settings import Settings
+from ivrsim.speech.voices import VoiceCatalog
+from ivrsim.webhooks.dispatcher import WebhookDispatcher
+
+
+@dataclass
+class Services:
+    """What a request may use; built once in the app's lifespan."""
+
+    settings: Settings
+    engine: CallEngine
+    dispatcher: WebhookDispatcher
+    catalog: VoiceCatalog
+
+
+def get_services(request: Request) -> Services:
+    return request.app.state.services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+def require_api_key(request: Request, services: ServicesDep) -> None:
+    """``Authorization: Bearer <key>``; a missing or wrong key is a 401 in the shared error shape."""
+    header = request.headers.get("authorization", "")
+    scheme, _, key = header.partition(" ")
+    challenge = {"WWW-Authenticate": "Bearer"}
+    if scheme.lower() != "bearer" or not key.strip():
+        raise ApiError(HTTP_401_UNAUTHORIZED, "unauthorized", "send your key as 'Authorization: Bearer <key>'", headers=challenge)
+    expected = services.settings.api_key or ""
+    if not hmac.compare_digest(key.strip().encode(), expected.encode()):
+        raise ApiError(HTTP_401_UNAUTHORIZED, "unauthorized", "the API key is not valid; ivrsim serve prints its key at start-up", headers=challenge)
+
+
+ApiKeyDep = Depends(require_api_key)

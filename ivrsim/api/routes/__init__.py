@@ -1,0 +1,1 @@
+"""One router per resource, assembled in ``ivrsim.api.app``."""
