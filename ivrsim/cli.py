@@ -283,6 +283,104 @@ DOCUMENTED_TTS = "Hello! This is a call from Canary. Press 1 to confirm."
 
 
 @main.command()
+@click.option("--host", default=None, help="Address to listen on (default 127.0.0.1; IVRSIM_HOST).")
+@click.option("--port", type=click.IntRange(0, 65535), default=None, help="Port (default 8080; IVRSIM_PORT).")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="SQLite store, recordings, caches (default .ivrsim).")
+@click.option("--phonebook", type=click.Path(dir_okay=False, exists=True), default=None, help="Phonebook YAML (default samples/phonebook.yaml).")
+@click.option("--clock", type=click.Choice(["virtual", "realtime"]), default=None, help="Virtual (default) or realtime call time.")
+@click.option("--verified-number", "verified", multiple=True, help="A caller id 'from' may use (repeatable; adds to IVRSIM_VERIFIED_NUMBERS).")
+@click.option("--media-root", "media_roots", multiple=True, type=click.Path(file_okay=False, exists=True), help="Folder audio_url may read local files from (repeatable).")
+@click.option("--webhook-secret", default=None, help="Sign webhooks with HMAC-SHA256 (IVRSIM_WEBHOOK_SECRET).")
+def serve(host: str | None, port: int | None, data_dir: str | None, phonebook: str | None, clock: str | None,
+          verified: tuple[str, ...], media_roots: tuple[str, ...], webhook_secret: str | None) -> None:
+    """Serve the Canary Voice API and /_sim on localhost.
+
+    The key both APIs accept comes from IVRSIM_API_KEY; without one a dev key is made and printed.
+    """
+    from pathlib import Path
+
+    from pydantic import ValidationError
+
+    from ivrsim.api.server import serve as run_server
+    from ivrsim.settings import Settings
+
+    try:
+        settings = Settings()
+    except ValidationError as error:
+        _error(f"bad IVRSIM_ setting: {error.errors()[0]['loc'][0]}: {error.errors()[0]['msg']}")
+        sys.exit(EXIT_FAILED)
+    overrides = {"host": host, "port": port, "data_dir": Path(data_dir) if data_dir else None, "phonebook": Path(phonebook) if phonebook else None,
+                 "clock": clock, "webhook_secret": webhook_secret}
+    for name, value in overrides.items():
+        if value is not None:
+            setattr(settings, name, value)
+    settings.verified_numbers = [*settings.verified_numbers, *verified]
+    settings.media_roots = [*settings.media_roots, *(Path(m) for m in media_roots)]
+    key, made = settings.ensure_api_key()
+    console = Console(stderr=True, highlight=False)
+    console.print(f"ivrsim {__version__}: Canary Voice API on http://{settings.host}:{settings.port} ({settings.clock} clock, data in {settings.data_dir})")
+    console.print(f"API key: {key}" + (" (a dev key made now; set IVRSIM_API_KEY to choose one)" if made else ""))
+    console.print(f"verified caller ids: {', '.join(settings.verified_numbers)}")
+    run_server(settings)
+
+
+@main.command()
+@click.option("--to", "to", required=True, help="Number to call (E.164).")
+@click.option("--from", "from_", default="+15559876543", show_default=True, help="Verified caller id.")
+@click.option("--tts", "text", default=None, help="What to say (plain text or SSML).")
+@click.option("--voice", default=None, help="Voice id.")
+@click.option("--audio-url", default=None, help="Audio to play.")
+@click.option("--gather-digits", type=click.IntRange(1, 64), default=None, help="Gather this many digits.")
+@click.option("--finish-on-key", default=None, help="Key that ends the gather.")
+@click.option("--record", is_flag=True, help="Record the call.")
+@click.option("--webhook-url", default=None, help="Where status webhooks go.")
+@click.option("--base-url", default="http://127.0.0.1:8080", show_default=True, envvar="IVRSIM_BASE_URL", help="The running server.")
+@click.option("--api-key", envvar="IVRSIM_API_KEY", required=True, help="The server's key (IVRSIM_API_KEY).")
+@click.option("--json", "as_json", is_flag=True, help="Print each event as a JSON line.")
+def call(to: str, from_: str, text: str | None, voice: str | None, audio_url: str | None, gather_digits: int | None, finish_on_key: str | None,
+         record: bool, webhook_url: str | None, base_url: str, api_key: str, as_json: bool) -> None:
+    """Place a call on a running `ivrsim serve` and print its events live until it ends."""
+    import httpx
+
+    from ivrsim.client import Canary, CanaryError
+
+    parameters: dict[str, Any] = {"record": record}
+    if text is not None:
+        parameters["tts"] = {"text": text, **({"voice": voice} if voice else {})}
+    if audio_url is not None:
+        parameters["audio_url"] = audio_url
+    if gather_digits is not None or finish_on_key is not None:
+        parameters["gather"] = {k: v for k, v in (("num_digits", gather_digits), ("finish_on_key", finish_on_key)) if v is not None}
+    if webhook_url is not None:
+        parameters["webhook_url"] = webhook_url
+    try:
+        with Canary(api_key, base_url=base_url) as client:
+            placed = client.voice.call(to=to, from_=from_, **parameters)
+            seen = 0
+            status = placed.status
+            while True:
+                for event in client.voice.events(placed.id, after=seen):
+                    seen = event["sequence"]
+                    if as_json:
+                        click.echo(json.dumps(event))
+                    else:
+                        facts = ", ".join(f"{k}={v}" for k, v in event.items() if k not in ("call_id", "type", "sequence", "call_time_s", "timestamp"))
+                        click.echo(f"{event['call_time_s']:8.2f} s  {event['type']:<20} {facts}")
+                    if event["type"] in ("call.completed", "call.busy", "call.no-answer", "call.failed"):
+                        status = event["status"]
+                if status in ("completed", "busy", "no-answer", "failed"):
+                    break
+                time.sleep(0.1)
+    except CanaryError as error:
+        _error(error)
+        sys.exit(EXIT_FAILED)
+    except httpx.HTTPError as error:
+        _error(f"cannot reach {base_url} ({error}); start the server with `ivrsim serve`")
+        sys.exit(EXIT_FAILED)
+    sys.exit(EXIT_OK if status == "completed" else EXIT_FAILED)
+
+
+@main.command()
 @click.option("--to", "to", default="+15551234567", show_default=True, help="Number to call; the phonebook decides who answers.")
 @click.option("--from", "from_", default="+15559876543", show_default=True, help="Caller id.")
 @click.option("--tts", "text", default=DOCUMENTED_TTS, show_default=True, help="What the platform says (plain text or SSML).")

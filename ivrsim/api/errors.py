@@ -101,16 +101,19 @@ class BodyLimitMiddleware:
         async def limited() -> Message:
             nonlocal received, refused
             message = await receive()
-            if message["type"] == "http.request":
+            if message["type"] == "http.request" and not refused:
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    refused = True
-                    raise _TooLarge
+                    refused = True  # stop reading here: the app sees an empty end of body
+                    return {"type": "http.request", "body": b"", "more_body": False}
             return message
 
-        try:
-            await self.app(scope, limited, send)
-        except _TooLarge:
+        async def guarded_send(message: Message) -> None:
+            if not refused:  # once refused, whatever the app answers is replaced by the 413
+                await send(message)
+
+        await self.app(scope, limited, guarded_send)
+        if refused:
             await self._refuse(send)
 
     async def _refuse(self, send: Send) -> None:
@@ -140,10 +143,6 @@ class JsonOnlyMiddleware:
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
-
-
-class _TooLarge(Exception):
-    pass
 
 
 async def _no_receive() -> Message:  # pragma: no cover - a response never reads
