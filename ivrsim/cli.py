@@ -398,64 +398,82 @@ def call(to: str, from_: str, text: str | None, voice: str | None, audio_url: st
 @click.option("--json", "as_json", is_flag=True, help="Print the call and its events as JSON.")
 def demo(to: str, from_: str, text: str, voice: str, audio_url: str | None, gather_digits: int, finish_on_key: str, gather_timeout: float,
          no_gather: bool, record: bool, ring_timeout: int, clock: str, data_dir: str, phonebook: str | None, as_json: bool) -> None:
-    """Run the main job on embedded defaults: the documented example call, simulated end to end.
+    """Run the main job on embedded defaults: the documented example call, end to end over HTTP.
 
-    The platform calls +15551234567 and says "Press 1 to confirm"; the default phonebook's scripted caller
-    answers after one ring, waits for the prompt to end and presses 1 (real DTMF over a G.711 line); the
-    call is recorded. Prints the timeline and where the recording is. Exits 0 when the call completes
-    (and, with a gather, when digits came back), 1 otherwise.
+    Starts the server and a webhook receiver in-process on free loopback ports, places the Canary docs'
+    example call (POST /v1/voice/calls) to +15551234567, whose scripted caller answers after one ring,
+    waits for the prompt to end and presses 1 (real DTMF over a G.711 line); receives the signed webhooks;
+    prints the timeline, the webhooks and where the recording is. Exits 0 when the call completes (and,
+    with a gather, digits came back) and every webhook arrived, 1 otherwise.
     """
-    import asyncio
+    import secrets
     from pathlib import Path
 
+    from ivrsim.api.server import BackgroundServer
+    from ivrsim.client import Canary, CanaryError
     from ivrsim.engine.callees import Phonebook, ScriptError
-    from ivrsim.engine.engine import CallEngine, CallRequest, EngineSettings, GatherSpec, TtsSpec
-    from ivrsim.speech.tts import PromptCache, SpeechSynthesizer
+    from ivrsim.settings import Settings
+    from ivrsim.webhooks.receiver import WebhookReceiver
 
-    try:
-        book = Phonebook.load(phonebook) if phonebook else Phonebook.default_book()
-    except ScriptError as error:
-        _error(error)
-        sys.exit(EXIT_FAILED)
-    folder = Path(data_dir)
-    request = CallRequest(
-        to=to,
-        from_=from_,
-        tts=TtsSpec(text, voice=voice),
-        audio_url=audio_url,
-        record=record,
-        gather=None if no_gather else GatherSpec(num_digits=gather_digits, finish_on_key=finish_on_key, timeout_s=gather_timeout),
-        timeout_s=ring_timeout,
+    if phonebook:
+        try:
+            Phonebook.load(phonebook)
+        except ScriptError as error:
+            _error(error)
+            sys.exit(EXIT_FAILED)
+    secret = "whsec_" + secrets.token_hex(8)
+    settings = Settings(
+        api_key="demo_" + secrets.token_hex(8), host="127.0.0.1", port=0, data_dir=Path(data_dir), clock=clock,
+        phonebook=Path(phonebook) if phonebook else None, verified_numbers=[from_], webhook_secret=secret,
     )
-
-    async def run() -> tuple[Any, list[Any], float]:
-        synthesizer = SpeechSynthesizer(cache=PromptCache(folder / "prompts"))
-        async with CallEngine(EngineSettings(folder, clock=clock), phonebook=book, synthesizer=synthesizer) as engine:
-            started = time.perf_counter()
-            placed = await engine.place(request)
-            final = await engine.wait(placed.id)
-            return final, engine.store.events(placed.id), time.perf_counter() - started
-
-    final, events, elapsed_s = asyncio.run(run())
-    gathered = [e for e in events if e.type == "gather.completed"]
-    recording = next((e for e in events if e.type == "recording.completed"), None)
-    ok = final.status == "completed" and (no_gather or bool(gathered and (gathered[0].data["digits"] or gathered[0].data["finished_on_key"])))
-    call_s = events[-1].call_time_s if events else 0.0
+    parameters: dict[str, Any] = {"tts": {"text": text, "voice": voice}, "record": record, "timeout": ring_timeout}
+    if audio_url:
+        parameters["audio_url"] = audio_url
+    started = time.perf_counter()
+    with WebhookReceiver(secret=secret) as receiver, BackgroundServer(settings) as server, Canary(settings.api_key or "", base_url=server.base_url) as client:
+        parameters["webhook_url"] = f"{receiver.url}/status"
+        if not no_gather:
+            parameters["gather"] = {"num_digits": gather_digits, "finish_on_key": finish_on_key, "timeout": gather_timeout,
+                                    "webhook_url": f"{receiver.url}/gather"}
+        try:
+            placed = client.voice.call(to=to, from_=from_, **parameters)
+            final = client.voice.wait(placed.id, timeout_s=ring_timeout + gather_timeout + 600)
+        except CanaryError as error:
+            _error(error)
+            sys.exit(EXIT_FAILED)
+        ending = f"call.{final.status}"
+        receiver.wait_for(placed.id, ending)
+        events = client.voice.events(placed.id)
+        webhooks = [w for w in receiver.received if w.payload.get("call_id") == placed.id]
+        recording = client.voice.recording(placed.id) if record and final.status == "completed" else None
+        log = client.request("GET", f"/v1/voice/calls/{placed.id}/webhooks")["data"]
+    elapsed_s = time.perf_counter() - started
+    gathered = [e for e in events if e["type"] == "gather.completed"]
+    got_input = no_gather or bool(gathered and (gathered[0]["digits"] or gathered[0]["finished_on_key"]))
+    all_delivered = all(d["status"] == "delivered" for d in log) and all(w.signature_ok for w in webhooks)
+    ok = final.status == "completed" and got_input and all_delivered
+    recording_file = Path(data_dir) / "recordings" / f"{recording['id']}.wav" if recording else None
+    call_s = events[-1]["call_time_s"] if events else 0.0
     if as_json:
-        click.echo(json.dumps({"call": {**final.__dict__, "from": final.from_}, "events": [e.payload() for e in events], "ok": ok}, indent=2, default=str))
+        click.echo(json.dumps({"call": final.data, "events": events, "webhooks": [w.payload for w in webhooks], "recording": recording,
+                               "recording_file": str(recording_file) if recording_file else None, "ok": ok}, indent=2))
     else:
         console = Console(highlight=False)
         table = Table(title=f"{final.id}: {from_} -> {to} ({clock} clock)")
         table.add_column("call time", justify="right")
         table.add_column("event")
         table.add_column("details")
+        table.add_column("webhook")
+        hooked = {(w.payload["type"], w.payload["sequence"]): w.path for w in webhooks}
         for event in events:
-            details = ", ".join(f"{k}={v}" for k, v in event.data.items() if k not in ("path",))
-            table.add_row(f"{event.call_time_s:.2f} s", event.type, details)
+            details = ", ".join(f"{k}={v}" for k, v in event.items() if k not in ("call_id", "type", "sequence", "call_time_s", "timestamp", "path"))
+            table.add_row(f"{event['call_time_s']:.2f} s", event["type"], details, hooked.get((event["type"], event["sequence"]), ""))
         console.print(table)
-        console.print(f"status [bold]{final.status}[/bold] ({final.reason}); {call_s:.1f} s of call in {elapsed_s:.2f} s")
+        signed = sum(1 for w in webhooks if w.signature_ok)
+        console.print(f"status [bold]{final.status}[/bold] ({final.data.get('reason')}); {call_s:.1f} s of call in {elapsed_s:.2f} s; "
+                      f"{len(webhooks)} webhooks received, {signed} with a valid signature")
         if recording is not None:
-            console.print(f"recording: {recording.data['path']} ({recording.data['channels']}, {recording.data['duration']:.2f} s)")
+            console.print(f"recording: {recording['url']} (file {recording_file}, {recording['channels']}, {recording['duration']:.2f} s)")
     sys.exit(EXIT_OK if ok else EXIT_FAILED)
 
 

@@ -23,7 +23,7 @@ def write(path: Path, digits: str, rate_hz: int = 8000) -> Path:
     return path
 
 
-@pytest.mark.parametrize("command", [[], ["dtmf"], ["dtmf", "decode"], ["dtmf", "generate"], ["dtmf", "roundtrip"], ["demo"], ["say"], ["voices"]])
+@pytest.mark.parametrize("command", [[], ["dtmf"], ["dtmf", "decode"], ["dtmf", "generate"], ["dtmf", "roundtrip"], ["demo"], ["say"], ["voices"], ["serve"], ["call"]])
 def test_every_command_has_help(command: list[str]) -> None:
     result = ivrsim(*command, "--help")
     assert result.returncode == 0
@@ -145,7 +145,7 @@ def test_dtmf_round_trip_table_output() -> None:
     assert "all digits back" in result.stdout
 
 
-def test_demo_places_the_documented_call_and_the_caller_presses_1(tmp_path: Path) -> None:
+def test_demo_places_the_documented_call_over_http_with_webhooks(tmp_path: Path) -> None:
     result = ivrsim("demo", "--data-dir", str(tmp_path), "--json")
     assert result.returncode == 0, result.stderr
     document = json.loads(result.stdout)
@@ -154,14 +154,16 @@ def test_demo_places_the_documented_call_and_the_caller_presses_1(tmp_path: Path
     assert types[:3] == ["call.queued", "call.ringing", "call.in-progress"] and types[-1] == "call.completed"
     gathered = next(e for e in document["events"] if e["type"] == "gather.completed")
     assert (gathered["call_id"], gathered["digits"]) == (document["call"]["id"], "1")
-    recording = next(e for e in document["events"] if e["type"] == "recording.completed")
-    assert soundfile.info(recording["path"]).channels == 2
+    assert [w["type"] for w in document["webhooks"]] == [
+        "call.queued", "call.ringing", "call.in-progress", "gather.completed", "recording.completed", "call.completed"]
+    assert document["recording"]["call_id"] == document["call"]["id"]
+    assert soundfile.info(document["recording_file"]).channels == 2
 
 
 def test_demo_table_names_the_recording(tmp_path: Path) -> None:
     result = ivrsim("demo", "--data-dir", str(tmp_path))
     assert result.returncode == 0
-    assert "gather.completed" in result.stdout and "recording:" in result.stdout
+    assert "gather.completed" in result.stdout and "recording:" in result.stdout and "6 with a valid signature" in result.stdout
 
 
 def test_demo_exits_1_when_the_call_does_not_complete(tmp_path: Path) -> None:
@@ -213,3 +215,47 @@ def test_voices_lists_the_catalog() -> None:
     assert len({v["language"] for v in voices}) >= 40
     table = ivrsim("voices", "--language", "fr")
     assert "fr-FR-Neural2-A" in table.stdout and "en-US" not in table.stdout
+
+
+def test_serve_and_call_as_real_processes(tmp_path: Path) -> None:
+    import os
+    import socket
+    import time as clock
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "IVRSIM_API_KEY": "cli-key"}
+    server = subprocess.Popen([sys.executable, "-m", "ivrsim", "serve", "--port", str(port), "--data-dir", str(tmp_path)],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = clock.monotonic() + 30
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                    break
+            except OSError:
+                if clock.monotonic() > deadline or server.poll() is not None:
+                    raise AssertionError("ivrsim serve did not start") from None
+                clock.sleep(0.1)
+        result = subprocess.run(
+            [sys.executable, "-m", "ivrsim", "call", "--to", "+15550100001", "--tts", "Enter your PIN.", "--gather-digits", "4",
+             "--base-url", f"http://127.0.0.1:{port}", "--json"],
+            env=env, capture_output=True, text=True, timeout=60,
+        )
+        assert result.returncode == 0, result.stderr
+        events = [json.loads(line) for line in result.stdout.splitlines()]
+        assert next(e for e in events if e["type"] == "gather.completed")["digits"] == "1234"
+        assert events[-1]["type"] == "call.completed"
+        refused = subprocess.run([sys.executable, "-m", "ivrsim", "call", "--to", "12", "--tts", "x", "--base-url", f"http://127.0.0.1:{port}"],
+                                 env=env, capture_output=True, text=True, timeout=60)
+        assert refused.returncode == 1 and "422 invalid_parameter" in refused.stderr and "(param: to)" in refused.stderr
+    finally:
+        server.terminate()
+        output = server.communicate(timeout=30)[1]
+    assert "API key: cli-key" in output
+
+
+def test_call_without_a_server_says_how_to_start_one() -> None:
+    result = ivrsim("call", "--to", "+15550100001", "--tts", "hi", "--api-key", "k", "--base-url", "http://127.0.0.1:9")
+    assert result.returncode == 1 and "ivrsim serve" in result.stderr
