@@ -291,8 +291,9 @@ DOCUMENTED_TTS = "Hello! This is a call from Canary. Press 1 to confirm."
 @click.option("--verified-number", "verified", multiple=True, help="A caller id 'from' may use (repeatable; adds to IVRSIM_VERIFIED_NUMBERS).")
 @click.option("--media-root", "media_roots", multiple=True, type=click.Path(file_okay=False, exists=True), help="Folder audio_url may read local files from (repeatable).")
 @click.option("--webhook-secret", default=None, help="Sign webhooks with HMAC-SHA256 (IVRSIM_WEBHOOK_SECRET).")
+@click.option("--access-log", is_flag=True, help="Print a line per HTTP request.")
 def serve(host: str | None, port: int | None, data_dir: str | None, phonebook: str | None, clock: str | None,
-          verified: tuple[str, ...], media_roots: tuple[str, ...], webhook_secret: str | None) -> None:
+          verified: tuple[str, ...], media_roots: tuple[str, ...], webhook_secret: str | None, access_log: bool) -> None:
     """Serve the Canary Voice API and /_sim on localhost.
 
     The key both APIs accept comes from IVRSIM_API_KEY; without one a dev key is made and printed.
@@ -321,7 +322,7 @@ def serve(host: str | None, port: int | None, data_dir: str | None, phonebook: s
     console.print(f"ivrsim {__version__}: Canary Voice API on http://{settings.host}:{settings.port} ({settings.clock} clock, data in {settings.data_dir})")
     console.print(f"API key: {key}" + (" (a dev key made now; set IVRSIM_API_KEY to choose one)" if made else ""))
     console.print(f"verified caller ids: {', '.join(settings.verified_numbers)}")
-    run_server(settings)
+    run_server(settings, access_log=access_log)
 
 
 @main.command()

@@ -25,14 +25,14 @@ class Services:
     catalog: VoiceCatalog
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
     return request.app.state.services
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-def require_api_key(request: Request, services: ServicesDep) -> None:
+async def require_api_key(request: Request, services: ServicesDep) -> None:
     """``Authorization: Bearer <key>``; a missing or wrong key is a 401 in the shared error shape."""
     header = request.headers.get("authorization", "")
     scheme, _, key = header.partition(" ")

@@ -18,7 +18,7 @@ class BackgroundServer:
     def __init__(self, settings: Settings, start_timeout_s: float = 20.0) -> None:
         self.settings = settings
         self.start_timeout_s = start_timeout_s
-        config = uvicorn.Config(create_app(settings), host=settings.host, port=settings.port, log_level="warning", lifespan="on")
+        config = uvicorn.Config(create_app(settings), host=settings.host, port=settings.port, log_level="warning", lifespan="on", access_log=False)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name="ivrsim-server", daemon=True)
         self.base_url = ""
@@ -39,6 +39,6 @@ class BackgroundServer:
         self._thread.join(timeout=30)
 
 
-def serve(settings: Settings) -> None:
-    """Serve in the foreground until interrupted."""
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info", lifespan="on")
+def serve(settings: Settings, access_log: bool = False) -> None:
+    """Serve in the foreground until interrupted; ``access_log`` prints a line per request."""
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info", lifespan="on", access_log=access_log)

@@ -249,12 +249,9 @@ class Store:
             )
         return int(cursor.lastrowid or 0)
 
-    def record_attempt(self, delivery_id: int, attempt: dict[str, Any], status: str | None = None) -> None:
-        """Append one attempt to a delivery's log; ``status`` 'delivered' or 'failed' closes it."""
+    def record_attempts(self, delivery_id: int, attempts: list[dict[str, Any]], status: str | None = None) -> None:
+        """Store a delivery's attempt log; ``status`` 'delivered' or 'failed' closes it."""
         with self._lock:
-            row = self._db.execute("SELECT attempts_json FROM webhook_deliveries WHERE id = ?", (delivery_id,)).fetchone()
-            attempts = json.loads(row[0]) if row else []
-            attempts.append(attempt)
             if status is None:
                 self._db.execute("UPDATE webhook_deliveries SET attempts_json = ? WHERE id = ?", (json.dumps(attempts), delivery_id))
             else:

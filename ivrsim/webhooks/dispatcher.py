@@ -33,6 +33,9 @@ from ivrsim.store.sqlite import Store
 logger = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = "X-Ivrsim-Signature"
+#: Webhook requests in flight at once, across all calls. httpcore's pool slows down quadratically with the
+#: number of requests queued on it, so hundreds of calls each posting at once would starve the server.
+MAX_CONCURRENT_DELIVERIES = 16
 #: Event types that go to the call's webhook_url (besides gather.completed, routed by its gather).
 CALL_WEBHOOK_EVENTS = ("recording.completed", "transcription.completed")
 
@@ -46,6 +49,17 @@ class WebhookSettings:
     timeout_s: float = 15.0
     backoff_s: float = 0.5
     secret: str | None = None
+
+
+@dataclass
+class _Delivery:
+    """One queued delivery: what to send where, and the attempts made so far."""
+
+    id: int
+    event_type: str
+    url: str
+    body: bytes
+    attempts: list[dict[str, Any]]
 
 
 def sign(secret: str, body: bytes, timestamp: int) -> str:
@@ -64,19 +78,22 @@ class WebhookDispatcher:
             timeout=httpx.Timeout(self.settings.timeout_s, connect=self.settings.connect_timeout_s),
             transport=transport,
             headers={"User-Agent": "ivrsim-webhooks"},
+            limits=httpx.Limits(max_connections=MAX_CONCURRENT_DELIVERIES, max_keepalive_connections=MAX_CONCURRENT_DELIVERIES),
         )
-        self._queues: dict[str, asyncio.Queue[int | None]] = {}
+        self._slots = asyncio.Semaphore(MAX_CONCURRENT_DELIVERIES)
+        self._queues: dict[str, asyncio.Queue[_Delivery]] = {}
         self._workers: dict[str, asyncio.Task[None]] = {}
         self._targets: dict[str, tuple[str | None, str | None]] = {}
 
     async def start(self) -> None:
         """Queue again the deliveries a previous run left pending."""
-        for delivery in self.store.deliveries(pending_only=True):
-            self._enqueue(delivery["call_id"], delivery["id"])
+        for row in self.store.deliveries(pending_only=True):
+            self._enqueue(row["call_id"], _Delivery(row["id"], row["event_type"], row["url"], json.dumps(row["payload"]).encode(), row["attempts"]))
 
     async def close(self) -> None:
-        for queue in self._queues.values():
-            queue.put_nowait(None)
+        """Stop delivering; what is still pending stays in SQLite and resumes at the next ``start``."""
+        for worker in self._workers.values():
+            worker.cancel()
         await asyncio.gather(*self._workers.values(), return_exceptions=True)
         await self._client.aclose()
 
@@ -94,8 +111,9 @@ class WebhookDispatcher:
             url = call_url
         if url is None:
             return
-        delivery_id = self.store.insert_delivery(event.call_id, event.sequence, event.type, url, event.payload())
-        self._enqueue(event.call_id, delivery_id)
+        payload = event.payload()
+        delivery_id = self.store.insert_delivery(event.call_id, event.sequence, event.type, url, payload)
+        self._enqueue(event.call_id, _Delivery(delivery_id, event.type, url, json.dumps(payload).encode(), []))
         if event.type in ("call.completed", "call.busy", "call.no-answer", "call.failed"):
             self._targets.pop(event.call_id, None)
 
@@ -107,51 +125,49 @@ class WebhookDispatcher:
             self._targets[call_id] = (request.get("webhook_url"), gather.get("webhook_url"))
         return self._targets[call_id]
 
-    def _enqueue(self, call_id: str, delivery_id: int) -> None:
+    def _enqueue(self, call_id: str, delivery: _Delivery) -> None:
         queue = self._queues.get(call_id)
         if queue is None:
             queue = self._queues[call_id] = asyncio.Queue()
             self._workers[call_id] = asyncio.create_task(self._work(call_id, queue), name=f"webhooks-{call_id}")
-        queue.put_nowait(delivery_id)
+        queue.put_nowait(delivery)
 
-    async def _work(self, call_id: str, queue: asyncio.Queue[int | None]) -> None:
+    async def _work(self, call_id: str, queue: asyncio.Queue[_Delivery]) -> None:
         while True:
-            delivery_id = await queue.get()
+            delivery = await queue.get()
             try:
-                if delivery_id is None:
-                    return
-                await self._deliver(delivery_id)
+                await self._deliver(delivery)
             except Exception:  # one bad delivery never stops the others
-                logger.exception("webhook delivery %s failed unexpectedly", delivery_id)
+                logger.exception("webhook delivery %s failed unexpectedly", delivery.id)
             finally:
                 queue.task_done()
 
-    async def _deliver(self, delivery_id: int) -> None:
-        delivery = self.store.delivery(delivery_id)
-        if delivery is None or delivery["status"] != "pending":
-            return
-        body = json.dumps(delivery["payload"]).encode()
+    async def _deliver(self, delivery: _Delivery) -> None:
+        body = delivery.body
         s = self.settings
-        for attempt in range(len(delivery["attempts"]) + 1, s.attempts + 1):
-            headers = {"Content-Type": "application/json", "X-Ivrsim-Delivery": str(delivery_id), "X-Ivrsim-Attempt": str(attempt)}
+        for attempt in range(len(delivery.attempts) + 1, s.attempts + 1):
+            headers = {"Content-Type": "application/json", "X-Ivrsim-Delivery": str(delivery.id), "X-Ivrsim-Attempt": str(attempt)}
             if s.secret:
                 headers[SIGNATURE_HEADER] = sign(s.secret, body, int(time.time()))
             started = time.perf_counter()
             status_code, error = None, None
             try:
-                response = await self._client.post(delivery["url"], content=body, headers=headers)
+                async with self._slots:
+                    response = await self._client.post(delivery.url, content=body, headers=headers)
                 status_code = response.status_code
             except httpx.TimeoutException as exc:
                 error = f"timed out ({type(exc).__name__})"
             except httpx.HTTPError as exc:
                 error = f"{type(exc).__name__}: {exc}"
-            record = {"attempt": attempt, "at": utc_now(), "status_code": status_code, "error": error, "ms": round((time.perf_counter() - started) * 1000, 1)}
+            delivery.attempts.append(
+                {"attempt": attempt, "at": utc_now(), "status_code": status_code, "error": error, "ms": round((time.perf_counter() - started) * 1000, 1)}
+            )
             if status_code is not None and status_code < 400:
-                self.store.record_attempt(delivery_id, record, "delivered")
+                self.store.record_attempts(delivery.id, delivery.attempts, "delivered")
                 return
             final = (status_code is not None and status_code < 500) or attempt == s.attempts
-            self.store.record_attempt(delivery_id, record, "failed" if final else None)
+            self.store.record_attempts(delivery.id, delivery.attempts, "failed" if final else None)
             if final:
-                logger.warning("webhook %s to %s given up after %d attempts", delivery["event_type"], delivery["url"], attempt)
+                logger.warning("webhook %s to %s given up after %d attempts", delivery.event_type, delivery.url, attempt)
                 return
             await asyncio.sleep(s.backoff_s * 2 ** (attempt - 1))

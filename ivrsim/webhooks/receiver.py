@@ -35,6 +35,8 @@ class WebhookReceiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive: ivrsim reuses its connections
+
             def log_message(self, *args: object) -> None:
                 pass
 
@@ -44,6 +46,7 @@ class WebhookReceiver:
                     payload = json.loads(body)
                 except ValueError:
                     self.send_response(400)
+                    self.send_header("Content-Length", "0")
                     self.end_headers()
                     return
                 signature = self.headers.get(SIGNATURE_HEADER)
@@ -52,6 +55,7 @@ class WebhookReceiver:
                     receiver.received.append(ReceivedWebhook(self.path, payload, ok))
                     receiver._lock.notify_all()
                 self.send_response(204)
+                self.send_header("Content-Length", "0")
                 self.end_headers()
 
         self._server = ThreadingHTTPServer((host, port), Handler)

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse
 
-from ivrsim.api.deps import ApiKeyDep, ServicesDep
+from ivrsim.api.deps import ApiKeyDep, Services, ServicesDep
 from ivrsim.api.errors import HTTP_404_NOT_FOUND, HTTP_422_UNPROCESSABLE, ApiError
 from ivrsim.api.schemas import CallCreate, CallPublic, RecordingPublic
 from ivrsim.exceptions import SpeechError, SsmlError, UnknownVoiceError
@@ -35,7 +35,7 @@ def call_public(record: CallRecord) -> dict[str, Any]:
     ).model_dump(by_alias=True)
 
 
-def _known_call(services: ServicesDep, call_id: str) -> CallRecord:
+def _known_call(services: Services, call_id: str) -> CallRecord:
     record = services.engine.store.get_call(call_id)
     if record is None:
         raise ApiError(HTTP_404_NOT_FOUND, "not_found", f"no call {call_id!r}; GET /v1/voice/calls lists the calls", "id")

@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ivrsim.api.deps import ApiKeyDep, ServicesDep
+from ivrsim.api.deps import ApiKeyDep, Services, ServicesDep
 from ivrsim.api.errors import HTTP_404_NOT_FOUND, HTTP_409_CONFLICT, HTTP_422_UNPROCESSABLE, ApiError
 from ivrsim.audio.dtmf_generator import DtmfToneSpec, generate_dtmf, validate_digits
 from ivrsim.exceptions import SpeechError
@@ -62,7 +62,7 @@ async def journal(services: ServicesDep, limit: int = 100) -> dict[str, Any]:
     return {"data": [e.payload() for e in services.engine.store.recent_events(max(1, min(limit, 1000)))]}
 
 
-def _live(services: ServicesDep, call_id: str) -> Any:
+def _live(services: Services, call_id: str) -> Any:
     live = services.engine.live_call(call_id)
     if live is None:
         if services.engine.store.get_call(call_id) is None:
