@@ -287,7 +287,7 @@ DOCUMENTED_TTS = "Hello! This is a call from Canary. Press 1 to confirm."
 @click.option("--port", type=click.IntRange(0, 65535), default=None, help="Port (default 8080; IVRSIM_PORT).")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="SQLite store, recordings, caches (default .ivrsim).")
 @click.option("--phonebook", type=click.Path(dir_okay=False, exists=True), default=None, help="Phonebook YAML (default samples/phonebook.yaml).")
-@click.option("--clock", type=click.Choice(["virtual", "realtime"]), default=None, help="Virtual (default) or realtime call time.")
+@click.option("--clock", type=click.Choice(["virtual", "realtime", "manual"]), default=None, help="Virtual (default), realtime, or manual (stepped with POST /_sim/clock).")
 @click.option("--verified-number", "verified", multiple=True, help="A caller id 'from' may use (repeatable; adds to IVRSIM_VERIFIED_NUMBERS).")
 @click.option("--media-root", "media_roots", multiple=True, type=click.Path(file_okay=False, exists=True), help="Folder audio_url may read local files from (repeatable).")
 @click.option("--webhook-secret", default=None, help="Sign webhooks with HMAC-SHA256 (IVRSIM_WEBHOOK_SECRET).")

@@ -47,8 +47,8 @@ class Settings(BaseSettings):
     @field_validator("clock")
     @classmethod
     def _clock(cls, value: str) -> str:
-        if value not in ("virtual", "realtime"):
-            raise ValueError("must be 'virtual' or 'realtime'")
+        if value not in ("virtual", "realtime", "manual"):
+            raise ValueError("must be 'virtual', 'realtime' or 'manual'")
         return value
 
     def ensure_api_key(self) -> tuple[str, bool]:

@@ -398,3 +398,24 @@ def test_sim_injects_dtmf_into_a_live_realtime_call(tmp_path: Path) -> None:
         assert http.post("/_sim/calls/call_nope/speech", json={"text": "hi"}).status_code == 404
         assert http.post("/_sim/reset").status_code == 200
         assert http.get("/v1/voice/calls").json()["data"] == []
+
+
+def test_sim_manual_clock_steps_calls(tmp_path: Path) -> None:
+    with BackgroundServer(settings_for(tmp_path, clock="manual")) as running, httpx.Client(base_url=running.base_url, headers=AUTH, timeout=30) as http:
+        call = place(http, to="+15550100002", tts={"text": "Press something."}, gather={"timeout": 5})
+        time.sleep(0.5)
+        assert http.get(f"/v1/voice/calls/{call['id']}").json()["status"] == "ringing"  # time has not moved
+        assert http.post("/_sim/clock", json={"advance_s": 2.0}).json() == {"clock": "manual", "now_s": 2.0}
+        wait_until(lambda: http.get(f"/v1/voice/calls/{call['id']}").json()["status"] == "in-progress")
+        http.post(f"/_sim/calls/{call['id']}/dtmf", json={"digits": "9#"})
+        http.post("/_sim/clock", json={"advance_s": 5.0})
+        final = wait_for(http, call["id"])
+        events = http.get(f"/v1/voice/calls/{call['id']}/events").json()["data"]
+        gathered = next(e for e in events if e["type"] == "gather.completed")
+        assert final["status"] == "completed" and (gathered["digits"], gathered["finished_on_key"]) == ("9", "#")
+        assert http.get("/_sim/clock").json() == {"clock": "manual", "now_s": 7.0}
+
+
+def test_sim_clock_refuses_steps_when_not_manual(client: httpx.Client) -> None:
+    response = client.post("/_sim/clock", json={"advance_s": 1})
+    assert response.status_code == 409 and "--clock manual" in response.json()["error"]["message"]

@@ -2,7 +2,8 @@
 
 The engine counts call time in frames; a clock only decides how fast those frames pass in wall time:
 ``VirtualClock`` as fast as the CPU allows (yielding to the event loop between frames, so that many calls
-interleave), ``RealtimeClock`` one frame per 20 ms of wall time. Events depend only on frames, never on the
+interleave), ``RealtimeClock`` one frame per 20 ms of wall time, ``ManualClock`` only as far as a shared
+``ManualTimeline`` has been stepped (``POST /_sim/clock``). Events depend only on frames, never on the
 clock, so the same call gives the same events at the same call times on both. A sound card drives its own
 clock by blocking until its frames are played (the devices issue implements that ``Clock``).
 """
@@ -61,10 +62,60 @@ class RealtimeClock:
         await asyncio.sleep(max(delay, 0.0))
 
 
-def make_clock(name: str) -> Clock:
-    """A new clock by name: "virtual" or "realtime"."""
+class ManualTimeline:
+    """Simulated time that moves only when told (``POST /_sim/clock``): every call on a ``ManualClock``
+    runs as fast as the CPU allows up to the timeline's present, then waits for the next step."""
+
+    def __init__(self) -> None:
+        self.now_frames = 0
+        self._moved = asyncio.Condition()
+
+    @property
+    def now_s(self) -> float:
+        return round(self.now_frames * FRAME_S, 3)
+
+    async def advance(self, seconds: float) -> float:
+        """Move time forward by ``seconds`` (rounded to whole frames); returns the new present."""
+        async with self._moved:
+            self.now_frames += int(round(seconds / FRAME_S))
+            self._moved.notify_all()
+        return self.now_s
+
+    async def wait_until(self, frame: int) -> None:
+        if frame <= self.now_frames:
+            return
+        async with self._moved:
+            await self._moved.wait_for(lambda: frame <= self.now_frames)
+
+
+class ManualClock:
+    """A call's clock on a ``ManualTimeline``: its call time starts where the timeline is when it starts."""
+
+    name = "manual"
+
+    def __init__(self, timeline: ManualTimeline) -> None:
+        self.timeline = timeline
+        self._start = timeline.now_frames
+        self._frames = 0
+        self._virtual = VirtualClock()
+
+    async def advance(self, frames: int = 1) -> None:
+        self._frames += frames
+        await self.timeline.wait_until(self._start + self._frames)
+        await self._virtual.advance(frames)
+
+
+CLOCKS = ("virtual", "realtime", "manual")
+
+
+def make_clock(name: str, timeline: ManualTimeline | None = None) -> Clock:
+    """A new clock by name: "virtual", "realtime", or "manual" (on ``timeline``)."""
     if name == "virtual":
         return VirtualClock()
     if name == "realtime":
         return RealtimeClock()
-    raise ValueError(f"clock must be 'virtual' or 'realtime', got {name!r}")
+    if name == "manual":
+        if timeline is None:
+            raise ValueError("a manual clock needs the engine's timeline")
+        return ManualClock(timeline)
+    raise ValueError(f"clock must be one of {', '.join(CLOCKS)}, got {name!r}")

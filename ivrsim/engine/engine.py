@@ -27,7 +27,7 @@ from ivrsim.audio.dtmf_receiver import DtmfReceiver
 from ivrsim.audio.line import LineModel, LineSettings
 from ivrsim.engine.actions import Action, Gather, Hangup, PlayAudio
 from ivrsim.engine.callees import Callee, CalleeContext, Phonebook
-from ivrsim.engine.clock import FRAME_S, Clock, make_clock
+from ivrsim.engine.clock import FRAME_S, Clock, ManualTimeline, make_clock
 from ivrsim.engine.events import CallEvent, EventBus, utc_now
 from ivrsim.engine.recorder import CallRecorder
 from ivrsim.exceptions import InvalidRequestError, IvrsimError
@@ -90,7 +90,7 @@ class CallRequest:
 
 @dataclass
 class EngineSettings:
-    """Where and how calls run: data folder, clock ("virtual" or "realtime"), the line, the id seed."""
+    """Where and how calls run: data folder, clock ("virtual", "realtime" or "manual"), the line, the id seed."""
 
     data_dir: Path
     clock: str = "virtual"
@@ -182,6 +182,8 @@ class CallEngine:
         self._tasks: dict[str, asyncio.Task[CallRecord]] = {}
         self._live: dict[str, _LiveCall] = {}
         self._ids = random.Random(settings.seed) if settings.seed is not None else None
+        #: Simulated time for the manual clock (None on the virtual and realtime clocks).
+        self.timeline = ManualTimeline() if settings.clock == "manual" else None
         self.recovered = self.store.recover()
 
     async def __aenter__(self) -> CallEngine:
@@ -252,7 +254,7 @@ class CallEngine:
 
     async def _call(self, call: _LiveCall) -> None:
         request = call.request
-        clock = make_clock(self.settings.clock)
+        clock = make_clock(self.settings.clock, self.timeline)
         try:
             callee = self.phonebook.callee_for(request.to)
             await callee.prepare(CalleeContext(call.rate_hz, self.synthesizer))

@@ -32,6 +32,12 @@ class DtmfInjection(BaseModel):
         return validate_digits(value)
 
 
+class ClockStep(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    advance_s: float = Field(gt=0, le=86_400, description="Seconds of call time to move forward.")
+
+
 class SpeechInjection(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -90,3 +96,20 @@ async def inject_speech(call_id: str, body: SpeechInjection, services: ServicesD
         raise ApiError(HTTP_422_UNPROCESSABLE, error.code, str(error), "voice" if "voice" in error.code else "text") from error
     at = live.inject(prompt.samples)
     return {"call_id": call_id, "injected": "speech", "duration_s": round(prompt.duration_s, 3), "call_time_s": at}
+
+
+@router.get("/clock", dependencies=[ApiKeyDep], summary="The clock, and where manual time is")
+async def get_clock(services: ServicesDep) -> dict[str, Any]:
+    timeline = services.engine.timeline
+    return {"clock": services.settings.clock, "now_s": timeline.now_s if timeline else None}
+
+
+@router.post("/clock", dependencies=[ApiKeyDep], summary="Step the manual clock")
+async def step_clock(body: ClockStep, services: ServicesDep) -> dict[str, Any]:
+    timeline = services.engine.timeline
+    if timeline is None:
+        raise ApiError(
+            HTTP_409_CONFLICT, "clock_not_manual",
+            f"the clock is {services.settings.clock} and runs by itself; start the server with --clock manual to step it",
+        )
+    return {"clock": "manual", "now_s": await timeline.advance(body.advance_s)}
