@@ -419,3 +419,29 @@ def test_sim_manual_clock_steps_calls(tmp_path: Path) -> None:
 def test_sim_clock_refuses_steps_when_not_manual(client: httpx.Client) -> None:
     response = client.post("/_sim/clock", json={"advance_s": 1})
     assert response.status_code == 409 and "--clock manual" in response.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "reason"),
+    [
+        ({"to": "+15550100408", "tts": {"text": "Hi."}, "timeout": 5}, "no-answer", "no answer within 5 s"),
+        ({"to": "+15550100503", "tts": {"text": "Hi."}}, "failed", "SIP 503"),
+        ({"to": "+15550100001", "audio_url": "http://127.0.0.1:9/missing.mp3"}, "failed", "cannot connect"),
+        ({"to": "+15550100003", "tts": {"text": "Please hold."}, "gather": {"timeout": 30}}, "completed", "the callee hung up"),
+    ],
+)
+def test_every_status_path_over_http(client: httpx.Client, receiver: Receiver, body: dict[str, Any], status: str, reason: str) -> None:
+    call = place(client, **body, webhook_url=f"{receiver.url}/paths")
+    final = wait_for(client, call["id"])
+    assert final["status"] == status and reason in final["reason"]
+    wait_until(lambda: any(e["type"] == f"call.{status}" for e in receiver.for_call(call["id"])))
+    assert next(e for e in receiver.for_call(call["id"]) if e["type"] == f"call.{status}")["reason"] == final["reason"]
+
+
+def test_mono_recording_over_http(client: httpx.Client) -> None:
+    call = place(client, to="+15550100001", tts={"text": "Recorded in mono."}, record=True, recording_channels="mono", gather={"num_digits": 4})
+    wait_for(client, call["id"])
+    recording = client.get(f"/v1/voice/calls/{call['id']}/recording").json()
+    assert recording["channels"] == "mono"
+    wav = httpx.get(recording["url"]).content
+    assert int.from_bytes(wav[22:24], "little") == 1
