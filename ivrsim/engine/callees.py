@@ -169,13 +169,7 @@ class ScriptedCaller(Callee):
     @classmethod
     def from_file(cls, path: str | Path) -> ScriptedCaller:
         path = Path(path)
-        try:
-            document = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except OSError as error:
-            raise ScriptError(f"caller script {path}: cannot be read ({error.strerror})") from error
-        except yaml.YAMLError as error:
-            raise ScriptError(f"caller script {path}: not valid YAML ({error})") from error
-        return cls.from_dict(document, source=str(path), folder=path.parent)
+        return cls.from_dict(read_script(path), source=str(path), folder=path.parent)
 
     @classmethod
     def from_dict(cls, document: Any, source: str = "script", folder: Path | None = None) -> ScriptedCaller:
@@ -283,6 +277,16 @@ class ScriptedCaller(Callee):
         self._silent_frames = 0
         if self._index < len(self.steps):
             self.timeline.append((self.steps[self._index].kind, self._frame_count))
+
+
+def read_script(path: Path) -> Any:
+    """A caller script's YAML document; ScriptError names the file when it cannot be read or parsed."""
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise ScriptError(f"caller script {path}: cannot be read ({error.strerror})") from error
+    except yaml.YAMLError as error:
+        raise ScriptError(f"caller script {path}: not valid YAML ({error})") from error
 
 
 def _parse_step(raw: Any, where: str) -> _Step:
@@ -395,6 +399,9 @@ class Phonebook:
     entries: dict[str, dict[str, Any]] = field(default_factory=dict)
     default: dict[str, Any] = field(default_factory=lambda: {"kind": "scripted", "script": {"name": "listener", "answer_after_rings": 1, "steps": []}})
     folder: Path | None = None
+    #: Parsed caller scripts by path, with the modification time they were read at: a script edited while
+    #: the server runs is read again, an unchanged one is not read for every call.
+    _scripts: dict[Path, tuple[float, Any]] = field(default_factory=dict, repr=False)
 
     @classmethod
     def default_book(cls) -> Phonebook:
@@ -423,6 +430,16 @@ class Phonebook:
         entry = self.entries.get(number, self.default)
         return self.callee_for_entry(entry, where=f"phonebook entry {number}")
 
+    def _script(self, path: Path) -> Any:
+        try:
+            modified = path.stat().st_mtime
+        except OSError as error:
+            raise ScriptError(f"caller script {path}: cannot be read ({error.strerror})") from error
+        cached = self._scripts.get(path)
+        if cached is None or cached[0] != modified:
+            cached = self._scripts[path] = (modified, read_script(path))
+        return cached[1]
+
     def describe(self) -> dict[str, Any]:
         return {"default": self.default, "numbers": self.entries}
 
@@ -436,7 +453,7 @@ class Phonebook:
                 file = Path(script)
                 if not file.is_absolute() and self.folder is not None:
                     file = self.folder / file
-                return ScriptedCaller.from_file(file)
+                return ScriptedCaller.from_dict(self._script(file), source=str(file), folder=file.parent)
             if isinstance(script, dict):
                 return ScriptedCaller.from_dict(script, source=where, folder=self.folder)
             raise ScriptError(f"{where}: a scripted entry needs 'script': a file path or an inline script")
