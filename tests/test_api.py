@@ -445,3 +445,26 @@ def test_mono_recording_over_http(client: httpx.Client) -> None:
     assert recording["channels"] == "mono"
     wav = httpx.get(recording["url"]).content
     assert int.from_bytes(wav[22:24], "little") == 1
+
+
+def test_webhook_workers_retire_when_their_calls_end(tmp_path: Path, receiver: Receiver) -> None:
+    import asyncio
+
+    from ivrsim.engine.events import CallEvent
+    from ivrsim.store.sqlite import Store
+    from ivrsim.webhooks.dispatcher import WebhookDispatcher
+
+    async def scenario() -> tuple[int, int]:
+        store = Store(tmp_path / "hooks.sqlite3")
+        store.insert_call("call_a", "+15550100001", "+15559876543", {"webhook_url": f"{receiver.url}/retire"})
+        dispatcher = WebhookDispatcher(store)
+        for sequence, kind in enumerate(("call.queued", "call.completed"), start=1):
+            dispatcher.on_event(CallEvent("call_a", sequence, kind, 0.0, "2026-01-01T00:00:00Z", {"status": kind[5:]}))
+        await dispatcher.drain()
+        await asyncio.sleep(0)
+        live = dispatcher.active_calls
+        await dispatcher.close()
+        return live, len(store.deliveries(call_id="call_a"))
+
+    live, delivered = asyncio.run(scenario())
+    assert (live, delivered) == (0, 2)

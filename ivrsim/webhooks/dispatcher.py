@@ -38,6 +38,8 @@ SIGNATURE_HEADER = "X-Ivrsim-Signature"
 MAX_CONCURRENT_DELIVERIES = 16
 #: Event types that go to the call's webhook_url (besides gather.completed, routed by its gather).
 CALL_WEBHOOK_EVENTS = ("recording.completed", "transcription.completed")
+#: The events that end a call.
+FINAL_EVENTS = ("call.completed", "call.busy", "call.no-answer", "call.failed")
 
 
 @dataclass(frozen=True)
@@ -81,7 +83,7 @@ class WebhookDispatcher:
             limits=httpx.Limits(max_connections=MAX_CONCURRENT_DELIVERIES, max_keepalive_connections=MAX_CONCURRENT_DELIVERIES),
         )
         self._slots = asyncio.Semaphore(MAX_CONCURRENT_DELIVERIES)
-        self._queues: dict[str, asyncio.Queue[_Delivery]] = {}
+        self._queues: dict[str, asyncio.Queue[_Delivery | None]] = {}
         self._workers: dict[str, asyncio.Task[None]] = {}
         self._targets: dict[str, tuple[str | None, str | None]] = {}
 
@@ -97,6 +99,11 @@ class WebhookDispatcher:
         await asyncio.gather(*self._workers.values(), return_exceptions=True)
         await self._client.aclose()
 
+    @property
+    def active_calls(self) -> int:
+        """Calls with a delivery worker (deliveries queued, or the call not ended yet)."""
+        return len(self._workers)
+
     async def drain(self) -> None:
         """Wait until every queued delivery has been delivered or given up."""
         await asyncio.gather(*(queue.join() for queue in list(self._queues.values())))
@@ -109,13 +116,14 @@ class WebhookDispatcher:
             url = gather_url or call_url
         elif event.type.startswith("call.") or event.type in CALL_WEBHOOK_EVENTS:
             url = call_url
-        if url is None:
-            return
-        payload = event.payload()
-        delivery_id = self.store.insert_delivery(event.call_id, event.sequence, event.type, url, payload)
-        self._enqueue(event.call_id, _Delivery(delivery_id, event.type, url, json.dumps(payload).encode(), []))
-        if event.type in ("call.completed", "call.busy", "call.no-answer", "call.failed"):
+        if url is not None:
+            payload = event.payload()
+            delivery_id = self.store.insert_delivery(event.call_id, event.sequence, event.type, url, payload)
+            self._enqueue(event.call_id, _Delivery(delivery_id, event.type, url, json.dumps(payload).encode(), []))
+        if event.type in FINAL_EVENTS:
             self._targets.pop(event.call_id, None)
+            if event.call_id in self._queues:
+                self._queues[event.call_id].put_nowait(None)  # the call has ended: its worker stops when done
 
     def _urls(self, call_id: str) -> tuple[str | None, str | None]:
         if call_id not in self._targets:
@@ -132,10 +140,15 @@ class WebhookDispatcher:
             self._workers[call_id] = asyncio.create_task(self._work(call_id, queue), name=f"webhooks-{call_id}")
         queue.put_nowait(delivery)
 
-    async def _work(self, call_id: str, queue: asyncio.Queue[_Delivery]) -> None:
+    async def _work(self, call_id: str, queue: asyncio.Queue[_Delivery | None]) -> None:
         while True:
             delivery = await queue.get()
             try:
+                if delivery is None:
+                    if queue.empty():  # nothing came after the call's last status: retire this worker
+                        del self._queues[call_id], self._workers[call_id]
+                        return
+                    continue
                 await self._deliver(delivery)
             except Exception:  # one bad delivery never stops the others
                 logger.exception("webhook delivery %s failed unexpectedly", delivery.id)
