@@ -433,3 +433,11 @@ def test_audio_injected_into_a_live_call_reaches_the_gather(tmp_path: Path, synt
     events = asyncio.run(scenario())
     gathered = of_type(events, "gather.completed")[0]
     assert (gathered.data["digits"], gathered.data["finished_on_key"]) == ("7", "#")
+
+
+def test_a_key_pressed_just_before_the_callee_hangs_up_still_counts(tmp_path: Path, synthesizer: SpeechSynthesizer) -> None:
+    entries = {"+15557770006": script("press-and-go", [{"wait_for_prompt": {"silence_ms": 300}}, {"press": {"digits": "8", "on_ms": 60, "off_ms": 0}}, "hangup"])}
+    final, events = one_call(tmp_path, synthesizer, CallRequest(to="+15557770006", from_=FROM, tts=TtsSpec("Press eight."), gather=GatherSpec()), entries)
+    gathered = of_type(events, "gather.completed")[0]
+    assert (gathered.data["digits"], gathered.data["reason"]) == ("8", "hangup")
+    assert final.reason == "the callee hung up"

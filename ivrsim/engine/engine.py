@@ -361,7 +361,9 @@ class CallEngine:
                     recorder.write(out, received)
                 call.frame_index += 1
                 program[index].heard(call, received)
-                for digit in receiver.feed(received):
+                # A callee that hangs up may still be mid-key: what the receiver holds counts first.
+                digits = receiver.feed(received) + (receiver.flush() if callee.hung_up else [])
+                for digit in digits:
                     call.emit(
                         "dtmf.received",
                         digit=str(digit.key),
