@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
+from typing import Any
 from dataclasses import dataclass
 
 import numpy as np
@@ -216,6 +217,27 @@ class WindowClassifier:
 # calls, not a handful per digit.
 
 
+def _ranges(begins: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every index of the ranges ``begins[r] .. ends[r] - 1``, concatenated, and the range each belongs to:
+    sums over many short ranges of a long history cost what the ranges hold, not the history."""
+    lengths = np.maximum(ends - begins, 0)
+    owner = np.repeat(np.arange(len(begins)), lengths)
+    within = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    return begins[owner] + within, owner
+
+
+def _range_sums(values: np.ndarray, owner: np.ndarray, count: int) -> np.ndarray:
+    """Per-range sums of ``values`` (n, 2), real or complex, grouped by ``owner``: (count, 2)."""
+    columns = []
+    for column in range(values.shape[1]):
+        v = values[:, column]
+        if np.iscomplexobj(v):
+            columns.append(np.bincount(owner, v.real, count) + 1j * np.bincount(owner, v.imag, count))
+        else:
+            columns.append(np.bincount(owner, v, count))
+    return np.stack(columns, axis=1)
+
+
 def find_runs(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(first, last) window of each run of equal, non-negative labels."""
     candidates = np.flatnonzero(labels >= 0)
@@ -242,18 +264,19 @@ def refine_edges(
     ``end_fill`` half-blocks after the end of half-block ``b``.
 
     Args:
-        magnitudes: (n, 8) |DFT| of every half-block of the history.
+        magnitudes: (n, 8) |DFT| of the history's half-blocks (only those around runs are read).
         firsts, lasts: (r,) window positions of each run.
         tones: (r, 2) the run's row and column tone indices.
     """
     padded = np.vstack([np.zeros((1, 8)), magnitudes, np.zeros((2, 8))])  # row i+1 is half-block i
-    cumulative = np.vstack([np.zeros((1, 8)), np.cumsum(magnitudes, axis=0, dtype=np.float64)])
 
     def at(rows: np.ndarray, source: np.ndarray) -> np.ndarray:
         return source[rows[:, None], tones]
 
     filled_count = (lasts - firsts)[:, None]
-    filled_mean = (at(lasts + 1, cumulative) - at(firsts + 1, cumulative)) / np.maximum(filled_count, 1)
+    filled, owner = _ranges(firsts + 1, lasts + 1)
+    filled_sum = _range_sums(magnitudes[filled[:, None], tones[owner]], owner, len(firsts))
+    filled_mean = filled_sum / np.maximum(filled_count, 1)
     short_peak = np.maximum(at(firsts + 1, padded), at(firsts + 2, padded))
     reference = np.where(filled_count > 0, filled_mean, short_peak)
     reference = np.where(reference > 0.0, reference, np.inf)
@@ -322,22 +345,26 @@ class ToneMeter:
     ) -> ToneMeasurement:
         """Measure runs ``firsts``/``lasts`` (ordered by segment; segment k's runs begin at
         ``segment_starts[k]``) on their ``tones`` (r, 2), from window spectra ``hann`` (n, 8)."""
-        pairs = hann[1:] * np.conj(hann[:-1])
-        zero = np.zeros((1, 8))
-        pair_sum = np.vstack([zero, np.cumsum(pairs, axis=0, dtype=np.complex128)])
-        pair_abs = np.vstack([zero, np.cumsum(np.abs(pairs), axis=0, dtype=np.float64)])
-        power = np.vstack([zero, np.cumsum(hann.real**2 + hann.imag**2, axis=0, dtype=np.float64)])
+        runs = len(firsts)
 
-        def over(cumulative: np.ndarray, begin: np.ndarray, end: np.ndarray) -> np.ndarray:
-            """Per-segment sums of ``cumulative``'s rows begin .. end-1 of each run, on its tones."""
-            per_run = cumulative[end[:, None], tones] - cumulative[begin[:, None], tones]
+        def over(begins: np.ndarray, ends: np.ndarray, per_window: Any) -> np.ndarray:
+            """Per-segment sums of ``per_window(windows, tones)`` over windows begins .. ends-1 of each run."""
+            windows, owner = _ranges(begins, ends)
+            per_run = _range_sums(per_window(windows[:, None], tones[owner]), owner, runs)
             return np.add.reduceat(per_run, segment_starts, axis=0)
 
-        total = over(pair_sum, firsts, lasts) * self.hop_rotation[tones[segment_starts]]
-        magnitude_total = over(pair_abs, firsts, lasts)
-        inner_power = over(power, firsts + 1, np.maximum(lasts, firsts + 1))
+        def pair(w: np.ndarray, t: np.ndarray) -> np.ndarray:
+            return hann[w + 1, t] * np.conj(hann[w, t])
+
+        def power(w: np.ndarray, t: np.ndarray) -> np.ndarray:
+            value = hann[w, t]
+            return value.real.astype(np.float64) ** 2 + value.imag.astype(np.float64) ** 2
+
+        total = over(firsts, lasts, pair) * self.hop_rotation[tones[segment_starts]]
+        magnitude_total = over(firsts, lasts, lambda w, t: np.abs(pair(w, t)).astype(np.float64))
+        inner_power = over(firsts + 1, np.maximum(lasts, firsts + 1), power)
         inner_count = np.add.reduceat(np.maximum(lasts - firsts - 1, 0), segment_starts)[:, None]
-        all_power = over(power, firsts, lasts + 1)
+        all_power = over(firsts, lasts + 1, power)
         all_count = np.add.reduceat(lasts - firsts + 1, segment_starts)[:, None]
         mean_sq = np.where(inner_count > 0, inner_power / np.maximum(inner_count, 1), all_power / all_count)
 
@@ -593,7 +620,11 @@ class DtmfReceiver:
             return []
         run_labels = labels[firsts].astype(np.int64)
         tones = np.stack([run_labels // 4, 4 + run_labels % 4], axis=1)
-        magnitudes = np.abs(self._bank.spectra(history.samples[: history.count]))
+        # |DFT| of the half-blocks each run and its edges cover (a-1 .. b+2), not of the whole history.
+        needed, _ = _ranges(np.maximum(firsts - 1, 0), np.minimum(lasts + 3, history.count))
+        needed = np.unique(needed)
+        magnitudes = np.zeros((history.count, 8), dtype=np.float32)
+        magnitudes[needed] = np.abs(self._bank.spectra(history.samples[needed]))
         start_fill, end_fill = refine_edges(magnitudes, firsts, lasts, tones)
         starts = (firsts + 1 - start_fill).tolist()
         ends = (lasts + 1 + end_fill).tolist()
