@@ -1,9 +1,10 @@
 """Text to speech with pyttsx3 over espeak-ng, SSML segment by segment, with an on-disk prompt cache.
 
-pyttsx3 keeps one engine per process and is not safe to share between threads, so every render runs on
-one worker thread that owns the engine (``Pyttsx3Renderer``); callers on other threads, or on an asyncio
-loop (``SpeechSynthesizer.synthesize_async``), wait for it without blocking anything else. Cache hits
-never touch the engine.
+espeak-ng is one per process and pyttsx3 is not safe to share between threads, so every render runs on
+one process-wide worker thread that owns the engine (``_EspeakWorker``, used by every
+``Pyttsx3Renderer``); callers on other threads, or on an asyncio loop
+(``SpeechSynthesizer.synthesize_async``), wait for it without blocking anything else. Cache hits never
+touch the engine.
 
 Settings, as the Canary ``tts`` object has them:
 
