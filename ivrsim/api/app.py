@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -52,6 +53,10 @@ def create_app(settings: Settings) -> FastAPI:
         engine.bus.subscribe(dispatcher.on_event)
         await dispatcher.start()
         app.state.services = Services(settings=settings, engine=engine, dispatcher=dispatcher, catalog=catalog)
+        # What start-up built lives as long as the server: move it out of the collector's way, so that a
+        # full collection scans only what requests made (tens of ms less at p99).
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:
