@@ -18,9 +18,7 @@ import io
 import json
 import statistics
 import tempfile
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +26,7 @@ import soundfile
 
 from ivrsim.media.audio_url import AudioUrlLoader, MediaSettings
 from ivrsim.speech.tts import PromptCache, SpeechSynthesizer, TtsRequest
+from ivrsim.testing import serve_bytes
 
 PROMPTS = [
     f"Thank you for calling. For billing, press {n}. For technical support, press {n + 1}."
@@ -76,31 +75,18 @@ def bench_mp3() -> dict[str, object]:
     soundfile.write(buffer, signal, rate, format="MP3")
     body = buffer.getvalue()
 
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:
-            pass
-
-        def do_GET(self) -> None:  # noqa: N802
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
     loader = AudioUrlLoader(MediaSettings())
-    url = f"http://127.0.0.1:{server.server_address[1]}/prompt.mp3"
     fetched = []
-    for _ in range(3):
-        started = time.perf_counter()
-        loader.load(url, 8000)
-        fetched.append(time.perf_counter() - started)
+    with serve_bytes(body, "audio/mpeg") as base_url:
+        for _ in range(3):
+            started = time.perf_counter()
+            loader.load(f"{base_url}/prompt.mp3", 8000)
+            fetched.append(time.perf_counter() - started)
     decoded = []
     for _ in range(3):
         started = time.perf_counter()
         soundfile.read(io.BytesIO(body), dtype="float32")
         decoded.append(time.perf_counter() - started)
-    server.shutdown()
     return {
         "mp3_bytes": len(body),
         "audio_s": 60,

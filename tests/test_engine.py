@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +22,7 @@ from ivrsim.engine.events import CallEvent
 from ivrsim.media.audio_url import AudioUrlLoader, MediaSettings
 from ivrsim.speech.tts import PromptCache, SpeechSynthesizer
 from ivrsim.store.sqlite import Store
+from ivrsim.testing import serve_bytes
 
 FROM = "+15559876543"
 PIN_PROMPT = TtsSpec("Please enter your 4-digit PIN followed by the pound key.")
@@ -220,24 +219,9 @@ def test_audio_url_prompt_is_played(tmp_path: Path, synthesizer: SpeechSynthesiz
     soundfile.write(buffer, (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), 16000, format="MP3")
     body = buffer.getvalue()
 
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:
-            pass
-
-        def do_GET(self) -> None:  # noqa: N802
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/hello.mp3"
-        request = CallRequest(to="+15550100002", from_=FROM, tts=TtsSpec("Listen."), audio_url=url)
+    with serve_bytes(body, "audio/mpeg") as base_url:
+        request = CallRequest(to="+15550100002", from_=FROM, tts=TtsSpec("Listen."), audio_url=f"{base_url}/hello.mp3")
         final, events = one_call(tmp_path, synthesizer, request, loader=AudioUrlLoader(MediaSettings()))
-    finally:
-        server.shutdown()
     started = of_type(events, "prompt.started")
     assert [(e.data["kind"]) for e in started] == ["say", "play"]
     assert started[1].data["duration_s"] == pytest.approx(1.0, abs=0.1)
