@@ -357,21 +357,15 @@ def call(to: str, from_: str, text: str | None, voice: str | None, audio_url: st
     try:
         with Canary(api_key, base_url=base_url) as client:
             placed = client.voice.call(to=to, from_=from_, **parameters)
-            seen = 0
             status = placed.status
-            while True:
-                for event in client.voice.events(placed.id, after=seen):
-                    seen = event["sequence"]
-                    if as_json:
-                        click.echo(json.dumps(event))
-                    else:
-                        facts = ", ".join(f"{k}={v}" for k, v in event.items() if k not in ("call_id", "type", "sequence", "call_time_s", "timestamp"))
-                        click.echo(f"{event['call_time_s']:8.2f} s  {event['type']:<20} {facts}")
-                    if event["type"] in ("call.completed", "call.busy", "call.no-answer", "call.failed"):
-                        status = event["status"]
-                if status in ("completed", "busy", "no-answer", "failed"):
-                    break
-                time.sleep(0.1)
+            for event in client.voice.stream_events(placed.id):
+                if as_json:
+                    click.echo(json.dumps(event))
+                else:
+                    facts = ", ".join(f"{k}={v}" for k, v in event.items() if k not in ("call_id", "type", "sequence", "call_time_s", "timestamp"))
+                    click.echo(f"{event['call_time_s']:8.2f} s  {event['type']:<20} {facts}")
+                if event["type"] in ("call.completed", "call.busy", "call.no-answer", "call.failed"):
+                    status = event["status"]
     except CanaryError as error:
         _error(error)
         sys.exit(EXIT_FAILED)

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,6 +66,16 @@ class _Voice:
     def events(self, call_id: str, after: int = 0) -> list[dict[str, Any]]:
         return self._client.request("GET", f"/v1/voice/calls/{call_id}/events", params={"after": after})["data"]
 
+    def stream_events(self, call_id: str, after: int = 0) -> Iterator[dict[str, Any]]:
+        """The call's events as they happen (server-sent events), ending with its final status."""
+        with self._client._http.stream("GET", f"/v1/voice/calls/{call_id}/events/stream", params={"after": after}, timeout=None) as response:
+            if response.status_code >= 400:
+                response.read()
+                self._client.raise_for(response)
+            for line in response.iter_lines():
+                if line.startswith("data: "):
+                    yield json.loads(line[len("data: "):])
+
     def recording(self, call_id: str) -> dict[str, Any]:
         return self._client.request("GET", f"/v1/voice/calls/{call_id}/recording")
 
@@ -89,12 +101,17 @@ class Canary:
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
         response = self._http.request(method, path, **kwargs)
         if response.status_code >= 400:
-            try:
-                error = response.json()["error"]
-            except (ValueError, KeyError, TypeError):
-                raise CanaryError(response.status_code, "http_error", response.text[:200]) from None
-            raise CanaryError(response.status_code, error.get("code", "error"), error.get("message", ""), error.get("param"))
+            self.raise_for(response)
         return response.json()
+
+    @staticmethod
+    def raise_for(response: httpx.Response) -> None:
+        """Raise the API's error as a CanaryError."""
+        try:
+            error = response.json()["error"]
+        except (ValueError, KeyError, TypeError):
+            raise CanaryError(response.status_code, "http_error", response.text[:200]) from None
+        raise CanaryError(response.status_code, error.get("code", "error"), error.get("message", ""), error.get("param"))
 
     def close(self) -> None:
         self._http.close()

@@ -468,3 +468,24 @@ def test_webhook_workers_retire_when_their_calls_end(tmp_path: Path, receiver: R
 
     live, delivered = asyncio.run(scenario())
     assert (live, delivered) == (0, 2)
+
+
+def test_event_stream_replays_then_follows_a_live_call(tmp_path: Path) -> None:
+    with BackgroundServer(settings_for(tmp_path, clock="realtime")) as running, httpx.Client(base_url=running.base_url, headers=AUTH, timeout=30) as http:
+        call = place(http, to="+15550100001", tts={"text": "PIN please."}, gather={"num_digits": 4})
+        received: list[tuple[str, dict[str, Any]]] = []
+        with http.stream("GET", f"/v1/voice/calls/{call['id']}/events/stream") as stream:
+            assert stream.headers["content-type"].startswith("text/event-stream")
+            kind = None
+            for line in stream.iter_lines():
+                if line.startswith("event: "):
+                    kind = line[len("event: "):]
+                elif line.startswith("data: "):
+                    received.append((kind, json.loads(line[len("data: "):])))
+        types = [k for k, _ in received]
+        assert types[0] == "call.queued" and types[-1] == "call.completed"
+        assert [d["sequence"] for _, d in received] == list(range(1, len(received) + 1))
+        assert next(d for k, d in received if k == "gather.completed")["digits"] == "1234"
+        # after the call: the stored events, then the stream ends by itself
+        again = http.get(f"/v1/voice/calls/{call['id']}/events/stream", params={"after": len(received) - 1})
+        assert again.text.count("event: ") == 1 and "event: call.completed" in again.text

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, StreamingResponse
 
 from ivrsim.api.deps import ApiKeyDep, Services, ServicesDep
 from ivrsim.api.errors import HTTP_404_NOT_FOUND, HTTP_422_UNPROCESSABLE, ApiError
@@ -14,6 +17,10 @@ from ivrsim.api.schemas import CallCreate, CallPublic, RecordingPublic
 from ivrsim.exceptions import SpeechError, SsmlError, UnknownVoiceError
 from ivrsim.speech.ssml import looks_like_ssml, parse_ssml
 from ivrsim.store.sqlite import CallRecord
+from ivrsim.webhooks.dispatcher import FINAL_EVENTS
+
+#: Seconds between keep-alive comments on an idle event stream.
+SSE_HEARTBEAT_S = 15.0
 
 router = APIRouter(prefix="/v1/voice", tags=["calls"])
 public = APIRouter(prefix="/v1/voice", tags=["recordings"])
@@ -102,6 +109,40 @@ async def get_events(call_id: str, services: ServicesDep, after: Annotated[int, 
     _known_call(services, call_id)
     events = [e.payload() for e in services.engine.store.events(call_id) if e.sequence > after]
     return {"data": events}
+
+
+@router.get("/calls/{call_id}/events/stream", dependencies=[ApiKeyDep], summary="A call's timeline, live (server-sent events)")
+async def stream_events(call_id: str, services: ServicesDep, after: Annotated[int, Query(ge=0)] = 0) -> StreamingResponse:
+    """Every event after ``after`` as ``text/event-stream``: what is stored first, then each new one as it
+    happens, until the call's final status. A comment line every 15 s keeps proxies from closing it."""
+    _known_call(services, call_id)
+    engine = services.engine
+    queue, unsubscribe = engine.bus.queue(call_id)  # subscribe before reading, so nothing falls between
+
+    async def events() -> AsyncIterator[str]:
+        try:
+            last = after
+            backlog = [e for e in engine.store.events(call_id) if e.sequence > last]
+            ended = engine.live_call(call_id) is None
+            while True:
+                for event in backlog:
+                    if event.sequence <= last:
+                        continue
+                    last = event.sequence
+                    yield f"id: {event.sequence}\nevent: {event.type}\ndata: {json.dumps(event.payload())}\n\n"
+                    if event.type in FINAL_EVENTS:
+                        return
+                if ended and queue.empty():
+                    return
+                try:
+                    backlog = [await asyncio.wait_for(queue.get(), timeout=SSE_HEARTBEAT_S)]
+                except TimeoutError:
+                    backlog = []
+                    yield ": keep-alive\n\n"
+        finally:
+            unsubscribe()
+
+    return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
 
 @router.get("/calls/{call_id}/recording", dependencies=[ApiKeyDep], summary="A call's recording")
