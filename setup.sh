@@ -20,8 +20,19 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 python=${PYTHON:-python3}
+if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+  echo "setup: ivrsim needs Python 3.11 or newer as $python (set PYTHON=/path/to/python3.11)" >&2
+  exit 1
+fi
 if [ ! -x .venv/bin/python ]; then
-  "$python" -m venv .venv
+  if ! "$python" -m venv .venv 2>/dev/null; then
+    # Debian's python3 keeps venv in a package of its own
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get install -y -qq python3-venv >/dev/null
+    rm -rf .venv
+    "$python" -m venv .venv
+  fi
 fi
 stamp=.venv/.ivrsim-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
