@@ -37,6 +37,8 @@ fi
 stamp=.venv/.ivrsim-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   echo "setup: installing ivrsim and its test extras into .venv"
-  .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+  # (some machines' pip configs list find-links folders that do not exist; pip warns about each one)
+  .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]' 2>&1 \
+    | { grep -v "is ignored: it is neither a file nor a directory" || true; }
   touch "$stamp"
 fi
