@@ -240,13 +240,13 @@ class ScriptedCaller(Callee):
             if step.kind == "hangup":
                 self.hung_up = True
                 break
-            if not self._frame_step(step, heard):
-                break
+            self._timed_step(step, heard)  # waits and pauses last whole frames: the next step starts next frame
+            break
         self._frame_count += 1
         return out
 
-    def _frame_step(self, step: _Step, heard: np.ndarray) -> bool:
-        """Advance a step that lasts whole frames; True if it finished and the next may start now."""
+    def _timed_step(self, step: _Step, heard: np.ndarray) -> None:
+        """Advance a step that lasts whole frames (wait_for_prompt, pause, listen) by one frame."""
         frame_s = len(heard) / self.rate_hz
         self._frames_in_step += 1
         elapsed_s = self._frames_in_step * frame_s
@@ -261,13 +261,10 @@ class ScriptedCaller(Callee):
             silence_s = self._silent_frames * frame_s
             if (self._heard_speech and silence_s >= float(p.get("silence_ms", 800)) / 1000.0) or elapsed_s >= float(p.get("timeout_s", 30)):
                 self._next()
-            return False
-        if step.kind in ("pause", "listen"):
+        elif step.kind in ("pause", "listen"):
             seconds = step.params.get("seconds")
             if seconds is not None and elapsed_s >= float(seconds):
                 self._next()
-            return False
-        return False
 
     def _next(self) -> None:
         self._index += 1
