@@ -378,7 +378,10 @@ def test_sim_health_phonebook_and_journal(client: httpx.Client) -> None:
     assert client.get("/_sim/health").json()["status"] == "ok"
     book = client.get("/_sim/phonebook").json()
     assert book["numbers"]["+15551234567"]["kind"] == "scripted"
-    assert client.get("/_sim/events", params={"limit": 5}).status_code == 200
+    place(client, to="+15550100486", tts={"text": "Hi."})
+    wait_until(lambda: client.get("/_sim/events", params={"limit": 1}).json()["data"][-1]["type"] == "call.busy")
+    journal = client.get("/_sim/events", params={"limit": 5}).json()["data"]
+    assert len(journal) == 5 and all(e["call_id"].startswith("call_") for e in journal)
 
 
 def test_sim_injects_dtmf_into_a_live_realtime_call(tmp_path: Path) -> None:
