@@ -378,8 +378,9 @@ def test_sim_health_phonebook_and_journal(client: httpx.Client) -> None:
     assert client.get("/_sim/health").json()["status"] == "ok"
     book = client.get("/_sim/phonebook").json()
     assert book["numbers"]["+15551234567"]["kind"] == "scripted"
-    place(client, to="+15550100486", tts={"text": "Hi."})
-    wait_until(lambda: client.get("/_sim/events", params={"limit": 1}).json()["data"][-1]["type"] == "call.busy")
+    calls = [place(client, to="+15550100486", tts={"text": "Hi."}) for _ in range(3)]
+    for call in calls:
+        wait_for(client, call["id"])
     journal = client.get("/_sim/events", params={"limit": 5}).json()["data"]
     assert len(journal) == 5 and all(e["call_id"].startswith("call_") for e in journal)
 
