@@ -52,8 +52,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, error: RequestValidationError) -> JSONResponse:
-        problems = error.errors()
-        first = problems[0] if problems else {"loc": (), "msg": "invalid request", "type": "value_error"}
+        problems = list(error.errors())
+        first: dict[str, Any] = dict(problems[0]) if problems else {"loc": (), "msg": "invalid request", "type": "value_error"}
         if first.get("type") == "json_invalid":
             detail = first.get("ctx", {}).get("error", "")
             return JSONResponse(

@@ -376,7 +376,7 @@ class ToneMeter:
             offset_hz=offset_hz,
             coherence=coherence,
             power=amplitude**2 / 2.0,
-            valid=(magnitude_total > 0.0).all(axis=1),
+            valid=np.asarray((magnitude_total > 0.0).all(axis=1)),
         )
 
 

@@ -156,8 +156,9 @@ class Store:
 
     def list_calls(self, status: str | None = None, limit: int = 50, before: str | None = None) -> list[CallRecord]:
         """Newest first; ``before`` is a call id to page from (exclusive)."""
-        query, params = "SELECT * FROM calls", []
-        clauses = []
+        query = "SELECT * FROM calls"
+        clauses: list[str] = []
+        params: list[Any] = []
         if status is not None:
             clauses.append("status = ?")
             params.append(status)
@@ -266,7 +267,8 @@ class Store:
 
     def deliveries(self, call_id: str | None = None, pending_only: bool = False, delivery_id: int | None = None) -> list[dict[str, Any]]:
         query = "SELECT id, call_id, sequence, event_type, url, payload_json, status, attempts_json, created_at, finished_at FROM webhook_deliveries"
-        clauses, params = [], []
+        clauses: list[str] = []
+        params: list[Any] = []
         if call_id is not None:
             clauses.append("call_id = ?")
             params.append(call_id)

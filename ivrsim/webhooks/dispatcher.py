@@ -151,7 +151,7 @@ class WebhookDispatcher:
                     continue
                 await self._deliver(delivery)
             except Exception:  # one bad delivery never stops the others
-                logger.exception("webhook delivery %s failed unexpectedly", delivery.id)
+                logger.exception("webhook delivery %s failed unexpectedly", delivery.id if delivery else "-")
             finally:
                 queue.task_done()
 
