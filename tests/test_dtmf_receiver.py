@@ -364,3 +364,30 @@ def test_int16_pcm_is_scaled_to_full_scale() -> None:
     digits = detect_dtmf(pcm, 8000)
     assert "".join(d.key for d in digits) == "147"
     assert digits[0].row_level_dbm0 == pytest.approx(-6.0, abs=0.2)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_every_impairment_at_once_within_the_limits(seed: int) -> None:
+    """Random keys, each with its own level (0 to -25 dBm0), twist (-4 to 8 dB), frequency offsets
+    (+-1.5 % per tone), tone (40-150 ms) and pause (40-200 ms), at a random rate, in white noise 8 dB
+    below a -25 dBm0 tone, every other time through G.711: every key comes back."""
+    from ivrsim.audio.dtmf_generator import dual_tone
+    from ivrsim.audio.levels import dbm0_to_power
+
+    rng = np.random.default_rng(seed)
+    for _ in range(5):
+        rate_hz = int(rng.choice(RATES_HZ))
+        parts = [np.zeros(int(rng.uniform(0, 0.05) * rate_hz), dtype=np.float32)]
+        sent = "".join(rng.choice(list(ALL_KEYS), size=16))
+        for key in sent:
+            low_hz, high_hz = key_tones_hz(key)
+            level, twist = rng.uniform(-25, 0), rng.uniform(-4, 8)
+            low_hz *= 1 + rng.uniform(-1.5, 1.5) / 100
+            high_hz *= 1 + rng.uniform(-1.5, 1.5) / 100
+            parts.append(dual_tone(low_hz, high_hz, rng.uniform(0.040, 0.150), rate_hz, level, level - twist))
+            parts.append(np.zeros(int(rng.uniform(0.040, 0.200) * rate_hz), dtype=np.float32))
+        signal = np.concatenate(parts)
+        signal += rng.normal(0, np.sqrt(dbm0_to_power(-25) / 10**0.8), len(signal)).astype(np.float32)
+        if rate_hz == 8000 and rng.random() < 0.5:
+            signal = g711.round_trip(signal)
+        assert decode(signal, rate_hz) == sent
