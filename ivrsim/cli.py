@@ -318,10 +318,9 @@ def serve(host: str | None, port: int | None, data_dir: str | None, phonebook: s
     settings.verified_numbers = [*settings.verified_numbers, *verified]
     settings.media_roots = [*settings.media_roots, *(Path(m) for m in media_roots)]
     key, made = settings.ensure_api_key()
-    console = Console(stderr=True, highlight=False)
-    console.print(f"ivrsim {__version__}: Canary Voice API on http://{settings.host}:{settings.port} ({settings.clock} clock, data in {settings.data_dir})")
-    console.print(f"API key: {key}" + (" (a dev key made now; set IVRSIM_API_KEY to choose one)" if made else ""))
-    console.print(f"verified caller ids: {', '.join(settings.verified_numbers)}")
+    click.echo(f"ivrsim {__version__}: Canary Voice API on http://{settings.host}:{settings.port} ({settings.clock} clock, data in {settings.data_dir})", err=True)
+    click.echo(f"API key: {key}" + (" (a dev key made now; set IVRSIM_API_KEY to choose one)" if made else ""), err=True)
+    click.echo(f"verified caller ids: {', '.join(settings.verified_numbers)}", err=True)
     run_server(settings, access_log=access_log)
 
 
