@@ -391,3 +391,30 @@ def test_every_impairment_at_once_within_the_limits(seed: int) -> None:
         if rate_hz == 8000 and rng.random() < 0.5:
             signal = g711.round_trip(signal)
         assert decode(signal, rate_hz) == sent
+
+
+def test_talk_off_a_note_and_its_octave_inside_the_frequency_tolerance() -> None:
+    """A slightly sharp G#5 (832 Hz) with falling harmonics: the note and its octave (1664 Hz) sit within
+    2.5 % of key C's 852 and 1633 Hz and pass level, twist and purity; only their 2:1 ratio gives them away."""
+    import ivrsim.audio.dtmf_receiver as receiver
+
+    t = np.arange(int(0.3 * 8000)) / 8000
+    note = sum(0.3 / 2 ** (h - 1) * np.sin(2 * np.pi * 832.0 * h * t) for h in (1, 2, 3, 4)).astype(np.float32)
+    signal = np.concatenate([np.zeros(800, np.float32), note, np.zeros(800, np.float32)])
+    assert decode(signal, 8000) == ""
+    saved = receiver.HARMONIC_RATIOS
+    try:  # the same note with the ratio check off is taken for key C: the check is what refuses it
+        receiver.HARMONIC_RATIOS = ()
+        assert decode(signal, 8000) == "C"
+    finally:
+        receiver.HARMONIC_RATIOS = saved
+
+
+def test_no_key_within_the_frequency_limits_is_in_a_harmonic_ratio() -> None:
+    from ivrsim.audio.dtmf_keys import COL_FREQUENCIES_HZ, ROW_FREQUENCIES_HZ
+    from ivrsim.audio.dtmf_receiver import harmonic_pair
+
+    offsets = np.linspace(-1.5, 1.5, 13) / 100
+    pairs = np.array([(row * (1 + a), col * (1 + b)) for row in ROW_FREQUENCIES_HZ for col in COL_FREQUENCIES_HZ for a in offsets for b in offsets])
+    assert not harmonic_pair(pairs).any()
+    assert harmonic_pair(np.array([[830.61, 1661.22], [700.0, 1050.0]])).all()  # an octave, a fifth
