@@ -418,3 +418,14 @@ def test_no_key_within_the_frequency_limits_is_in_a_harmonic_ratio() -> None:
     pairs = np.array([(row * (1 + a), col * (1 + b)) for row in ROW_FREQUENCIES_HZ for col in COL_FREQUENCIES_HZ for a in offsets for b in offsets])
     assert not harmonic_pair(pairs).any()
     assert harmonic_pair(np.array([[830.61, 1661.22], [700.0, 1050.0]])).all()  # an octave, a fifth
+
+
+@pytest.mark.parametrize("rate_hz", RATES_HZ)
+@pytest.mark.parametrize(("piece_ms", "gap_ms"), [(30.0, 10.0), (25.0, 10.0), (40.0, 10.0), (30.0, 5.0)])
+def test_dropouts_of_10_ms_are_bridged_even_between_short_pieces(rate_hz: int, piece_ms: float, gap_ms: float) -> None:
+    low_hz, high_hz = key_tones_hz("9")
+    tone = tones((low_hz, high_hz), -12.0, (2 * piece_ms + gap_ms) / 1000, rate_hz)
+    start = int(piece_ms / 1000 * rate_hz)
+    tone[start : start + int(gap_ms / 1000 * rate_hz)] = 0.0
+    silence = np.zeros(int(0.05 * rate_hz), dtype=np.float32)
+    assert decode(np.concatenate([silence, tone, silence]), rate_hz) == "9"

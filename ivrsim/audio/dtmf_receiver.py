@@ -70,6 +70,10 @@ DTMF_BAND_HZ = (600.0, 1750.0)
 UPPER_BAND_HZ = (1750.0, 3400.0)
 #: Longest stretch of one tone analysed for purity, in seconds (bounds the cost of a held key).
 PURITY_MAX_S = 0.25
+#: Shortest stretch analysed for purity when the tone's runs allow it, in seconds (about 30 Hz resolution).
+PURITY_MIN_S = 0.032
+#: Gaps between a segment's runs holding at least this share of the runs' power are not dropouts.
+BEATING_GAP_POWER = 0.25
 #: Time left out at each end of a tone before the purity analysis, in seconds (switching transients).
 PURITY_EDGE_S = 0.004
 
@@ -132,6 +136,9 @@ class DtmfThresholds:
     max_inband_residual: float = 0.06
     #: Power in 1750-3400 Hz relative to the two tones (-8 dB): speech formants and fricatives live there.
     max_upper_band_ratio: float = 0.15
+    #: Largest distance between a tone's spectral peak and its measured frequency, in spectral
+    #: resolutions (rate / samples analysed); a pure tone stays within about half of one.
+    max_peak_miss: float = 1.0
     #: Shortest tone accepted as a digit, in ms (accept 40 ms, reject 23 ms). Above the midpoint: measured
     #: 40 ms tones come out no shorter than 37.8 ms under every impairment within the limits, while the
     #: rare vowel pairs that pass every other check in espeak-ng speech last 32-35 ms.
@@ -422,15 +429,32 @@ def _hann_f32(length: int) -> np.ndarray:
     return hann_window(length).astype(np.float32)
 
 
-def tone_purity(
-    stretches: list[np.ndarray], rate_hz: float, row_hz: np.ndarray, col_hz: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """How alone each pair of tones is: (residual in ``DTMF_BAND_HZ``, power in ``UPPER_BAND_HZ``),
-    both relative to the power of the two tones, for each stretch of samples.
+def _mean_power(samples: np.ndarray, spans: list[tuple[int, int]]) -> float:
+    """Mean square of ``samples`` over the ``(first, last)`` spans together."""
+    total = sum(float(np.dot(samples[a:b], samples[a:b])) for a, b in spans)
+    count = sum(max(b - a, 0) for a, b in spans)
+    return total / count if count else 0.0
+
+
+@dataclass(frozen=True)
+class TonePurity:
+    """How alone each pair of tones is, from a spectrum of the whole tone: ``residual`` in
+    ``DTMF_BAND_HZ`` and ``upper`` in ``UPPER_BAND_HZ`` (both relative to the two tones' power), and
+    ``peak_miss`` (segments, 2): how far each spectral peak lies from the measured frequency, in units
+    of the spectrum's resolution (a pure tone: under about 0.5)."""
+
+    residual: np.ndarray
+    upper: np.ndarray
+    peak_miss: np.ndarray
+
+
+def tone_purity(stretches: list[np.ndarray], rate_hz: float, row_hz: np.ndarray, col_hz: np.ndarray) -> TonePurity:
+    """Purity of each stretch of samples around its measured tones (see ``TonePurity``).
 
     A Hann-windowed spectrum of the whole stretch (25 Hz resolution for 40 ms) resolves the harmonics
     of a voice or an instrument that a 12.75 ms block cannot; what lies within the main lobe of either
-    tone counts as tone, everything else in the band as residual.
+    tone counts as tone, everything else in the band as residual. Two notes close together can pull the
+    phase-based frequency between them, where neither has its peak: the peak check catches that.
     """
     lengths = np.array([len(s) for s in stretches])
     size = 1 << int(math.ceil(math.log2(2 * max(int(lengths.max()), 2))))
@@ -439,15 +463,24 @@ def tone_purity(
         frames[i, : len(stretch)] = stretch * _hann_f32(len(stretch))
     spectrum = np.abs(scipy.fft.rfft(frames, axis=1)) ** 2
     frequency = np.fft.rfftfreq(size, 1.0 / rate_hz)
-    lobe_hz = (2.2 * rate_hz / np.maximum(lengths, 1))[:, None]
-    near = (np.abs(frequency - row_hz[:, None]) < lobe_hz) | (np.abs(frequency - col_hz[:, None]) < lobe_hz)
+    resolution_hz = (rate_hz / np.maximum(lengths, 1))[:, None]
+    lobe_hz = 2.2 * resolution_hz
+    near_row = np.abs(frequency - row_hz[:, None]) < lobe_hz
+    near_col = np.abs(frequency - col_hz[:, None]) < lobe_hz
+    near = near_row | near_col
     band = (frequency >= DTMF_BAND_HZ[0]) & (frequency <= DTMF_BAND_HZ[1])
     upper = (frequency > UPPER_BAND_HZ[0]) & (frequency <= UPPER_BAND_HZ[1])
     tones = np.where(near, spectrum, 0.0).sum(axis=1)
     residual = np.where(band & ~near, spectrum, 0.0).sum(axis=1)
     upper_power = spectrum[:, upper].sum(axis=1)
     safe = np.where(tones > 0.0, tones, np.inf)
-    return np.where(tones > 0.0, residual / safe, np.inf), np.where(tones > 0.0, upper_power / safe, np.inf)
+    peaks = np.stack([frequency[np.argmax(np.where(m, spectrum, -1.0), axis=1)] for m in (near_row, near_col)], axis=1)
+    measured = np.stack([row_hz, col_hz], axis=1)
+    return TonePurity(
+        residual=np.where(tones > 0.0, residual / safe, np.inf),
+        upper=np.where(tones > 0.0, upper_power / safe, np.inf),
+        peak_miss=np.abs(peaks - measured) / resolution_hz,
+    )
 
 
 class _History:
@@ -725,19 +758,28 @@ class DtmfReceiver:
         if len(survivors) == 0:
             return []
         measured_hz = nominal_hz + measured.offset_hz
-        # Purity over the longest unbroken stretch of each tone: a bridged dropout would splatter it.
+        # Purity over the longest unbroken stretch of each tone, where a bridged dropout cannot splatter
+        # the spectrum. When that stretch is too short to resolve close partials and the "gaps" between
+        # runs are not quiet (beating partials, not a dropout), over the whole segment instead.
         m = self.half_block_samples
         edge = int(round(PURITY_EDGE_S * self.rate_hz))
         longest = int(PURITY_MAX_S * self.rate_hz)
+        shortest = int(PURITY_MIN_S * self.rate_hz)
         flat = history.samples[: history.count].reshape(-1)
         stretches = []
         for i in survivors.tolist():
-            run = max(segments[i], key=lambda r: ends[r] - starts[r])
-            first = int(round(starts[run] * m)) + edge
-            last = min(int(round(ends[run] * m)) - edge, first + longest)
-            stretches.append(flat[first : max(last, first + 2)])
-        residual, upper = tone_purity(stretches, self.rate_hz, measured_hz[survivors, 0], measured_hz[survivors, 1])
-        pure = (residual <= t.max_inband_residual) & (upper <= t.max_upper_band_ratio)
+            runs = segments[i]
+            run = max(runs, key=lambda r: ends[r] - starts[r])
+            first, last = int(round(starts[run] * m)) + edge, int(round(ends[run] * m)) - edge
+            if last - first < shortest and len(runs) > 1:
+                spans = [(int(round(starts[r] * m)), int(round(ends[r] * m))) for r in runs]
+                gaps = [(a_end, b_start) for (_, a_end), (b_start, _) in zip(spans, spans[1:]) if b_start > a_end]
+                if _mean_power(flat, gaps) > BEATING_GAP_POWER * _mean_power(flat, spans):
+                    first, last = spans[0][0] + edge, spans[-1][1] - edge
+            stretches.append(flat[first : max(min(last, first + longest), first + 2)])
+        purity = tone_purity(stretches, self.rate_hz, measured_hz[survivors, 0], measured_hz[survivors, 1])
+        pure = (purity.residual <= t.max_inband_residual) & (purity.upper <= t.max_upper_band_ratio)
+        pure &= (purity.peak_miss <= t.max_peak_miss).all(axis=1)
         to_s = m / self.rate_hz
         digits = []
         for i in survivors[pure].tolist():
