@@ -164,13 +164,6 @@ def test_guard_time_any_tone_of_23_ms_or_less_is_rejected(on_ms: float, lead_ms:
 # -- interdigit timing ------------------------------------------------------------------------------------
 
 
-def dropout(rate_hz: int, key: str, on_ms: float, gap_at_ms: float, gap_ms: float) -> np.ndarray:
-    signal = keys(rate_hz, key, on_ms=on_ms, off_ms=80)
-    start = int((30 + gap_at_ms) / 1000 * rate_hz)
-    signal[start : start + int(gap_ms / 1000 * rate_hz)] = 0.0
-    return signal
-
-
 # The debounce rule as a truth table: (tone on, gap inside the tone, tone after the gap) -> digits reported.
 DEBOUNCE_TABLE = [
     # on_ms, gap_ms, after_ms -> count

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from ivrsim.audio.dtmf_generator import generate_dtmf
+from ivrsim.audio.dtmf_generator import DtmfToneSpec, generate_dtmf
 from ivrsim.audio.dtmf_receiver import detect_dtmf
 from ivrsim.engine.callees import Phonebook, ScriptedCaller, ScriptError
 from ivrsim.engine.engine import CallEngine, CallRequest, EngineSettings, GatherSpec, TtsSpec
@@ -348,7 +348,7 @@ def test_generated_tones_reach_the_receiver_as_audio_only() -> None:
     asyncio.run(caller.prepare(CalleeContext(8000)))
     frames = [caller.exchange(np.zeros(160, dtype=np.float32)) for _ in range(20)]
     sent = np.concatenate(frames)
-    expected = generate_dtmf("7", 8000, __import__("ivrsim").DtmfToneSpec(on_ms=100, off_ms=100))
+    expected = generate_dtmf("7", 8000, DtmfToneSpec(on_ms=100, off_ms=100))
     assert np.array_equal(sent[: len(expected)], expected)
 
 

@@ -193,8 +193,8 @@ def test_size_cap_by_header_and_while_streaming(server: str, loader: AudioUrlLoa
         loader.load(server + path, 8000)
 
 
-@pytest.mark.parametrize(("path", "validator"), [("/etag.wav", "ETag"), ("/lastmod.wav", "Last-Modified")])
-def test_cache_revalidates_and_reuses_on_304(server: str, tmp_path: Path, path: str, validator: str) -> None:
+@pytest.mark.parametrize("path", ["/etag.wav", "/lastmod.wav"], ids=["ETag", "Last-Modified"])
+def test_cache_revalidates_and_reuses_on_304(server: str, tmp_path: Path, path: str) -> None:
     loader = AudioUrlLoader(MediaSettings(cache_dir=tmp_path / "c"))
     first = loader.load(server + path, 8000)
     second = loader.load(server + path, 8000)

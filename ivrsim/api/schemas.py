@@ -155,16 +155,3 @@ class RecordingPublic(BaseModel):
     url: str
     transcription: TranscriptionPublic | None = None
     channels: str
-
-
-class ErrorDetail(BaseModel):
-    code: str
-    message: str
-    param: str | None = None
-
-
-class ErrorBody(BaseModel):
-    """The one error shape of every surface."""
-
-    error: ErrorDetail
-

@@ -21,7 +21,7 @@ import json
 import os
 import tempfile
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -67,7 +67,6 @@ class LoadedAudio:
     size_bytes: int
     from_cache: bool
     content_type: str | None = None
-    notes: list[str] = field(default_factory=list)
 
     @property
     def duration_s(self) -> float:

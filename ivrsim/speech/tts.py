@@ -127,7 +127,7 @@ class _EspeakWorker:
                 import pyttsx3
                 from pyttsx3.drivers import _espeak
 
-                self._engine = pyttsx3.init("espeak")
+                self._engine = pyttsx3.init("espeak")  # held: it keeps espeak-ng initialised for the process
             except Exception as error:  # pyttsx3 raises bare RuntimeError/OSError when espeak-ng is missing
                 raise TtsEngineError(
                     f"pyttsx3 could not start espeak-ng ({error}); install it with `apt-get install espeak-ng`"

@@ -66,6 +66,7 @@ CREATE TABLE IF NOT EXISTS webhook_deliveries (
     finished_at TEXT
 );
 CREATE INDEX IF NOT EXISTS deliveries_by_call ON webhook_deliveries (call_id, id);
+-- Queued background work (analysis jobs arrive with the Canonical API); kept across restarts.
 CREATE TABLE IF NOT EXISTS pending_work (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     kind TEXT NOT NULL,
@@ -261,11 +262,7 @@ class Store:
                     (json.dumps(attempts), status, utc_now(), delivery_id),
                 )
 
-    def delivery(self, delivery_id: int) -> dict[str, Any] | None:
-        found = self.deliveries(delivery_id=delivery_id)
-        return found[0] if found else None
-
-    def deliveries(self, call_id: str | None = None, pending_only: bool = False, delivery_id: int | None = None) -> list[dict[str, Any]]:
+    def deliveries(self, call_id: str | None = None, pending_only: bool = False) -> list[dict[str, Any]]:
         query = "SELECT id, call_id, sequence, event_type, url, payload_json, status, attempts_json, created_at, finished_at FROM webhook_deliveries"
         clauses: list[str] = []
         params: list[Any] = []
@@ -274,9 +271,6 @@ class Store:
             params.append(call_id)
         if pending_only:
             clauses.append("status = 'pending'")
-        if delivery_id is not None:
-            clauses.append("id = ?")
-            params.append(delivery_id)
         if clauses:
             query += " WHERE " + " AND ".join(clauses)
         with self._lock:
@@ -289,26 +283,6 @@ class Store:
             item["attempts"] = json.loads(item["attempts"])
             out.append(item)
         return out
-
-    # -- pending work ---------------------------------------------------------------------------------
-
-    def add_work(self, kind: str, payload: dict[str, Any]) -> int:
-        with self._lock:
-            cursor = self._db.execute(
-                "INSERT INTO pending_work (kind, payload_json, created_at) VALUES (?, ?, ?)", (kind, json.dumps(payload), utc_now())
-            )
-        return int(cursor.lastrowid or 0)
-
-    def pending_work(self, kind: str) -> list[tuple[int, dict[str, Any]]]:
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT id, payload_json FROM pending_work WHERE kind = ? AND done_at IS NULL ORDER BY id", (kind,)
-            ).fetchall()
-        return [(int(r[0]), json.loads(r[1])) for r in rows]
-
-    def finish_work(self, work_id: int) -> None:
-        with self._lock:
-            self._db.execute("UPDATE pending_work SET done_at = ? WHERE id = ?", (utc_now(), work_id))
 
     # -- recovery -------------------------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from fastapi.responses import FileResponse, StreamingResponse
 from ivrsim.api.deps import ApiKeyDep, Services, ServicesDep
 from ivrsim.api.errors import HTTP_404_NOT_FOUND, HTTP_422_UNPROCESSABLE, ApiError
 from ivrsim.api.schemas import CallCreate, CallPublic, RecordingPublic
-from ivrsim.exceptions import SpeechError, SsmlError, UnknownVoiceError
+from ivrsim.exceptions import SsmlError, UnknownVoiceError
 from ivrsim.speech.ssml import looks_like_ssml, parse_ssml
 from ivrsim.store.sqlite import CallRecord
 from ivrsim.webhooks.dispatcher import FINAL_EVENTS
@@ -70,8 +70,6 @@ async def create_call(body: CallCreate, services: ServicesDep) -> dict[str, Any]
             raise ApiError(HTTP_422_UNPROCESSABLE, "unknown_voice", str(error), "tts.voice") from error
         except SsmlError as error:
             raise ApiError(HTTP_422_UNPROCESSABLE, "invalid_ssml", str(error), "tts.text") from error
-        except SpeechError as error:
-            raise ApiError(HTTP_422_UNPROCESSABLE, error.code, str(error), "tts") from error
     if body.gather is not None and body.gather.type == "speech":
         raise ApiError(HTTP_422_UNPROCESSABLE, "unsupported", "gather.type 'speech' arrives with the ASR engine; use 'dtmf'", "gather.type")
     record = await services.engine.place(body.to_request())
