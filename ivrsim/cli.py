@@ -374,6 +374,17 @@ def call(to: str, from_: str, text: str | None, voice: str | None, audio_url: st
     sys.exit(EXIT_OK if status == "completed" else EXIT_FAILED)
 
 
+def _settled_delivery_log(client: Any, call_id: str, timeout_s: float) -> list[dict[str, Any]]:
+    """The call's webhook delivery log once no delivery is pending (or when ``timeout_s`` has passed):
+    the server marks a delivery ``delivered`` only after the receiver's 2xx is back."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        log: list[dict[str, Any]] = client.request("GET", f"/v1/voice/calls/{call_id}/webhooks")["data"]
+        if all(d["status"] != "pending" for d in log) or time.monotonic() > deadline:
+            return log
+        time.sleep(0.02)
+
+
 @main.command()
 @click.option("--to", "to", default="+15551234567", show_default=True, help="Number to call; the phonebook decides who answers.")
 @click.option("--from", "from_", default="+15559876543", show_default=True, help="Caller id.")
@@ -440,7 +451,7 @@ def demo(to: str, from_: str, text: str, voice: str, audio_url: str | None, gath
         events = client.voice.events(placed.id)
         webhooks = [w for w in receiver.received if w.payload.get("call_id") == placed.id]
         recording = client.voice.recording(placed.id) if record and final.status == "completed" else None
-        log = client.request("GET", f"/v1/voice/calls/{placed.id}/webhooks")["data"]
+        log = _settled_delivery_log(client, placed.id, timeout_s=30.0)
     elapsed_s = time.perf_counter() - started
     gathered = [e for e in events if e["type"] == "gather.completed"]
     got_input = no_gather or bool(gathered and (gathered[0]["digits"] or gathered[0]["finished_on_key"]))

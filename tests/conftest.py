@@ -98,3 +98,11 @@ def music(rate_hz: int, duration_s: float, seed: int) -> np.ndarray:
                     out[position : position + n] += envelope * np.sin(h * phase) / h * 0.15
         position += n
     return out.astype(np.float32)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    """Print pytest-randomly's seed even under ``-q`` (its header line is hidden there), so a failure that
+    depends on the order can be replayed."""
+    seed = getattr(config.option, "randomly_seed", None)
+    if isinstance(seed, int):
+        terminalreporter.write_line(f"test order: pytest-randomly seed {seed} (replay with -p randomly --randomly-seed={seed})")

@@ -26,6 +26,9 @@ KEY = "test-key"
 SECRET = "whsec_test"
 AUTH = {"Authorization": f"Bearer {KEY}"}
 FINAL = ("completed", "busy", "no-answer", "failed")
+#: The server's webhook timeout in these tests, and how long /slow takes to answer its first request.
+WEBHOOK_TIMEOUT_S = 2.0
+SLOW_RECEIVER_S = 3.0
 
 
 class Receiver:
@@ -50,7 +53,7 @@ class Receiver:
                     self.end_headers()
                     return
                 if path == "/slow" and count < 1:
-                    time.sleep(1.0)
+                    time.sleep(SLOW_RECEIVER_S)
                 if path == "/reject":
                     self.send_response(400)
                     self.end_headers()
@@ -83,8 +86,9 @@ def settings_for(folder: Path, **overrides: Any) -> Settings:
         "webhook_secret": SECRET,
         "webhook_attempts": 3,
         "webhook_backoff_s": 0.05,
-        "webhook_timeout_s": 0.5,
-        "webhook_connect_timeout_s": 0.5,
+        # generous enough that a healthy receiver on a cold machine answers in time; /slow is slower still
+        "webhook_timeout_s": WEBHOOK_TIMEOUT_S,
+        "webhook_connect_timeout_s": WEBHOOK_TIMEOUT_S,
     }
     values.update(overrides)
     return Settings(**values)
@@ -124,6 +128,19 @@ def wait_until(condition: Any, timeout_s: float = 15.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         time.sleep(0.02)
+
+
+def wait_for_deliveries(client: httpx.Client, call_id: str, count: int, timeout_s: float = 30.0) -> list[dict[str, Any]]:
+    """The call's delivery log once it holds ``count`` deliveries and none is still pending."""
+    log: list[dict[str, Any]] = []
+
+    def settled() -> bool:
+        nonlocal log
+        log = client.get(f"/v1/voice/calls/{call_id}/webhooks").json()["data"]
+        return len(log) >= count and all(d["status"] != "pending" for d in log)
+
+    wait_until(settled, timeout_s)
+    return log
 
 
 # -- the documented examples ------------------------------------------------------------------------------
@@ -326,7 +343,9 @@ def test_status_webhooks_arrive_in_order_and_signed(client: httpx.Client, receiv
     for item in received:
         assert verify_signature(SECRET, item["headers"]["X-Ivrsim-Signature"], item["raw"])
         assert not verify_signature("other", item["headers"]["X-Ivrsim-Signature"], item["raw"])
-    log = client.get(f"/v1/voice/calls/{call['id']}/webhooks").json()["data"]
+    # The server records "delivered" only once the receiver's 2xx is back: wait for that very condition.
+    log = wait_for_deliveries(client, call["id"], count=len(types))
+    assert [d["event_type"] for d in log] == types
     assert all(d["status"] == "delivered" and len(d["attempts"]) == 1 for d in log)
 
 
@@ -334,8 +353,7 @@ def test_webhooks_retry_on_5xx_and_timeouts(client: httpx.Client, receiver: Rece
     for path in ("flaky", "slow"):
         call = place(client, to="+15550100486", tts={"text": "Hi."}, webhook_url=f"{receiver.url}/{path}?c={time.time()}")
         wait_for(client, call["id"])
-        wait_until(lambda: all(d["status"] != "pending" for d in client.get(f"/v1/voice/calls/{call['id']}/webhooks").json()["data"]))
-        log = client.get(f"/v1/voice/calls/{call['id']}/webhooks").json()["data"]
+        log = wait_for_deliveries(client, call["id"], count=2)
         assert [d["event_type"] for d in log] == ["call.queued", "call.busy"]
         assert all(d["status"] == "delivered" for d in log)
         first = log[0]["attempts"]
@@ -354,8 +372,8 @@ def test_webhooks_to_a_receiver_that_is_down_or_refuses_are_logged(client: httpx
         call = place(client, to="+15550100486", tts={"text": "Hi."}, webhook_url=url)
         final = wait_for(client, call["id"])
         assert final["status"] == "busy"  # the call itself never waits for its webhooks
-        wait_until(lambda: all(d["status"] != "pending" for d in client.get(f"/v1/voice/calls/{call['id']}/webhooks").json()["data"]))
-        log = client.get(f"/v1/voice/calls/{call['id']}/webhooks").json()["data"]
+        log = wait_for_deliveries(client, call["id"], count=2)
+        assert [d["event_type"] for d in log] == ["call.queued", "call.busy"]
         assert all(d["status"] == "failed" and len(d["attempts"]) == expected_attempts for d in log)
 
 
@@ -381,7 +399,15 @@ def test_sim_health_phonebook_and_journal(client: httpx.Client) -> None:
     calls = [place(client, to="+15550100486", tts={"text": "Hi."}) for _ in range(3)]
     for call in calls:
         wait_for(client, call["id"])
-    journal = client.get("/_sim/events", params={"limit": 5}).json()["data"]
+    ids = {c["id"] for c in calls}
+    journal: list[dict[str, Any]] = []
+
+    def journal_holds_the_calls_ends() -> bool:  # the newest events are these calls' last ones
+        nonlocal journal
+        journal = client.get("/_sim/events", params={"limit": 5}).json()["data"]
+        return sum(1 for e in journal if e["call_id"] in ids and e["type"] == "call.busy") >= 2
+
+    wait_until(journal_holds_the_calls_ends)
     assert len(journal) == 5 and all(e["call_id"].startswith("call_") for e in journal)
 
 
@@ -407,8 +433,10 @@ def test_sim_injects_dtmf_into_a_live_realtime_call(tmp_path: Path) -> None:
 def test_sim_manual_clock_steps_calls(tmp_path: Path) -> None:
     with BackgroundServer(settings_for(tmp_path, clock="manual")) as running, httpx.Client(base_url=running.base_url, headers=AUTH, timeout=30) as http:
         call = place(http, to="+15550100002", tts={"text": "Press something."}, gather={"timeout": 5})
-        time.sleep(0.5)
-        assert http.get(f"/v1/voice/calls/{call['id']}").json()["status"] == "ringing"  # time has not moved
+        wait_until(lambda: http.get(f"/v1/voice/calls/{call['id']}").json()["status"] == "ringing")
+        assert http.get("/_sim/clock").json() == {"clock": "manual", "now_s": 0.0}  # time has not moved
+        events = http.get(f"/v1/voice/calls/{call['id']}/events").json()["data"]
+        assert [e["type"] for e in events] == ["call.queued", "call.ringing"] and events[-1]["call_time_s"] == 0.0
         assert http.post("/_sim/clock", json={"advance_s": 2.0}).json() == {"clock": "manual", "now_s": 2.0}
         wait_until(lambda: http.get(f"/v1/voice/calls/{call['id']}").json()["status"] == "in-progress")
         http.post(f"/_sim/calls/{call['id']}/dtmf", json={"digits": "9#"})
