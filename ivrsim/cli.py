@@ -1,18 +1,28 @@
 """The ``ivrsim`` command line.
 
-Exit codes: 0 success; 1 the work ran but something failed (a file could not be decoded, the demo's
-digits did not come back); 2 a usage error (bad option or argument, reported by click).
+Exit codes (the same for every command; ``ivrsim --help`` shows them):
+
+- 0 success;
+- 1 the work ran but something failed, or a file it was given has bad content (an audio file that cannot
+  be decoded, a phonebook or snapshot that does not validate, a call that did not complete, no server);
+- 2 a usage error: a bad option, argument or IVRSIM_ setting (click's own code for usage errors);
+- 3 refused, nothing changed: something it needs is taken (the port is in use, the data folder is held
+  by a running server) or would be overwritten (``snapshot load`` into a folder with data, without
+  ``--force``).
 """
 
 from __future__ import annotations
 
 import json
+import math
+import re
 import sys
 import time
 from dataclasses import asdict
 from typing import Any
 
 import click
+import numpy as np
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
@@ -27,6 +37,7 @@ from ivrsim.audio.dtmf_generator import (
     validate_digits,
 )
 from ivrsim.audio.dtmf_receiver import MAX_RATE_HZ, MIN_RATE_HZ, DtmfDigit, DtmfReceiver, detect_dtmf
+from ivrsim.audio.levels import power_to_dbm0
 from ivrsim.audio.line import LineModel, LineSettings
 from ivrsim.audio.resample import resample
 from ivrsim.exceptions import AudioFileError
@@ -39,6 +50,10 @@ FRAME_MS = 20
 
 EXIT_OK = 0
 EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_REFUSED = 3
+#: E.164: a plus, then 2 to 15 digits, the first not 0 (the API's rule, matched in full).
+E164_PATTERN = re.compile(r"\+[1-9][0-9]{1,14}")
 
 
 def _error(message: object) -> None:
@@ -46,7 +61,20 @@ def _error(message: object) -> None:
     click.echo(f"ivrsim: error: {message}", err=True)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def _e164(_ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """A phone number option in E.164 (``+15551234567``), or a usage error naming the option."""
+    values = value if isinstance(value, tuple) else (value,)
+    for number in values:
+        if number is not None and not E164_PATTERN.fullmatch(number):
+            raise click.BadParameter(f"{number!r} is not an E.164 number: write a plus, the country code and the number, "
+                                     "digits only (e.g. +15559876543)")
+    return value
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=(
+    "Exit codes: 0 success; 1 the work ran but failed, or a file it was given (audio, phonebook, snapshot) "
+    "is bad; 2 usage error (bad option, argument or IVRSIM_ setting); 3 refused, nothing changed (the port is "
+    "in use, the data folder is held by a running server, or not empty for `snapshot load` without --force)."))
 @click.version_option(__version__, prog_name="ivrsim")
 def main() -> None:
     """ivrsim: a local, offline IVR simulator and telephony emulator."""
@@ -113,9 +141,12 @@ def dtmf_decode(files: tuple[str, ...], as_json: bool) -> None:
 
 def _digits_argument(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
     try:
-        return validate_digits(value)
+        digits = validate_digits(value)
     except ValueError as error:
         raise click.BadParameter(str(error)) from None
+    if not digits.replace("w", ""):
+        raise click.BadParameter(f"{value!r} has no keys to sound: give at least one of 0-9, *, #, A-D (w adds a 0.5 s pause)")
+    return digits
 
 
 @dtmf.command("generate")
@@ -148,8 +179,19 @@ def dtmf_generate(
         row_offset_pct=row_offset_pct,
         col_offset_pct=col_offset_pct,
     )
+    samples = generate_dtmf(digits, rate_hz, spec)
+    clipped = int(np.count_nonzero(np.abs(samples) > 1.0))
+    if clipped:
+        sounding = max(1, int(np.count_nonzero(samples)))
+        # Both tones together peak at a(level) + a(level - twist); keep that at full scale or below.
+        low_peak = 1.0 / (1.0 + 10.0 ** (-twist_db / 20.0))  # amplitude of the low tone at the limit
+        highest = power_to_dbm0(low_peak * low_peak / 2.0)
+        raise click.UsageError(
+            f"--level-dbm0 {level_dbm0:g} with --twist-db {twist_db:g} clips: {100.0 * clipped / sounding:.1f}% of the tone "
+            f"samples exceed full scale; use --level-dbm0 {math.floor(highest * 10) / 10:g} or lower with this twist"
+        )
     try:
-        write_audio_file(output, generate_dtmf(digits, rate_hz, spec), rate_hz)
+        write_audio_file(output, samples, rate_hz)
     except AudioFileError as error:
         _error(error)
         sys.exit(EXIT_FAILED)
@@ -223,6 +265,128 @@ def dtmf_roundtrip(digits: str, law: str, snr_db: float, seed: int, as_json: boo
     sys.exit(EXIT_OK if ok else EXIT_FAILED)
 
 
+def _data_dir_option(function: Any) -> Any:
+    return click.option("--data-dir", type=click.Path(file_okay=False), default=".ivrsim", show_default=True,
+                        help="The server's data folder (its --data-dir).")(function)
+
+
+def _progress_callback(progress: Progress, description: str) -> tuple[Any, Any]:
+    """A rich task and a ``(what, done, total)`` callback that moves it."""
+    task = progress.add_task(description, total=None)
+
+    def update(what: str, done: int, total: int) -> None:
+        progress.update(task, description=f"{description}: {what}", completed=done, total=max(total, 1))
+
+    return task, update
+
+
+@main.command()
+@_data_dir_option
+@click.option("--older-than-days", type=click.FloatRange(0), required=True, help="Prune calls that ended more than this many days ago (0: every ended call).")
+@click.option("--dry-run", is_flag=True, help="Count what would go; delete nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
+def prune(data_dir: str, older_than_days: float, dry_run: bool, as_json: bool) -> None:
+    """Delete calls that ended more than N days ago: their events, webhook deliveries, recordings (rows and
+    files) and idempotency keys. Live calls, and calls whose webhooks are still being retried, stay.
+
+    Safe while `ivrsim serve` runs on the same folder (short SQLite transactions; the server keeps
+    writing). `ivrsim serve --retain-days N` does this at start and hourly. Exits 0 when done, 1 when the
+    folder holds no ivrsim database, 2 on a usage error.
+    """
+    from pathlib import Path
+
+    from ivrsim.store.maintenance import MaintenanceError
+    from ivrsim.store.maintenance import prune as prune_data
+
+    try:
+        result = prune_data(Path(data_dir), older_than_days, dry_run=dry_run)
+    except MaintenanceError as error:
+        _error(error)
+        sys.exit(EXIT_FAILED)
+    if as_json:
+        click.echo(json.dumps(result.as_dict()))
+        return
+    verb = "would prune" if dry_run else "pruned"
+    tables = ", ".join(f"{n} {t}" for t, n in sorted(result.rows.items()) if t != "calls") or "no other rows"
+    click.echo(f"{verb} {result.calls} call(s) that ended before {result.cutoff} ({tables}); "
+               f"{result.recording_files} recording file(s), {result.bytes_freed / 1e6:.1f} MB")
+
+
+@main.group()
+def snapshot() -> None:
+    """Save the whole data folder to a file, or load one back (LocalStack's persistence idea).
+
+    A snapshot is a tar.gz: manifest.json (format version, ivrsim version, row counts) and the folder
+    (database, recordings, caches). Saving is safe while the server runs: the database is copied with
+    SQLite's online backup API, so it is one consistent state.
+    """
+
+
+@snapshot.command("save")
+@click.argument("file", type=click.Path(dir_okay=False, writable=True))
+@_data_dir_option
+@click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
+def snapshot_save(file: str, data_dir: str, as_json: bool) -> None:
+    """Write the data folder to FILE (tar.gz), even while `ivrsim serve` runs on it.
+
+    FILE appears only when complete. Exits 0 when written, 1 when it cannot be (no database in the
+    folder, a disk error), 2 on a usage error.
+    """
+    from pathlib import Path
+
+    from ivrsim.store.maintenance import MaintenanceError, save_snapshot
+
+    show = not as_json and sys.stderr.isatty()
+    try:
+        with Progress(console=Console(stderr=True), transient=True, disable=not show) as progress:
+            _, update = _progress_callback(progress, "saving")
+            manifest = save_snapshot(Path(data_dir), Path(file), progress=update)
+    except (MaintenanceError, OSError) as error:
+        _error(error)
+        sys.exit(EXIT_FAILED)
+    if as_json:
+        click.echo(json.dumps({"file": file, **manifest.as_dict()}))
+    else:
+        counts = manifest.counts
+        click.echo(f"saved {data_dir} to {file}: {counts.get('calls', 0)} call(s), {counts.get('events', 0)} event(s), "
+                   f"{counts.get('recordings', 0)} recording(s), {manifest.files} file(s), {manifest.bytes / 1e6:.1f} MB")
+
+
+@snapshot.command("load")
+@click.argument("file", type=click.Path(dir_okay=False, exists=True))
+@_data_dir_option
+@click.option("--force", is_flag=True, help="Replace the folder's contents even if it holds data.")
+@click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
+def snapshot_load(file: str, data_dir: str, force: bool, as_json: bool) -> None:
+    """Restore FILE (from `ivrsim snapshot save`) into the data folder.
+
+    Refuses, changing nothing, while a server runs on the folder (stop it first) or, without --force,
+    when the folder already holds data. Exits 0 when loaded, 1 when FILE is not a valid snapshot, 2 on a
+    usage error, 3 when refused.
+    """
+    from pathlib import Path
+
+    from ivrsim.store.maintenance import DataDirInUse, DataDirNotEmpty, MaintenanceError, load_snapshot
+
+    show = not as_json and sys.stderr.isatty()
+    try:
+        with Progress(console=Console(stderr=True), transient=True, disable=not show) as progress:
+            _, update = _progress_callback(progress, "loading")
+            manifest = load_snapshot(Path(file), Path(data_dir), force=force, progress=update)
+    except (DataDirInUse, DataDirNotEmpty) as error:
+        _error(error)
+        sys.exit(EXIT_REFUSED)
+    except (MaintenanceError, OSError) as error:
+        _error(error)
+        sys.exit(EXIT_FAILED)
+    if as_json:
+        click.echo(json.dumps({"data_dir": data_dir, **manifest.as_dict()}))
+    else:
+        counts = manifest.counts
+        click.echo(f"loaded {file} into {data_dir}: {counts.get('calls', 0)} call(s), {counts.get('recordings', 0)} recording(s), "
+                   f"{manifest.files} file(s); saved {manifest.created_at} by ivrsim {manifest.ivrsim_version}")
+
+
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the catalog as a JSON array.")
 @click.option("--language", default=None, help="Only voices whose language tag starts with this (e.g. en, fr-FR).")
@@ -261,13 +425,16 @@ def say(text: str, output: str, voice: str | None, speed: float, pitch: float, r
     """Speak TEXT (plain or SSML) with pyttsx3/espeak-ng into an audio file."""
     from pathlib import Path
 
-    from ivrsim.exceptions import SpeechError
+    from ivrsim.exceptions import SpeechError, SsmlError, TtsSettingError, UnknownVoiceError
     from ivrsim.speech.tts import PromptCache, SpeechSynthesizer, TtsRequest
 
     synthesizer = SpeechSynthesizer(cache=PromptCache(Path(cache_dir) if cache_dir else None))
     try:
         prompt = synthesizer.synthesize(TtsRequest(text=text, voice=voice, speed=speed, pitch=pitch, rate_hz=rate_hz, ssml=ssml))
         write_audio_file(output, prompt.samples, prompt.rate_hz)
+    except (UnknownVoiceError, SsmlError, TtsSettingError) as error:  # what was typed is wrong: a usage error
+        _error(error)
+        sys.exit(EXIT_USAGE)
     except (SpeechError, AudioFileError) as error:
         _error(error)
         sys.exit(EXIT_FAILED)
@@ -288,71 +455,120 @@ DOCUMENTED_TTS = "Hello! This is a call from Canary. Press 1 to confirm."
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="SQLite store, recordings, caches (default .ivrsim).")
 @click.option("--phonebook", type=click.Path(dir_okay=False, exists=True), default=None, help="Phonebook YAML (default samples/phonebook.yaml).")
 @click.option("--clock", type=click.Choice(["virtual", "realtime", "manual"]), default=None, help="Virtual (default), realtime, or manual (stepped with POST /_sim/clock).")
-@click.option("--verified-number", "verified", multiple=True, help="A caller id 'from' may use (repeatable; adds to IVRSIM_VERIFIED_NUMBERS).")
+@click.option("--verified-number", "verified", multiple=True, callback=_e164, help="A caller id 'from' may use, in E.164 (repeatable; adds to IVRSIM_VERIFIED_NUMBERS).")
 @click.option("--media-root", "media_roots", multiple=True, type=click.Path(file_okay=False, exists=True), help="Folder audio_url may read local files from (repeatable).")
 @click.option("--webhook-secret", default=None, help="Sign webhooks with HMAC-SHA256 (IVRSIM_WEBHOOK_SECRET).")
+@click.option("--retain-days", type=click.FloatRange(0, min_open=True), default=None,
+              help="Prune calls that ended more than this many days ago, at start and hourly (IVRSIM_RETAIN_DAYS; default: keep forever).")
 @click.option("--access-log", is_flag=True, help="Print a line per HTTP request.")
 def serve(host: str | None, port: int | None, data_dir: str | None, phonebook: str | None, clock: str | None,
-          verified: tuple[str, ...], media_roots: tuple[str, ...], webhook_secret: str | None, access_log: bool) -> None:
+          verified: tuple[str, ...], media_roots: tuple[str, ...], webhook_secret: str | None, retain_days: float | None, access_log: bool) -> None:
     """Serve the Canary Voice API and /_sim on localhost.
 
     The key both APIs accept comes from IVRSIM_API_KEY; without one a dev key is made and printed.
+    A phonebook that does not validate is one line on stderr and exit 1; a bad option or IVRSIM_
+    setting exits 2; a data folder another server holds, or a port in use, exits 3. With --port 0 a free
+    port is picked, and the first line says which.
     """
     from pathlib import Path
 
     from pydantic import ValidationError
 
     from ivrsim.api.server import serve as run_server
+    from ivrsim.engine.callees import Phonebook, ScriptError
     from ivrsim.settings import Settings
+    from ivrsim.store.maintenance import DataDirInUse, lock_holder
 
     try:
         settings = Settings()
     except ValidationError as error:
-        _error(f"bad IVRSIM_ setting: {error.errors()[0]['loc'][0]}: {error.errors()[0]['msg']}")
-        sys.exit(EXIT_FAILED)
+        _error(f"bad IVRSIM_ setting: IVRSIM_{str(error.errors()[0]['loc'][0]).upper()}: {error.errors()[0]['msg']}")
+        sys.exit(EXIT_USAGE)
     overrides = {"host": host, "port": port, "data_dir": Path(data_dir) if data_dir else None, "phonebook": Path(phonebook) if phonebook else None,
-                 "clock": clock, "webhook_secret": webhook_secret}
+                 "clock": clock, "webhook_secret": webhook_secret, "retain_days": retain_days}
     for name, value in overrides.items():
         if value is not None:
             setattr(settings, name, value)
     settings.verified_numbers = [*settings.verified_numbers, *verified]
     settings.media_roots = [*settings.media_roots, *(Path(m) for m in media_roots)]
+    bad_numbers = [n for n in settings.verified_numbers if not E164_PATTERN.fullmatch(n)]
+    if bad_numbers:
+        _error(f"IVRSIM_VERIFIED_NUMBERS: {bad_numbers[0]!r} is not an E.164 number (e.g. +15559876543)")
+        sys.exit(EXIT_USAGE)
+    if settings.phonebook is not None:  # the server loads it again; here it fails as one line, not a traceback
+        try:
+            Phonebook.load(settings.phonebook)
+        except ScriptError as error:
+            _error(error)
+            sys.exit(EXIT_FAILED)
+    holder = lock_holder(settings.data_dir)
+    if holder is not None:
+        _error(DataDirInUse(settings.data_dir, holder))
+        sys.exit(EXIT_REFUSED)
     key, made = settings.ensure_api_key()
-    click.echo(f"ivrsim {__version__}: Canary Voice API on http://{settings.host}:{settings.port} ({settings.clock} clock, data in {settings.data_dir})", err=True)
-    click.echo(f"API key: {key}" + (" (a dev key made now; set IVRSIM_API_KEY to choose one)" if made else ""), err=True)
-    click.echo(f"verified caller ids: {', '.join(settings.verified_numbers)}", err=True)
-    run_server(settings, access_log=access_log)
+    from ivrsim.api.server import PortInUseError
+
+    def started(url: str) -> None:  # once the socket is bound: with --port 0 this is the real port
+        click.echo(f"ivrsim {__version__}: Canary Voice API on {url} ({settings.clock} clock, data in {settings.data_dir})", err=True)
+        click.echo(f"API key: {key}" + (" (a dev key made now; set IVRSIM_API_KEY to choose one)" if made else ""), err=True)
+        click.echo(f"verified caller ids: {', '.join(settings.verified_numbers)}", err=True)
+
+    try:
+        run_server(settings, access_log=access_log, on_bound=started)
+    except PortInUseError as error:
+        _error(error.strerror)
+        sys.exit(EXIT_REFUSED)
 
 
 @main.command()
 @click.option("--to", "to", required=True, help="Number to call (E.164).")
 @click.option("--from", "from_", default="+15559876543", show_default=True, help="Verified caller id.")
 @click.option("--tts", "text", default=None, help="What to say (plain text or SSML).")
-@click.option("--voice", default=None, help="Voice id.")
-@click.option("--audio-url", default=None, help="Audio to play.")
-@click.option("--gather-digits", type=click.IntRange(1, 64), default=None, help="Gather this many digits.")
-@click.option("--finish-on-key", default=None, help="Key that ends the gather.")
+@click.option("--voice", default=None, help="Voice id (tts.voice; see `ivrsim voices`).")
+@click.option("--speed", type=click.FloatRange(0.25, 4.0), default=None, help="Speaking rate, a multiple of normal (tts.speed, 0.25 to 4).")
+@click.option("--pitch", type=click.FloatRange(-20.0, 20.0), default=None, help="Pitch in semitones from normal (tts.pitch, -20 to 20).")
+@click.option("--audio-url", default=None, help="Audio to play (http(s) URL, or a file under the server's --media-root).")
+@click.option("--gather-digits", type=click.IntRange(1, 64), default=None, help="Gather this many digits (gather.num_digits).")
+@click.option("--finish-on-key", default=None, help="Key that ends the gather (gather.finish_on_key; '' for none).")
+@click.option("--gather-timeout", type=click.FloatRange(0, 600, min_open=True), default=None, help="Seconds to wait for input after the prompt and each key (gather.timeout).")
 @click.option("--record", is_flag=True, help="Record the call.")
+@click.option("--recording-channels", type=click.Choice(["dual", "mono"]), default=None, help="Recording layout (recording_channels; default dual).")
+@click.option("--transcribe", is_flag=True, help="Transcribe the call (transcribe; the transcript comes with the recording).")
+@click.option("--ring-timeout", type=click.IntRange(1, 600), default=None, help="Seconds to ring before no-answer (timeout; default 30).")
 @click.option("--webhook-url", default=None, help="Where status webhooks go.")
-@click.option("--base-url", default="http://127.0.0.1:8080", show_default=True, envvar="IVRSIM_BASE_URL", help="The running server.")
+@click.option("--base-url", default="http://127.0.0.1:8080", show_default=True, envvar="IVRSIM_BASE_URL", help="The running server (IVRSIM_BASE_URL).")
 @click.option("--api-key", envvar="IVRSIM_API_KEY", required=True, help="The server's key (IVRSIM_API_KEY).")
 @click.option("--json", "as_json", is_flag=True, help="Print each event as a JSON line.")
-def call(to: str, from_: str, text: str | None, voice: str | None, audio_url: str | None, gather_digits: int | None, finish_on_key: str | None,
-         record: bool, webhook_url: str | None, base_url: str, api_key: str, as_json: bool) -> None:
-    """Place a call on a running `ivrsim serve` and print its events live until it ends."""
+def call(to: str, from_: str, text: str | None, voice: str | None, speed: float | None, pitch: float | None, audio_url: str | None,
+         gather_digits: int | None, finish_on_key: str | None, gather_timeout: float | None, record: bool, recording_channels: str | None,
+         transcribe: bool, ring_timeout: int | None, webhook_url: str | None, base_url: str, api_key: str, as_json: bool) -> None:
+    """Place a call on a running `ivrsim serve` and print its events live until it ends.
+
+    Each option is the request field named in its help. Exits 0 when the call completes, 1 when it ends
+    otherwise, the server refuses it (its error is printed) or cannot be reached, 2 on a usage error.
+    """
     import httpx
 
     from ivrsim.client import Canary, CanaryError
 
+    if text is None and (voice is not None or speed is not None or pitch is not None):
+        raise click.UsageError("--voice, --speed and --pitch shape the speech: give --tts TEXT with them")
+    if recording_channels and not record:
+        raise click.UsageError("--recording-channels shapes the recording: add --record")
     parameters: dict[str, Any] = {"record": record}
     if text is not None:
-        parameters["tts"] = {"text": text, **({"voice": voice} if voice else {})}
+        tts = {"text": text, "voice": voice, "speed": speed, "pitch": pitch}
+        parameters["tts"] = {k: v for k, v in tts.items() if v is not None}
     if audio_url is not None:
         parameters["audio_url"] = audio_url
-    if gather_digits is not None or finish_on_key is not None:
-        parameters["gather"] = {k: v for k, v in (("num_digits", gather_digits), ("finish_on_key", finish_on_key)) if v is not None}
-    if webhook_url is not None:
-        parameters["webhook_url"] = webhook_url
+    gather = {"num_digits": gather_digits, "finish_on_key": finish_on_key, "timeout": gather_timeout}
+    if any(v is not None for v in gather.values()):
+        parameters["gather"] = {k: v for k, v in gather.items() if v is not None}
+    for name, value in (("recording_channels", recording_channels), ("timeout", ring_timeout), ("webhook_url", webhook_url)):
+        if value is not None:
+            parameters[name] = value
+    if transcribe:
+        parameters["transcribe"] = True
     try:
         with Canary(api_key, base_url=base_url) as client:
             placed = client.voice.call(to=to, from_=from_, **parameters)
@@ -387,7 +603,7 @@ def _settled_delivery_log(client: Any, call_id: str, timeout_s: float) -> list[d
 
 @main.command()
 @click.option("--to", "to", default="+15551234567", show_default=True, help="Number to call; the phonebook decides who answers.")
-@click.option("--from", "from_", default="+15559876543", show_default=True, help="Caller id.")
+@click.option("--from", "from_", default="+15559876543", show_default=True, callback=_e164, help="Caller id (E.164; the demo verifies it).")
 @click.option("--tts", "text", default=DOCUMENTED_TTS, show_default=True, help="What the platform says (plain text or SSML).")
 @click.option("--voice", default="en-US-Neural2-F", show_default=True, help="Voice id (see `ivrsim voices`).")
 @click.option("--audio-url", default=None, help="Audio to play after the speech (http(s) URL).")
@@ -400,16 +616,19 @@ def _settled_delivery_log(client: Any, call_id: str, timeout_s: float) -> list[d
 @click.option("--clock", type=click.Choice(["virtual", "realtime"]), default="virtual", show_default=True, help="Virtual: as fast as the CPU allows; realtime: 1 s of call per second.")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=".ivrsim", show_default=True, help="Where the SQLite store, recordings and prompt cache go.")
 @click.option("--phonebook", type=click.Path(dir_okay=False, exists=True), default=None, help="Phonebook YAML (default: samples/phonebook.yaml).")
+@click.option("--media-root", "media_roots", multiple=True, type=click.Path(file_okay=False, exists=True), help="Folder --audio-url may read local files from (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Print the call and its events as JSON.")
 def demo(to: str, from_: str, text: str, voice: str, audio_url: str | None, gather_digits: int, finish_on_key: str, gather_timeout: float,
-         no_gather: bool, record: bool, ring_timeout: int, clock: str, data_dir: str, phonebook: str | None, as_json: bool) -> None:
+         no_gather: bool, record: bool, ring_timeout: int, clock: str, data_dir: str, phonebook: str | None, media_roots: tuple[str, ...],
+         as_json: bool) -> None:
     """Run the main job on embedded defaults: the documented example call, end to end over HTTP.
 
     Starts the server and a webhook receiver in-process on free loopback ports, places the Canary docs'
     example call (POST /v1/voice/calls) to +15551234567, whose scripted caller answers after one ring,
     waits for the prompt to end and presses 1 (real DTMF over a G.711 line); receives the signed webhooks;
     prints the timeline, the webhooks and where the recording is. Exits 0 when the call completes (and,
-    with a gather, digits came back) and every webhook arrived, 1 otherwise.
+    with a gather, digits came back) and every webhook arrived, 1 otherwise (or when the phonebook does
+    not validate), 2 on a usage error, 3 when a running server holds --data-dir.
     """
     import secrets
     from pathlib import Path
@@ -418,6 +637,7 @@ def demo(to: str, from_: str, text: str, voice: str, audio_url: str | None, gath
     from ivrsim.client import Canary, CanaryError
     from ivrsim.engine.callees import Phonebook, ScriptError
     from ivrsim.settings import Settings
+    from ivrsim.store.maintenance import DataDirInUse, lock_holder
     from ivrsim.webhooks.receiver import WebhookReceiver
 
     if phonebook:
@@ -426,10 +646,15 @@ def demo(to: str, from_: str, text: str, voice: str, audio_url: str | None, gath
         except ScriptError as error:
             _error(error)
             sys.exit(EXIT_FAILED)
+    holder = lock_holder(Path(data_dir))
+    if holder is not None:
+        _error(f"{DataDirInUse(Path(data_dir), holder)}; or give the demo its own --data-dir")
+        sys.exit(EXIT_REFUSED)
     secret = "whsec_" + secrets.token_hex(8)
     settings = Settings(
         api_key="demo_" + secrets.token_hex(8), host="127.0.0.1", port=0, data_dir=Path(data_dir), clock=clock,
         phonebook=Path(phonebook) if phonebook else None, verified_numbers=[from_], webhook_secret=secret,
+        media_roots=[Path(m) for m in media_roots],
     )
     parameters: dict[str, Any] = {"tts": {"text": text, "voice": voice}, "record": record, "timeout": ring_timeout}
     if audio_url:
@@ -480,6 +705,116 @@ def demo(to: str, from_: str, text: str, voice: str, audio_url: str | None, gath
         if recording is not None:
             console.print(f"recording: {recording['url']} (file {recording_file}, {recording['channels']}, {recording['duration']:.2f} s)")
     sys.exit(EXIT_OK if ok else EXIT_FAILED)
+
+
+# -- webhooks ---------------------------------------------------------------------------------------------
+
+_BASE_URL_OPTION = click.option("--base-url", default="http://127.0.0.1:8080", show_default=True, envvar="IVRSIM_BASE_URL",
+                                help="The running server (IVRSIM_BASE_URL).")
+_API_KEY_OPTION = click.option("--api-key", envvar="IVRSIM_API_KEY", required=True, help="The server's key (IVRSIM_API_KEY).")
+
+
+@main.group()
+def webhooks() -> None:
+    """Webhook deliveries on a running `ivrsim serve`: list what did not arrive, send it again.
+
+    Exit codes: 0 done; 1 the server refused something or cannot be reached; 2 usage error.
+    """
+
+
+def _webhooks_client(base_url: str, api_key: str) -> Any:
+    from ivrsim.client import Canary
+
+    return Canary(api_key, base_url=base_url)
+
+
+def _unreachable(base_url: str, error: Exception) -> None:
+    _error(f"cannot reach {base_url} ({type(error).__name__}); start the server with `ivrsim serve` or set --base-url / IVRSIM_BASE_URL")
+    sys.exit(EXIT_FAILED)
+
+
+@webhooks.command("list")
+@click.option("--status", type=click.Choice(["pending", "failed", "delivered"]), default=None, help="Only deliveries in this status (default: all).")
+@click.option("--call-id", default=None, help="Only this call's deliveries.")
+@click.option("--limit", type=click.IntRange(1, 200), default=50, show_default=True, help="How many, newest first.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line, with the attempt log.")
+@_BASE_URL_OPTION
+@_API_KEY_OPTION
+def webhooks_list(status: str | None, call_id: str | None, limit: int, as_json: bool, base_url: str, api_key: str) -> None:
+    """List webhook deliveries, newest first, with their last attempt and the next one."""
+    import httpx
+
+    from ivrsim.client import CanaryError
+
+    params: dict[str, Any] = {"limit": limit, **({"status": status} if status else {}), **({"call_id": call_id} if call_id else {})}
+    try:
+        with _webhooks_client(base_url, api_key) as client:
+            rows: list[dict[str, Any]] = client.request("GET", "/v1/voice/webhooks", params=params)["data"]
+    except CanaryError as error:
+        _error(error)
+        sys.exit(EXIT_FAILED)
+    except httpx.HTTPError as error:
+        _unreachable(base_url, error)
+    if as_json:
+        for row in rows:
+            click.echo(json.dumps(row))
+        return
+    table = Table(title=f"{len(rows)} webhook deliveries" + (f" ({status})" if status else ""))
+    for column in ("id", "call", "event", "status", "attempts", "last answer", "next attempt"):
+        table.add_column(column, no_wrap=column in ("id", "call", "event"))
+    for row in rows:
+        last = row["attempts"][-1] if row["attempts"] else None
+        answer = "" if last is None else str(last["status_code"]) if last["status_code"] is not None else str(last["error"])
+        table.add_row(str(row["id"]), row["call_id"], row["event_type"], row["status"], str(len(row["attempts"])), answer, row.get("next_attempt_at") or "")
+    Console(highlight=False, width=200).print(table)
+
+
+@webhooks.command("retry")
+@click.argument("delivery_ids", nargs=-1, type=click.IntRange(1))
+@click.option("--all-failed", is_flag=True, help="Retry every failed delivery, oldest first.")
+@_BASE_URL_OPTION
+@_API_KEY_OPTION
+def webhooks_retry(delivery_ids: tuple[int, ...], all_failed: bool, base_url: str, api_key: str) -> None:
+    """Send deliveries again (DELIVERY_IDS, or --all-failed), keeping their attempt logs.
+
+    Each goes after the earlier pending deliveries of its call. A delivery already delivered, or an unknown
+    id, is reported on stderr and the exit code is 1; the others are still retried.
+    """
+    import httpx
+
+    from ivrsim.client import CanaryError
+
+    if bool(delivery_ids) == all_failed:
+        raise click.UsageError("give delivery ids or --all-failed (one of the two)")
+    failed = 0
+    try:
+        with _webhooks_client(base_url, api_key) as client:
+            ids = list(delivery_ids)
+            if all_failed:
+                after: int | None = None
+                while True:
+                    page = client.request("GET", "/v1/voice/webhooks", params={"status": "failed", "limit": 200, **({"starting_after": after} if after else {})})
+                    ids.extend(row["id"] for row in page["data"])
+                    if not page["has_more"]:
+                        break
+                    after = page["next_starting_after"]
+                ids.sort()  # oldest first: within a call, the order of the events
+            for delivery_id in ids:
+                try:
+                    row = client.request("POST", f"/v1/voice/webhooks/{delivery_id}/retry")
+                except CanaryError as error:
+                    _error(f"delivery {delivery_id}: {error}")
+                    failed += 1
+                    continue
+                click.echo(f"{delivery_id}\t{row['event_type']}\t{row['call_id']}\t{row['status']}")
+    except CanaryError as error:
+        _error(error)
+        sys.exit(EXIT_FAILED)
+    except httpx.HTTPError as error:
+        _unreachable(base_url, error)
+    if all_failed and not ids:
+        click.echo("no failed deliveries", err=True)
+    sys.exit(EXIT_FAILED if failed else EXIT_OK)
 
 
 if __name__ == "__main__":  # pragma: no cover

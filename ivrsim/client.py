@@ -2,7 +2,7 @@
 
     from ivrsim.client import Canary
 
-    canary = Canary("YOUR_API_KEY", base_url="http://127.0.0.1:8080")
+    canary = Canary("YOUR_API_KEY", base_url="http://127.0.0.1:8080")  # or set IVRSIM_BASE_URL
     call = canary.voice.call(to="+15551234567", from_="+15559876543",
                              tts={"text": "Hello from Canary!", "voice": "en-US-Neural2-F"}, record=True)
     print(call.id, call.status)
@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -24,6 +25,8 @@ from typing import Any
 import httpx
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8080"
+#: The environment variable naming the server when no ``base_url`` is given.
+BASE_URL_ENV = "IVRSIM_BASE_URL"
 #: Signatures older than this are refused, in seconds (replay protection).
 SIGNATURE_TOLERANCE_S = 300
 
@@ -92,9 +95,12 @@ class _Voice:
 
 
 class Canary:
-    """The client: ``Canary(api_key, base_url=...)``; ``.voice`` has the calls."""
+    """The client: ``Canary(api_key, base_url=...)``; ``.voice`` has the calls. Without ``base_url`` it
+    talks to ``IVRSIM_BASE_URL`` when set (as the ``ivrsim call`` command does), else the local default."""
 
-    def __init__(self, api_key: str, base_url: str = DEFAULT_BASE_URL, timeout_s: float = 30.0) -> None:
+    def __init__(self, api_key: str, base_url: str | None = None, timeout_s: float = 30.0) -> None:
+        base_url = base_url or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL
+        self.base_url = base_url
         self._http = httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {api_key}"}, timeout=timeout_s)
         self.voice = _Voice(self)
 

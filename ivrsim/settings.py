@@ -30,12 +30,25 @@ class Settings(BaseSettings):
     phonebook: Path | None = None
     verified_numbers: Annotated[list[str], NoDecode] = Field(default_factory=lambda: list(DEFAULT_VERIFIED_NUMBERS))
     media_roots: Annotated[list[Path], NoDecode] = Field(default_factory=list)
+    media_deadline_s: float = Field(default=30.0, gt=0, description="Longest one audio_url fetch may take, connect to last byte (IVRSIM_MEDIA_DEADLINE_S).")
+    media_cache_max_bytes: int = Field(default=500 * 1024 * 1024, ge=0, description="Bound of the audio_url cache folder, in bytes; least recently used files go first.")
+    prompt_cache_max_bytes: int = Field(default=500 * 1024 * 1024, ge=0, description="Bound of the rendered-prompt cache folder, in bytes; least recently used prompts go first.")
     webhook_secret: str | None = None
-    webhook_attempts: int = Field(default=5, ge=1, le=20)
+    # Webhook retries (Stripe/Twilio practice): attempt n+1 waits backoff_s * factor**(n-1), capped, with
+    # +-jitter; the defaults retry 8 times over about 3 days (10 s, 1 min, 6 min, 36 min, 3.6 h, 22 h, 48 h).
+    webhook_attempts: int = Field(default=8, ge=1, le=20)
     webhook_connect_timeout_s: float = Field(default=5.0, gt=0)
     webhook_timeout_s: float = Field(default=15.0, gt=0)
-    webhook_backoff_s: float = Field(default=0.5, gt=0)
+    webhook_backoff_s: float = Field(default=10.0, gt=0)
+    webhook_backoff_factor: float = Field(default=6.0, ge=1)
+    webhook_backoff_cap_s: float = Field(default=48 * 3600.0, gt=0)
+    webhook_jitter: float = Field(default=0.2, ge=0, lt=1, description="Each wait varies by up to this share, up or down.")
+    public_url: str | None = Field(default=None, description="The server's address as receivers should see it (IVRSIM_PUBLIC_URL); default: the bound address.")
     max_body_bytes: int = Field(default=1_000_000, ge=1024)
+    body_timeout_s: float = Field(default=10.0, gt=0, description="A request body must arrive whole within this many seconds, else 408.")
+    idempotency_ttl_s: float = Field(default=24 * 3600.0, gt=0, description="How long an Idempotency-Key is remembered, in seconds.")
+    retain_days: float | None = Field(default=None, gt=0, description="Prune calls ended this many days ago (IVRSIM_RETAIN_DAYS); unset keeps them forever.")
+    retention_interval_s: float = Field(default=3600.0, gt=0, description="How often retention runs while the server is up, in seconds.")
 
     @field_validator("verified_numbers", "media_roots", mode="before")
     @classmethod

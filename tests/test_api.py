@@ -216,11 +216,11 @@ def test_recording_missing_says_why(client: httpx.Client) -> None:
     unrecorded = place(client, to="+15550100001", tts={"text": "Hi."})
     wait_for(client, unrecorded["id"])
     response = client.get(f"/v1/voice/calls/{unrecorded['id']}/recording")
-    assert response.status_code == 404 and "without record: true" in response.json()["error"]["message"]
+    assert response.status_code == 409 and "without record: true" in response.json()["error"]["message"]
     busy = place(client, to="+15550100486", tts={"text": "Hi."}, record=True)
     wait_for(client, busy["id"])
     response = client.get(f"/v1/voice/calls/{busy['id']}/recording")
-    assert response.status_code == 404 and "ended busy before it was answered" in response.json()["error"]["message"]
+    assert response.status_code == 409 and "ended busy before it was answered" in response.json()["error"]["message"]
 
 
 # -- reading calls ----------------------------------------------------------------------------------------
@@ -268,7 +268,7 @@ GOOD = {"to": "+15551234567", "from": "+15559876543", "tts": {"text": "Hello"}}
         ({"tts": {"text": "Hi", "voice": "en-US-Neural2-Z"}}, 422, "unknown_voice", "tts.voice", "did you mean"),
         ({"tts": {"text": "<speak>Hi <break time='x'/></speak>"}}, 422, "invalid_ssml", "tts.text", "line 1, column"),
         ({"tts": {"text": "Hi", "speed": 9}}, 422, "invalid_parameter", "tts.speed", "less than or equal to 4"),
-        ({"timeout": "abc"}, 422, "invalid_parameter", "timeout", "valid integer"),
+        ({"timeout": "abc"}, 422, "invalid_parameter", "timeout", "must be an integer"),
         ({"recording_channels": "stereo"}, 422, "invalid_parameter", "recording_channels", "'dual' or 'mono'"),
         ({"gather": {"finish_on_key": "X"}}, 422, "invalid_parameter", "gather.finish_on_key", "one DTMF key"),
         ({"colour": "blue"}, 422, "invalid_parameter", "colour", "not a parameter"),

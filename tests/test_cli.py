@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -23,11 +24,17 @@ def write(path: Path, digits: str, rate_hz: int = 8000) -> Path:
     return path
 
 
-@pytest.mark.parametrize("command", [[], ["dtmf"], ["dtmf", "decode"], ["dtmf", "generate"], ["dtmf", "roundtrip"], ["demo"], ["say"], ["voices"], ["serve"], ["call"]])
+@pytest.mark.parametrize("command", [[], ["dtmf"], ["dtmf", "decode"], ["dtmf", "generate"], ["dtmf", "roundtrip"], ["demo"], ["say"], ["voices"], ["serve"], ["call"],
+                                     ["prune"], ["snapshot"], ["snapshot", "save"], ["snapshot", "load"]])
 def test_every_command_has_help(command: list[str]) -> None:
     result = ivrsim(*command, "--help")
     assert result.returncode == 0
     assert "Usage:" in result.stdout
+
+
+def test_top_level_help_documents_the_exit_codes() -> None:
+    text = " ".join(ivrsim("--help").stdout.split())
+    assert "Exit codes: 0 success; 1 the work ran but failed" in text and "2 usage error" in text and "3 refused, nothing changed" in text
 
 
 def test_generate_then_decode_round_trip(tmp_path: Path) -> None:
@@ -202,7 +209,7 @@ def test_say_writes_speech_and_reports_json(tmp_path: Path) -> None:
 )
 def test_say_errors_name_the_problem(tmp_path: Path, args: list[str], message: str) -> None:
     result = ivrsim("say", *args, "-o", str(tmp_path / "x.wav"))
-    assert result.returncode == 1
+    assert result.returncode == 2  # what was typed is wrong: a usage error
     assert message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
 
@@ -259,3 +266,170 @@ def test_serve_and_call_as_real_processes(tmp_path: Path) -> None:
 def test_call_without_a_server_says_how_to_start_one() -> None:
     result = ivrsim("call", "--to", "+15550100001", "--tts", "hi", "--api-key", "k", "--base-url", "http://127.0.0.1:9")
     assert result.returncode == 1 and "ivrsim serve" in result.stderr
+
+
+# -- newcomer papercuts (issue 8, point 11) ------------------------------------------------------------------
+
+
+def test_generate_refuses_no_keys(tmp_path: Path) -> None:
+    for digits in ("", "ww"):
+        result = ivrsim("dtmf", "generate", digits, "-o", str(tmp_path / "x.wav"))
+        assert result.returncode == 2
+        assert "has no keys to sound" in result.stderr
+    assert not (tmp_path / "x.wav").exists()
+
+
+def test_generate_refuses_settings_that_clip_and_says_how_much(tmp_path: Path) -> None:
+    result = ivrsim("dtmf", "generate", "1", "-o", str(tmp_path / "x.wav"), "--level-dbm0", "3", "--twist-db", "-5")
+    assert result.returncode == 2
+    assert "clips: 54.1% of the tone samples exceed full scale; use --level-dbm0 -5.8 or lower" in result.stderr
+    assert not (tmp_path / "x.wav").exists()
+    highest = ivrsim("dtmf", "generate", "1", "-o", str(tmp_path / "y.wav"), "--level-dbm0", "-5.8", "--twist-db", "-5")
+    assert highest.returncode == 0, highest.stderr
+    assert float(np.abs(soundfile.read(tmp_path / "y.wav")[0]).max()) <= 1.0
+
+
+def test_serve_refuses_a_bad_phonebook_in_one_line(tmp_path: Path) -> None:
+    book = tmp_path / "bad.yaml"
+    book.write_text("numbers: [1, 2]\n")
+    result = ivrsim("serve", "--data-dir", str(tmp_path / "data"), "--port", "0", "--phonebook", str(book))
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"ivrsim: error: phonebook {book}") and len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("step", "message"),
+    [
+        ("say: {text: hello, voice: en-US-Neural2-X}", "step 2: say.voice: unknown voice 'en-US-Neural2-X'; did you mean"),
+        ("play: {file: missing.wav}", "step 2: play.file 'missing.wav': no such file"),
+        ("play: {file: notes.wav}", "step 2: play.file: "),
+    ],
+)
+def test_a_bad_caller_script_fails_when_the_phonebook_loads(tmp_path: Path, step: str, message: str) -> None:
+    (tmp_path / "notes.wav").write_text("this is not audio\n")
+    (tmp_path / "caller.yaml").write_text(f"name: broken\nsteps:\n  - wait_for_prompt: {{}}\n  - {step}\n")
+    book = tmp_path / "book.yaml"
+    book.write_text("numbers:\n  '+15550100001': {kind: scripted, script: caller.yaml}\n")
+    for command in (["serve", "--port", "0"], ["demo"]):
+        result = ivrsim(*command, "--data-dir", str(tmp_path / "data"), "--phonebook", str(book))
+        assert result.returncode == 1
+        line = result.stderr.strip()
+        assert len(line.splitlines()) == 1 and "Traceback" not in line
+        assert f"phonebook {book}: +15550100001: caller script {tmp_path / 'caller.yaml'}: {message}" in line
+
+
+@pytest.mark.parametrize("args", [["--verified-number", "12345"], ["--verified-number", "+15551234567\n"]])
+def test_serve_refuses_a_verified_number_that_is_not_e164(tmp_path: Path, args: list[str]) -> None:
+    result = ivrsim("serve", "--data-dir", str(tmp_path), *args)
+    assert result.returncode == 2
+    assert "is not an E.164 number" in result.stderr
+
+
+def test_serve_refuses_a_bad_verified_number_from_the_environment(tmp_path: Path) -> None:
+    import os
+
+    result = subprocess.run([sys.executable, "-m", "ivrsim", "serve", "--data-dir", str(tmp_path)], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "IVRSIM_VERIFIED_NUMBERS": "+15559876543,555"})
+    assert result.returncode == 2
+    assert result.stderr.strip() == "ivrsim: error: IVRSIM_VERIFIED_NUMBERS: '555' is not an E.164 number (e.g. +15559876543)"
+
+
+def test_demo_reads_a_local_audio_url_from_its_media_root(tmp_path: Path) -> None:
+    media = tmp_path / "media"
+    media.mkdir()
+    soundfile.write(media / "jingle.wav", generate_dtmf("5", 8000), 8000)
+    result = ivrsim("demo", "--data-dir", str(tmp_path / "data"), "--media-root", str(media), "--audio-url", str(media / "jingle.wav"), "--no-gather", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["call"]["status"] == "completed"
+    missing = ivrsim("demo", "--data-dir", str(tmp_path / "data"), "--media-root", str(tmp_path / "nowhere"))
+    assert missing.returncode == 2 and "--media-root" in missing.stderr
+
+
+@pytest.fixture(scope="module")
+def call_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    from ivrsim.api.server import BackgroundServer
+    from ivrsim.settings import Settings
+
+    settings = Settings(api_key="call-key", port=0, data_dir=tmp_path_factory.mktemp("call-server"))
+    with BackgroundServer(settings) as server:
+        yield server.base_url
+
+
+def call_events(base_url: str, *args: str) -> tuple[int, list[dict[str, object]]]:
+    """Run `ivrsim call` against ``base_url`` given only by IVRSIM_BASE_URL; its exit code and events."""
+    import os
+
+    result = subprocess.run([sys.executable, "-m", "ivrsim", "call", *args, "--json"], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "IVRSIM_BASE_URL": base_url, "IVRSIM_API_KEY": "call-key"})
+    assert result.returncode in (0, 1) and "Traceback" not in result.stderr, result.stderr
+    return result.returncode, [json.loads(line) for line in result.stdout.splitlines()]
+
+
+def at(events: list[dict[str, object]], kind: str) -> dict[str, object]:
+    return next(e for e in events if e["type"] == kind)
+
+
+def test_call_passes_the_remaining_request_options(call_server: str) -> None:
+    silent = ("--to", "+15550100002", "--tts", "Enter your code.", "--gather-digits", "4")
+    _, short = call_events(call_server, *silent, "--gather-timeout", "1")
+    _, long = call_events(call_server, *silent, "--gather-timeout", "3")
+    assert (at(short, "gather.completed")["reason"], at(long, "gather.completed")["reason"]) == ("timeout", "timeout")
+    waited = float(at(long, "gather.completed")["call_time_s"]) - float(at(short, "gather.completed")["call_time_s"])  # type: ignore[arg-type]
+    assert waited == pytest.approx(2.0, abs=0.05)
+    _, fast = call_events(call_server, *silent, "--gather-timeout", "1", "--speed", "2", "--pitch", "4")
+    assert float(at(fast, "gather.completed")["call_time_s"]) < float(at(short, "gather.completed")["call_time_s"])  # type: ignore[arg-type]
+
+    code, unanswered = call_events(call_server, "--to", "+15550100408", "--tts", "hi", "--ring-timeout", "2")
+    assert code == 1 and unanswered[-1]["type"] == "call.no-answer"
+    rang = float(unanswered[-1]["call_time_s"]) - float(at(unanswered, "call.ringing")["call_time_s"])  # type: ignore[arg-type]
+    assert rang == pytest.approx(2.0, abs=0.05)
+
+    code, recorded = call_events(call_server, "--to", "+15550100001", "--tts", "Enter your PIN.", "--gather-digits", "4", "--record",
+                                 "--recording-channels", "mono", "--transcribe")
+    assert code == 0 and at(recorded, "recording.started")["channels"] == "mono"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--speed", "9"], "--speed"),
+        (["--pitch", "30"], "--pitch"),
+        (["--gather-timeout", "0"], "--gather-timeout"),
+        (["--ring-timeout", "0"], "--ring-timeout"),
+        (["--recording-channels", "quad"], "--recording-channels"),
+        (["--recording-channels", "mono"], "add --record"),
+    ],
+)
+def test_call_usage_errors_exit_2(args: list[str], message: str) -> None:
+    result = ivrsim("call", "--to", "+15550100001", "--tts", "hi", "--api-key", "k", "--base-url", "http://127.0.0.1:9", *args)
+    assert result.returncode == 2 and message in result.stderr
+
+
+def test_call_voice_without_tts_is_a_usage_error() -> None:
+    result = ivrsim("call", "--to", "+15550100001", "--audio-url", "http://x/a.wav", "--voice", "en-US-Neural2-F", "--api-key", "k")
+    assert result.returncode == 2 and "give --tts TEXT" in result.stderr
+
+
+def test_the_python_client_reads_ivrsim_base_url(call_server: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ivrsim.client import Canary, CanaryError
+
+    monkeypatch.setenv("IVRSIM_BASE_URL", call_server)
+    with Canary("call-key") as client:
+        assert client.base_url == call_server
+        placed = client.voice.call(to="+15550100001", from_="+15559876543", tts={"text": "hi"})
+        assert client.voice.wait(placed.id).status == "completed"
+        with pytest.raises(CanaryError) as refused:
+            client.voice.get("call_missing")
+        assert refused.value.status == 404
+
+
+def test_inline_scripts_and_machines_have_their_voices_checked_at_load(tmp_path: Path) -> None:
+    from ivrsim.engine.callees import Phonebook, ScriptError
+
+    book = tmp_path / "book.yaml"
+    book.write_text("numbers:\n  '+15550100009': {kind: machine, voice: fr-FR-Neural2-Z}\n")
+    with pytest.raises(ScriptError, match=r"\+15550100009: voice: unknown voice 'fr-FR-Neural2-Z'; did you mean"):
+        Phonebook.load(book)
+    book.write_text("numbers:\n  '+15550100009': {kind: scripted, script: {steps: [{say: {text: hi, speed: 9}}]}}\n")
+    with pytest.raises(ScriptError, match=r"\+15550100009: step 1: say.speed must be from 0.25 to 4.0"):
+        Phonebook.load(book)

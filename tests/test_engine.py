@@ -59,6 +59,11 @@ def of_type(events: list[CallEvent], event_type: str) -> list[CallEvent]:
     return [e for e in events if e.type == event_type]
 
 
+def recording_file(tmp_path: Path, event: CallEvent, clock: str = "virtual") -> Path:
+    """The WAV of a ``recording.completed`` event (the event carries its URL, not a server path)."""
+    return tmp_path / f"data-{clock}" / "recordings" / f"{event.data['recording_id']}.wav"
+
+
 def statuses(events: list[CallEvent]) -> list[str]:
     return [e.data["status"] for e in events if e.type.startswith("call.")]
 
@@ -162,7 +167,7 @@ def test_answering_machine_greets_and_beeps_into_the_recording(tmp_path: Path, s
     final, events = one_call(tmp_path, synthesizer, request)
     assert of_type(events, "call.in-progress")[0].call_time_s == 14.0  # three rings
     completed = of_type(events, "recording.completed")[0]
-    audio, rate = soundfile.read(completed.data["path"], dtype="float32")
+    audio, rate = soundfile.read(recording_file(tmp_path, completed), dtype="float32")
     callee = audio[:, 1]
     spectrum = np.abs(np.fft.rfft(callee))
     frequency = np.fft.rfftfreq(len(callee), 1 / rate)
@@ -194,7 +199,7 @@ def test_dual_channel_recording_holds_the_tones_where_the_events_say(tmp_path: P
     final, events = one_call(tmp_path, synthesizer, CallRequest(to="+15550100001", from_=FROM, tts=PIN_PROMPT, gather=GatherSpec(), record=True))
     completed = of_type(events, "recording.completed")[0]
     answered_s = of_type(events, "call.in-progress")[0].call_time_s
-    audio, rate = soundfile.read(completed.data["path"], dtype="float32")
+    audio, rate = soundfile.read(recording_file(tmp_path, completed), dtype="float32")
     assert audio.shape[1] == 2 and rate == 8000
     assert len(audio) / rate == pytest.approx(final.duration_s, abs=0.001)
     platform, callee = audio[:, 0], audio[:, 1]
@@ -209,7 +214,7 @@ def test_dual_channel_recording_holds_the_tones_where_the_events_say(tmp_path: P
 
 def test_mono_recording(tmp_path: Path, synthesizer: SpeechSynthesizer) -> None:
     _, events = one_call(tmp_path, synthesizer, CallRequest(to="+15550100001", from_=FROM, tts=PIN_PROMPT, gather=GatherSpec(), record=True, recording_channels="mono"))
-    info = soundfile.info(of_type(events, "recording.completed")[0].data["path"])
+    info = soundfile.info(recording_file(tmp_path, of_type(events, "recording.completed")[0]))
     assert info.channels == 1
 
 
@@ -238,7 +243,7 @@ def test_ssml_warnings_reach_the_events(tmp_path: Path, synthesizer: SpeechSynth
 
 def comparable(events: list[CallEvent]) -> list[tuple[Any, ...]]:
     """Events without wall time and file paths: what must match between clocks."""
-    return [(e.sequence, e.type, e.call_time_s, tuple(sorted((k, str(v)) for k, v in e.data.items() if k != "path"))) for e in events]
+    return [(e.sequence, e.type, e.call_time_s, tuple(sorted((k, str(v)) for k, v in e.data.items() if k != "url"))) for e in events]
 
 
 def test_virtual_and_realtime_clocks_give_the_same_events_at_the_same_call_times(tmp_path: Path, synthesizer: SpeechSynthesizer) -> None:
@@ -278,24 +283,28 @@ def test_many_calls_at_once_and_a_failing_one_stalls_none(tmp_path: Path, synthe
             assert of_type(events, "gather.completed")[0].data["digits"] == "1234"
 
 
-def test_restart_recovery_fails_live_calls_and_keeps_the_rest(tmp_path: Path, synthesizer: SpeechSynthesizer) -> None:
+def test_restart_recovery_ends_live_calls_and_keeps_the_rest(tmp_path: Path, synthesizer: SpeechSynthesizer) -> None:
     data = tmp_path / "data"
     store = Store(data / "ivrsim.sqlite3")
+    store.insert_call("call_ringing", "+15550100001", FROM, {"to": "+15550100001"})
+    store.update_call("call_ringing", status="ringing")
     store.insert_call("call_live", "+15550100001", FROM, {"to": "+15550100001"})
     store.update_call("call_live", status="in-progress")
     store.insert_call("call_done", "+15550100001", FROM, {"to": "+15550100001"})
     store.update_call("call_done", status="completed")
     store.close()
 
-    async def restart() -> tuple[list[str], Any, Any, list[CallEvent]]:
+    async def restart() -> tuple[list[str] | None, Any, Any, Any, list[CallEvent]]:
         async with CallEngine(EngineSettings(data), synthesizer=synthesizer) as engine:
-            return engine.recovered, engine.store.get_call("call_live"), engine.store.get_call("call_done"), engine.store.events("call_live")
+            store = engine.store
+            return engine.recovered, store.get_call("call_ringing"), store.get_call("call_live"), store.get_call("call_done"), store.events("call_live")
 
-    recovered, live, done, events = asyncio.run(restart())
-    assert recovered == ["call_live"]
-    assert live.status == "failed" and "stopped while the call was live" in live.reason
+    recovered, ringing, live, done, events = asyncio.run(restart())
+    assert sorted(recovered or []) == ["call_live", "call_ringing"]
+    assert ringing.status == "failed" and "stopped while the call was live" in ringing.reason  # never answered
+    assert live.status == "completed" and "stopped while the call was live" in live.reason  # answered, then cut
     assert done.status == "completed"
-    assert events[-1].type == "call.failed"
+    assert events[-1].type == "call.completed"
 
 
 def test_calls_survive_a_restart_in_the_store(tmp_path: Path, synthesizer: SpeechSynthesizer) -> None:

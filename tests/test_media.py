@@ -19,6 +19,7 @@ from ivrsim.audio.dtmf_generator import generate_dtmf
 from ivrsim.audio.dtmf_receiver import detect_dtmf
 from ivrsim.exceptions import (
     AudioTooLargeError,
+    AudioUrlError,
     NotAudioError,
     UrlNotAllowedError,
     UrlStatusError,
@@ -44,7 +45,13 @@ FILES = {
     "/disguised.mp3": (encoded("147", "WAV"), "application/octet-stream"),
     "/page.wav": (b"<!DOCTYPE html><html><body>Not found</body></html>" * 4, "text/html"),
     "/empty.wav": (b"", "audio/wav"),
+    "/secret.wav": (b"<html><body>SECRET-TOKEN=abc</body></html>", "text/html; charset=utf-8"),
+    "/fake-mpeg.mp3": (b"\xff\xfb\x90\x00" + b"SECRET-TOKEN=abc " * 40, "audio/mpeg"),
+    "/truncated.mp3": (encoded("2580", "MP3")[: len(encoded("2580", "MP3")) // 2], "audio/mpeg"),
 }
+#: Seconds between the bytes of /trickle.wav, and how many it sends at most.
+TRICKLE_EVERY_S = 0.25
+TRICKLE_BYTES = 240
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -92,6 +99,28 @@ class Handler(BaseHTTPRequestHandler):
             time.sleep(1.5)
             self.send_response(200)
             self.end_headers()
+        elif self.path == "/trickle.wav":
+            self.send_response(200)
+            self.send_header("Content-Type", "audio/wav")
+            self.end_headers()
+            try:
+                for _ in range(TRICKLE_BYTES):
+                    self.wfile.write(b"\0")
+                    self.wfile.flush()
+                    time.sleep(TRICKLE_EVERY_S)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+        elif self.path.startswith("/etag/"):
+            body = FILES["/pin.wav"][0]
+            if self.headers.get("If-None-Match") == f'"{self.path}"':
+                self.send_response(304)
+                self.end_headers()
+                return
+            self.send_response(200)
+            self.send_header("ETag", f'"{self.path}"')
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
         elif self.path == "/loop":
             self.send_response(302)
             self.send_header("Location", "/loop")
@@ -151,7 +180,7 @@ def test_http_audio_in_every_format_decodes_to_mono_at_the_call_rate(server: str
 
 def test_content_decides_not_the_name(server: str, loader: AudioUrlLoader) -> None:
     assert digits_of(loader.load(server + "/disguised.mp3", 8000).samples, 8000) == "147"
-    with pytest.raises(NotAudioError, match=r"Content-Type text/html.*use WAV or MP3"):
+    with pytest.raises(NotAudioError, match=r"200 bytes, Content-Type text/html.*use WAV, MP3"):
         loader.load(server + "/page.wav", 8000)
     with pytest.raises(NotAudioError, match="empty"):
         loader.load(server + "/empty.wav", 8000)
@@ -245,3 +274,83 @@ def test_async_load_runs_off_the_event_loop(server: str, loader: AudioUrlLoader)
 
     audio = asyncio.run(loader.load_async(server + "/pin.mp3", 16000))
     assert audio.rate_hz == 16000 and digits_of(audio.samples, 16000) == "5678"
+
+
+# -- bounded work: a total deadline, a byte-bounded cache, no content in messages, quiet decoders ------
+
+
+def test_a_trickling_server_is_cut_at_the_fetch_deadline(server: str, tmp_path: Path) -> None:
+    loader = AudioUrlLoader(MediaSettings(fetch_deadline_s=1.0, read_timeout_s=5.0, cache_dir=tmp_path))
+    try:
+        started = time.monotonic()
+        with pytest.raises(UrlUnreachableError, match="fetch deadline of 1 s"):
+            loader.load(server + "/trickle.wav", 8000)
+        # each byte comes well within the read timeout: only the deadline can end this fetch early
+        assert time.monotonic() - started < TRICKLE_BYTES * TRICKLE_EVERY_S / 4
+    finally:
+        loader.close()
+
+
+def test_async_loads_run_on_the_loaders_own_threads(server: str, loader: AudioUrlLoader) -> None:
+    import asyncio
+
+    names: list[str] = []
+    original = loader.load
+
+    def spy(url: str, rate_hz: int):  # type: ignore[no-untyped-def]
+        names.append(threading.current_thread().name)
+        return original(url, rate_hz)
+
+    loader.load = spy  # type: ignore[method-assign]
+    asyncio.run(loader.load_async(server + "/pin.wav", 8000))
+    assert names and names[0].startswith("ivrsim-media")
+
+
+def test_media_cache_is_bounded_in_bytes_least_recently_used_first(server: str, tmp_path: Path) -> None:
+    size = len(FILES["/pin.wav"][0])
+    loader = AudioUrlLoader(MediaSettings(cache_dir=tmp_path / "c", cache_max_bytes=int(2.5 * size)))
+    try:
+        for name in ("a", "b", "c", "d"):
+            loader.load(f"{server}/etag/{name}.wav", 8000)
+            assert loader.cache_bytes() <= 2.5 * size
+        assert loader.load(f"{server}/etag/d.wav", 8000).from_cache  # the newest stays
+        assert not loader.load(f"{server}/etag/a.wav", 8000).from_cache  # the oldest went
+    finally:
+        loader.close()
+
+
+def test_not_audio_is_described_never_quoted(server: str, loader: AudioUrlLoader) -> None:
+    for path in ("/secret.wav", "/fake-mpeg.mp3"):
+        with pytest.raises(NotAudioError) as caught:
+            loader.load(server + path, 8000)
+        message = str(caught.value)
+        assert "SECRET" not in message and "abc" not in message
+        assert f"{len(FILES[path][0])} bytes" in message and "not audio" in message
+
+
+def test_decoders_print_nothing_to_stderr(server: str, loader: AudioUrlLoader, capfd: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(NotAudioError):
+        loader.load(server + "/fake-mpeg.mp3", 8000)
+    loader.load(server + "/truncated.mp3", 8000)  # libmpg123 has a note about this one
+    captured = capfd.readouterr()
+    assert captured.err == ""
+
+
+def test_check_refuses_local_paths_outside_the_roots_without_reading(tmp_path: Path, loader: AudioUrlLoader) -> None:
+    media = tmp_path / "media"
+    loader.check("https://example.com/a.wav")
+    loader.check(str(media / "not-yet-there.wav"))  # inside the root: existence is the load's business
+    for url in ("/etc/passwd", "file:///etc/shadow", "../x.wav", "ftp://example.com/a.wav", " "):
+        with pytest.raises((UrlNotAllowedError, AudioUrlError)):
+            loader.check(url)
+    with pytest.raises(UrlNotAllowedError, match="configure a media root"):
+        AudioUrlLoader(MediaSettings()).check(str(media / "a.wav"))
+
+
+def test_reading_an_mp3_file_prints_nothing_to_stderr(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    from ivrsim.media.files import read_audio_file
+
+    path = tmp_path / "cut.mp3"
+    path.write_bytes(FILES["/truncated.mp3"][0])
+    clip = read_audio_file(path)
+    assert clip.duration_s > 0 and capfd.readouterr().err == ""

@@ -322,3 +322,63 @@ def test_async_render_keeps_the_event_loop_responsive(synthesizer: SpeechSynthes
 
     elapsed, ticks = asyncio.run(scenario())
     assert ticks >= 0.3 * elapsed / 0.001  # the loop ticked throughout the render
+
+
+# -- bounds: prompt length, cache bytes, own threads ------------------------------------------------------
+
+
+def test_hours_of_breaks_are_refused_before_rendering() -> None:
+    from ivrsim.speech.tts import MAX_PROMPT_S, PromptTooLongError, check_prompt_length
+
+    too_long = 'a <break time="10s"/> ' * 61  # 610 s of silence in 1.3 KB
+    with pytest.raises(PromptTooLongError, match=rf"610 s of breaks.*the limit is {MAX_PROMPT_S:g} s"):
+        check_prompt_length(too_long)
+    assert check_prompt_length('a <break time="10s"/> ' * 50).segments  # 500 s: fine
+    with pytest.raises(PromptTooLongError):  # slow speech counts too
+        check_prompt_length(" ".join(["word"] * 1000), speed=0.25)
+
+
+def test_a_prompt_over_the_limit_is_refused_while_rendering(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ivrsim.speech import tts
+
+    # Two long words are estimated at under a second but take a few seconds to speak: the render decides.
+    monkeypatch.setattr(tts, "MAX_PROMPT_S", 1.5)
+    synth = SpeechSynthesizer()
+    try:
+        with pytest.raises(tts.PromptTooLongError, match="renders to at least"):
+            synth.synthesize(TtsRequest("supercalifragilisticexpialidocious antidisestablishmentarianism, pneumonoultramicroscopic"))
+    finally:
+        synth.close()
+
+
+def test_prompt_cache_is_bounded_in_bytes_in_memory_and_on_disk(tmp_path: Path) -> None:
+    second = np.full(8000, 0.25, dtype=np.float32)  # 1 s at 8 kHz: 32,000 bytes in memory, 16,044 on disk
+    cache = PromptCache(tmp_path, memory_max_bytes=2 * second.nbytes, disk_max_bytes=3 * 16_044)
+    for key in ("a", "b", "c", "d"):
+        cache.put(key, second, 8000)
+        assert cache.memory_bytes <= 2 * second.nbytes and cache.disk_bytes <= 3 * 16_044
+    assert sum(p.stat().st_size for p in tmp_path.glob("*.wav")) <= 3 * 16_044
+    assert not (tmp_path / "a.wav").exists() and (tmp_path / "d.wav").exists()
+    assert cache.get("b") is not None  # from disk; now the most recently used
+    cache.put("e", second, 8000)
+    assert (tmp_path / "b.wav").exists() and not (tmp_path / "c.wav").exists()
+    smaller = PromptCache(tmp_path, disk_max_bytes=16_044)  # a restart with a lower bound trims the folder
+    assert [p.stem for p in tmp_path.glob("*.wav")] == ["e"] and smaller.get("e") is not None
+
+
+def test_async_synthesis_does_not_need_asyncios_default_pool(synthesizer: SpeechSynthesizer) -> None:
+    import threading
+
+    async def scenario() -> float:
+        loop = asyncio.get_running_loop()
+        loop.set_default_executor(ThreadPoolExecutor(max_workers=1))
+        release = threading.Event()
+        blocked = loop.run_in_executor(None, release.wait)  # the default pool is full until released
+        try:
+            prompt = await asyncio.wait_for(synthesizer.synthesize_async(TtsRequest("Press one for sales", speed=1.02)), timeout=60)
+            return prompt.duration_s
+        finally:
+            release.set()
+            await blocked
+
+    assert asyncio.run(scenario()) > 0.5

@@ -11,8 +11,9 @@ from fastapi import FastAPI
 
 from ivrsim import __version__
 from ivrsim.api.deps import Services
-from ivrsim.api.errors import BodyLimitMiddleware, JsonOnlyMiddleware, install_error_handlers
-from ivrsim.api.routes import calls, sim, voices
+from ivrsim.api.docs import install_docs
+from ivrsim.api.errors import BodyLimitMiddleware, BodyTimeoutMiddleware, JsonOnlyMiddleware, install_error_handlers
+from ivrsim.api.routes import calls, sim, voices, webhooks
 from ivrsim.audio.line import LineSettings
 from ivrsim.engine.callees import Phonebook
 from ivrsim.engine.engine import CallEngine, EngineSettings
@@ -20,11 +21,19 @@ from ivrsim.media.audio_url import AudioUrlLoader, MediaSettings
 from ivrsim.settings import Settings
 from ivrsim.speech.tts import PromptCache, SpeechSynthesizer
 from ivrsim.speech.voices import VoiceCatalog
+from ivrsim.store.maintenance import Housekeeping
 from ivrsim.webhooks.dispatcher import WebhookDispatcher, WebhookSettings
 
 
 #: How long shutdown waits for webhook deliveries in flight, in seconds.
 SHUTDOWN_DRAIN_S = 5.0
+
+
+def public_url(app: FastAPI, settings: Settings) -> str | None:
+    """The base URL receivers should use: IVRSIM_PUBLIC_URL, else the address the server bound (set on
+    ``app.state.bound_url`` by ``ivrsim.api.server`` before the lifespan starts)."""
+    url = settings.public_url or getattr(app.state, "bound_url", None)
+    return url.rstrip("/") if url else None
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -34,11 +43,23 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         phonebook = Phonebook.load(settings.phonebook) if settings.phonebook else Phonebook.default_book()
         catalog = VoiceCatalog.load()
+        # One server per data folder (its lock, taken before crash recovery touches the calls), and retention.
+        housekeeping = await Housekeeping.start(settings.data_dir, settings.retain_days, settings.retention_interval_s,
+                                                listen=public_url(app, settings) or f"{settings.host}:{settings.port}")
         engine = CallEngine(
-            EngineSettings(settings.data_dir, clock=settings.clock, line=LineSettings()),
+            EngineSettings(settings.data_dir, clock=settings.clock, line=LineSettings(), public_url=public_url(app, settings)),
             phonebook=phonebook,
-            synthesizer=SpeechSynthesizer(catalog=catalog, cache=PromptCache(settings.data_dir / "prompts")),
-            loader=AudioUrlLoader(MediaSettings(allowed_roots=tuple(settings.media_roots), cache_dir=settings.data_dir / "media")),
+            synthesizer=SpeechSynthesizer(
+                catalog=catalog, cache=PromptCache(settings.data_dir / "prompts", disk_max_bytes=settings.prompt_cache_max_bytes)
+            ),
+            loader=AudioUrlLoader(
+                MediaSettings(
+                    allowed_roots=tuple(settings.media_roots),
+                    cache_dir=settings.data_dir / "media",
+                    cache_max_bytes=settings.media_cache_max_bytes,
+                    fetch_deadline_s=settings.media_deadline_s,
+                )
+            ),
         )
         dispatcher = WebhookDispatcher(
             engine.store,
@@ -47,10 +68,14 @@ def create_app(settings: Settings) -> FastAPI:
                 connect_timeout_s=settings.webhook_connect_timeout_s,
                 timeout_s=settings.webhook_timeout_s,
                 backoff_s=settings.webhook_backoff_s,
+                backoff_factor=settings.webhook_backoff_factor,
+                backoff_cap_s=settings.webhook_backoff_cap_s,
+                jitter=settings.webhook_jitter,
                 secret=settings.webhook_secret,
             ),
         )
         engine.bus.subscribe(dispatcher.on_event)
+        engine.recover()  # after the subscription: receivers hear how the calls a crash left live ended
         await dispatcher.start()
         app.state.services = Services(settings=settings, engine=engine, dispatcher=dispatcher, catalog=catalog)
         # What start-up built lives as long as the server: move it out of the collector's way, so that a
@@ -61,22 +86,29 @@ def create_app(settings: Settings) -> FastAPI:
             yield
         finally:
             await engine.close()
+            engine.synthesizer.close()  # its own waiting threads (the engine closes only the media loader)
             try:  # deliveries still retrying stay pending in SQLite and resume at the next start
-                await asyncio.wait_for(dispatcher.drain(), timeout=SHUTDOWN_DRAIN_S)
+                await asyncio.wait_for(dispatcher.settle(SHUTDOWN_DRAIN_S), timeout=SHUTDOWN_DRAIN_S + 1)
             except TimeoutError:
                 pass
             await dispatcher.close()
             engine.store.close()
+            await housekeeping.stop()
 
     app = FastAPI(
         title="ivrsim",
         version=__version__,
         summary="The Canary Voice API on localhost, with real audio, and the /_sim control surface.",
         lifespan=lifespan,
+        docs_url=None,  # served from the package's own files by install_docs: they work offline
+        redoc_url=None,
     )
     install_error_handlers(app)
+    install_docs(app)
+    # The last added runs first: size limit, then the body deadline, then the content type.
     app.add_middleware(JsonOnlyMiddleware)
+    app.add_middleware(BodyTimeoutMiddleware, timeout_s=settings.body_timeout_s)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
-    for router in (calls.router, calls.public, voices.router, sim.router):
+    for router in (calls.router, calls.public, voices.router, sim.router, webhooks.router):
         app.include_router(router)
     return app

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from ivrsim.api.errors import HTTP_401_UNAUTHORIZED, ApiError
 from ivrsim.engine.engine import CallEngine
@@ -32,7 +33,13 @@ async def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-async def require_api_key(request: Request, services: ServicesDep) -> None:
+#: Declares the scheme in the OpenAPI document (and the docs' Authorize button); the check is ours, below.
+_bearer = HTTPBearer(auto_error=False, description="The server's API key: ivrsim serve prints it; IVRSIM_API_KEY sets it.")
+
+
+async def require_api_key(
+    request: Request, services: ServicesDep, _declared: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)] = None
+) -> None:
     """``Authorization: Bearer <key>``; a missing or wrong key is a 401 in the shared error shape."""
     header = request.headers.get("authorization", "")
     scheme, _, key = header.partition(" ")

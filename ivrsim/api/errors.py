@@ -1,23 +1,31 @@
 """The one error shape, and the translation of every failure into it at the HTTP boundary.
 
 ``{"error": {"code": "invalid_parameter", "message": "...", "param": "to"}}`` with the right status:
-400 malformed, 401 no or bad key, 404 unknown id, 409 wrong state, 413 too large, 415 wrong content type,
-422 fails validation.
+400 malformed, 401 no or bad key, 404 unknown id, 405 wrong method (with ``Allow``), 408 body too slow,
+409 wrong state, 413 too large, 415 wrong content type, 422 fails validation.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+logger = logging.getLogger(__name__)
 
 HTTP_400_BAD_REQUEST = 400
 HTTP_401_UNAUTHORIZED = 401
 HTTP_404_NOT_FOUND = 404
+HTTP_405_METHOD_NOT_ALLOWED = 405
+HTTP_408_REQUEST_TIMEOUT = 408
 HTTP_409_CONFLICT = 409
 HTTP_413_TOO_LARGE = 413
 HTTP_415_UNSUPPORTED_MEDIA_TYPE = 415
@@ -40,6 +48,48 @@ def error_body(code: str, message: str, param: str | None = None) -> dict[str, A
     return {"error": {"code": code, "message": message, "param": param}}
 
 
+class ErrorDetail(BaseModel):
+    code: str = Field(description="Stable machine-readable code, e.g. invalid_parameter, not_found.")
+    message: str = Field(description="What is wrong and how to fix it.")
+    param: str | None = Field(description="The field, query parameter or header at fault (dotted for nested fields), or null.")
+
+
+class ErrorResponse(BaseModel):
+    """The one error shape of every endpoint."""
+
+    error: ErrorDetail
+
+
+_ERROR_WHY = {
+    400: "Malformed request: the body is not valid JSON, or a header is unusable.",
+    401: "No API key, or a wrong one (send 'Authorization: Bearer <key>').",
+    404: "No such resource.",
+    408: "The request body did not arrive in time.",
+    409: "The resource is in the wrong state for this request.",
+    413: "The request body is too large.",
+    415: "The body is not JSON.",
+    422: "A parameter fails validation; param names it.",
+}
+_ERROR_HEADERS: dict[int, dict[str, Any]] = {
+    401: {"WWW-Authenticate": {"description": "Bearer", "schema": {"type": "string"}}},
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` entries for ``statuses``, each with the real error shape."""
+    out: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        entry: dict[str, Any] = {"model": ErrorResponse, "description": _ERROR_WHY[status]}
+        if status in _ERROR_HEADERS:
+            entry["headers"] = _ERROR_HEADERS[status]
+        out[status] = entry
+    return out
+
+
+#: Errors of every request that carries a JSON body.
+BODY_ERRORS = (400, 408, 413, 415, 422)
+
+
 def _param(location: tuple[Any, ...]) -> str | None:
     parts = [str(p) for p in location if p not in ("body", "query", "path", "header")]
     return ".".join("from" if p == "from_" else p for p in parts) or None
@@ -51,7 +101,7 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(error_body(error.code, error.message, error.param), status_code=error.status, headers=error.headers)
 
     @app.exception_handler(RequestValidationError)
-    async def validation_error(_: Request, error: RequestValidationError) -> JSONResponse:
+    async def validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
         problems = list(error.errors())
         first: dict[str, Any] = dict(problems[0]) if problems else {"loc": (), "msg": "invalid request", "type": "value_error"}
         if first.get("type") == "json_invalid":
@@ -59,25 +109,104 @@ def install_error_handlers(app: FastAPI) -> None:
             return JSONResponse(
                 error_body("invalid_json", f"the body is not valid JSON ({detail}); send a JSON object", None), status_code=HTTP_400_BAD_REQUEST
             )
-        param = _param(tuple(first.get("loc", ())))
-        message = str(first.get("msg", "is invalid")).removeprefix("Value error, ")
-        kind = first.get("type")
-        if kind == "missing":
-            message = f"{param} is required"
-        elif kind == "extra_forbidden":
-            message = f"{param} is not a parameter of this endpoint; check the spelling against the API docs"
-        elif param:
-            message = f"{param}: {message}"
-        if len(problems) > 1:
+        code, message, param = _describe(request, first, problems)
+        if len(problems) > 1 and code != "missing_parameter":
             message += f" (and {len(problems) - 1} more problem{'s' if len(problems) > 2 else ''})"
-        code = "missing_parameter" if kind == "missing" else "invalid_parameter"
         return JSONResponse(error_body(code, message, param), status_code=HTTP_422_UNPROCESSABLE)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
-        message = str(error.detail) if error.status_code != 404 else "no such endpoint; see /docs for the API"
-        return JSONResponse(error_body(code, message), status_code=error.status_code)
+        message = str(error.detail)
+        headers = error.headers
+        if error.status_code == HTTP_404_NOT_FOUND:
+            message = "no such endpoint; see /docs for the API"
+        elif error.status_code == HTTP_405_METHOD_NOT_ALLOWED:
+            # Starlette's Allow names the methods of the first route on this path; a path has one route per method.
+            allowed = _methods_for(app, request)
+            headers = {**(error.headers or {}), "Allow": ", ".join(allowed)}
+            message = f"{request.url.path} does not take {request.method}; it takes {', '.join(allowed)}"
+        return JSONResponse(error_body(code, message), status_code=error.status_code, headers=headers)
+
+
+def _methods_for(app: FastAPI, request: Request) -> list[str]:
+    """Every method some route of ``app`` answers on the request's path."""
+    found = []
+    for method in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"):
+        scope = {**request.scope, "method": method}
+        if any(route.matches(scope)[0] == Match.FULL for route in app.router.routes):
+            found.append(method)
+    return found
+
+
+#: What a JSON type is called in a message.
+_JSON_TYPES = {str: "a string", bool: "true or false", int: "an integer", float: "a number", list: "an array", dict: "an object", type(None): "null"}
+#: Pydantic's strict-type errors, reworded: what the field takes.
+_TYPE_WANTS = {
+    "int_type": "an integer (a JSON number without quotes, e.g. 30)",
+    "float_type": "a number (without quotes, e.g. 1.5)",
+    "bool_type": "true or false (without quotes)",
+    "string_type": "a string",
+    "model_type": "an object",
+    "model_attributes_type": "an object",
+    "dict_type": "an object",
+    "list_type": "an array",
+    "int_from_float": "a whole number",
+}
+
+
+def _describe(request: Request, first: dict[str, Any], problems: list[Any]) -> tuple[str, str, str | None]:
+    """(code, message, param) for the first validation problem, in words a user reads without the source."""
+    location = tuple(first.get("loc", ()))
+    param = _param(location)
+    kind = str(first.get("type"))
+    if kind == "missing":
+        if param is None:  # the whole body is absent
+            required = _required_body_fields(request)
+            wants = f" with {required}" if required else ""
+            return "missing_parameter", f"the request body is required: send a JSON object{wants}", None
+        parent = location[:-1]
+        missing = [_param(tuple(p["loc"])) for p in problems if p.get("type") == "missing" and tuple(p["loc"])[:-1] == parent]
+        names = [name for name in missing if name]
+        where = {"query": "query parameter", "header": "header", "path": "path parameter"}.get(str(location[0]), "field")
+        if len(names) == 1:
+            return "missing_parameter", f"{names[0]} is required; it is a {where} of this endpoint (see /docs)", param
+        return "missing_parameter", f"{', '.join(names[:-1])} and {names[-1]} are required; they are {where}s of this endpoint (see /docs)", param
+    if kind == "extra_forbidden":
+        return "invalid_parameter", f"{param} is not a parameter of this endpoint; check the spelling against the API docs", param
+    message = str(first.get("msg", "is invalid")).removeprefix("Value error, ")
+    if kind in _TYPE_WANTS:
+        got = _JSON_TYPES.get(type(first.get("input")), "another type")
+        message = f"must be {_TYPE_WANTS[kind]}, not {got}"
+    elif kind == "finite_number":
+        message = "must be a finite number (NaN and Infinity are not numbers in JSON)"
+    elif message.startswith("Input should be "):
+        message = "must be " + message.removeprefix("Input should be ")
+    elif message.startswith("String should "):
+        message = "must " + message.removeprefix("String should ")
+    if param:
+        message = f"{param}: {message}" if not message.startswith(("must ", "is ")) else f"{param} {message}"
+    elif message.startswith("must "):
+        message = f"the body {message}"
+    return "invalid_parameter", message, param
+
+
+def _required_body_fields(request: Request) -> str:
+    """'to, from and either tts or audio_url' for the route's body model, from the model itself."""
+    route = request.scope.get("route")
+    field = getattr(route, "body_field", None)
+    model = getattr(getattr(field, "field_info", None), "annotation", None)
+    fields = getattr(model, "model_fields", None)
+    if not fields:
+        return ""
+    names = [info.alias or name for name, info in fields.items() if info.is_required()]
+    either = (getattr(model, "model_config", {}).get("json_schema_extra") or {}).get("anyOf", [])
+    alternatives = [alt["required"][0] for alt in either if isinstance(alt, dict) and alt.get("required")]
+    if alternatives:
+        names.append("either " + " or ".join(alternatives))
+    if not names:
+        return ""
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
 
 
 class BodyLimitMiddleware:
@@ -143,6 +272,62 @@ class JsonOnlyMiddleware:
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+
+class BodyTimeoutMiddleware:
+    """Answers 408 when a request body has not fully arrived ``timeout_s`` after the request began, so a
+    client that trickles (or stops) cannot hold a connection and a task for ever."""
+
+    def __init__(self, app: ASGIApp, timeout_s: float) -> None:
+        self.app = app
+        self.timeout_s = timeout_s
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout_s
+        body_done = False
+        timed_out = False
+        started = False
+
+        async def bounded() -> Message:
+            nonlocal body_done, timed_out
+            if body_done or timed_out:  # after the body: a wait for disconnect, not bounded here
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), timeout=max(0.0, deadline - loop.time()))
+            except TimeoutError:
+                timed_out = True
+                return {"type": "http.disconnect"}  # the app stops reading; its answer is replaced below
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                body_done = True
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            nonlocal started
+            if timed_out and not started:
+                return
+            started = True
+            await send(message)
+
+        try:
+            await self.app(scope, bounded, guarded_send)
+        except Exception:
+            if not (timed_out and not started):
+                raise
+        if timed_out and not started:
+            logger.info("request body from %s not complete after %.1f s: answered 408", (scope.get("client") or ("?",))[0], self.timeout_s)
+            response = JSONResponse(
+                error_body(
+                    "request_timeout",
+                    f"the request body did not arrive within {self.timeout_s:g} s; send the whole body at once (check Content-Length)",
+                ),
+                status_code=HTTP_408_REQUEST_TIMEOUT,
+                headers={"Connection": "close"},
+            )
+            await response({"type": "http"}, _no_receive, send)
 
 
 async def _no_receive() -> Message:  # pragma: no cover - a response never reads

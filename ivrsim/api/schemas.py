@@ -8,20 +8,70 @@ are the documented responses; what we add is additive (extra fields), never a re
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+import httpx
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from ivrsim.engine.engine import CallRequest, GatherSpec, TtsSpec
 from ivrsim.speech.tts import PITCH_RANGE_ST, SPEED_RANGE
 
 #: E.164: a plus, a country code that does not start with 0, 8 to 15 digits in all (ITU-T E.164).
-E164 = re.compile(r"^\+[1-9]\d{7,14}$")
+E164_PATTERN = r"^\+[1-9][0-9]{7,14}$"
+E164 = re.compile(E164_PATTERN)
 DTMF_KEYS = set("0123456789*#ABCD")
+#: ``finish_on_key``: one DTMF key, either case, or '' for none.
+FINISH_KEY_PATTERN = r"^[0-9*#A-Da-d]?$"
+#: Something to say: at least one character that is not white space.
+NOT_BLANK_PATTERN = r"\S"
+#: The longest ``webhook_url`` accepted, in characters (browsers and proxies commonly stop near here).
+MAX_URL_CHARS = 2048
+
+# A webhook URL: http(s), a host name (labels without '--', so no IDNA decoding can fail), an IPv4 address or
+# a bracketed IPv6 one, an optional port, then printable ASCII. The server checks exactly this pattern, so
+# the OpenAPI document and the server agree on every string; httpx then parses it as the webhook client will.
+_H16 = "[0-9A-Fa-f]{1,4}"
+_IPV6 = "|".join([
+    f"(?:{_H16}:){{7}}{_H16}", f"(?:{_H16}:){{1,7}}:", f"(?:{_H16}:){{1,6}}:{_H16}",
+    *[f"(?:{_H16}:){{1,{5 - i}}}(?::{_H16}){{1,{i + 2}}}" for i in range(4)],
+    f"{_H16}:(?::{_H16}){{1,6}}", f":(?:(?::{_H16}){{1,7}}|:)",
+])
+_OCTET = "(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
+
+
+def _label(first: str) -> str:
+    """A DNS label of 1 to 63 characters starting with ``first``: letters, digits and inner hyphens, never
+    '--' at the third and fourth characters (IDNA reads those as punycode and refuses most)."""
+    a, ah = "[A-Za-z0-9]", "[A-Za-z0-9-]"
+    return f"(?:{first}{ah}(?:{a}{ah}|-{a}){ah}{{0,58}}{a}|{first}{ah}(?:{a}|-){a}|{first}(?:(?:{a}|-)?{a})?)"
+
+
+_LABEL = _label("[A-Za-z0-9]")
+_TOP_LABEL = _label("[A-Za-z]")  # not all digits: "1.2.3" would read as a bad IPv4 address
+_HOST = f"(?:{_LABEL}\\.)*{_TOP_LABEL}|{_OCTET}(?:\\.{_OCTET}){{3}}|\\[(?:{_IPV6})\\]"
+_PORT = "(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3})"
+HTTP_URL_PATTERN = f"^https?://(?:{_HOST})(?::{_PORT})?(?:[/?#][!-~]*)?$"
+
+#: Statuses a call can have, in the order a call goes through them.
+CALL_STATUSES = ("queued", "ringing", "in-progress", "completed", "busy", "no-answer", "failed")
+
+#: Request bodies: no coercion ("30" is not 30, "yes" is not true), no NaN or Infinity, no unknown fields.
+STRICT_BODY = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+
+def _whole_number(value: object) -> object:
+    """30.0 is the integer 30 in JSON (and in JSON Schema); 30.5, "30" and true stay refused."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+#: An integer field: strict (no strings, no booleans) but taking 30.0 for 30, as JSON Schema does.
+JsonInt = Annotated[int, BeforeValidator(_whole_number)]
 
 
 def _e164(value: str) -> str:
-    if not E164.match(value):
+    if not E164.fullmatch(value):  # fullmatch: "$" alone lets a trailing newline through
         raise ValueError("must be an E.164 phone number: a plus and 8 to 15 digits, e.g. +15551234567")
     return value
 
@@ -29,32 +79,56 @@ def _e164(value: str) -> str:
 class TtsIn(BaseModel):
     """The ``tts`` object."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT_BODY
 
-    text: str = Field(min_length=1, max_length=20_000, description="What to say: plain text or SSML.")
+    text: str = Field(
+        min_length=1, max_length=20_000, json_schema_extra={"pattern": NOT_BLANK_PATTERN}, description="What to say: plain text or SSML."
+    )
     voice: str | None = Field(default=None, description="A voice id from GET /v1/voice/voices; default en-US-Neural2-F.")
     speed: float = Field(default=1.0, ge=SPEED_RANGE[0], le=SPEED_RANGE[1], description="Multiple of the normal speaking rate.")
     pitch: float = Field(default=0.0, ge=PITCH_RANGE_ST[0], le=PITCH_RANGE_ST[1], description="Semitones from the voice's normal pitch.")
+
+    @field_validator("text", mode="before")
+    @classmethod
+    def _not_blank(cls, value: object) -> object:
+        if isinstance(value, str) and value and not re.search(NOT_BLANK_PATTERN, value):
+            raise ValueError("is blank; give the words to speak (plain text or SSML)")
+        return value
 
 
 class GatherIn(BaseModel):
     """The ``gather`` object."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT_BODY
 
-    type: Literal["dtmf", "speech"] = "dtmf"
-    num_digits: int | None = Field(default=None, ge=1, le=64)
-    finish_on_key: str = Field(default="#", description="Key that ends input ('' for none).")
+    # 'speech' is refused with a message that says why (it arrives with the ASR engine), so the document
+    # lists only what is accepted.
+    type: str = Field(default="dtmf", json_schema_extra={"enum": ["dtmf"]}, description="'dtmf' (speech arrives with the ASR engine).")
+    # Field before the validator: the other order puts raw "ge"/"le" into the JSON schema (pydantic 2.14).
+    num_digits: Annotated[int, Field(ge=1, le=64), BeforeValidator(_whole_number)] | None = None
+    finish_on_key: str = Field(default="#", json_schema_extra={"pattern": FINISH_KEY_PATTERN}, description="Key that ends input ('' for none).")
     timeout: float = Field(default=5.0, gt=0, le=600, description="Seconds to wait for input after the prompt and each key.")
-    webhook_url: str | None = Field(default=None, description="Where gather.completed goes (default: the call's webhook_url).")
+    webhook_url: str | None = Field(
+        default=None, max_length=MAX_URL_CHARS, json_schema_extra={"pattern": HTTP_URL_PATTERN},
+        description="Where gather.completed goes (default: the call's webhook_url).",
+    )
     barge_in: bool = Field(default=True, description="Keys pressed during the prompt stop it and count (ivrsim addition).")
 
-    @field_validator("finish_on_key")
+    @field_validator("type")
     @classmethod
-    def _key(cls, value: str) -> str:
-        if value and (len(value) != 1 or value.upper() not in DTMF_KEYS):
+    def _type(cls, value: str) -> str:
+        if value == "speech":
+            raise ValueError("'speech' arrives with the ASR engine; use 'dtmf'")
+        if value != "dtmf":
+            raise ValueError("must be 'dtmf'")
+        return value
+
+    @field_validator("finish_on_key", mode="before")
+    @classmethod
+    def _key(cls, value: object) -> object:
+        if isinstance(value, str) and value and (len(value) != 1 or value.upper() not in DTMF_KEYS):
             raise ValueError("must be one DTMF key (0-9, *, #, A-D) or '' for none")
-        return value.upper()
+        return value.upper() if isinstance(value, str) else value
 
     @field_validator("webhook_url")
     @classmethod
@@ -63,8 +137,20 @@ class GatherIn(BaseModel):
 
 
 def _http_url(value: str | None) -> str | None:
-    if value is not None and not re.match(r"^https?://[^\s/]+", value):
-        raise ValueError("must be an http:// or https:// URL")
+    """An absolute http(s) URL the webhook client can parse, or None."""
+    if value is None:
+        return None
+    fix = "must be an http:// or https:// URL with a host, e.g. https://example.com/hooks"
+    if not re.match(r"^https?://", value):
+        raise ValueError(fix)
+    if not re.fullmatch(HTTP_URL_PATTERN, value):
+        raise ValueError(f"{fix}; this one does not parse (check the host, the port and for spaces)")
+    try:
+        url = httpx.URL(value)
+    except (httpx.InvalidURL, ValueError) as error:
+        raise ValueError(f"{fix} ({error})") from None
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ValueError(fix)
     return value
 
 
@@ -72,19 +158,31 @@ class CallCreate(BaseModel):
     """``POST /v1/voice/calls``. Either ``tts`` or ``audio_url`` is required; with both, the speech
     plays first and the audio after it."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(
+        **STRICT_BODY,
+        populate_by_name=True,
+        # "Either tts or audio_url is required", in the document's own terms.
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["tts"], "properties": {"tts": {"type": "object"}}},
+                {"required": ["audio_url"], "properties": {"audio_url": {"type": "string"}}},
+            ]
+        },
+    )
 
-    to: str = Field(description="Recipient phone number in E.164 format.")
-    from_: str = Field(alias="from", description="Caller id: one of the server's verified numbers.")
+    to: str = Field(json_schema_extra={"pattern": E164_PATTERN}, description="Recipient phone number in E.164 format.")
+    from_: str = Field(alias="from", json_schema_extra={"pattern": E164_PATTERN}, description="Caller id: one of the server's verified numbers.")
     tts: TtsIn | None = None
     audio_url: str | None = Field(default=None, max_length=4096, description="URL of an audio file to play (MP3, WAV, FLAC, OGG).")
     record: bool = False
     transcribe: bool = False
     recording_channels: Literal["dual", "mono"] = "dual"
     gather: GatherIn | None = None
-    webhook_url: str | None = None
-    timeout: int = Field(default=30, ge=1, le=600, description="Ring timeout in seconds.")
-    max_duration: int = Field(default=14_400, ge=1, le=14_400, description="Longest call in seconds (ivrsim addition).")
+    webhook_url: str | None = Field(
+        default=None, max_length=MAX_URL_CHARS, json_schema_extra={"pattern": HTTP_URL_PATTERN}, description="URL for call status webhooks."
+    )
+    timeout: JsonInt = Field(default=30, ge=1, le=600, description="Ring timeout in seconds.")
+    max_duration: JsonInt = Field(default=14_400, ge=1, le=14_400, description="Longest call in seconds (ivrsim addition).")
 
     @field_validator("to", "from_")
     @classmethod
@@ -95,6 +193,14 @@ class CallCreate(BaseModel):
     @classmethod
     def _webhook(cls, value: str | None) -> str | None:
         return _http_url(value)
+
+    @field_validator("audio_url")
+    @classmethod
+    def _audio_url(cls, value: str | None) -> str | None:
+        """An http(s) audio_url must parse now, not fail the call later; paths are checked by the loader."""
+        if value is not None and re.match(r"^\s*https?:", value, re.IGNORECASE):
+            return _http_url(value)
+        return value
 
     @model_validator(mode="after")
     def _prompt(self) -> CallCreate:
@@ -131,7 +237,7 @@ class CallPublic(BaseModel):
     id: str
     to: str
     from_: str = Field(serialization_alias="from")
-    status: str
+    status: str = Field(json_schema_extra={"enum": list(CALL_STATUSES)})
     direction: str = "outbound"
     created_at: str
     updated_at: str | None = None
@@ -139,6 +245,25 @@ class CallPublic(BaseModel):
     ended_at: str | None = None
     duration: float | None = None
     reason: str | None = None
+
+
+class CallCreated(BaseModel):
+    """``POST /v1/voice/calls``'s answer, exactly as documented."""
+
+    id: str
+    to: str
+    from_: str = Field(serialization_alias="from")
+    status: Literal["queued"]
+    direction: Literal["outbound"]
+    created_at: str
+
+
+class CallList(BaseModel):
+    """``GET /v1/voice/calls``: a page of calls, newest first."""
+
+    data: list[CallPublic]
+    has_more: bool
+    next_starting_after: str | None = Field(description="Pass as starting_after for the next page; null on the last.")
 
 
 class TranscriptionPublic(BaseModel):

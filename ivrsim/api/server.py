@@ -3,13 +3,94 @@ the tests and the benchmarks, on a free loopback port)."""
 
 from __future__ import annotations
 
+import errno
+import ipaddress
+import logging
+import socket
 import threading
 import time
+from collections.abc import Callable
 
 import uvicorn
+from fastapi import FastAPI
 
 from ivrsim.api.app import create_app
+from ivrsim.api.slow_clients import header_deadline_protocol
 from ivrsim.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+class PortInUseError(OSError):
+    """The address the server should listen on is taken (or not ours to take)."""
+
+
+def _url_host(host: str) -> str:
+    """The host as a URL should show it: a wildcard address as loopback, IPv6 in brackets."""
+    if host in ("", "0.0.0.0"):
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    try:
+        return f"[{host}]" if ipaddress.ip_address(host).version == 6 else host
+    except ValueError:
+        return host
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A listening-ready TCP socket on ``host:port`` (port 0: a free one); ``PortInUseError`` when taken."""
+    infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        sock.bind(address)
+    except OSError as error:
+        sock.close()
+        if error.errno in (errno.EADDRINUSE, errno.EACCES):
+            why = "is in use" if error.errno == errno.EADDRINUSE else "needs privileges"
+            raise PortInUseError(error.errno, f"port {port} on {host} {why}; pick another with --port (0 picks a free one)") from None
+        raise
+    sock.set_inheritable(True)
+    return sock
+
+
+class IvrsimServer(uvicorn.Server):
+    """uvicorn's server, binding its socket before the app starts, so the app knows its own address: the
+    bound URL goes on ``app.state.bound_url`` (recording URLs in webhooks are built from it, unless
+    IVRSIM_PUBLIC_URL says otherwise) and to ``on_bound``."""
+
+    def __init__(self, config: uvicorn.Config, app: FastAPI, on_bound: Callable[[str], None] | None = None) -> None:
+        super().__init__(config)
+        self.app = app
+        self.on_bound = on_bound
+        self.base_url = ""
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        if sockets is None:
+            sockets = [bind_socket(self.config.host, self.config.port)]
+        port = sockets[0].getsockname()[1]
+        self.base_url = f"http://{_url_host(self.config.host)}:{port}"
+        self.app.state.bound_url = self.base_url
+        if self.on_bound is not None:
+            self.on_bound(self.base_url)
+        await super().startup(sockets=sockets)
+
+
+#: Seconds an idle kept-alive connection stays open (uvicorn's default, stated).
+KEEP_ALIVE_S = 5
+
+
+def _config(app: FastAPI, settings: Settings, log_level: str, access_log: bool) -> uvicorn.Config:
+    return uvicorn.Config(
+        app, host=settings.host, port=settings.port, log_level=log_level, lifespan="on", access_log=access_log,
+        # Slow clients: idle connections close, headers must arrive in time; bodies: BodyTimeoutMiddleware.
+        timeout_keep_alive=KEEP_ALIVE_S,
+        http=header_deadline_protocol(settings.body_timeout_s),
+        h11_max_incomplete_event_size=64 * 1024,
+    )
 
 
 class BackgroundServer:
@@ -18,20 +99,30 @@ class BackgroundServer:
     def __init__(self, settings: Settings, start_timeout_s: float = 20.0) -> None:
         self.settings = settings
         self.start_timeout_s = start_timeout_s
-        config = uvicorn.Config(create_app(settings), host=settings.host, port=settings.port, log_level="warning", lifespan="on", access_log=False)
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, name="ivrsim-server", daemon=True)
+        self.app = create_app(settings)
+        self._server = IvrsimServer(_config(self.app, settings, "warning", False), self.app)
+        self._error: BaseException | None = None
+        self._socket: socket.socket | None = None
+        self._thread = threading.Thread(target=self._run, name="ivrsim-server", daemon=True)
         self.base_url = ""
 
+    def _run(self) -> None:
+        try:
+            self._server.run(sockets=[self._socket])
+        except BaseException as error:  # noqa: BLE001 - handed to __enter__, which raises it in the caller
+            self._error = error
+
     def __enter__(self) -> BackgroundServer:
+        self._socket = bind_socket(self.settings.host, self.settings.port)  # PortInUseError here, in the caller
         self._thread.start()
         deadline = time.monotonic() + self.start_timeout_s
         while not self._server.started:
             if not self._thread.is_alive() or time.monotonic() > deadline:
+                if isinstance(self._error, Exception):
+                    raise self._error
                 raise RuntimeError("the ivrsim server did not start; see the log above")
             time.sleep(0.01)
-        port = self._server.servers[0].sockets[0].getsockname()[1]
-        self.base_url = f"http://{self.settings.host}:{port}"
+        self.base_url = self._server.base_url
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -39,6 +130,12 @@ class BackgroundServer:
         self._thread.join(timeout=30)
 
 
-def serve(settings: Settings, access_log: bool = False) -> None:
-    """Serve in the foreground until interrupted; ``access_log`` prints a line per request."""
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info", lifespan="on", access_log=access_log)
+def serve(settings: Settings, access_log: bool = False, on_bound: Callable[[str], None] | None = None) -> None:
+    """Serve in the foreground until interrupted; ``access_log`` prints a line per request; ``on_bound``
+    hears the real base URL once the socket is bound (``--port 0``). Raises ``PortInUseError``."""
+    sock = bind_socket(settings.host, settings.port)  # before uvicorn says anything: a taken port is one clean error
+    app = create_app(settings)
+    try:
+        IvrsimServer(_config(app, settings, "info", access_log), app, on_bound).run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C once it has shut down cleanly (as uvicorn.run, end quietly)
+        pass

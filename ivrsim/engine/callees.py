@@ -38,7 +38,9 @@ from ivrsim.audio.levels import dbm0_to_amplitude, power_to_dbm0
 from ivrsim.audio.resample import resample
 from ivrsim.exceptions import AudioFileError, IvrsimError
 from ivrsim.media.files import read_audio_file
-from ivrsim.speech.tts import SpeechSynthesizer, TtsRequest
+from ivrsim.exceptions import UnknownVoiceError
+from ivrsim.speech.tts import PITCH_RANGE_ST, SPEED_RANGE, SpeechSynthesizer, TtsRequest
+from ivrsim.speech.voices import VoiceCatalog
 
 #: The phonebook that ships with ivrsim (numbers documented in README.md).
 DEFAULT_PHONEBOOK = Path(__file__).resolve().parents[2] / "samples" / "phonebook.yaml"
@@ -167,12 +169,14 @@ class ScriptedCaller(Callee):
         self._frame_count = 0
 
     @classmethod
-    def from_file(cls, path: str | Path) -> ScriptedCaller:
+    def from_file(cls, path: str | Path, catalog: VoiceCatalog | None = None) -> ScriptedCaller:
         path = Path(path)
-        return cls.from_dict(read_script(path), source=str(path), folder=path.parent)
+        return cls.from_dict(read_script(path), source=str(path), folder=path.parent, catalog=catalog)
 
     @classmethod
-    def from_dict(cls, document: Any, source: str = "script", folder: Path | None = None) -> ScriptedCaller:
+    def from_dict(cls, document: Any, source: str = "script", folder: Path | None = None, catalog: VoiceCatalog | None = None) -> ScriptedCaller:
+        """Parse and check a script: every step's settings, ``say`` voices against ``catalog`` (when given)
+        and ``play`` files (relative to ``folder``), so a bad script fails when it loads, not in a call."""
         if not isinstance(document, dict):
             raise ScriptError(f"{source}: a caller script is a mapping with name, answer_after_rings and steps")
         unknown = set(document) - {"name", "description", "answer_after_rings", "steps"}
@@ -185,6 +189,8 @@ class ScriptedCaller(Callee):
         if not isinstance(raw_steps, list):
             raise ScriptError(f"{source}: steps must be a list")
         steps = [_parse_step(raw, f"{source}: step {i + 1}") for i, raw in enumerate(raw_steps)]
+        for i, step in enumerate(steps):
+            _check_step(step, f"{source}: step {i + 1}", folder, catalog)
         return cls(str(document.get("name", Path(source).stem)), rings, steps, folder)
 
     def answer(self) -> Answer:
@@ -284,6 +290,38 @@ def read_script(path: Path) -> Any:
         raise ScriptError(f"caller script {path}: cannot be read ({error.strerror})") from error
     except yaml.YAMLError as error:
         raise ScriptError(f"caller script {path}: not valid YAML ({error})") from error
+
+
+def check_voice(catalog: VoiceCatalog, voice: str | None, where: str) -> None:
+    """ScriptError naming ``where`` when ``voice`` is not in the catalog (with the closest ids)."""
+    try:
+        catalog.get(voice)
+    except UnknownVoiceError as error:
+        raise ScriptError(f"{where}: {error}") from None
+
+
+def _check_step(step: _Step, where: str, folder: Path | None, catalog: VoiceCatalog | None) -> None:
+    """What a step refers to exists: a say step's voice and settings, a play step's file."""
+    p = step.params
+    if step.kind == "say":
+        if catalog is not None:
+            check_voice(catalog, p.get("voice"), f"{where}: say.voice")
+        speed, pitch = p.get("speed", 1.0), p.get("pitch", 0.0)
+        if not (math.isfinite(speed) and SPEED_RANGE[0] <= speed <= SPEED_RANGE[1]):
+            raise ScriptError(f"{where}: say.speed must be from {SPEED_RANGE[0]} to {SPEED_RANGE[1]} (1.0 is normal), got {speed}")
+        if not (math.isfinite(pitch) and PITCH_RANGE_ST[0] <= pitch <= PITCH_RANGE_ST[1]):
+            raise ScriptError(f"{where}: say.pitch must be from {PITCH_RANGE_ST[0]:g} to {PITCH_RANGE_ST[1]:g} semitones, got {pitch}")
+    elif step.kind == "play":
+        file = Path(p["file"])
+        if not file.is_absolute() and folder is not None:
+            file = folder / file
+        if not file.is_file():
+            raise ScriptError(f"{where}: play.file {p['file']!r}: no such file ({file}); put the audio there or fix the path "
+                              "(a relative path starts at the script's folder)")
+        try:
+            read_audio_file(file)
+        except AudioFileError as error:
+            raise ScriptError(f"{where}: play.file: {error}; give a WAV, FLAC, OGG or MP3 file") from None
 
 
 def _parse_step(raw: Any, where: str) -> _Step:
@@ -399,6 +437,8 @@ class Phonebook:
     #: Parsed caller scripts by path, with the modification time they were read at: a script edited while
     #: the server runs is read again, an unchanged one is not read for every call.
     _scripts: dict[Path, tuple[float, Any]] = field(default_factory=dict, repr=False)
+    #: Voices that scripts and machines may use; checked when the phonebook loads.
+    catalog: VoiceCatalog | None = field(default=None, repr=False)
 
     @classmethod
     def default_book(cls) -> Phonebook:
@@ -406,7 +446,9 @@ class Phonebook:
         return cls.load(DEFAULT_PHONEBOOK)
 
     @classmethod
-    def load(cls, path: str | Path) -> Phonebook:
+    def load(cls, path: str | Path, catalog: VoiceCatalog | None = None) -> Phonebook:
+        """Read and check a phonebook: every entry, its caller script, voices and audio files; ScriptError
+        names the file, the number, the step and the fix."""
         path = Path(path)
         try:
             document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
@@ -416,7 +458,8 @@ class Phonebook:
             raise ScriptError(f"phonebook {path}: not valid YAML ({error})") from error
         if not isinstance(document, dict) or not isinstance(document.get("numbers", {}), dict):
             raise ScriptError(f"phonebook {path}: expected a mapping with 'numbers' (and optionally 'default')")
-        book = cls(entries={str(k): v for k, v in (document.get("numbers") or {}).items()}, folder=path.parent)
+        book = cls(entries={str(k): v for k, v in (document.get("numbers") or {}).items()}, folder=path.parent,
+                   catalog=catalog or VoiceCatalog.load())
         if "default" in document:
             book.default = document["default"]
         for number, entry in [("default", book.default), *book.entries.items()]:
@@ -450,9 +493,12 @@ class Phonebook:
                 file = Path(script)
                 if not file.is_absolute() and self.folder is not None:
                     file = self.folder / file
-                return ScriptedCaller.from_dict(self._script(file), source=str(file), folder=file.parent)
+                try:
+                    return ScriptedCaller.from_dict(self._script(file), source=f"caller script {file}", folder=file.parent, catalog=self.catalog)
+                except ScriptError as error:
+                    raise ScriptError(f"{where}: {error}") from None
             if isinstance(script, dict):
-                return ScriptedCaller.from_dict(script, source=where, folder=self.folder)
+                return ScriptedCaller.from_dict(script, source=where, folder=self.folder, catalog=self.catalog)
             raise ScriptError(f"{where}: a scripted entry needs 'script': a file path or an inline script")
         if kind == "fixture":
             file = Path(str(entry.get("file", "")))
@@ -462,6 +508,8 @@ class Phonebook:
                 raise ScriptError(f"{where}: fixture file {file} does not exist")
             return AudioFixture(file, int(entry.get("answer_after_rings", 1)), bool(entry.get("hangup_at_end", False)))
         if kind == "machine":
+            if self.catalog is not None and entry.get("voice") is not None:
+                check_voice(self.catalog, str(entry["voice"]), f"{where}: voice")
             return AnsweringMachine(
                 str(entry.get("greeting", "Hello, you have reached the voicemail of a simulated phone. Please leave a message after the tone.")),
                 int(entry.get("answer_after_rings", 3)),

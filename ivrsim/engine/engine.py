@@ -9,6 +9,14 @@ both sides. The call ends ``completed`` when either side hangs up.
 
 Every call runs in its own asyncio task; an error in one call fails that call (with the reason) and
 never the others. Blocking work (TTS, HTTP, file reads) runs on worker threads.
+
+Stopping: a call cut by a shutdown ends ``completed`` (answered) or ``failed`` (not yet answered), with the
+reason. After a crash, ``recover()`` (run by ``__aenter__``, or by the app once the webhook dispatcher
+listens) does the same for the calls the store still holds as live, finalises their recordings, and
+publishes the final events, so webhook receivers hear that those calls ended.
+
+Times: ``answered_at`` / ``ended_at`` are wall time on the realtime clock, and ``created_at`` plus call
+time on the virtual and manual clocks, so that they agree with ``duration``.
 """
 
 from __future__ import annotations
@@ -28,8 +36,8 @@ from ivrsim.audio.line import LineModel, LineSettings
 from ivrsim.engine.actions import Action, Gather, Hangup, PlayAudio
 from ivrsim.engine.callees import Callee, CalleeContext, Phonebook
 from ivrsim.engine.clock import FRAME_S, Clock, ManualTimeline, make_clock
-from ivrsim.engine.events import CallEvent, EventBus, utc_now
-from ivrsim.engine.recorder import CallRecorder
+from ivrsim.engine.events import CallEvent, EventBus, iso_after, utc_now
+from ivrsim.engine.recorder import CallRecorder, repair_wav
 from ivrsim.exceptions import InvalidRequestError, IvrsimError
 from ivrsim.media.audio_url import AudioUrlLoader
 from ivrsim.speech.tts import SpeechSynthesizer, TtsRequest
@@ -41,6 +49,13 @@ logger = logging.getLogger(__name__)
 DEFAULT_RING_TIMEOUT_S = 30
 #: Longest call, in seconds, unless the request says otherwise (Twilio's limit is 4 hours).
 DEFAULT_MAX_DURATION_S = 4 * 3600.0
+#: Most injected audio (/_sim DTMF and speech) that may wait to be played into one call, in seconds; one
+#: request's audio counts against it, so no request may inject more.
+MAX_INJECTED_S = 60.0
+#: Why a call cut by a shutdown ended; recovery adds when it was ended.
+STOPPED_REASON = "ivrsim stopped while the call was live"
+#: Where the API serves a recording (``{public_url}{RECORDINGS_PATH}/{id}.wav``).
+RECORDINGS_PATH = "/v1/voice/recordings"
 
 
 @dataclass(frozen=True)
@@ -96,6 +111,25 @@ class EngineSettings:
     clock: str = "virtual"
     line: LineSettings = field(default_factory=LineSettings)
     seed: int | None = None
+    #: The server's base URL as receivers see it (no trailing slash), for recording URLs in events; set by
+    #: the server once its socket is bound. None: URLs are relative to the server.
+    public_url: str | None = None
+
+
+class InjectionLimitError(InvalidRequestError):
+    """Injected audio over ``MAX_INJECTED_S`` (this request's plus what still waits in the call)."""
+
+    code = "injection_limit"
+
+    def __init__(self, seconds: float, queued_s: float) -> None:
+        waiting = f" and {queued_s:.1f} s already wait to be played" if queued_s else ""
+        self.problem = (
+            f"is {seconds:.1f} s of audio{waiting}; at most {MAX_INJECTED_S:g} s may wait per call "
+            "(MAX_INJECTED_S): send less, or send it once the call has played what it holds"
+        )
+        super().__init__("audio", self.problem)
+        self.seconds = seconds
+        self.queued_s = queued_s
 
 
 class _LiveCall:
@@ -104,6 +138,7 @@ class _LiveCall:
     def __init__(self, engine: CallEngine, record: CallRecord, request: CallRequest) -> None:
         self.engine = engine
         self.id = record.id
+        self.created_at = record.created_at
         self.request = request
         self.rate_hz = engine.settings.line.rate_hz
         self.frame_samples = int(round(self.rate_hz * FRAME_S))
@@ -116,9 +151,19 @@ class _LiveCall:
 
     def inject(self, samples: np.ndarray) -> float:
         """Mix audio into the callee's side from the next frame on (the /_sim DTMF and speech injection);
-        returns the call time at which it starts."""
-        self._injected.append(np.asarray(samples, dtype=np.float32))
+        returns the call time at which it starts. Raises InjectionLimitError, and queues nothing, when
+        it would make more than ``MAX_INJECTED_S`` wait to be played."""
+        audio = np.asarray(samples, dtype=np.float32)
+        queued_s = self.injected_queued_s
+        if queued_s + len(audio) / self.rate_hz > MAX_INJECTED_S:
+            raise InjectionLimitError(len(audio) / self.rate_hz, queued_s)
+        self._injected.append(audio)
         return self.call_time_s
+
+    @property
+    def injected_queued_s(self) -> float:
+        """Seconds of injected audio still waiting to be played."""
+        return sum(len(part) for part in self._injected) / self.rate_hz
 
     def take_injected(self, count: int) -> np.ndarray | None:
         """The next ``count`` samples of injected audio, or None when there is none."""
@@ -147,13 +192,19 @@ class _LiveCall:
         self.engine.store.insert_event(event)
         self.engine.bus.publish(event)
 
+    def now(self) -> str:
+        """Wall time of this moment of the call: real on the realtime clock, created_at + call time otherwise."""
+        if self.engine.settings.clock == "realtime":
+            return utc_now()
+        return iso_after(self.created_at, self.call_time_s)
+
     def set_status(self, status: str, **data: Any) -> None:
         self.status = status
         fields: dict[str, Any] = {"status": status}
         if status == "in-progress":
-            fields["answered_at"] = utc_now()
+            fields["answered_at"] = self.now()
         if status in ("completed", "busy", "no-answer", "failed"):
-            fields["ended_at"] = utc_now()
+            fields["ended_at"] = self.now()
             fields["reason"] = data.get("reason")
             if self.answered_frame is not None:
                 fields["duration_s"] = round((self.frame_index - self.answered_frame) * FRAME_S, 3)
@@ -184,9 +235,11 @@ class CallEngine:
         self._ids = random.Random(settings.seed) if settings.seed is not None else None
         #: Simulated time for the manual clock (None on the virtual and realtime clocks).
         self.timeline = ManualTimeline() if settings.clock == "manual" else None
-        self.recovered = self.store.recover()
+        #: Ids of the calls ``recover()`` ended; None until it has run.
+        self.recovered: list[str] | None = None
 
     async def __aenter__(self) -> CallEngine:
+        self.recover()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -198,6 +251,69 @@ class CallEngine:
             task.cancel()
         await asyncio.gather(*self._tasks.values(), return_exceptions=True)
         self.loader.close()
+
+    def recording_url(self, recording_id: str) -> str:
+        return f"{self.settings.public_url or ''}{RECORDINGS_PATH}/{recording_id}.wav"
+
+    def recover(self) -> list[str]:
+        """End the calls a previous run left live (once; later calls do nothing). Each recording is
+        finalised (WAV header from the file size, duration, completed_at) and announced with
+        ``recording.completed``; an answered call ends ``completed``, one never answered ``failed``, with
+        the reason. The events go through the bus, so subscribers (the webhook dispatcher) deliver them
+        as any other. Returns the ids of the calls ended."""
+        if self.recovered is not None:
+            return self.recovered
+        self.recovered = []
+        reason = f"{STOPPED_REASON}; it was ended when ivrsim started again"
+        for record in self.store.live_calls():
+            events = self.store.events(record.id)
+            sequence = events[-1].sequence if events else 0
+            end_s = events[-1].call_time_s if events else 0.0
+            answered = next((e for e in events if e.type == "call.in-progress"), None)
+            answered_s = answered.call_time_s if answered is not None else None
+
+            def emit(event_type: str, call_time_s: float, data: dict[str, Any], call_id: str = record.id) -> None:
+                nonlocal sequence
+                sequence += 1
+                event = CallEvent(call_id, sequence, event_type, round(call_time_s, 3), utc_now(), data)
+                self.store.insert_event(event)
+                self.bus.publish(event)
+
+            recording = self.store.recording_for_call(record.id)
+            if recording is not None and recording.completed_at is None:
+                try:
+                    duration_s = repair_wav(recording.path)
+                except (OSError, ValueError) as error:
+                    logger.warning("recovery: recording %s of call %s cannot be repaired (%s); its duration is 0", recording.id, record.id, error)
+                    duration_s = 0.0
+                self.store.complete_recording(recording.id, duration_s)
+                end_s = max(end_s, (answered_s if answered_s is not None else end_s) + duration_s)
+                emit("recording.completed", end_s, self._recording_completed(recording.id, duration_s, recording.channels))
+            fields: dict[str, Any] = {"ended_at": iso_after(record.created_at, end_s), "reason": reason}
+            if answered_s is not None or record.status == "in-progress":
+                status = "completed"
+                start_s = answered_s if answered_s is not None else end_s
+                fields["duration_s"] = round(end_s - start_s, 3)
+                if record.answered_at is None:
+                    fields["answered_at"] = iso_after(record.created_at, start_s)
+            else:
+                status = "failed"
+            self.store.update_call(record.id, status=status, **fields)
+            emit(f"call.{status}", end_s, {"status": status, "reason": reason})
+            self.recovered.append(record.id)
+            logger.warning("recovery: call %s was live when ivrsim stopped; ended %s", record.id, status)
+        return self.recovered
+
+    def _recording_completed(self, recording_id: str, duration_s: float, channels: str) -> dict[str, Any]:
+        """The ``recording.completed`` facts: the documented integer ``duration`` (seconds) and the
+        precise ``duration_s`` beside it, and the recording's URL (never a server file path)."""
+        return {
+            "recording_id": recording_id,
+            "url": self.recording_url(recording_id),
+            "duration": int(round(duration_s)),
+            "duration_s": round(duration_s, 3),
+            "channels": channels,
+        }
 
     def new_id(self, prefix: str) -> str:
         token = f"{self._ids.getrandbits(80):020x}" if self._ids is not None else secrets.token_hex(10)
@@ -240,8 +356,8 @@ class CallEngine:
     async def _run(self, call: _LiveCall) -> CallRecord:
         try:
             await self._call(call)
-        except asyncio.CancelledError:
-            call.set_status("failed", reason="ivrsim stopped while the call was live")
+        except asyncio.CancelledError:  # the engine is closing: an answered call was a call, and it completed
+            call.set_status("completed" if call.answered_frame is not None else "failed", reason=STOPPED_REASON)
         except Exception as error:  # one call's bug never stops the engine
             logger.exception("call %s failed", call.id)
             call.set_status("failed", reason=f"internal error: {type(error).__name__}: {error}")
@@ -382,13 +498,7 @@ class CallEngine:
             if recorder is not None and recording_id is not None:
                 recorder.close()
                 self.store.complete_recording(recording_id, recorder.duration_s)
-                call.emit(
-                    "recording.completed",
-                    recording_id=recording_id,
-                    duration=round(recorder.duration_s, 3),
-                    channels=request.recording_channels,
-                    path=str(recorder.path),
-                )
+                call.emit("recording.completed", **self._recording_completed(recording_id, recorder.duration_s, request.recording_channels))
         call.set_status("completed", reason=reason)
 
 

@@ -11,7 +11,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 logger = logging.getLogger(__name__)
@@ -43,6 +43,13 @@ class CallEvent:
 
 def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def iso_after(iso: str, seconds: float) -> str:
+    """The ISO 8601 UTC time ``seconds`` after ``iso`` (same form as ``utc_now``): wall time that follows
+    call time, for the clocks whose call time is not wall time."""
+    moment = datetime.fromisoformat(iso.replace("Z", "+00:00")) + timedelta(seconds=seconds)
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 Subscriber = Callable[[CallEvent], None]

@@ -5,12 +5,14 @@ the two are written frame by frame from the same call-time frames, so they are a
 Mono: the two sides mixed (summed, as a conference bridge does, then clipped). 16-bit PCM.
 
 Frames are gathered into blocks of ``BLOCK_S`` before each write: libsndfile's per-call cost is larger than
-a 20 ms frame's worth of work, and half a second is all a crash can lose.
+a 20 ms frame's worth of work, and half a second is all a crash can lose. After a crash the header still says
+0 data bytes (libsndfile writes the sizes on close): ``repair_wav`` sets them from the file's size.
 """
 
 from __future__ import annotations
 
 import os
+import struct
 from pathlib import Path
 from typing import Literal
 
@@ -83,3 +85,34 @@ class CallRecorder:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def repair_wav(path: str | os.PathLike[str]) -> float:
+    """Make the RIFF and ``data`` sizes of a WAV left open by a crash match the audio written (whole
+    frames; a torn last frame is cut); returns its duration in seconds. The audio is kept as written.
+    Raises ValueError when the file is not a PCM WAV."""
+    with open(path, "r+b") as handle:
+        riff = handle.read(12)
+        if len(riff) < 12 or riff[:4] != b"RIFF" or riff[8:12] != b"WAVE":
+            raise ValueError(f"{path} is not a WAV file")
+        size = os.fstat(handle.fileno()).st_size
+        block_align = rate_hz = None
+        offset = 12
+        while offset + 8 <= size:
+            handle.seek(offset)
+            chunk_id, chunk_size = struct.unpack("<4sI", handle.read(8))
+            if chunk_id == b"fmt ":
+                fmt = handle.read(16)
+                _, _, rate_hz, _, block_align = struct.unpack("<HHIIH", fmt[:14])
+            elif chunk_id == b"data":
+                if not block_align or not rate_hz:
+                    raise ValueError(f"{path} has its data before its format")
+                data_bytes = (size - offset - 8) // block_align * block_align
+                handle.truncate(offset + 8 + data_bytes)
+                handle.seek(offset + 4)
+                handle.write(struct.pack("<I", data_bytes))
+                handle.seek(4)
+                handle.write(struct.pack("<I", offset + 8 + data_bytes - 8))
+                return data_bytes / block_align / rate_hz
+            offset += 8 + chunk_size + (chunk_size & 1)
+        raise ValueError(f"{path} has no data chunk")

@@ -1,13 +1,21 @@
 """Loading a call's ``audio_url``: http(s) through httpx, or a local file inside the allowed roots.
 
-- http and https: connect and read timeouts, a size cap (checked against Content-Length and again while
-  streaming), a bounded number of redirects. Responses are cached on disk by URL with their ``ETag`` and
+- http and https: connect and read timeouts, a TOTAL deadline per fetch (``fetch_deadline_s``: every
+  socket read and connect waits at most what is left of it, so a server that trickles one byte at a time
+  cannot hold a fetch longer), a size cap (checked against Content-Length and again while streaming), a
+  bounded number of redirects. Responses are cached on disk by URL with their ``ETag`` and
   ``Last-Modified``; the next load revalidates with ``If-None-Match`` / ``If-Modified-Since`` and a
-  ``304 Not Modified`` reuses the cached bytes.
+  ``304 Not Modified`` reuses the cached bytes. The cache folder is bounded in bytes (least recently used
+  files go first).
 - Local paths and ``file://`` URLs: only inside ``MediaSettings.allowed_roots`` (after resolving ``..``
-  and symlinks), so a request cannot read ``/etc/shadow``.
-- Decoding is by content, never by name: whatever libsndfile recognises (WAV, MP3, FLAC, OGG) is audio,
-  anything else is ``NotAudioError``. The result is mono (channels averaged) at the requested rate.
+  and symlinks), so a request cannot read ``/etc/shadow``. ``check`` says so without reading anything,
+  for the API to refuse such a request at once.
+- Decoding is by content, never by name: the bytes are sniffed for a known container first (WAV, AIFF,
+  AU, CAF, W64, FLAC, OGG, MP3), and only then handed to libsndfile; anything else is ``NotAudioError``,
+  whose message describes what arrived (content type, size) and never quotes it. The result is mono
+  (channels averaged) at the requested rate.
+- Blocking work runs on the loader's own bounded pool (threads named ``ivrsim-media``), never on
+  asyncio's default pool, so slow downloads cannot starve text to speech or the calls.
 
 Every failure is a typed ``AudioUrlError`` whose message says what to fix.
 """
@@ -15,21 +23,31 @@ Every failure is a typed ``AudioUrlError`` whose message says what to fix.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import io
 import json
+import logging
 import os
+import re
+import ssl
 import tempfile
 import threading
+import time
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlparse
 
+import httpcore
 import httpx
 import numpy as np
 import soundfile
 
 from ivrsim.audio.resample import resample
+from ivrsim.media.files import quiet_c_stderr
 from ivrsim.exceptions import (
     AudioTooLargeError,
     AudioUrlError,
@@ -39,8 +57,19 @@ from ivrsim.exceptions import (
     UrlUnreachableError,
 )
 
+logger = logging.getLogger(__name__)
+
 #: Largest audio file accepted, in bytes.
 DEFAULT_MAX_BYTES = 50 * 1024 * 1024
+#: Longest one fetch may take from connect to last byte, redirects included, in seconds.
+DEFAULT_FETCH_DEADLINE_S = 30.0
+#: Largest size of the on-disk media cache, in bytes (least recently used files are removed first).
+DEFAULT_CACHE_MAX_BYTES = 500 * 1024 * 1024
+#: Threads that download and decode (``ivrsim-media``); more loads wait their turn.
+DEFAULT_MEDIA_WORKERS = 4
+#: Time a load may take beyond ``fetch_deadline_s`` (waiting for a worker, decoding) before the caller
+#: gives up on it, in seconds.
+LOAD_GRACE_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -51,8 +80,11 @@ class MediaSettings:
     max_bytes: int = DEFAULT_MAX_BYTES
     connect_timeout_s: float = 5.0
     read_timeout_s: float = 15.0
+    fetch_deadline_s: float = DEFAULT_FETCH_DEADLINE_S
     max_redirects: int = 5
     cache_dir: Path | None = None
+    cache_max_bytes: int = DEFAULT_CACHE_MAX_BYTES
+    workers: int = DEFAULT_MEDIA_WORKERS
 
 
 @dataclass
@@ -73,56 +105,164 @@ class LoadedAudio:
         return len(self.samples) / self.rate_hz
 
 
+class _Deadline(threading.local):
+    """The monotonic time by which the current thread's fetch must end (None: no fetch running)."""
+
+    at: float | None = None
+
+    def left(self, timeout: float | None) -> float | None:
+        """``timeout`` shortened to what is left of the deadline; raises once it has passed."""
+        if self.at is None:
+            return timeout
+        left = self.at - time.monotonic()
+        if left <= 0:
+            raise httpcore.ReadTimeout("the fetch deadline has passed")
+        return left if timeout is None else min(timeout, left)
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    """A socket stream whose every read, write and TLS handshake waits at most until the deadline."""
+
+    def __init__(self, inner: httpcore.NetworkStream, deadline: _Deadline) -> None:
+        self._inner = inner
+        self._deadline = deadline
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._inner.read(max_bytes, self._deadline.left(timeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._inner.write(buffer, self._deadline.left(timeout))
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def start_tls(self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None) -> httpcore.NetworkStream:
+        return _DeadlineStream(self._inner.start_tls(ssl_context, server_hostname, self._deadline.left(timeout)), self._deadline)
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
+
+
+class _DeadlineBackend(httpcore.NetworkBackend):
+    """httpcore's sync sockets, with connects and streams bounded by the thread's fetch deadline.
+
+    httpx's read timeout restarts with every chunk that arrives, so it alone cannot bound a fetch; the
+    deadline is checked by the sockets themselves, which covers connects, redirects, headers and body."""
+
+    def __init__(self, deadline: _Deadline) -> None:
+        self._inner = httpcore.SyncBackend()
+        self._deadline = deadline
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[tuple[int, int, int | bytes] | tuple[int, int, None, int]] | None = None,
+    ) -> httpcore.NetworkStream:
+        stream = self._inner.connect_tcp(host, port, self._deadline.left(timeout), local_address, socket_options)
+        return _DeadlineStream(stream, self._deadline)
+
+    def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Iterable[tuple[int, int, int | bytes] | tuple[int, int, None, int]] | None = None
+    ) -> httpcore.NetworkStream:
+        return _DeadlineStream(self._inner.connect_unix_socket(path, self._deadline.left(timeout), socket_options), self._deadline)
+
+    def sleep(self, seconds: float) -> None:
+        self._inner.sleep(seconds)
+
+
+def _deadline_transport(deadline: _Deadline) -> httpx.HTTPTransport:
+    """httpx's own transport (its exception mapping included) over deadline-bounded sockets."""
+    transport = httpx.HTTPTransport()
+    # httpx has no public way to pass a network backend; its pool is rebuilt with one (httpcore's API).
+    transport._pool = httpcore.ConnectionPool(ssl_context=httpx.create_ssl_context(), network_backend=_DeadlineBackend(deadline))
+    return transport
+
+
 class AudioUrlLoader:
-    """Fetches and decodes ``audio_url``s under ``settings``; thread-safe."""
+    """Fetches and decodes ``audio_url``s under ``settings``; thread-safe. Owns a bounded thread pool
+    (``ivrsim-media``) for ``load_async``: call ``close`` when done."""
 
     def __init__(self, settings: MediaSettings | None = None, transport: httpx.BaseTransport | None = None) -> None:
         self.settings = settings or MediaSettings()
         if self.settings.cache_dir is not None:
             self.settings.cache_dir.mkdir(parents=True, exist_ok=True)
         s = self.settings
+        self._deadline = _Deadline()
         self._client = httpx.Client(
             timeout=httpx.Timeout(s.read_timeout_s, connect=s.connect_timeout_s),
             follow_redirects=True,
             max_redirects=s.max_redirects,
-            transport=transport,
+            transport=transport or _deadline_transport(self._deadline),
             headers={"User-Agent": "ivrsim (audio_url loader)", "Accept": "audio/*, */*;q=0.5"},
         )
+        self._executor = ThreadPoolExecutor(max_workers=max(1, s.workers), thread_name_prefix="ivrsim-media")
         self._lock = threading.Lock()
 
     def close(self) -> None:
+        """Stop the media threads (loads not yet started are cancelled) and close the HTTP client."""
+        self._executor.shutdown(wait=False, cancel_futures=True)
         self._client.close()
+
+    def check(self, url: str) -> None:
+        """Refuse what ``load`` would refuse before any I/O: an empty URL, an unsupported scheme, a local
+        path or ``file://`` URL outside the media roots (or with no roots). Only resolves the path."""
+        self._source(url)
 
     def load(self, url: str, rate_hz: int) -> LoadedAudio:
         """Fetch (or read) ``url`` and decode it to mono float32 at ``rate_hz``."""
+        kind, location = self._source(url)
+        if kind == "http":
+            data, content_type, from_cache = self._fetch(url)
+        else:
+            data, content_type, from_cache = self._read_local(url, Path(location)), None, False
+        return self._decode(url, data, content_type, from_cache, rate_hz)
+
+    async def load_async(self, url: str, rate_hz: int) -> LoadedAudio:
+        """``load`` on the loader's own pool, so that the event loop (and TTS) keep running; gives up
+        ``LOAD_GRACE_S`` after the fetch deadline even if a worker is still stuck."""
+        future = self._executor.submit(self.load, url, rate_hz)
+        limit_s = self.settings.fetch_deadline_s + LOAD_GRACE_S
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(future), timeout=limit_s)
+        except TimeoutError:
+            future.cancel()
+            raise UrlUnreachableError(
+                url, f"was not loaded within {limit_s:g} s (fetch deadline {self.settings.fetch_deadline_s:g} s, "
+                "IVRSIM_MEDIA_DEADLINE_S): the server is too slow or the media workers are busy"
+            ) from None
+
+    def _source(self, url: str) -> tuple[str, str]:
+        """("http", url) or ("file", resolved path inside a media root); raises what is not allowed."""
         if not isinstance(url, str) or not url.strip():
             raise AudioUrlError(str(url), "is empty: give an http(s) URL or a file path")
         parsed = urlparse(url)
         scheme = parsed.scheme.lower()
         if scheme in ("http", "https"):
-            data, content_type, from_cache = self._fetch(url)
-        elif scheme == "file" or scheme == "" or (len(scheme) == 1 and os.name == "nt"):
+            return "http", url
+        if scheme == "file" or scheme == "" or (len(scheme) == 1 and os.name == "nt"):
             path = unquote(parsed.path) if scheme == "file" else url
-            data, content_type, from_cache = self._read_local(url, path), None, False
-        else:
-            raise UrlNotAllowedError(url, f"the scheme {scheme!r} is not supported: use http, https, file, or a path")
-        return self._decode(url, data, content_type, from_cache, rate_hz)
-
-    async def load_async(self, url: str, rate_hz: int) -> LoadedAudio:
-        """``load`` on a worker thread, so that the event loop keeps running."""
-        return await asyncio.to_thread(self.load, url, rate_hz)
+            return "file", str(self._inside_roots(url, path))
+        raise UrlNotAllowedError(url, f"the scheme {scheme!r} is not supported: use http, https, file, or a path")
 
     # -- local files ----------------------------------------------------------------------------------
 
-    def _read_local(self, url: str, path_text: str) -> bytes:
+    def _inside_roots(self, url: str, path_text: str) -> Path:
         roots = [root.resolve() for root in self.settings.allowed_roots]
         if not roots:
-            raise UrlNotAllowedError(url, "local files are not allowed: configure a media root that holds it")
+            raise UrlNotAllowedError(url, "local files are not allowed: configure a media root that holds it (--media-root or IVRSIM_MEDIA_ROOTS)")
+        if "\0" in path_text:
+            raise UrlNotAllowedError(url, "holds a NUL character: give a plain file path")
         path = Path(path_text)
         resolved = (path if path.is_absolute() else roots[0] / path).resolve()
         if not any(resolved == root or root in resolved.parents for root in roots):
             allowed = ", ".join(str(root) for root in roots)
             raise UrlNotAllowedError(url, f"is outside the allowed media roots ({allowed})")
+        return resolved
+
+    def _read_local(self, url: str, resolved: Path) -> bytes:
         if not resolved.is_file():
             raise UrlUnreachableError(url, "no such file in the media roots")
         size = resolved.stat().st_size
@@ -139,6 +279,18 @@ class AudioUrlLoader:
         return self.settings.cache_dir / f"{key}.bin", self.settings.cache_dir / f"{key}.json"
 
     def _fetch(self, url: str) -> tuple[bytes, str | None, bool]:
+        """GET ``url`` within the fetch deadline (set for this thread, read by every socket operation)."""
+        self._deadline.at = time.monotonic() + self.settings.fetch_deadline_s
+        try:
+            return self._fetch_within_deadline(url)
+        finally:
+            self._deadline.at = None
+
+    def _fetch_within_deadline(self, url: str) -> tuple[bytes, str | None, bool]:
+        deadline_at = self._deadline.at
+        assert deadline_at is not None
+        deadline_s = self.settings.fetch_deadline_s
+        past_deadline = f"did not arrive within the fetch deadline of {deadline_s:g} s (IVRSIM_MEDIA_DEADLINE_S); use a faster server or a local file"
         paths = self._cache_paths(url)
         cached_meta: dict[str, str] = {}
         if paths is not None and paths[0].exists() and paths[1].exists():
@@ -155,7 +307,9 @@ class AudioUrlLoader:
         try:
             with self._client.stream("GET", url, headers=headers) as response:
                 if response.status_code == 304 and paths is not None and cached_meta:
-                    return paths[0].read_bytes(), cached_meta.get("content_type"), True
+                    data = paths[0].read_bytes()
+                    self._touch(paths)
+                    return data, cached_meta.get("content_type"), True
                 if response.status_code >= 400:
                     raise UrlStatusError(url, response.status_code)
                 declared = response.headers.get("Content-Length")
@@ -166,6 +320,8 @@ class AudioUrlLoader:
                     received += len(chunk)
                     if received > limit:
                         raise AudioTooLargeError(url, f"is larger than the limit of {limit} bytes")
+                    if time.monotonic() > deadline_at:  # for transports that do not bound their reads
+                        raise UrlUnreachableError(url, f"{past_deadline} ({received} bytes had arrived)")
                     chunks.append(chunk)
                 data = b"".join(chunks)
                 meta = {
@@ -177,6 +333,8 @@ class AudioUrlLoader:
         except httpx.TooManyRedirects as error:
             raise UrlUnreachableError(url, f"more than {self.settings.max_redirects} redirects") from error
         except httpx.TimeoutException as error:
+            if time.monotonic() >= deadline_at - 0.05:
+                raise UrlUnreachableError(url, past_deadline) from error
             raise UrlUnreachableError(
                 url, f"timed out (connect {self.settings.connect_timeout_s:g} s, read {self.settings.read_timeout_s:g} s)"
             ) from error
@@ -189,25 +347,72 @@ class AudioUrlLoader:
         return data, meta["content_type"] or None, False
 
     def _store(self, paths: tuple[Path, Path], data: bytes, meta: dict[str, str]) -> None:
+        if len(data) > self.settings.cache_max_bytes:
+            return  # larger than the whole cache: kept only for this load
         with self._lock:
-            for path, content in ((paths[0], data), (paths[1], json.dumps(meta).encode())):
-                handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".part")
-                with os.fdopen(handle, "wb") as out:
-                    out.write(content)
-                os.replace(temporary, path)
+            try:
+                for path, content in ((paths[0], data), (paths[1], json.dumps(meta).encode())):
+                    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".part")
+                    with os.fdopen(handle, "wb") as out:
+                        out.write(content)
+                    os.replace(temporary, path)
+            except OSError as error:
+                logger.warning("media cache: could not store %s: %s", paths[0].name, error)
+                return
+            self._prune(keep=paths[0])
+
+    def _touch(self, paths: tuple[Path, Path]) -> None:
+        """Mark a cache entry as used now: the modification time orders the least recently used."""
+        for path in paths:
+            with contextlib.suppress(OSError):
+                os.utime(path)
+
+    def _prune(self, keep: Path) -> None:
+        """Remove the least recently used cache entries until the folder holds at most ``cache_max_bytes``."""
+        folder = self.settings.cache_dir
+        if folder is None:
+            return
+        entries, total = [], 0
+        for data_path in folder.glob("*.bin"):
+            with contextlib.suppress(OSError):
+                stat = data_path.stat()
+                total += stat.st_size
+                if data_path != keep:  # the entry just stored stays, whatever the clock's resolution
+                    entries.append((stat.st_mtime_ns, data_path, stat.st_size))
+        for _, data_path, size in sorted(entries):
+            if total <= self.settings.cache_max_bytes:
+                break
+            for path in (data_path, data_path.with_suffix(".json")):
+                with contextlib.suppress(OSError):
+                    path.unlink()
+            total -= size
+
+    def cache_bytes(self) -> int:
+        """Bytes of audio the media cache folder holds now."""
+        folder = self.settings.cache_dir
+        if folder is None:
+            return 0
+        total = 0
+        for data_path in folder.glob("*.bin"):
+            with contextlib.suppress(OSError):
+                total += data_path.stat().st_size
+        return total
 
     # -- decoding -------------------------------------------------------------------------------------
 
     def _decode(self, url: str, data: bytes, content_type: str | None, from_cache: bool, rate_hz: int) -> LoadedAudio:
         if not data:
             raise NotAudioError(url, "the response is empty (0 bytes)")
+        received = _describe(content_type, len(data))
+        container = sniff_audio(data)
+        if container is None:
+            raise NotAudioError(url, f"is not audio: received {received} in no audio format ivrsim knows; use WAV, MP3, FLAC or OGG")
         try:
-            samples, source_rate = soundfile.read(io.BytesIO(data), dtype="float32", always_2d=True)
+            with quiet_c_stderr() if container == "MP3" else contextlib.nullcontext():  # libmpg123 prints
+                samples, source_rate = soundfile.read(io.BytesIO(data), dtype="float32", always_2d=True)
         except (soundfile.LibsndfileError, RuntimeError, ValueError) as error:
-            preview = data[:24].decode("latin-1").encode("unicode_escape").decode()
-            kind = f"Content-Type {content_type}, " if content_type else ""
             raise NotAudioError(
-                url, f"is not audio that can be decoded ({kind}{len(data)} bytes starting {preview!r}); use WAV or MP3"
+                url, f"is not audio that can be decoded: received {received}, which looks like {container} but does not decode; use WAV, MP3, FLAC or OGG"
             ) from error
         if len(samples) == 0:
             raise NotAudioError(url, "decodes to no audio (0 frames)")
@@ -222,3 +427,74 @@ class AudioUrlLoader:
             from_cache=from_cache,
             content_type=content_type,
         )
+
+
+_CONTENT_TYPE = re.compile(r"[A-Za-z0-9!#$&^_.+-]{1,64}/[A-Za-z0-9!#$&^_.+-]{1,64}")
+
+
+def _describe(content_type: str | None, size_bytes: int) -> str:
+    """What arrived, in words that never quote it: the declared media type (when well formed) and size."""
+    kind = (content_type or "").split(";")[0].strip()
+    shown = f"Content-Type {kind.lower()}" if _CONTENT_TYPE.fullmatch(kind) else "no usable Content-Type"
+    return f"{size_bytes} bytes, {shown}"
+
+
+def sniff_audio(data: bytes) -> str | None:
+    """The audio container ``data`` starts with ("WAV", "MP3", ...), or None when it is none that
+    libsndfile decodes. Checked before decoding, so that junk never reaches a decoder that prints."""
+    head = data[:16]
+    if (head[:4] == b"RIFF" and head[8:12] == b"WAVE") or head[:4] in (b"RIFX", b"RF64"):
+        return "WAV"
+    if head[:4] == b"riff" and head[4:8] == b"\x2e\x91\xcf\x11":
+        return "W64"
+    if head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
+        return "AIFF"
+    for magic, name in ((b"fLaC", "FLAC"), (b"OggS", "OGG"), (b".snd", "AU"), (b"caff", "CAF")):
+        if head.startswith(magic):
+            return name
+    if head[:3] == b"ID3" and len(data) >= 10:
+        size = (data[6] & 0x7F) << 21 | (data[7] & 0x7F) << 14 | (data[8] & 0x7F) << 7 | (data[9] & 0x7F)
+        return "MP3" if _mpeg_frames_at(data, 10 + size + (10 if data[5] & 0x10 else 0)) else None
+    return "MP3" if _mpeg_frames_at(data, 0) else None
+
+
+#: MPEG audio bitrates in kbit/s by (version is MPEG-1, layer) and index; sample rates by version.
+_BITRATES_KBPS = {
+    (True, 1): (0, 32, 64, 96, 128, 160, 192, 224, 256, 288, 320, 352, 384, 416, 448),
+    (True, 2): (0, 32, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384),
+    (True, 3): (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320),
+    (False, 1): (0, 32, 48, 56, 64, 80, 96, 112, 128, 144, 160, 176, 192, 224, 256),
+    (False, 2): (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160),
+    (False, 3): (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160),
+}
+_MPEG_RATES_HZ = {3: (44100, 48000, 32000), 2: (22050, 24000, 16000), 0: (11025, 12000, 8000)}
+
+
+def _mpeg_frame_length(header: bytes) -> int | None:
+    """Length in bytes of the MPEG audio frame whose 4-byte header this is, or None if it is not one."""
+    if len(header) < 4 or header[0] != 0xFF or header[1] & 0xE0 != 0xE0:
+        return None
+    version, layer_bits = (header[1] >> 3) & 3, (header[1] >> 1) & 3
+    bitrate_index, rate_index, padding = header[2] >> 4, (header[2] >> 2) & 3, (header[2] >> 1) & 1
+    if version == 1 or layer_bits == 0 or bitrate_index in (0, 15) or rate_index == 3:
+        return None
+    layer = 4 - layer_bits
+    bitrate = _BITRATES_KBPS[(version == 3, layer)][bitrate_index] * 1000
+    rate_hz = _MPEG_RATES_HZ[version][rate_index]
+    if layer == 1:
+        return (12 * bitrate // rate_hz + padding) * 4
+    per_frame = 144 if layer == 2 or version == 3 else 72
+    return per_frame * bitrate // rate_hz + padding
+
+
+def _mpeg_frames_at(data: bytes, offset: int, frames: int = 3) -> bool:
+    """True when ``frames`` consecutive MPEG audio frame headers follow each other from ``offset`` (a
+    stream shorter than that counts when every frame it has is whole)."""
+    for _ in range(frames):
+        length = _mpeg_frame_length(data[offset : offset + 4])
+        if length is None:
+            return False
+        offset += length
+        if offset >= len(data):
+            return offset == len(data)
+    return True

@@ -5,7 +5,12 @@ Every failure becomes an ``AudioFileError`` that names the file and the problem.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import logging
 import os
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +18,8 @@ import numpy as np
 import soundfile
 
 from ivrsim.exceptions import AudioFileError
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -42,7 +49,8 @@ def read_audio_file(path: str | os.PathLike[str]) -> AudioClip:
     if file.stat().st_size == 0:
         raise AudioFileError(name, "is empty (0 bytes)")
     try:
-        samples, rate_hz = soundfile.read(name, dtype="float32", always_2d=True)
+        with quiet_c_stderr():
+            samples, rate_hz = soundfile.read(name, dtype="float32", always_2d=True)
     except soundfile.LibsndfileError as error:
         raise AudioFileError(name, f"not a readable audio file ({error.error_string})") from error
     except (RuntimeError, ValueError, OSError) as error:
@@ -65,3 +73,45 @@ def write_audio_file(path: str | os.PathLike[str], samples: np.ndarray, rate_hz:
         soundfile.write(name, np.asarray(samples, dtype=np.float32), int(rate_hz), subtype=subtype)
     except (soundfile.LibsndfileError, RuntimeError, OSError, ValueError) as error:
         raise AudioFileError(name, f"cannot be written ({error})") from error
+
+
+_C_STDERR_LOCK = threading.Lock()  # guards the process-wide C ``stderr`` while it is swapped
+
+
+@contextlib.contextmanager
+def quiet_c_stderr() -> Iterator[None]:
+    """Send what C code prints to ``stderr`` meanwhile (libmpg123, inside libsndfile, prints notes such as
+    "Xing stream size off" with no way to turn them off) to the debug log instead of the terminal.
+
+    Python's own writes go to file descriptor 2 and are untouched: only the C library's ``stderr``
+    stream is swapped, for as long as the decode runs. Where that stream cannot be found (not glibc), the
+    decode runs as is."""
+    try:
+        libc = ctypes.CDLL(None)
+        c_stderr = ctypes.c_void_p.in_dll(libc, "stderr")
+        libc.tmpfile.restype = ctypes.c_void_p
+        for name in ("fflush", "fclose", "rewind"):
+            getattr(libc, name).argtypes = [ctypes.c_void_p]
+        libc.fread.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_void_p]
+        libc.fread.restype = ctypes.c_size_t
+    except (OSError, ValueError, AttributeError):
+        yield
+        return
+    with _C_STDERR_LOCK:
+        sink = libc.tmpfile()
+        if not sink:
+            yield
+            return
+        original = c_stderr.value
+        c_stderr.value = sink
+        try:
+            yield
+        finally:
+            c_stderr.value = original
+            libc.fflush(sink)
+            libc.rewind(sink)
+            buffer = ctypes.create_string_buffer(2048)
+            count = libc.fread(buffer, 1, len(buffer), sink)
+            libc.fclose(sink)
+            if count:
+                logger.debug("decoder notes: %s", buffer.raw[:count].decode("utf-8", "replace").strip())

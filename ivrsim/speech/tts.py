@@ -3,8 +3,13 @@
 espeak-ng is one per process and pyttsx3 is not safe to share between threads, so every render runs on
 one process-wide worker thread that owns the engine (``_EspeakWorker``, used by every
 ``Pyttsx3Renderer``); callers on other threads, or on an asyncio loop
-(``SpeechSynthesizer.synthesize_async``), wait for it without blocking anything else. Cache hits never
-touch the engine.
+(``SpeechSynthesizer.synthesize_async``, which waits on the synthesizer's own small pool, never on
+asyncio's default one that downloads could fill), wait for it without blocking anything else. Cache hits
+never touch the engine.
+
+Bounds: a prompt renders to at most ``MAX_PROMPT_S`` of audio (checked from the parsed SSML before any
+render, by ``check_prompt_length``, and again while rendering); the prompt cache is bounded in bytes, in
+memory and on disk, least recently used first.
 
 Settings, as the Canary ``tts`` object has them:
 
@@ -69,6 +74,13 @@ MAX_TEXT_CHARS = 20_000
 TRIM_THRESHOLD = 1e-3
 #: Sample rates prompts can be rendered at, in Hz.
 RATE_RANGE_HZ = (8000, 48000)
+#: Longest audio one prompt may render to, in seconds (breaks and speech together).
+MAX_PROMPT_S = 600.0
+#: Bytes of rendered prompts kept in memory, and on disk, by default.
+DEFAULT_MEMORY_CACHE_BYTES = 64 * 1024 * 1024
+DEFAULT_DISK_CACHE_BYTES = 500 * 1024 * 1024
+#: Threads that wait on renders and read the cache for ``synthesize_async``.
+ASYNC_WORKERS = 2
 
 
 @dataclass(frozen=True)
@@ -197,15 +209,46 @@ class Pyttsx3Renderer:
 
 
 class PromptCache:
-    """Rendered prompts on disk (16-bit WAV named by the key), with the most recent ones in memory."""
+    """Rendered prompts on disk (16-bit WAV named by the key), with the most recent ones in memory.
 
-    def __init__(self, folder: Path | None, memory_items: int = 256) -> None:
+    Both are bounded in bytes and forget the least recently used prompts first: ``memory_max_bytes`` of
+    float32 samples, ``disk_max_bytes`` of WAV files (the disk order is rebuilt from modification times
+    at start, and a hit refreshes it)."""
+
+    def __init__(
+        self,
+        folder: Path | None,
+        memory_items: int = 256,
+        memory_max_bytes: int = DEFAULT_MEMORY_CACHE_BYTES,
+        disk_max_bytes: int = DEFAULT_DISK_CACHE_BYTES,
+    ) -> None:
         self.folder = folder
-        if folder is not None:
-            folder.mkdir(parents=True, exist_ok=True)
         self._memory: OrderedDict[str, tuple[np.ndarray, int]] = OrderedDict()
         self._memory_items = memory_items
+        self._memory_max_bytes = memory_max_bytes
+        self._memory_bytes = 0
+        self._disk_max_bytes = disk_max_bytes
+        self._disk: OrderedDict[str, int] = OrderedDict()  # key -> file size, least recently used first
         self._lock = threading.Lock()
+        if folder is not None:
+            folder.mkdir(parents=True, exist_ok=True)
+            found = []
+            for path in folder.glob("*.wav"):
+                with contextlib.suppress(OSError):
+                    stat = path.stat()
+                    found.append((stat.st_mtime_ns, path.stem, stat.st_size))
+            for _, key, size in sorted(found):
+                self._disk[key] = size
+            with self._lock:
+                self._evict_disk()
+
+    @property
+    def memory_bytes(self) -> int:
+        return self._memory_bytes
+
+    @property
+    def disk_bytes(self) -> int:
+        return sum(self._disk.values())
 
     def get(self, key: str) -> tuple[np.ndarray, int] | None:
         with self._lock:
@@ -220,12 +263,20 @@ class PromptCache:
             samples, rate_hz = soundfile.read(path, dtype="float32")
         except (OSError, soundfile.LibsndfileError, RuntimeError):
             return None
+        with self._lock:
+            if key in self._disk:
+                self._disk.move_to_end(key)
+        with contextlib.suppress(OSError):
+            os.utime(path)
         self._remember(key, samples, int(rate_hz))
         return samples, int(rate_hz)
 
     def put(self, key: str, samples: np.ndarray, rate_hz: int) -> None:
         self._remember(key, samples, rate_hz)
         if self.folder is None:
+            return
+        size = 44 + 2 * len(samples)  # 16-bit mono WAV
+        if size > self._disk_max_bytes:
             return
         handle, temporary = tempfile.mkstemp(dir=self.folder, suffix=".wav.part")
         os.close(handle)
@@ -236,13 +287,38 @@ class PromptCache:
             logger.warning("prompt cache: could not write %s: %s", key, error)
             with contextlib.suppress(OSError):
                 os.remove(temporary)
+            return
+        with self._lock:
+            self._disk[key] = size
+            self._disk.move_to_end(key)
+            self._evict_disk(keep=key)
+
+    def _evict_disk(self, keep: str | None = None) -> None:
+        """Remove the least recently used files until the folder is within its bound (lock held)."""
+        assert self.folder is not None
+        total = sum(self._disk.values())
+        for key in list(self._disk):
+            if total <= self._disk_max_bytes:
+                break
+            if key == keep:
+                continue
+            total -= self._disk.pop(key)
+            with contextlib.suppress(OSError):
+                os.remove(self.folder / f"{key}.wav")
 
     def _remember(self, key: str, samples: np.ndarray, rate_hz: int) -> None:
+        size = int(samples.nbytes)
+        if size > self._memory_max_bytes:
+            return
         with self._lock:
+            previous = self._memory.pop(key, None)
+            if previous is not None:
+                self._memory_bytes -= int(previous[0].nbytes)
             self._memory[key] = (samples, rate_hz)
-            self._memory.move_to_end(key)
-            while len(self._memory) > self._memory_items:
-                self._memory.popitem(last=False)
+            self._memory_bytes += size
+            while len(self._memory) > self._memory_items or self._memory_bytes > self._memory_max_bytes:
+                _, (dropped, _) = self._memory.popitem(last=False)
+                self._memory_bytes -= int(dropped.nbytes)
 
 
 class SpeechSynthesizer:
@@ -257,8 +333,10 @@ class SpeechSynthesizer:
         self.catalog = catalog or VoiceCatalog.load()
         self.cache = cache or PromptCache(None)
         self.renderer = renderer or Pyttsx3Renderer()
+        self._executor = ThreadPoolExecutor(max_workers=ASYNC_WORKERS, thread_name_prefix="ivrsim-tts-wait")
 
     def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
         self.renderer.close()
 
     def synthesize(self, request: TtsRequest) -> Prompt:
@@ -269,12 +347,15 @@ class SpeechSynthesizer:
         if cached is not None:
             return Prompt(cached[0], cached[1], voice, key, True, list(parsed.warnings))
         samples = self._render(parsed, voice, request)
+        if len(samples) > MAX_PROMPT_S * request.rate_hz:  # the render is exact where the estimate was not
+            raise PromptTooLongError(len(samples) / request.rate_hz)
         self.cache.put(key, samples, request.rate_hz)
         return Prompt(samples, request.rate_hz, voice, key, False, list(parsed.warnings))
 
     async def synthesize_async(self, request: TtsRequest) -> Prompt:
-        """``synthesize`` without blocking the event loop (the render waits on the TTS thread)."""
-        return await asyncio.to_thread(self.synthesize, request)
+        """``synthesize`` without blocking the event loop: it waits on the synthesizer's own threads (the
+        render itself on the espeak-ng thread), so that asyncio's default pool can be full without delaying it."""
+        return await asyncio.wrap_future(self._executor.submit(self.synthesize, request))
 
     def prepare(self, request: TtsRequest) -> tuple[Voice, ParsedSsml]:
         """Validate a request: the voice, the settings, and the SSML. Raises SpeechError subclasses."""
@@ -289,8 +370,7 @@ class SpeechSynthesizer:
             raise TtsSettingError("pitch", f"must be between {PITCH_RANGE_ST[0]:g} and {PITCH_RANGE_ST[1]:g} semitones (0 is normal), got {request.pitch}")
         if not RATE_RANGE_HZ[0] <= request.rate_hz <= RATE_RANGE_HZ[1]:
             raise TtsSettingError("rate_hz", f"must be between {RATE_RANGE_HZ[0]} and {RATE_RANGE_HZ[1]} Hz, got {request.rate_hz}")
-        is_ssml = looks_like_ssml(request.text) if request.ssml is None else request.ssml
-        parsed = parse_ssml(request.text) if is_ssml else ParsedSsml([SpeechSegment(" ".join(request.text.split()))])
+        parsed = check_prompt_length(request.text, request.speed, request.ssml)
         return voice, parsed
 
     def cache_key(self, request: TtsRequest, voice: Voice) -> str:
@@ -320,14 +400,63 @@ class SpeechSynthesizer:
             futures.append(self.renderer.submit(segment.text, voice.espeak, rate_wpm, min(max(pitch, 0.0), 100.0)))
             gains.append(10.0 ** (segment.prosody.volume_db / 20.0) if math.isfinite(segment.prosody.volume_db) else 0.0)
         parts = []
-        for pending, gain in zip(futures, gains):
-            if isinstance(pending, int):
-                parts.append(np.zeros(pending, dtype=np.float32))
-                continue
-            speech = trim_silence(pending.result())
-            parts.append(resample(speech, ENGINE_RATE_HZ, request.rate_hz) * np.float32(gain))
+        length, limit = 0, MAX_PROMPT_S * request.rate_hz
+        try:
+            for pending, gain in zip(futures, gains):
+                if isinstance(pending, int):
+                    parts.append(np.zeros(pending, dtype=np.float32))
+                else:
+                    speech = trim_silence(pending.result())
+                    parts.append(resample(speech, ENGINE_RATE_HZ, request.rate_hz) * np.float32(gain))
+                length += len(parts[-1])
+                if length > limit:  # stop here: the rest would only add to what is refused
+                    raise PromptTooLongError(length / request.rate_hz, at_least=True)
+        finally:
+            for pending in futures:
+                if not isinstance(pending, int):
+                    pending.cancel()
         samples = np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
         return int16_to_float(float_to_int16(samples))
+
+
+class PromptTooLongError(TtsSettingError):
+    """A prompt that renders (or would render) to more than ``MAX_PROMPT_S`` of audio."""
+
+    code = "prompt_too_long"
+
+    def __init__(self, seconds: float, at_least: bool = False, detail: str = "") -> None:
+        amount = f"{'at least ' if at_least else ''}{seconds:.0f} s"
+        super().__init__(
+            "text",
+            f"renders to {amount} of audio{detail}; the limit is {MAX_PROMPT_S:g} s per prompt (MAX_PROMPT_S): "
+            "shorten the text or its <break>s, or split it over several calls",
+        )
+        self.seconds = seconds
+
+
+def estimate_prompt_s(parsed: ParsedSsml, speed: float = 1.0) -> tuple[float, float]:
+    """(seconds of breaks, estimated seconds of speech) of a parsed prompt: breaks exactly, speech as
+    its words at the rate they will be spoken (espeak-ng's clamp included)."""
+    breaks_s = speech_s = 0.0
+    speed = speed if math.isfinite(speed) and speed > 0 else 1.0
+    for segment in parsed.segments:
+        if isinstance(segment, BreakSegment):
+            breaks_s += segment.duration_s
+        else:
+            rate_wpm = min(max(BASE_RATE_WPM * speed * segment.prosody.rate, MIN_RATE_WPM), MAX_RATE_WPM)
+            speech_s += len(segment.text.split()) * 60.0 / rate_wpm
+    return breaks_s, speech_s
+
+
+def check_prompt_length(text: str, speed: float = 1.0, ssml: bool | None = None) -> ParsedSsml:
+    """Parse ``text`` (SSML when it holds SSML tags, or as ``ssml`` says) and refuse it with
+    ``PromptTooLongError`` when it would render to more than ``MAX_PROMPT_S``; cheap, no rendering."""
+    is_ssml = looks_like_ssml(text) if ssml is None else ssml
+    parsed = parse_ssml(text) if is_ssml else ParsedSsml([SpeechSegment(" ".join(text.split()))])
+    breaks_s, speech_s = estimate_prompt_s(parsed, speed)
+    if breaks_s + speech_s > MAX_PROMPT_S:
+        raise PromptTooLongError(breaks_s + speech_s, detail=f" ({breaks_s:.0f} s of breaks, about {speech_s:.0f} s of speech)")
+    return parsed
 
 
 def trim_silence(samples: np.ndarray, threshold: float = TRIM_THRESHOLD) -> np.ndarray:

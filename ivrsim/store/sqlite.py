@@ -1,8 +1,9 @@
 """SQLite persistence in WAL mode: calls, their events, recordings, and pending work.
 
-Every write commits before it returns, so whatever the API acknowledged survives a crash. On start,
-``recover()`` ends the calls that were live when the process stopped as ``failed`` with a reason, and
-leaves their events and recordings in place.
+Every write commits before it returns, so whatever the API acknowledged survives a crash. On start, the
+engine's ``recover()`` ends the calls that were live when the process stopped (``live_calls``), finalises
+their recordings and sends their last events; webhook deliveries left ``pending`` resume at their stored
+``next_attempt_at``.
 """
 
 from __future__ import annotations
@@ -63,7 +64,9 @@ CREATE TABLE IF NOT EXISTS webhook_deliveries (
     status TEXT NOT NULL DEFAULT 'pending',
     attempts_json TEXT NOT NULL DEFAULT '[]',
     created_at TEXT NOT NULL,
-    finished_at TEXT
+    finished_at TEXT,
+    next_attempt_at TEXT,
+    round_start INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS deliveries_by_call ON webhook_deliveries (call_id, id);
 -- Queued background work (analysis jobs arrive with the Canonical API); kept across restarts.
@@ -75,6 +78,41 @@ CREATE TABLE IF NOT EXISTS pending_work (
     done_at TEXT
 );
 """
+
+# Idempotency-Key: the first response to (scope, key), kept for a TTL; status_code is NULL while the first
+# request is still being handled. created_at is Unix time in seconds, so expiry is one indexed comparison.
+_IDEMPOTENCY_SCHEMA = """
+CREATE TABLE IF NOT EXISTS idempotency_keys (
+    scope TEXT NOT NULL,
+    key TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    status_code INTEGER,
+    response_json TEXT,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (scope, key)
+);
+CREATE INDEX IF NOT EXISTS idempotency_by_age ON idempotency_keys (created_at);
+"""
+
+
+@dataclass(frozen=True)
+class IdempotencyRecord:
+    """What an earlier request with the same key left: its body's fingerprint and, once done, its response."""
+
+    fingerprint: str
+    status_code: int | None
+    response: dict[str, Any] | None
+
+
+#: Columns added to webhook_deliveries after its first release, with their declarations.
+_ADDED_DELIVERY_COLUMNS = {"next_attempt_at": "TEXT", "round_start": "INTEGER NOT NULL DEFAULT 0"}
+_DELIVERY_COLUMNS = (
+    "id", "call_id", "sequence", "event_type", "url", "payload", "status", "attempts", "created_at", "finished_at", "next_attempt_at", "round_start",
+)
+_DELIVERY_SELECT = (
+    "SELECT id, call_id, sequence, event_type, url, payload_json, status, attempts_json, created_at, finished_at, next_attempt_at,"
+    " round_start FROM webhook_deliveries"
+)
 
 
 @dataclass(frozen=True)
@@ -120,6 +158,13 @@ class Store:
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA foreign_keys=ON")
             self._db.executescript(_SCHEMA)
+            self._db.executescript(_IDEMPOTENCY_SCHEMA)
+            # A claim without a response belonged to a process that stopped mid-request: let the key be retried.
+            self._db.execute("DELETE FROM idempotency_keys WHERE status_code IS NULL")
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(webhook_deliveries)")}
+            for column, declaration in _ADDED_DELIVERY_COLUMNS.items():  # data folders made before these columns
+                if column not in columns:
+                    self._db.execute(f"ALTER TABLE webhook_deliveries ADD COLUMN {column} {declaration}")
 
     def close(self) -> None:
         with self._lock:
@@ -218,11 +263,22 @@ class Store:
             ).fetchone()
         return RecordingRecord(*row) if row else None
 
-    def reset(self) -> None:
-        """Forget every call, event, recording row and delivery (the /_sim reset)."""
+    def reset(self) -> list[str]:
+        """Forget every call, event, recording row and delivery (the /_sim reset); returns the paths of the
+        recording files the forgotten rows pointed to, for the caller to delete."""
         with self._lock:
-            for table in ("webhook_deliveries", "events", "recordings", "pending_work", "calls"):
+            paths = [row[0] for row in self._db.execute("SELECT path FROM recordings")]
+            for table in ("webhook_deliveries", "events", "recordings", "pending_work", "idempotency_keys", "calls"):
                 self._db.execute(f"DELETE FROM {table}")
+        return paths
+
+    def live_calls(self) -> list[CallRecord]:
+        """Calls that have not ended (after a crash: those that were live when the process stopped)."""
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT * FROM calls WHERE status IN ({','.join('?' * len(LIVE_STATUSES))}) ORDER BY created_at, id", LIVE_STATUSES
+            ).fetchall()
+        return [_call(row) for row in rows]
 
     def recent_events(self, limit: int = 100) -> list[CallEvent]:
         """The newest events of all calls, oldest first (the /_sim event journal)."""
@@ -244,26 +300,61 @@ class Store:
     # -- webhook deliveries ---------------------------------------------------------------------------
 
     def insert_delivery(self, call_id: str, sequence: int, event_type: str, url: str, payload: dict[str, Any]) -> int:
+        """Store a delivery as ``pending``, due now."""
+        now = utc_now()
         with self._lock:
             cursor = self._db.execute(
-                "INSERT INTO webhook_deliveries (call_id, sequence, event_type, url, payload_json, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                (call_id, sequence, event_type, url, json.dumps(payload), utc_now()),
+                "INSERT INTO webhook_deliveries (call_id, sequence, event_type, url, payload_json, created_at, next_attempt_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (call_id, sequence, event_type, url, json.dumps(payload), now, now),
             )
         return int(cursor.lastrowid or 0)
 
-    def record_attempts(self, delivery_id: int, attempts: list[dict[str, Any]], status: str | None = None) -> None:
-        """Store a delivery's attempt log; ``status`` 'delivered' or 'failed' closes it."""
+    def record_attempts(self, delivery_id: int, attempts: list[dict[str, Any]], status: str | None = None, next_attempt_at: str | None = None) -> None:
+        """Store a delivery's attempt log; ``status`` 'delivered' or 'failed' closes it, otherwise it stays
+        pending until ``next_attempt_at``."""
         with self._lock:
             if status is None:
-                self._db.execute("UPDATE webhook_deliveries SET attempts_json = ? WHERE id = ?", (json.dumps(attempts), delivery_id))
+                self._db.execute(
+                    "UPDATE webhook_deliveries SET attempts_json = ?, next_attempt_at = COALESCE(?, next_attempt_at) WHERE id = ?",
+                    (json.dumps(attempts), next_attempt_at, delivery_id),
+                )
             else:
                 self._db.execute(
-                    "UPDATE webhook_deliveries SET attempts_json = ?, status = ?, finished_at = ? WHERE id = ?",
+                    "UPDATE webhook_deliveries SET attempts_json = ?, status = ?, finished_at = ?, next_attempt_at = NULL WHERE id = ?",
                     (json.dumps(attempts), status, utc_now(), delivery_id),
                 )
 
+    def requeue_delivery(self, delivery_id: int) -> None:
+        """Make a delivery pending and due now, keeping its attempt log; a new round of attempts starts
+        after the ones it already made."""
+        with self._lock:
+            self._db.execute(
+                "UPDATE webhook_deliveries SET status = 'pending', finished_at = NULL, next_attempt_at = ?,"
+                " round_start = CASE WHEN status = 'pending' THEN round_start ELSE json_array_length(attempts_json) END WHERE id = ?",
+                (utc_now(), delivery_id),
+            )
+
+    def delivery(self, delivery_id: int) -> dict[str, Any] | None:
+        with self._lock:
+            row = self._db.execute(_DELIVERY_SELECT + " WHERE id = ?", (delivery_id,)).fetchone()
+        return _delivery(row) if row else None
+
+    def next_pending_delivery(self, call_id: str) -> dict[str, Any] | None:
+        """The call's oldest pending delivery: the one that must go before any other of the call."""
+        with self._lock:
+            row = self._db.execute(
+                _DELIVERY_SELECT + " WHERE call_id = ? AND status = 'pending' ORDER BY id LIMIT 1", (call_id,)
+            ).fetchone()
+        return _delivery(row) if row else None
+
+    def calls_with_pending_deliveries(self) -> list[str]:
+        with self._lock:
+            rows = self._db.execute("SELECT DISTINCT call_id FROM webhook_deliveries WHERE status = 'pending'").fetchall()
+        return [row[0] for row in rows]
+
     def deliveries(self, call_id: str | None = None, pending_only: bool = False) -> list[dict[str, Any]]:
-        query = "SELECT id, call_id, sequence, event_type, url, payload_json, status, attempts_json, created_at, finished_at FROM webhook_deliveries"
+        """Deliveries oldest first (of one call, or all)."""
         clauses: list[str] = []
         params: list[Any] = []
         if call_id is not None:
@@ -271,39 +362,61 @@ class Store:
             params.append(call_id)
         if pending_only:
             clauses.append("status = 'pending'")
-        if clauses:
-            query += " WHERE " + " AND ".join(clauses)
+        query = _DELIVERY_SELECT + (" WHERE " + " AND ".join(clauses) if clauses else "")
         with self._lock:
             rows = self._db.execute(query + " ORDER BY id", params).fetchall()
-        keys = ("id", "call_id", "sequence", "event_type", "url", "payload", "status", "attempts", "created_at", "finished_at")
-        out = []
-        for row in rows:
-            item = dict(zip(keys, row))
-            item["payload"] = json.loads(item["payload"])
-            item["attempts"] = json.loads(item["attempts"])
-            out.append(item)
-        return out
+        return [_delivery(row) for row in rows]
 
-    # -- recovery -------------------------------------------------------------------------------------
-
-    def recover(self) -> list[str]:
-        """End calls that were live when the process stopped: ``failed``, with a reason and an event.
-        Returns their ids."""
-        reason = "ivrsim stopped while the call was live; it was ended when ivrsim started again"
+    def list_deliveries(self, status: str | None = None, call_id: str | None = None, limit: int = 50, before: int | None = None) -> list[dict[str, Any]]:
+        """Newest first; ``before`` is a delivery id to page from (exclusive)."""
+        clauses: list[str] = []
+        params: list[Any] = []
+        for column, value in (("status", status), ("call_id", call_id)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        if before is not None:
+            clauses.append("id < ?")
+            params.append(before)
+        query = _DELIVERY_SELECT + (" WHERE " + " AND ".join(clauses) if clauses else "") + " ORDER BY id DESC LIMIT ?"
         with self._lock:
-            rows = self._db.execute(
-                f"SELECT id FROM calls WHERE status IN ({','.join('?' * len(LIVE_STATUSES))})", LIVE_STATUSES
-            ).fetchall()
-        ended = [row[0] for row in rows]
-        for call_id in ended:
-            now = utc_now()
-            self.update_call(call_id, status="failed", reason=reason, ended_at=now)
-            last = self.events(call_id)
-            call_time = last[-1].call_time_s if last else 0.0
-            self.insert_event(
-                CallEvent(call_id, self.next_sequence(call_id), "call.failed", call_time, now, {"status": "failed", "reason": reason})
+            rows = self._db.execute(query, (*params, limit)).fetchall()
+        return [_delivery(row) for row in rows]
+
+    # -- idempotency keys -----------------------------------------------------------------------------
+
+    def claim_idempotency_key(self, scope: str, key: str, fingerprint: str, now_s: float, ttl_s: float) -> IdempotencyRecord | None:
+        """Claim ``key`` for a new request (None: go ahead), or return what the earlier request with it left.
+        Keys older than ``ttl_s`` are pruned first, so an expired key is claimed afresh."""
+        with self._lock:
+            self._db.execute("DELETE FROM idempotency_keys WHERE created_at < ?", (now_s - ttl_s,))
+            cursor = self._db.execute(
+                "INSERT OR IGNORE INTO idempotency_keys (scope, key, fingerprint, created_at) VALUES (?, ?, ?, ?)",
+                (scope, key, fingerprint, now_s),
             )
-        return ended
+            if cursor.rowcount == 1:
+                return None
+            row = self._db.execute(
+                "SELECT fingerprint, status_code, response_json FROM idempotency_keys WHERE scope = ? AND key = ?", (scope, key)
+            ).fetchone()
+        return IdempotencyRecord(row[0], row[1], json.loads(row[2]) if row[2] is not None else None)
+
+    def complete_idempotency_key(self, scope: str, key: str, status_code: int, response: dict[str, Any]) -> None:
+        with self._lock:
+            self._db.execute(
+                "UPDATE idempotency_keys SET status_code = ?, response_json = ? WHERE scope = ? AND key = ?",
+                (status_code, json.dumps(response), scope, key),
+            )
+
+    def release_idempotency_key(self, scope: str, key: str) -> None:
+        """Forget a claim whose request failed before doing anything, so the key can be used again."""
+        with self._lock:
+            self._db.execute("DELETE FROM idempotency_keys WHERE scope = ? AND key = ? AND status_code IS NULL", (scope, key))
+
+    def prune_idempotency_keys(self, now_s: float, ttl_s: float) -> int:
+        """Delete keys older than ``ttl_s``; returns how many."""
+        with self._lock:
+            return int(self._db.execute("DELETE FROM idempotency_keys WHERE created_at < ?", (now_s - ttl_s,)).rowcount)
 
 
 def _call(row: tuple[Any, ...]) -> CallRecord:
@@ -321,3 +434,10 @@ def _call(row: tuple[Any, ...]) -> CallRecord:
         reason=row[10],
         request=json.loads(row[11]),
     )
+
+
+def _delivery(row: tuple[Any, ...]) -> dict[str, Any]:
+    item = dict(zip(_DELIVERY_COLUMNS, row))
+    item["payload"] = json.loads(item["payload"])
+    item["attempts"] = json.loads(item["attempts"])
+    return item

@@ -5,10 +5,17 @@ Which events go where (DESIGN.md, "Events and webhooks"): a call's ``webhook_url
 gather's own ``webhook_url``, or the call's when it has none. The body is the event payload: ``call_id``
 and ``type`` first, then the facts, then ``sequence``, ``call_time_s`` and ``timestamp``.
 
-Each delivery is stored before it is attempted (so a restart resumes it) and every attempt is logged.
-Attempts that fail on a connection error, a timeout or a 5xx are retried with exponential backoff
-(``backoff_s``, doubling) up to ``attempts``; a 4xx answer is final. Deliveries of one call go one after
-another, so they arrive in order; different calls deliver in parallel.
+Each delivery is stored (``pending``, due now) before it is attempted, and every attempt is logged with its
+status code or error. An attempt that fails on a connection error, a timeout, a 5xx, 408 or 429 is retried
+on a schedule of hours, as Stripe and Twilio do: attempt n+1 waits ``backoff_s * backoff_factor**(n-1)``,
+capped at ``backoff_cap_s``, varied by +-``jitter``; the time of the next attempt is stored
+(``next_attempt_at``), so a restart resumes on schedule. Other 4xx answers, and a URL that cannot be used,
+are final. After ``attempts`` attempts the delivery is ``failed``; ``retry`` queues it again (the API's
+``POST /v1/voice/webhooks/{id}/retry``), keeping its attempt log.
+
+Order per call: one worker per call sends the call's oldest pending delivery, and nothing later of that call
+goes before it has been delivered or has failed. The store is the queue, so a restart, a retry of an older
+delivery, or a reset needs no in-memory bookkeeping beyond the workers. Different calls deliver in parallel.
 
 Signing (when a secret is configured): ``X-Ivrsim-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of
 "<t>.<raw body>" with the secret>``, as Stripe does; ``ivrsim.client.verify_signature`` checks it.
@@ -21,8 +28,10 @@ import hashlib
 import hmac
 import json
 import logging
+import random
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -40,28 +49,62 @@ MAX_CONCURRENT_DELIVERIES = 16
 CALL_WEBHOOK_EVENTS = ("recording.completed", "transcription.completed")
 #: The events that end a call.
 FINAL_EVENTS = ("call.completed", "call.busy", "call.no-answer", "call.failed")
+#: 4xx answers that mean "later", not "never".
+RETRYABLE_4XX = (408, 429)
+#: Delivery statuses.
+DELIVERY_STATUSES = ("pending", "delivered", "failed")
 
 
 @dataclass(frozen=True)
 class WebhookSettings:
-    """Delivery limits. Times in seconds."""
+    """Delivery limits and the retry schedule. Times in seconds; the defaults retry 8 times over ~3 days."""
 
-    attempts: int = 5
+    attempts: int = 8
     connect_timeout_s: float = 5.0
     timeout_s: float = 15.0
-    backoff_s: float = 0.5
+    backoff_s: float = 10.0
+    backoff_factor: float = 6.0
+    backoff_cap_s: float = 48 * 3600.0
+    jitter: float = 0.2
     secret: str | None = None
 
+    def delay_s(self, attempt: int, rng: random.Random | None = None) -> float:
+        """The wait after failed attempt ``attempt`` (1-based) of a round, before the next one."""
+        base = min(self.backoff_cap_s, self.backoff_s * self.backoff_factor ** (attempt - 1))
+        if rng is None or self.jitter == 0:
+            return base
+        return base * (1.0 + rng.uniform(-self.jitter, self.jitter))
 
-@dataclass
-class _Delivery:
-    """One queued delivery: what to send where, and the attempts made so far."""
 
-    id: int
-    event_type: str
-    url: str
-    body: bytes
-    attempts: list[dict[str, Any]]
+class DeliveryNotFound(LookupError):
+    """No delivery has that id."""
+
+
+class DeliveryAlreadyDelivered(ValueError):
+    """The delivery has arrived; there is nothing to retry."""
+
+
+def iso_at(epoch_s: float) -> str:
+    """Unix seconds as the store's ISO 8601 UTC form (milliseconds, ``Z``)."""
+    return datetime.fromtimestamp(epoch_s, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def epoch_of(iso: str) -> float:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+def _shown(url: str) -> str:
+    """A URL for the log: without its query string, which may carry a token."""
+    return url.split("?", 1)[0]
+
+
+def _seconds(value: float) -> str:
+    """A wait, as a person reads it."""
+    if value < 120:
+        return f"{value:.3g} s"
+    if value < 7200:
+        return f"{value / 60:.0f} min"
+    return f"{value / 3600:.1f} h"
 
 
 def sign(secret: str, body: bytes, timestamp: int) -> str:
@@ -73,7 +116,9 @@ def sign(secret: str, body: bytes, timestamp: int) -> str:
 class WebhookDispatcher:
     """Subscribes to an engine's events and delivers them; ``start`` resumes deliveries left pending."""
 
-    def __init__(self, store: Store, settings: WebhookSettings | None = None, transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(
+        self, store: Store, settings: WebhookSettings | None = None, transport: httpx.AsyncBaseTransport | None = None, seed: int | None = None
+    ) -> None:
         self.store = store
         self.settings = settings or WebhookSettings()
         self._client = httpx.AsyncClient(
@@ -83,33 +128,57 @@ class WebhookDispatcher:
             limits=httpx.Limits(max_connections=MAX_CONCURRENT_DELIVERIES, max_keepalive_connections=MAX_CONCURRENT_DELIVERIES),
         )
         self._slots = asyncio.Semaphore(MAX_CONCURRENT_DELIVERIES)
-        self._queues: dict[str, asyncio.Queue[_Delivery | None]] = {}
+        self._rng = random.Random(seed)  # jitter only: wall-clock spacing, never call behaviour
         self._workers: dict[str, asyncio.Task[None]] = {}
+        self._wake: dict[str, asyncio.Event] = {}
+        self._waiting: set[str] = set()  # calls whose worker sleeps until a later attempt is due
         self._targets: dict[str, tuple[str | None, str | None]] = {}
 
     async def start(self) -> None:
-        """Queue again the deliveries a previous run left pending."""
-        for row in self.store.deliveries(pending_only=True):
-            self._enqueue(row["call_id"], _Delivery(row["id"], row["event_type"], row["url"], json.dumps(row["payload"]).encode(), row["attempts"]))
+        """Resume the deliveries a previous run left pending, each at its stored ``next_attempt_at``."""
+        for call_id in self.store.calls_with_pending_deliveries():
+            self._ensure_worker(call_id)
 
     async def close(self) -> None:
         """Stop delivering; what is still pending stays in SQLite and resumes at the next ``start``."""
-        for worker in self._workers.values():
-            worker.cancel()
-        await asyncio.gather(*self._workers.values(), return_exceptions=True)
+        await self.cancel()
         await self._client.aclose()
+
+    async def cancel(self, call_ids: list[str] | None = None) -> None:
+        """Stop the workers of ``call_ids`` (all when None) and wait for them; their deliveries stay as
+        stored (the /_sim reset deletes them)."""
+        chosen = [c for c in list(self._workers) if call_ids is None or c in call_ids]
+        tasks = [self._workers.pop(c) for c in chosen]
+        for call_id in chosen:
+            self._wake.pop(call_id, None)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if call_ids is None:
+            self._targets.clear()
+        else:
+            for call_id in call_ids:
+                self._targets.pop(call_id, None)
 
     @property
     def active_calls(self) -> int:
-        """Calls with a delivery worker (deliveries queued, or the call not ended yet)."""
+        """Calls with a delivery worker (calls with deliveries pending)."""
         return len(self._workers)
 
     async def drain(self) -> None:
-        """Wait until every queued delivery has been delivered or given up."""
-        await asyncio.gather(*(queue.join() for queue in list(self._queues.values())))
+        """Wait until no delivery is pending (each delivered or failed). Cancelling this wait stops nothing."""
+        while self._workers:
+            await asyncio.wait(list(self._workers.values()))
+
+    async def settle(self, timeout_s: float, poll_s: float = 0.02) -> None:
+        """Wait (at most ``timeout_s``) until every delivery due now has been attempted: what waits for a
+        later retry stays pending in SQLite. Shutdown uses it, so a receiver that is down costs no time."""
+        deadline = time.monotonic() + timeout_s
+        while any(call_id not in self._waiting for call_id in self._workers) and time.monotonic() < deadline:
+            await asyncio.sleep(poll_s)
 
     def on_event(self, event: CallEvent) -> None:
-        """Bus subscriber: store the deliveries this event causes and queue them (never blocks)."""
+        """Bus subscriber: store the deliveries this event causes and start them (never blocks)."""
         call_url, gather_url = self._urls(event.call_id)
         url = None
         if event.type == "gather.completed":
@@ -117,13 +186,24 @@ class WebhookDispatcher:
         elif event.type.startswith("call.") or event.type in CALL_WEBHOOK_EVENTS:
             url = call_url
         if url is not None:
-            payload = event.payload()
-            delivery_id = self.store.insert_delivery(event.call_id, event.sequence, event.type, url, payload)
-            self._enqueue(event.call_id, _Delivery(delivery_id, event.type, url, json.dumps(payload).encode(), []))
+            self.store.insert_delivery(event.call_id, event.sequence, event.type, url, event.payload())
+            self._ensure_worker(event.call_id)
         if event.type in FINAL_EVENTS:
             self._targets.pop(event.call_id, None)
-            if event.call_id in self._queues:
-                self._queues[event.call_id].put_nowait(None)  # the call has ended: its worker stops when done
+
+    def retry(self, delivery_id: int) -> dict[str, Any]:
+        """Queue a pending or failed delivery again, due now, keeping its attempt log; returns it as
+        stored. Raises ``DeliveryNotFound`` or ``DeliveryAlreadyDelivered``."""
+        delivery = self.store.delivery(delivery_id)
+        if delivery is None:
+            raise DeliveryNotFound(delivery_id)
+        if delivery["status"] == "delivered":
+            raise DeliveryAlreadyDelivered(delivery_id)
+        self.store.requeue_delivery(delivery_id)
+        self._ensure_worker(delivery["call_id"])
+        requeued = self.store.delivery(delivery_id)
+        assert requeued is not None
+        return requeued
 
     def _urls(self, call_id: str) -> tuple[str | None, str | None]:
         if call_id not in self._targets:
@@ -133,54 +213,105 @@ class WebhookDispatcher:
             self._targets[call_id] = (request.get("webhook_url"), gather.get("webhook_url"))
         return self._targets[call_id]
 
-    def _enqueue(self, call_id: str, delivery: _Delivery) -> None:
-        queue = self._queues.get(call_id)
-        if queue is None:
-            queue = self._queues[call_id] = asyncio.Queue()
-            self._workers[call_id] = asyncio.create_task(self._work(call_id, queue), name=f"webhooks-{call_id}")
-        queue.put_nowait(delivery)
+    def _ensure_worker(self, call_id: str) -> None:
+        """Start the call's worker, or wake it: something new may be due before what it waits for."""
+        if call_id in self._workers:
+            self._wake[call_id].set()
+            return
+        self._wake[call_id] = asyncio.Event()
+        self._workers[call_id] = asyncio.create_task(self._work(call_id), name=f"webhooks-{call_id}")
 
-    async def _work(self, call_id: str, queue: asyncio.Queue[_Delivery | None]) -> None:
-        while True:
-            delivery = await queue.get()
-            try:
+    async def _work(self, call_id: str) -> None:
+        """Send the call's oldest pending delivery when it is due, until none is pending."""
+        wake = self._wake[call_id]
+        try:
+            while True:
+                try:
+                    delivery = self.store.next_pending_delivery(call_id)
+                except Exception:  # the store is gone (shutting down): what is pending resumes at the next start
+                    logger.exception("webhook worker of %s cannot read its deliveries; stopping it", call_id)
+                    return
                 if delivery is None:
-                    if queue.empty():  # nothing came after the call's last status: retire this worker
-                        del self._queues[call_id], self._workers[call_id]
-                        return
-                    continue
-                await self._deliver(delivery)
-            except Exception:  # one bad delivery never stops the others
-                logger.exception("webhook delivery %s failed unexpectedly", delivery.id if delivery else "-")
-            finally:
-                queue.task_done()
+                    return  # no await since the check: nothing can have been queued in between
+                wait_s = epoch_of(delivery["next_attempt_at"]) - time.time() if delivery["next_attempt_at"] else 0.0
+                if wait_s > 0:
+                    wake.clear()
+                    self._waiting.add(call_id)
+                    try:
+                        await asyncio.wait_for(wake.wait(), timeout=wait_s)
+                    except TimeoutError:
+                        pass
+                    finally:
+                        self._waiting.discard(call_id)
+                    continue  # look again: a retry or an older delivery may have come first
+                try:
+                    await self._attempt(delivery)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # the attempt could not even be logged: keep the order, try again later
+                    logger.exception("webhook delivery #%s could not be logged; retrying it in %s", delivery["id"], _seconds(self.settings.backoff_s))
+                    wake.clear()
+                    try:
+                        await asyncio.wait_for(wake.wait(), timeout=self.settings.backoff_s)
+                    except TimeoutError:
+                        pass
+        finally:
+            self._waiting.discard(call_id)
+            if self._workers.get(call_id) is asyncio.current_task():
+                del self._workers[call_id]
+                self._wake.pop(call_id, None)
 
-    async def _deliver(self, delivery: _Delivery) -> None:
-        body = delivery.body
+    async def _attempt(self, delivery: dict[str, Any]) -> None:
+        """One attempt of ``delivery``: send it, log the outcome, and decide what comes next."""
         s = self.settings
-        for attempt in range(len(delivery.attempts) + 1, s.attempts + 1):
-            headers = {"Content-Type": "application/json", "X-Ivrsim-Delivery": str(delivery.id), "X-Ivrsim-Attempt": str(attempt)}
+        attempts: list[dict[str, Any]] = delivery["attempts"]
+        number = len(attempts) + 1
+        in_round = number - int(delivery.get("round_start") or 0)
+        body = json.dumps(delivery["payload"]).encode()
+        url = delivery["url"]
+        started = time.perf_counter()
+        status_code: int | None = None
+        error: str | None = None
+        retryable = True
+        try:
+            target = httpx.URL(url)
+            if target.scheme not in ("http", "https") or not target.host:
+                raise httpx.InvalidURL("it needs http:// or https:// and a host")
+        except (httpx.InvalidURL, ValueError, TypeError) as exc:
+            error, retryable = f"invalid webhook URL: {exc}", False
+        else:
+            headers = {"Content-Type": "application/json", "X-Ivrsim-Delivery": str(delivery["id"]), "X-Ivrsim-Attempt": str(number)}
             if s.secret:
                 headers[SIGNATURE_HEADER] = sign(s.secret, body, int(time.time()))
-            started = time.perf_counter()
-            status_code, error = None, None
             try:
                 async with self._slots:
-                    response = await self._client.post(delivery.url, content=body, headers=headers)
+                    response = await self._client.post(target, content=body, headers=headers)
                 status_code = response.status_code
+                retryable = status_code >= 500 or status_code in RETRYABLE_4XX
             except httpx.TimeoutException as exc:
                 error = f"timed out ({type(exc).__name__})"
             except httpx.HTTPError as exc:
                 error = f"{type(exc).__name__}: {exc}"
-            delivery.attempts.append(
-                {"attempt": attempt, "at": utc_now(), "status_code": status_code, "error": error, "ms": round((time.perf_counter() - started) * 1000, 1)}
-            )
-            if status_code is not None and status_code < 400:
-                self.store.record_attempts(delivery.id, delivery.attempts, "delivered")
-                return
-            final = (status_code is not None and status_code < 500) or attempt == s.attempts
-            self.store.record_attempts(delivery.id, delivery.attempts, "failed" if final else None)
-            if final:
-                logger.warning("webhook %s to %s given up after %d attempts", delivery.event_type, delivery.url, attempt)
-                return
-            await asyncio.sleep(s.backoff_s * 2 ** (attempt - 1))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # anything else is a failed attempt, never a stuck delivery
+                logger.exception("webhook #%s: unexpected error while sending", delivery["id"])
+                error = f"{type(exc).__name__}: {exc}"
+        attempts.append(
+            {"attempt": number, "at": utc_now(), "status_code": status_code, "error": error, "ms": round((time.perf_counter() - started) * 1000, 1)}
+        )
+        outcome = str(status_code) if status_code is not None else error
+        where = f"webhook {delivery['event_type']} #{delivery['id']} to {_shown(url)}"
+        if status_code is not None and status_code < 300:
+            self.store.record_attempts(delivery["id"], attempts, "delivered")
+            if number > 1:
+                logger.info("%s: %s, delivered at attempt %d", where, outcome, number)
+            return
+        if not retryable or in_round >= s.attempts:
+            self.store.record_attempts(delivery["id"], attempts, "failed")
+            why = "not retried" if not retryable else f"given up after {in_round} attempts"
+            logger.warning("%s: %s, %s (POST /v1/voice/webhooks/%s/retry sends it again)", where, outcome, why, delivery["id"])
+            return
+        wait_s = s.delay_s(in_round, self._rng)
+        self.store.record_attempts(delivery["id"], attempts, None, next_attempt_at=iso_at(time.time() + wait_s))
+        logger.warning("%s: %s, retry %d/%d in %s", where, outcome, in_round + 1, s.attempts, _seconds(wait_s))

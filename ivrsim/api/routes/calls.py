@@ -6,24 +6,40 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import FileResponse, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 
 from ivrsim.api.deps import ApiKeyDep, Services, ServicesDep
-from ivrsim.api.errors import HTTP_404_NOT_FOUND, HTTP_422_UNPROCESSABLE, ApiError
-from ivrsim.api.schemas import CallCreate, CallPublic, RecordingPublic
-from ivrsim.exceptions import SsmlError, UnknownVoiceError
-from ivrsim.speech.ssml import looks_like_ssml, parse_ssml
+from ivrsim.api.errors import BODY_ERRORS, HTTP_404_NOT_FOUND, HTTP_409_CONFLICT, HTTP_422_UNPROCESSABLE, ApiError, error_responses
+from ivrsim.api.idempotency import IdempotencyKey, idempotent
+from ivrsim.api.schemas import CallCreate, CallCreated, CallList, CallPublic, RecordingPublic
+from ivrsim.exceptions import AudioUrlError, SsmlError, UnknownVoiceError
+from ivrsim.media.transcode import mp3_beside
+from ivrsim.speech.tts import PromptTooLongError, check_prompt_length
 from ivrsim.store.sqlite import CallRecord
 from ivrsim.webhooks.dispatcher import FINAL_EVENTS
 
 #: Seconds between keep-alive comments on an idle event stream.
 SSE_HEARTBEAT_S = 15.0
 
-router = APIRouter(prefix="/v1/voice", tags=["calls"])
-public = APIRouter(prefix="/v1/voice", tags=["recordings"])
+#: Statuses a call can have (schemas.CALL_STATUSES), as a type for the ``status`` query parameter.
+CallStatus = Literal["queued", "ringing", "in-progress", "completed", "busy", "no-answer", "failed"]
+
+#: One server-sent event as the stream carries it (keep-alive comments carry none).
+SSE_EVENT_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string", "description": "The event's sequence number: pass it as ?after= to resume after it."},
+        "event": {"type": "string", "description": "The event type, e.g. call.ringing."},
+        "data": {"type": "string", "contentMediaType": "application/json", "description": "The event as JSON, as webhooks carry it."},
+    },
+    "required": ["data"],
+}
+
+router = APIRouter(prefix="/v1/voice", tags=["calls"], responses=error_responses(401, 422))
+public = APIRouter(prefix="/v1/voice", tags=["recordings"], responses=error_responses(404, 422))
 
 
 def call_public(record: CallRecord) -> dict[str, Any]:
@@ -42,16 +58,30 @@ def call_public(record: CallRecord) -> dict[str, Any]:
     ).model_dump(by_alias=True)
 
 
-def _known_call(services: Services, call_id: str) -> CallRecord:
+def _known_call(services: Services, call_id: str, param: str = "id") -> CallRecord:
     record = services.engine.store.get_call(call_id)
     if record is None:
-        raise ApiError(HTTP_404_NOT_FOUND, "not_found", f"no call {call_id!r}; GET /v1/voice/calls lists the calls", "id")
+        raise ApiError(HTTP_404_NOT_FOUND, "not_found", f"no call {call_id!r}; GET /v1/voice/calls lists the calls", param)
     return record
 
 
-@router.post("/calls", dependencies=[ApiKeyDep], summary="Place a call")
-async def create_call(body: CallCreate, services: ServicesDep) -> dict[str, Any]:
-    """Validates, stores the call as ``queued`` and returns at once; the call is placed asynchronously."""
+@router.post(
+    "/calls",
+    dependencies=[ApiKeyDep],
+    summary="Place a call",
+    response_model=None,
+    responses={200: {"model": CallCreated, "description": "The call, queued."}, **error_responses(*BODY_ERRORS, 409)},
+)
+async def create_call(body: CallCreate, services: ServicesDep, idempotency_key: IdempotencyKey = None) -> dict[str, Any] | JSONResponse:
+    """Validates, stores the call as ``queued`` and returns at once; the call is placed asynchronously.
+    With ``Idempotency-Key``, a retry returns the first response instead of placing a second call."""
+    dump = body.model_dump(mode="json", by_alias=True, exclude_unset=True)
+    return await idempotent(
+        services.engine.store, "POST /v1/voice/calls", idempotency_key, dump, services.settings.idempotency_ttl_s, lambda: _place(body, services)
+    )
+
+
+async def _place(body: CallCreate, services: Services) -> dict[str, Any]:
     verified = services.settings.verified_numbers
     if body.from_ not in verified:
         raise ApiError(
@@ -64,14 +94,18 @@ async def create_call(body: CallCreate, services: ServicesDep) -> dict[str, Any]
     if body.tts is not None:
         try:
             services.catalog.get(body.tts.voice)
-            if looks_like_ssml(body.tts.text):
-                parse_ssml(body.tts.text)
+            check_prompt_length(body.tts.text, body.tts.speed)  # parses the SSML; refuses hours of <break>s
         except UnknownVoiceError as error:
             raise ApiError(HTTP_422_UNPROCESSABLE, "unknown_voice", str(error), "tts.voice") from error
         except SsmlError as error:
             raise ApiError(HTTP_422_UNPROCESSABLE, "invalid_ssml", str(error), "tts.text") from error
-    if body.gather is not None and body.gather.type == "speech":
-        raise ApiError(HTTP_422_UNPROCESSABLE, "unsupported", "gather.type 'speech' arrives with the ASR engine; use 'dtmf'", "gather.type")
+        except PromptTooLongError as error:
+            raise ApiError(HTTP_422_UNPROCESSABLE, error.code, f"tts.{error}", "tts.text") from error
+    if body.audio_url is not None:
+        try:
+            services.engine.loader.check(body.audio_url)  # local paths outside the media roots, bad schemes
+        except AudioUrlError as error:
+            raise ApiError(HTTP_422_UNPROCESSABLE, error.code, str(error), "audio_url") from error
     record = await services.engine.place(body.to_request())
     return {
         "id": record.id,
@@ -83,33 +117,57 @@ async def create_call(body: CallCreate, services: ServicesDep) -> dict[str, Any]
     }
 
 
-@router.get("/calls", dependencies=[ApiKeyDep], summary="List calls, newest first")
+@router.get(
+    "/calls",
+    dependencies=[ApiKeyDep],
+    summary="List calls, newest first",
+    response_model=None,
+    responses={200: {"model": CallList, "description": "A page of calls."}, **error_responses(404)},
+)
 async def list_calls(
     services: ServicesDep,
-    status: Annotated[str | None, Query(pattern="^(queued|ringing|in-progress|completed|busy|no-answer|failed)$")] = None,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    starting_after: Annotated[str | None, Query(description="A call id: the page after it.")] = None,
+    status: Annotated[CallStatus | None, Query(description="Only calls with this status.")] = None,
+    limit: Annotated[int, Query(ge=1, le=200, description="Calls per page.")] = 50,
+    starting_after: Annotated[str | None, Query(description="A call id from the previous page: the page after it.")] = None,
 ) -> dict[str, Any]:
     if starting_after is not None:
-        _known_call(services, starting_after)
+        _known_call(services, starting_after, "starting_after")
     records = services.engine.store.list_calls(status=status, limit=limit + 1, before=starting_after)
     page = records[:limit]
     return {"data": [call_public(r) for r in page], "has_more": len(records) > limit, "next_starting_after": page[-1].id if len(records) > limit else None}
 
 
-@router.get("/calls/{call_id}", dependencies=[ApiKeyDep], summary="A call's status and timestamps")
+@router.get(
+    "/calls/{call_id}",
+    dependencies=[ApiKeyDep],
+    summary="A call's status and timestamps",
+    response_model=None,
+    responses={200: {"model": CallPublic, "description": "The call."}, **error_responses(404)},
+)
 async def get_call(call_id: str, services: ServicesDep) -> dict[str, Any]:
     return call_public(_known_call(services, call_id))
 
 
-@router.get("/calls/{call_id}/events", dependencies=[ApiKeyDep], summary="A call's timeline")
+@router.get("/calls/{call_id}/events", dependencies=[ApiKeyDep], summary="A call's timeline", responses=error_responses(404))
 async def get_events(call_id: str, services: ServicesDep, after: Annotated[int, Query(ge=0)] = 0) -> dict[str, Any]:
     _known_call(services, call_id)
     events = [e.payload() for e in services.engine.store.events(call_id) if e.sequence > after]
     return {"data": events}
 
 
-@router.get("/calls/{call_id}/events/stream", dependencies=[ApiKeyDep], summary="A call's timeline, live (server-sent events)")
+@router.get(
+    "/calls/{call_id}/events/stream",
+    dependencies=[ApiKeyDep],
+    summary="A call's timeline, live (server-sent events)",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "description": "Server-sent events: `id` the sequence, `event` the type, `data` the event as JSON.",
+            "content": {"text/event-stream": {"schema": SSE_EVENT_SCHEMA}},
+        },
+        **error_responses(404),
+    },
+)
 async def stream_events(call_id: str, services: ServicesDep, after: Annotated[int, Query(ge=0)] = 0) -> StreamingResponse:
     """Every event after ``after`` as ``text/event-stream``: what is stored first, then each new one as it
     happens, until the call's final status. A comment line every 15 s keeps proxies from closing it."""
@@ -143,33 +201,63 @@ async def stream_events(call_id: str, services: ServicesDep, after: Annotated[in
     return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
 
-@router.get("/calls/{call_id}/recording", dependencies=[ApiKeyDep], summary="A call's recording")
+@router.get(
+    "/calls/{call_id}/recording",
+    dependencies=[ApiKeyDep],
+    summary="A call's recording",
+    response_model=None,
+    responses={200: {"model": RecordingPublic, "description": "The recording."}, **error_responses(404, 409)},
+)
 async def get_recording(call_id: str, request: Request, services: ServicesDep) -> dict[str, Any]:
     record = _known_call(services, call_id)
+    # The call exists: a recording it lacks is the call's state (409), not an unknown id (404).
     if not record.request.get("record"):
-        raise ApiError(HTTP_404_NOT_FOUND, "not_found", f"call {call_id} was placed without record: true, so it has no recording", "id")
+        raise ApiError(HTTP_409_CONFLICT, "not_recorded", f"call {call_id} was placed without record: true, so it has no recording", "id")
     recording = services.engine.store.recording_for_call(call_id)
     if recording is None or recording.completed_at is None:
         why = "the call has not been answered yet" if recording is None else "the call is still in progress"
         if recording is None and record.status in ("completed", "busy", "no-answer", "failed"):
             why = f"the call ended {record.status} before it was answered"
-        raise ApiError(HTTP_404_NOT_FOUND, "recording_not_ready", f"no recording yet: {why}", "id")
+        raise ApiError(HTTP_409_CONFLICT, "recording_not_ready", f"no recording yet: {why}", "id")
     url = str(request.url_for("recording_file", recording_id=recording.id))
     return RecordingPublic(
         id=recording.id, call_id=call_id, duration=round(recording.duration_s or 0.0, 3), url=url, transcription=None, channels=recording.channels
     ).model_dump()
 
 
-@router.get("/calls/{call_id}/webhooks", dependencies=[ApiKeyDep], summary="The call's webhook delivery log")
+@router.get("/calls/{call_id}/webhooks", dependencies=[ApiKeyDep], summary="The call's webhook delivery log", responses=error_responses(404))
 async def get_webhooks(call_id: str, services: ServicesDep) -> dict[str, Any]:
     _known_call(services, call_id)
     return {"data": services.engine.store.deliveries(call_id=call_id)}
 
 
-@public.get("/recordings/{recording_id}.wav", name="recording_file", summary="A recording's WAV file")
-async def recording_file(recording_id: str, services: ServicesDep) -> FileResponse:
-    """Served without a key, like a hosted recording URL; ids are 80-bit random."""
+def _recording_path(services: Services, recording_id: str) -> Path:
     row = services.engine.store.recording(recording_id)
     if row is None or row.completed_at is None or not Path(row.path).is_file():
         raise ApiError(HTTP_404_NOT_FOUND, "not_found", f"no recording {recording_id!r}", "recording_id")
-    return FileResponse(row.path, media_type="audio/wav", filename=f"{recording_id}.wav")
+    return Path(row.path)
+
+
+@public.get(
+    "/recordings/{recording_id}.wav",
+    name="recording_file",
+    summary="A recording's WAV file",
+    response_class=FileResponse,
+    responses={200: {"description": "The recording, 16-bit PCM WAV.", "content": {"audio/wav": {"schema": {"type": "string", "format": "binary"}}}}},
+)
+async def recording_file(recording_id: str, services: ServicesDep) -> FileResponse:
+    """Served without a key, like a hosted recording URL; ids are 80-bit random."""
+    return FileResponse(_recording_path(services, recording_id), media_type="audio/wav", filename=f"{recording_id}.wav")
+
+
+@public.get(
+    "/recordings/{recording_id}.mp3",
+    name="recording_mp3",
+    summary="A recording's MP3 file",
+    response_class=FileResponse,
+    responses={200: {"description": "The recording as MP3, made from the WAV on first request.", "content": {"audio/mpeg": {"schema": {"type": "string", "format": "binary"}}}}},
+)
+async def recording_mp3(recording_id: str, services: ServicesDep) -> FileResponse:
+    """The WAV converted to MP3 off the event loop, once; the MP3 is kept beside the WAV."""
+    mp3 = await mp3_beside(_recording_path(services, recording_id))
+    return FileResponse(mp3, media_type="audio/mpeg", filename=f"{recording_id}.mp3")

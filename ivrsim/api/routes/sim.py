@@ -3,24 +3,33 @@ hosted APIs: health, reset, the phonebook, injecting DTMF or speech into a live 
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import re
+from pathlib import Path
+from typing import Annotated, Any
 
-from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, Field, field_validator
 
 from ivrsim.api.deps import ApiKeyDep, Services, ServicesDep
-from ivrsim.api.errors import HTTP_404_NOT_FOUND, HTTP_409_CONFLICT, HTTP_422_UNPROCESSABLE, ApiError
+from ivrsim.api.errors import BODY_ERRORS, HTTP_404_NOT_FOUND, HTTP_409_CONFLICT, HTTP_422_UNPROCESSABLE, ApiError, error_responses
+from ivrsim.api.schemas import NOT_BLANK_PATTERN, STRICT_BODY
 from ivrsim.audio.dtmf_generator import DtmfToneSpec, generate_dtmf, validate_digits
+from ivrsim.engine.engine import MAX_INJECTED_S, InjectionLimitError
 from ivrsim.exceptions import SpeechError
-from ivrsim.speech.tts import TtsRequest
+from ivrsim.speech.tts import TtsRequest, check_prompt_length, estimate_prompt_s
 
 router = APIRouter(prefix="/_sim", tags=["simulator"])
+#: What the injection endpoints answer besides 200: the body's errors, an unknown call, a call not in progress.
+INJECTION_ERRORS = error_responses(401, 404, 409, *BODY_ERRORS)
+#: Keys ``digits`` takes: DTMF keys in either case, and w for a 0.5 s pause.
+DIGITS_PATTERN = r"^[0-9*#A-Da-dwW]+$"
 
 
 class DtmfInjection(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT_BODY
 
-    digits: str = Field(min_length=1, max_length=64)
+    digits: str = Field(min_length=1, max_length=64, json_schema_extra={"pattern": DIGITS_PATTERN}, description="Keys to press; w pauses 0.5 s.")
     on_ms: float = Field(default=100.0, ge=10, le=5000)
     off_ms: float = Field(default=100.0, ge=0, le=5000)
     level_dbm0: float = Field(default=-10.0, ge=-60, le=3)
@@ -33,16 +42,23 @@ class DtmfInjection(BaseModel):
 
 
 class ClockStep(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT_BODY
 
     advance_s: float = Field(gt=0, le=86_400, description="Seconds of call time to move forward.")
 
 
 class SpeechInjection(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT_BODY
 
-    text: str = Field(min_length=1, max_length=2000)
-    voice: str | None = None
+    text: str = Field(min_length=1, max_length=2000, json_schema_extra={"pattern": NOT_BLANK_PATTERN}, description="What the callee says.")
+    voice: str | None = Field(default=None, description="A voice id from GET /v1/voice/voices.")
+
+    @field_validator("text")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not re.search(NOT_BLANK_PATTERN, value):
+            raise ValueError("is blank; give the words the callee says")
+        return value
 
 
 @router.get("/health", summary="Liveness and what is running")
@@ -50,22 +66,39 @@ async def health(services: ServicesDep) -> dict[str, Any]:
     return {"status": "ok", "clock": services.settings.clock, "live_calls": services.engine.live_count}
 
 
-@router.post("/reset", dependencies=[ApiKeyDep], summary="Forget all ended calls")
+@router.post("/reset", dependencies=[ApiKeyDep], summary="Forget all ended calls", responses=error_responses(401, 409, 413, 415))
 async def reset(services: ServicesDep) -> dict[str, Any]:
     if services.engine.live_count:
         raise ApiError(HTTP_409_CONFLICT, "calls_live", f"{services.engine.live_count} call(s) are live; reset once they have ended")
-    services.engine.store.reset()
-    return {"status": "reset"}
+    paths = services.engine.store.reset()
+    await services.dispatcher.cancel()  # the forgotten calls' deliveries stop here (their rows are gone)
+    removed = await asyncio.to_thread(_remove_files, paths)
+    return {"status": "reset", "recordings_removed": removed}
 
 
-@router.get("/phonebook", dependencies=[ApiKeyDep], summary="Who answers which number")
+def _remove_files(paths: list[str]) -> int:
+    """Delete the recording files of a reset; returns how many were there."""
+    removed = 0
+    for path in paths:
+        Path(path).with_suffix(".mp3").unlink(missing_ok=True)  # made on request by GET .../{id}.mp3
+        try:
+            Path(path).unlink()
+            removed += 1
+        except FileNotFoundError:
+            pass
+    return removed
+
+
+@router.get("/phonebook", dependencies=[ApiKeyDep], summary="Who answers which number", responses=error_responses(401))
 async def phonebook(services: ServicesDep) -> dict[str, Any]:
     return services.engine.phonebook.describe()
 
 
-@router.get("/events", dependencies=[ApiKeyDep], summary="The newest events of all calls")
-async def journal(services: ServicesDep, limit: int = 100) -> dict[str, Any]:
-    return {"data": [e.payload() for e in services.engine.store.recent_events(max(1, min(limit, 1000)))]}
+@router.get("/events", dependencies=[ApiKeyDep], summary="The newest events of all calls", responses=error_responses(401, 422))
+async def journal(
+    services: ServicesDep, limit: Annotated[int, Query(ge=1, le=1000, description="How many events, newest last.")] = 100
+) -> dict[str, Any]:
+    return {"data": [e.payload() for e in services.engine.store.recent_events(limit)]}
 
 
 def _live(services: Services, call_id: str) -> Any:
@@ -79,32 +112,61 @@ def _live(services: Services, call_id: str) -> Any:
     return live
 
 
-@router.post("/calls/{call_id}/dtmf", dependencies=[ApiKeyDep], summary="Press keys on the callee's side (real tones)")
+def _check_room(live: Any, seconds: float, param: str, what: str) -> None:
+    """422 before any audio is made when ``seconds`` more would not fit the call's injection queue."""
+    queued_s = live.injected_queued_s
+    if queued_s + seconds > MAX_INJECTED_S:
+        waiting = f", and {queued_s:.1f} s already wait to be played" if queued_s else ""
+        raise ApiError(
+            HTTP_422_UNPROCESSABLE, InjectionLimitError.code,
+            f"{param}: {what} would be {seconds:.1f} s of audio{waiting}; at most {MAX_INJECTED_S:g} s may wait "
+            "per call (MAX_INJECTED_S): send less at a time",
+            param,
+        )
+
+
+def _inject(live: Any, samples: Any, param: str) -> float:
+    try:
+        return float(live.inject(samples))
+    except InjectionLimitError as error:
+        raise ApiError(HTTP_422_UNPROCESSABLE, error.code, f"{param}: {error.problem}", param) from error
+
+
+@router.post(
+    "/calls/{call_id}/dtmf", dependencies=[ApiKeyDep], summary="Press keys on the callee's side (real tones)", responses=INJECTION_ERRORS
+)
 async def inject_dtmf(call_id: str, body: DtmfInjection, services: ServicesDep) -> dict[str, Any]:
     live = _live(services, call_id)
+    seconds = len(body.digits) * (body.on_ms + body.off_ms) / 1000.0
+    _check_room(live, seconds, "digits", f"{len(body.digits)} digits of on_ms {body.on_ms:g} + off_ms {body.off_ms:g}")
     spec = DtmfToneSpec(on_ms=body.on_ms, off_ms=body.off_ms, level_dbm0=body.level_dbm0, twist_db=body.twist_db)
-    at = live.inject(generate_dtmf(body.digits, live.rate_hz, spec))
+    tones = await asyncio.to_thread(generate_dtmf, body.digits, live.rate_hz, spec)  # up to a minute of audio
+    at = _inject(live, tones, "digits")
     return {"call_id": call_id, "injected": "dtmf", "digits": body.digits, "call_time_s": at}
 
 
-@router.post("/calls/{call_id}/speech", dependencies=[ApiKeyDep], summary="Speak on the callee's side (TTS audio)")
+@router.post(
+    "/calls/{call_id}/speech", dependencies=[ApiKeyDep], summary="Speak on the callee's side (TTS audio)", responses=INJECTION_ERRORS
+)
 async def inject_speech(call_id: str, body: SpeechInjection, services: ServicesDep) -> dict[str, Any]:
     live = _live(services, call_id)
     try:
+        estimate_s = sum(estimate_prompt_s(check_prompt_length(body.text)))
+        _check_room(live, estimate_s, "text", "the text, spoken,")
         prompt = await services.engine.synthesizer.synthesize_async(TtsRequest(body.text, voice=body.voice, rate_hz=live.rate_hz))
     except SpeechError as error:
         raise ApiError(HTTP_422_UNPROCESSABLE, error.code, str(error), "voice" if "voice" in error.code else "text") from error
-    at = live.inject(prompt.samples)
+    at = _inject(live, prompt.samples, "text")
     return {"call_id": call_id, "injected": "speech", "duration_s": round(prompt.duration_s, 3), "call_time_s": at}
 
 
-@router.get("/clock", dependencies=[ApiKeyDep], summary="The clock, and where manual time is")
+@router.get("/clock", dependencies=[ApiKeyDep], summary="The clock, and where manual time is", responses=error_responses(401))
 async def get_clock(services: ServicesDep) -> dict[str, Any]:
     timeline = services.engine.timeline
     return {"clock": services.settings.clock, "now_s": timeline.now_s if timeline else None}
 
 
-@router.post("/clock", dependencies=[ApiKeyDep], summary="Step the manual clock")
+@router.post("/clock", dependencies=[ApiKeyDep], summary="Step the manual clock", responses=error_responses(401, 409, *BODY_ERRORS))
 async def step_clock(body: ClockStep, services: ServicesDep) -> dict[str, Any]:
     timeline = services.engine.timeline
     if timeline is None:

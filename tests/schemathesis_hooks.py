@@ -1,0 +1,34 @@
+"""Schemathesis hooks for tests/test_openapi.py (loaded by its CLI through SCHEMATHESIS_HOOKS).
+
+Generated requests may hold any valid http(s) URL as ``webhook_url`` or ``audio_url``, and some of those are
+real hosts on the internet: before each call, every URL the server would accept is pointed at the loopback
+sink in IVRSIM_TEST_SINK, so that the fuzzed server never contacts anything but this machine. The value
+stays schema-valid (it matches the same pattern), so no check changes meaning.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any
+
+import schemathesis
+
+from ivrsim.api.schemas import HTTP_URL_PATTERN
+
+URL_FIELDS = ("webhook_url", "audio_url")
+
+
+def _contain(body: Any, sink: str) -> None:
+    if not isinstance(body, dict):
+        return
+    for name in URL_FIELDS:
+        value = body.get(name)
+        if isinstance(value, str) and re.fullmatch(HTTP_URL_PATTERN, value):
+            body[name] = sink
+    _contain(body.get("gather"), sink)
+
+
+@schemathesis.hook
+def before_call(context: Any, case: Any, kwargs: dict[str, Any]) -> None:
+    _contain(case.body, os.environ["IVRSIM_TEST_SINK"])
