@@ -75,15 +75,23 @@ class FlappingReceiver:
                 pass
 
             def do_POST(self) -> None:  # noqa: N802
-                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+                try:
+                    body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+                except (OSError, ValueError):
+                    return  # the receiver went down mid-request: ivrsim counts it as a failed attempt
                 with receiver.lock:
                     receiver.arrivals[body["call_id"]].append(int(body["sequence"]))
                 self.send_response(204)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
-        ThreadingHTTPServer.allow_reuse_address = True
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        class Quiet(ThreadingHTTPServer):
+            allow_reuse_address = True
+
+            def handle_error(self, request: object, client_address: object) -> None:
+                pass  # resets while going down are the point of the exercise
+
+        self._server = Quiet(("127.0.0.1", self.port), Handler)
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
 
@@ -169,7 +177,8 @@ def main() -> None:
         "IVRSIM_API_KEY": KEY,
         # a retry schedule short enough to see through within the run (the default spans days)
         "IVRSIM_WEBHOOK_BACKOFF_S": "0.5",
-        "IVRSIM_WEBHOOK_MAX_BACKOFF_S": "4",
+        "IVRSIM_WEBHOOK_BACKOFF_FACTOR": "2",
+        "IVRSIM_WEBHOOK_BACKOFF_CAP_S": "4",
         "IVRSIM_WEBHOOK_ATTEMPTS": "20",
         "IVRSIM_WEBHOOK_TIMEOUT_S": "5",
     }

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import sys
 import time
+from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import asdict
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 import numpy as np
@@ -42,6 +43,7 @@ from ivrsim.audio.line import LineModel, LineSettings
 from ivrsim.audio.resample import resample
 from ivrsim.exceptions import AudioFileError
 from ivrsim.media.files import read_audio_file, write_audio_file
+from ivrsim.phone_numbers import check_e164
 
 #: Rate that files outside the receiver's native range are converted to, in Hz.
 FALLBACK_RATE_HZ = 8000
@@ -52,8 +54,8 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_REFUSED = 3
-#: E.164: a plus, then 2 to 15 digits, the first not 0 (the API's rule, matched in full).
-E164_PATTERN = re.compile(r"\+[1-9][0-9]{1,14}")
+
+T = TypeVar("T")
 
 
 def _error(message: object) -> None:
@@ -62,12 +64,14 @@ def _error(message: object) -> None:
 
 
 def _e164(_ctx: click.Context, param: click.Parameter, value: Any) -> Any:
-    """A phone number option in E.164 (``+15551234567``), or a usage error naming the option."""
+    """A phone number option in E.164 (the API's rule: ``ivrsim.phone_numbers``), or a usage error naming the option."""
     values = value if isinstance(value, tuple) else (value,)
     for number in values:
-        if number is not None and not E164_PATTERN.fullmatch(number):
-            raise click.BadParameter(f"{number!r} is not an E.164 number: write a plus, the country code and the number, "
-                                     "digits only (e.g. +15559876543)")
+        if number is not None:
+            try:
+                check_e164(number)
+            except ValueError as error:
+                raise click.BadParameter(str(error)) from None
     return value
 
 
@@ -270,26 +274,42 @@ def _data_dir_option(function: Any) -> Any:
                         help="The server's data folder (its --data-dir).")(function)
 
 
-def _progress_callback(progress: Progress, description: str) -> tuple[Any, Any]:
-    """A rich task and a ``(what, done, total)`` callback that moves it."""
-    task = progress.add_task(description, total=None)
+def _with_progress(description: str, as_json: bool, work: Callable[[Callable[[str, int, int], None]], T]) -> T:
+    """Run a snapshot ``work(update)`` with a progress bar on stderr (a terminal only, never with --json);
+    its errors become one line and the exit code: 3 refused (a server holds the folder, or it is not
+    empty), 1 failed (a bad snapshot, no database, a disk error)."""
+    from ivrsim.store.maintenance import DataDirInUse, DataDirNotEmpty, MaintenanceError
 
-    def update(what: str, done: int, total: int) -> None:
-        progress.update(task, description=f"{description}: {what}", completed=done, total=max(total, 1))
+    show = not as_json and sys.stderr.isatty()
+    try:
+        with Progress(console=Console(stderr=True), transient=True, disable=not show) as progress:
+            task = progress.add_task(description, total=None)
 
-    return task, update
+            def update(what: str, done: int, total: int) -> None:
+                progress.update(task, description=f"{description}: {what}", completed=done, total=max(total, 1))
+
+            return work(update)
+    except (DataDirInUse, DataDirNotEmpty) as error:
+        _error(error)
+        sys.exit(EXIT_REFUSED)
+    except (MaintenanceError, OSError) as error:
+        _error(error)
+        sys.exit(EXIT_FAILED)
 
 
 @main.command()
 @_data_dir_option
 @click.option("--older-than-days", type=click.FloatRange(0), required=True, help="Prune calls that ended more than this many days ago (0: every ended call).")
 @click.option("--dry-run", is_flag=True, help="Count what would go; delete nothing.")
+@click.option("--idempotency-ttl-s", type=click.FloatRange(0, min_open=True), default=24 * 3600.0, show_default=True,
+              envvar="IVRSIM_IDEMPOTENCY_TTL_S", help="Also forget Idempotency-Keys older than this many seconds (the server's TTL).")
 @click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
-def prune(data_dir: str, older_than_days: float, dry_run: bool, as_json: bool) -> None:
-    """Delete calls that ended more than N days ago: their events, webhook deliveries, recordings (rows and
-    files) and idempotency keys. Live calls, and calls whose webhooks are still being retried, stay.
+def prune(data_dir: str, older_than_days: float, dry_run: bool, idempotency_ttl_s: float, as_json: bool) -> None:
+    """Delete calls that ended more than N days ago: their events, webhook deliveries and recordings (rows
+    and files). Live calls, and calls whose webhooks are still being retried, stay. Idempotency-Keys
+    belong to no call: those older than their TTL (--idempotency-ttl-s) go too.
 
-    Safe while `ivrsim serve` runs on the same folder (short SQLite transactions; the server keeps
+    Safe while `ivrsim serve` runs on the same folder (small, short SQLite transactions; the server keeps
     writing). `ivrsim serve --retain-days N` does this at start and hourly. Exits 0 when done, 1 when the
     folder holds no ivrsim database, 2 on a usage error.
     """
@@ -299,7 +319,7 @@ def prune(data_dir: str, older_than_days: float, dry_run: bool, as_json: bool) -
     from ivrsim.store.maintenance import prune as prune_data
 
     try:
-        result = prune_data(Path(data_dir), older_than_days, dry_run=dry_run)
+        result = prune_data(Path(data_dir), older_than_days, dry_run=dry_run, idempotency_ttl_s=idempotency_ttl_s)
     except MaintenanceError as error:
         _error(error)
         sys.exit(EXIT_FAILED)
@@ -334,16 +354,9 @@ def snapshot_save(file: str, data_dir: str, as_json: bool) -> None:
     """
     from pathlib import Path
 
-    from ivrsim.store.maintenance import MaintenanceError, save_snapshot
+    from ivrsim.store.maintenance import save_snapshot
 
-    show = not as_json and sys.stderr.isatty()
-    try:
-        with Progress(console=Console(stderr=True), transient=True, disable=not show) as progress:
-            _, update = _progress_callback(progress, "saving")
-            manifest = save_snapshot(Path(data_dir), Path(file), progress=update)
-    except (MaintenanceError, OSError) as error:
-        _error(error)
-        sys.exit(EXIT_FAILED)
+    manifest = _with_progress("saving", as_json, lambda update: save_snapshot(Path(data_dir), Path(file), progress=update))
     if as_json:
         click.echo(json.dumps({"file": file, **manifest.as_dict()}))
     else:
@@ -366,19 +379,9 @@ def snapshot_load(file: str, data_dir: str, force: bool, as_json: bool) -> None:
     """
     from pathlib import Path
 
-    from ivrsim.store.maintenance import DataDirInUse, DataDirNotEmpty, MaintenanceError, load_snapshot
+    from ivrsim.store.maintenance import load_snapshot
 
-    show = not as_json and sys.stderr.isatty()
-    try:
-        with Progress(console=Console(stderr=True), transient=True, disable=not show) as progress:
-            _, update = _progress_callback(progress, "loading")
-            manifest = load_snapshot(Path(file), Path(data_dir), force=force, progress=update)
-    except (DataDirInUse, DataDirNotEmpty) as error:
-        _error(error)
-        sys.exit(EXIT_REFUSED)
-    except (MaintenanceError, OSError) as error:
-        _error(error)
-        sys.exit(EXIT_FAILED)
+    manifest = _with_progress("loading", as_json, lambda update: load_snapshot(Path(file), Path(data_dir), force=force, progress=update))
     if as_json:
         click.echo(json.dumps({"data_dir": data_dir, **manifest.as_dict()}))
     else:
@@ -477,34 +480,28 @@ def serve(host: str | None, port: int | None, data_dir: str | None, phonebook: s
     from ivrsim.api.server import serve as run_server
     from ivrsim.engine.callees import Phonebook, ScriptError
     from ivrsim.settings import Settings
-    from ivrsim.store.maintenance import DataDirInUse, lock_holder
+    from ivrsim.store.maintenance import DataDirInUse
 
     try:
         settings = Settings()
     except ValidationError as error:
-        _error(f"bad IVRSIM_ setting: IVRSIM_{str(error.errors()[0]['loc'][0]).upper()}: {error.errors()[0]['msg']}")
+        first = error.errors()[0]
+        message = str(first["ctx"]["error"]) if first["type"] == "value_error" else first["msg"]  # our own words, without pydantic's prefix
+        _error(f"IVRSIM_{str(first['loc'][0]).upper()}: {message}")
         sys.exit(EXIT_USAGE)
     overrides = {"host": host, "port": port, "data_dir": Path(data_dir) if data_dir else None, "phonebook": Path(phonebook) if phonebook else None,
                  "clock": clock, "webhook_secret": webhook_secret, "retain_days": retain_days}
     for name, value in overrides.items():
         if value is not None:
             setattr(settings, name, value)
-    settings.verified_numbers = [*settings.verified_numbers, *verified]
+    settings.verified_numbers = [*settings.verified_numbers, *verified]  # each checked by --verified-number's callback
     settings.media_roots = [*settings.media_roots, *(Path(m) for m in media_roots)]
-    bad_numbers = [n for n in settings.verified_numbers if not E164_PATTERN.fullmatch(n)]
-    if bad_numbers:
-        _error(f"IVRSIM_VERIFIED_NUMBERS: {bad_numbers[0]!r} is not an E.164 number (e.g. +15559876543)")
-        sys.exit(EXIT_USAGE)
     if settings.phonebook is not None:  # the server loads it again; here it fails as one line, not a traceback
         try:
             Phonebook.load(settings.phonebook)
         except ScriptError as error:
             _error(error)
             sys.exit(EXIT_FAILED)
-    holder = lock_holder(settings.data_dir)
-    if holder is not None:
-        _error(DataDirInUse(settings.data_dir, holder))
-        sys.exit(EXIT_REFUSED)
     key, made = settings.ensure_api_key()
     from ivrsim.api.server import PortInUseError
 
@@ -518,11 +515,14 @@ def serve(host: str | None, port: int | None, data_dir: str | None, phonebook: s
     except PortInUseError as error:
         _error(error.strerror)
         sys.exit(EXIT_REFUSED)
+    except DataDirInUse as error:  # taken before uvicorn starts: one line, no traceback
+        _error(error)
+        sys.exit(EXIT_REFUSED)
 
 
 @main.command()
-@click.option("--to", "to", required=True, help="Number to call (E.164).")
-@click.option("--from", "from_", default="+15559876543", show_default=True, help="Verified caller id.")
+@click.option("--to", "to", required=True, callback=_e164, help="Number to call (E.164).")
+@click.option("--from", "from_", default="+15559876543", show_default=True, callback=_e164, help="Verified caller id (E.164).")
 @click.option("--tts", "text", default=None, help="What to say (plain text or SSML).")
 @click.option("--voice", default=None, help="Voice id (tts.voice; see `ivrsim voices`).")
 @click.option("--speed", type=click.FloatRange(0.25, 4.0), default=None, help="Speaking rate, a multiple of normal (tts.speed, 0.25 to 4).")
@@ -637,7 +637,7 @@ def demo(to: str, from_: str, text: str, voice: str, audio_url: str | None, gath
     from ivrsim.client import Canary, CanaryError
     from ivrsim.engine.callees import Phonebook, ScriptError
     from ivrsim.settings import Settings
-    from ivrsim.store.maintenance import DataDirInUse, lock_holder
+    from ivrsim.store.maintenance import DataDirInUse
     from ivrsim.webhooks.receiver import WebhookReceiver
 
     if phonebook:
@@ -646,10 +646,6 @@ def demo(to: str, from_: str, text: str, voice: str, audio_url: str | None, gath
         except ScriptError as error:
             _error(error)
             sys.exit(EXIT_FAILED)
-    holder = lock_holder(Path(data_dir))
-    if holder is not None:
-        _error(f"{DataDirInUse(Path(data_dir), holder)}; or give the demo its own --data-dir")
-        sys.exit(EXIT_REFUSED)
     secret = "whsec_" + secrets.token_hex(8)
     settings = Settings(
         api_key="demo_" + secrets.token_hex(8), host="127.0.0.1", port=0, data_dir=Path(data_dir), clock=clock,
@@ -660,7 +656,14 @@ def demo(to: str, from_: str, text: str, voice: str, audio_url: str | None, gath
     if audio_url:
         parameters["audio_url"] = audio_url
     started = time.perf_counter()
-    with WebhookReceiver(secret=secret) as receiver, BackgroundServer(settings) as server, Canary(settings.api_key or "", base_url=server.base_url) as client:
+    with ExitStack() as stack:
+        try:  # the server takes the folder's lock as it starts: a held folder is DataDirInUse, nothing started
+            server = stack.enter_context(BackgroundServer(settings))
+        except DataDirInUse as error:
+            _error(f"{error}; or give the demo its own --data-dir")
+            sys.exit(EXIT_REFUSED)
+        receiver = stack.enter_context(WebhookReceiver(secret=secret))
+        client = stack.enter_context(Canary(settings.api_key or "", base_url=server.base_url))
         parameters["webhook_url"] = f"{receiver.url}/status"
         if not no_gather:
             parameters["gather"] = {"num_digits": gather_digits, "finish_on_key": finish_on_key, "timeout": gather_timeout,

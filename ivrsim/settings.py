@@ -13,6 +13,8 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from typing import Annotated
 
+from ivrsim.phone_numbers import check_e164
+
 #: Caller ids verified out of the box: the ``from`` of the Canary docs' examples.
 DEFAULT_VERIFIED_NUMBERS = ("+15559876543",)
 
@@ -55,6 +57,13 @@ class Settings(BaseSettings):
     def _split(cls, value: object) -> object:
         if isinstance(value, str):
             return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("verified_numbers")
+    @classmethod
+    def _verified(cls, value: list[str]) -> list[str]:
+        for number in value:
+            check_e164(number)
         return value
 
     @field_validator("clock")

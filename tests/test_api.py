@@ -21,6 +21,7 @@ import pytest
 from ivrsim.api.server import BackgroundServer
 from ivrsim.client import Canary, CanaryError, verify_signature
 from ivrsim.settings import Settings
+from ivrsim.testing.waiting import wait_until
 
 KEY = "test-key"
 SECRET = "whsec_test"
@@ -122,14 +123,6 @@ def wait_for(client: httpx.Client, call_id: str, timeout_s: float = 30.0) -> dic
     raise AssertionError(f"call {call_id} did not end")
 
 
-def wait_until(condition: Any, timeout_s: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.02)
-
-
 def wait_for_deliveries(client: httpx.Client, call_id: str, count: int, timeout_s: float = 30.0) -> list[dict[str, Any]]:
     """The call's delivery log once it holds ``count`` deliveries and none is still pending."""
     log: list[dict[str, Any]] = []
@@ -206,7 +199,7 @@ def test_recording_example_and_the_file(client: httpx.Client) -> None:
     recording = response.json()
     assert list(recording)[:5] == ["id", "call_id", "duration", "url", "transcription"]
     assert recording["id"].startswith("rec_") and recording["call_id"] == call["id"]
-    assert recording["duration"] == pytest.approx(final["duration"], abs=0.001)
+    assert recording["duration"] == round(final["duration"]) and recording["duration_s"] == pytest.approx(final["duration"], abs=0.001)
     wav = httpx.get(recording["url"])
     assert wav.status_code == 200 and wav.headers["content-type"] == "audio/wav"
     assert wav.content[:4] == b"RIFF" and int.from_bytes(wav.content[22:24], "little") == 2  # two channels

@@ -7,7 +7,6 @@ from __future__ import annotations
 import re
 import secrets
 import socket
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +18,7 @@ import soundfile as sf
 
 from ivrsim.api.server import BackgroundServer
 from ivrsim.settings import Settings
+from ivrsim.testing.waiting import wait_until
 
 KEY = "test-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -42,17 +42,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BackgroundServe
 def client(server: BackgroundServer) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=server.base_url, headers=AUTH, timeout=30) as http:
         yield http
-
-
-def wait_until(condition: Any, timeout_s: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.02)
 
 
 def unique_number() -> str:

@@ -254,9 +254,12 @@ def test_serve_and_call_as_real_processes(tmp_path: Path) -> None:
         events = [json.loads(line) for line in result.stdout.splitlines()]
         assert next(e for e in events if e["type"] == "gather.completed")["digits"] == "1234"
         assert events[-1]["type"] == "call.completed"
-        refused = subprocess.run([sys.executable, "-m", "ivrsim", "call", "--to", "12", "--tts", "x", "--base-url", f"http://127.0.0.1:{port}"],
-                                 env=env, capture_output=True, text=True, timeout=60)
-        assert refused.returncode == 1 and "422 invalid_parameter" in refused.stderr and "(param: to)" in refused.stderr
+        usage = subprocess.run([sys.executable, "-m", "ivrsim", "call", "--to", "12", "--tts", "x", "--base-url", f"http://127.0.0.1:{port}"],
+                               env=env, capture_output=True, text=True, timeout=60)
+        assert usage.returncode == 2 and "is not an E.164 number" in usage.stderr  # the API's rule, checked before sending
+        refused = subprocess.run([sys.executable, "-m", "ivrsim", "call", "--to", "+15550100001", "--from", "+15550000000", "--tts", "x",
+                                  "--base-url", f"http://127.0.0.1:{port}"], env=env, capture_output=True, text=True, timeout=60)
+        assert refused.returncode == 1 and "unverified_number" in refused.stderr and "(param: from)" in refused.stderr
     finally:
         server.terminate()
         output = server.communicate(timeout=30)[1]
@@ -331,7 +334,42 @@ def test_serve_refuses_a_bad_verified_number_from_the_environment(tmp_path: Path
     result = subprocess.run([sys.executable, "-m", "ivrsim", "serve", "--data-dir", str(tmp_path)], capture_output=True, text=True, timeout=120,
                             env={**os.environ, "IVRSIM_VERIFIED_NUMBERS": "+15559876543,555"})
     assert result.returncode == 2
-    assert result.stderr.strip() == "ivrsim: error: IVRSIM_VERIFIED_NUMBERS: '555' is not an E.164 number (e.g. +15559876543)"
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ivrsim: error: IVRSIM_VERIFIED_NUMBERS: '555' is not an E.164 number")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["call", "--to", "+1234", "--api-key", "k"],
+        ["call", "--to", "+15550100001", "--from", "+12", "--api-key", "k"],
+        ["demo", "--from", "+1234567"],
+        ["serve", "--verified-number", "+1234567"],
+    ],
+)
+def test_every_command_takes_the_apis_e164_rule(tmp_path: Path, args: list[str]) -> None:
+    """8 to 15 digits, as the API checks (ivrsim.phone_numbers): what the CLI takes, the server takes."""
+    result = ivrsim(*args, "--data-dir", str(tmp_path)) if args[0] != "call" else ivrsim(*args, "--base-url", "http://127.0.0.1:9")
+    assert result.returncode == 2
+    assert "is not an E.164 number" in result.stderr and "8 to 15 digits" in result.stderr
+
+
+def test_one_e164_rule_for_schemas_settings_and_cli() -> None:
+    from pydantic import ValidationError
+
+    from ivrsim.api.schemas import CallCreate
+    from ivrsim.phone_numbers import is_e164
+    from ivrsim.settings import Settings
+
+    for number, ok in (("+15559876543", True), ("+1234567", False), ("+12345678", True), ("+1234567890123456", False), ("+05551234567", False)):
+        assert is_e164(number) is ok
+        try:
+            Settings(verified_numbers=[number])
+            CallCreate.model_validate({"to": number, "from": number, "tts": {"text": "hi"}})
+            accepted = True
+        except ValidationError:
+            accepted = False
+        assert accepted is ok, number
 
 
 def test_demo_reads_a_local_audio_url_from_its_media_root(tmp_path: Path) -> None:

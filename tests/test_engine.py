@@ -349,6 +349,28 @@ def test_a_bad_phonebook_is_refused_at_load(tmp_path: Path) -> None:
         Phonebook.load(path)
 
 
+def test_play_files_are_decoded_at_load_and_in_prepare_never_per_call(tmp_path: Path) -> None:
+    """``callee_for`` runs on the event loop for every call: it only checks that a play file exists."""
+    from ivrsim.engine.callees import CalleeContext
+
+    reply = tmp_path / "reply.wav"
+    soundfile.write(reply, generate_dtmf("5", 8000, DtmfToneSpec(on_ms=100, off_ms=100)), 8000, subtype="PCM_16")
+    path = tmp_path / "book.yaml"
+    path.write_text('numbers:\n  "+1555": {kind: scripted, script: {answer_after_rings: 0, steps: [{play: {file: reply.wav}}]}}\n')
+    book = Phonebook.load(path)
+    good = book.callee_for("+1555")
+    asyncio.run(good.prepare(CalleeContext(8000)))  # decoded in a worker thread
+    heard = np.concatenate([good.exchange(np.zeros(160, dtype=np.float32)) for _ in range(10)])
+    assert [d.key for d in detect_dtmf(heard, 8000)] == ["5"]
+
+    reply.write_bytes(b"no longer audio " * 64)  # the file goes bad after the phonebook loaded
+    callee = book.callee_for("+1555")  # not decoded here
+    with pytest.raises(ScriptError, match="play step"):
+        asyncio.run(callee.prepare(CalleeContext(8000)))  # but in prepare, which names it
+    with pytest.raises(ScriptError, match="play.file"):
+        Phonebook.load(path)  # and at load
+
+
 def test_generated_tones_reach_the_receiver_as_audio_only() -> None:
     """The scripted caller's presses are audio: the same samples the generator makes."""
     caller = ScriptedCaller.from_dict({"answer_after_rings": 0, "steps": [{"press": {"digits": "7"}}]})

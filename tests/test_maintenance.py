@@ -13,7 +13,7 @@ import sys
 import tarfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ from ivrsim.api.server import BackgroundServer
 from ivrsim.settings import Settings
 from ivrsim.store.maintenance import DATABASE_NAME, LOCK_NAME
 from ivrsim.webhooks.receiver import WebhookReceiver
+from ivrsim.testing.waiting import wait_until
 
 KEY = "maintenance-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -37,17 +38,6 @@ def ivrsim(*args: str, env: dict[str, str] | None = None) -> subprocess.Complete
 
 def settings_for(folder: Path, **overrides: Any) -> Settings:
     return Settings(**{"api_key": KEY, "port": 0, "data_dir": folder, "webhook_attempts": 2, "webhook_backoff_s": 0.05, **overrides})
-
-
-def wait_until(condition: Callable[[], Any], timeout_s: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.02)
 
 
 def place_and_settle(http: httpx.Client, webhook_url: str, count: int) -> list[str]:
@@ -278,3 +268,103 @@ def test_retention_runs_again_while_the_server_is_up(data: tuple[Path, list[str]
         age(folder, [first], days=8)  # it grows old while the server runs
         wait_until(lambda: http.get(f"/v1/voice/calls/{first}").status_code == 404)
         assert [http.get(f"/v1/voice/calls/{i}").status_code for i in (second, third)] == [200, 200]
+
+
+# -- review fixes: prune beside a busy server, Idempotency-Keys, the lock taken before uvicorn --------------
+
+
+def add_old_calls(folder: Path, count: int, events_each: int) -> None:
+    """``count`` calls that ended a year ago, each with ``events_each`` events and a delivered webhook
+    (rows written straight into SQLite: a year of history cannot be waited for)."""
+    when = (datetime.now(UTC) - timedelta(days=365)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    with sqlite3.connect(folder / DATABASE_NAME, timeout=10) as db:
+        db.executemany(
+            "INSERT INTO calls (id, to_number, from_number, status, created_at, updated_at, ended_at, request_json)"
+            " VALUES (?, '+15550100001', '+15559876543', 'completed', ?, ?, ?, '{}')",
+            [(f"call_old{i:05d}", when, when, when) for i in range(count)],
+        )
+        db.executemany(
+            "INSERT INTO events (call_id, sequence, type, call_time_s, timestamp, data_json) VALUES (?, ?, 'call.note', 0, ?, '{}')",
+            [(f"call_old{i:05d}", n, when) for i in range(count) for n in range(1, events_each + 1)],
+        )
+        db.executemany(
+            "INSERT INTO webhook_deliveries (call_id, sequence, event_type, url, payload_json, status, created_at)"
+            " VALUES (?, 1, 'call.note', 'http://127.0.0.1:9/x', '{}', 'delivered', ?)",
+            [(f"call_old{i:05d}",) + (when,) for i in range(count)],
+        )
+
+
+def test_prune_beside_a_busy_server_never_makes_its_requests_fail(tmp_path: Path) -> None:
+    """Many old calls pruned while the server places calls and claims Idempotency-Keys: every request
+    succeeds (prune's transactions are small, the server's store waits for them instead of failing)."""
+    folder = tmp_path / "busy"
+    with BackgroundServer(settings_for(folder)):
+        pass  # makes the database
+    add_old_calls(folder, 600, 40)
+    outcome: dict[str, Any] = {}
+    with BackgroundServer(settings_for(folder)) as server, httpx.Client(base_url=server.base_url, headers=AUTH, timeout=30) as http:
+        from ivrsim.store.maintenance import prune
+
+        pruner = threading.Thread(target=lambda: outcome.update(result=prune(folder, 7)))
+        pruner.start()
+        answers = []
+        while pruner.is_alive() or len(answers) < 5:
+            response = http.post("/v1/voice/calls", headers={"Idempotency-Key": f"busy-{len(answers)}"},
+                                 json={"to": "+15550100001", "from": "+15559876543", "tts": {"text": "hi"}, "gather": {"num_digits": 4}})
+            answers.append((response.status_code, response.text))
+        pruner.join()
+        assert [a for a in answers if a[0] != 200] == []
+        for call_id in [json.loads(text)["id"] for _, text in answers]:
+            wait_until(lambda: http.get(f"/v1/voice/calls/{call_id}").json()["status"] in FINAL)
+    assert outcome["result"].calls == 600 and outcome["result"].rows["events"] == 600 * 40
+
+
+def add_idempotency_keys(folder: Path, ages_s: dict[str, float]) -> None:
+    now = time.time()
+    with sqlite3.connect(folder / DATABASE_NAME, timeout=10) as db:
+        db.executemany("INSERT INTO idempotency_keys (scope, key, fingerprint, status_code, response_json, created_at) VALUES ('calls', ?, 'f', 200, '{}', ?)",
+                       [(key, now - age_s) for key, age_s in ages_s.items()])
+
+
+def idempotency_keys(folder: Path) -> set[str]:
+    with sqlite3.connect(folder / DATABASE_NAME, timeout=10) as db:
+        return {row[0] for row in db.execute("SELECT key FROM idempotency_keys")}
+
+
+def test_prune_forgets_idempotency_keys_past_their_ttl(data: tuple[Path, list[str]]) -> None:
+    folder, _ = data
+    add_idempotency_keys(folder, {"stale": 7200.0, "fresh": 10.0})
+    dry = ivrsim("prune", "--data-dir", str(folder), "--older-than-days", "30", "--idempotency-ttl-s", "3600", "--dry-run", "--json")
+    assert dry.returncode == 0, dry.stderr
+    assert json.loads(dry.stdout)["rows"] == {"idempotency_keys": 1} and idempotency_keys(folder) == {"stale", "fresh"}
+    result = ivrsim("prune", "--data-dir", str(folder), "--older-than-days", "30", "--json",
+                    env={**os.environ, "IVRSIM_IDEMPOTENCY_TTL_S": "3600"})
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["rows"] == {"idempotency_keys": 1} and idempotency_keys(folder) == {"fresh"}
+    assert "Idempotency-Keys" in ivrsim("prune", "--help").stdout
+
+
+def test_housekeeping_forgets_idempotency_keys_without_retention(tmp_path: Path) -> None:
+    folder = tmp_path / "keys"
+    with BackgroundServer(settings_for(folder, idempotency_ttl_s=3600, retention_interval_s=0.1)) as server, \
+            httpx.Client(base_url=server.base_url, headers=AUTH, timeout=30) as http:
+        add_idempotency_keys(folder, {"stale": 7200.0, "fresh": 10.0})
+        wait_until(lambda: idempotency_keys(folder) == {"fresh"})
+        assert http.get("/_sim/health").status_code == 200
+
+
+def test_a_held_folder_is_refused_before_the_server_starts_and_a_failed_start_releases_it(running: BackgroundServer, tmp_path: Path) -> None:
+    from ivrsim.store.maintenance import DataDirInUse, lock_holder
+
+    with pytest.raises(DataDirInUse, match="is in use by a running ivrsim server"):
+        BackgroundServer(settings_for(running.settings.data_dir)).__enter__()
+    assert lock_holder(running.settings.data_dir)["listen"] == running.base_url  # still the first server's
+    bad_book = tmp_path / "bad.yaml"
+    bad_book.write_text("numbers: [not, a, mapping\n")
+    folder = tmp_path / "fails"
+    with pytest.raises(RuntimeError, match="did not start"):
+        BackgroundServer(settings_for(folder, phonebook=bad_book)).__enter__()  # the lifespan's set-up raises
+    assert lock_holder(folder) is None
+    with BackgroundServer(settings_for(folder)) as again:
+        assert lock_holder(folder)["listen"] == again.base_url
+    assert lock_holder(folder) is None

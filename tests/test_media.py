@@ -354,3 +354,86 @@ def test_reading_an_mp3_file_prints_nothing_to_stderr(tmp_path: Path, capfd: pyt
     path.write_bytes(FILES["/truncated.mp3"][0])
     clip = read_audio_file(path)
     assert clip.duration_s > 0 and capfd.readouterr().err == ""
+
+
+def test_mp3_notes_go_to_the_debug_log_once_per_decode_through_one_sink(tmp_path: Path, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]) -> None:
+    import ctypes
+
+    from ivrsim.media.files import read_audio_file
+
+    c_stderr = ctypes.c_void_p.in_dll(ctypes.CDLL(None), "stderr")
+    original = c_stderr.value
+    path = tmp_path / "cut.mp3"
+    path.write_bytes(FILES["/truncated.mp3"][0])
+    with caplog.at_level("DEBUG", logger="ivrsim.media.files"):
+        for _ in range(3):
+            read_audio_file(path)
+    notes = [r.getMessage() for r in caplog.records if r.getMessage().startswith("decoder notes")]
+    assert len(notes) == 3 and len(set(notes)) == 1  # the sink is emptied after each decode, never closed
+    assert c_stderr.value == original and capfd.readouterr().err == ""
+
+
+def test_only_decodes_that_may_reach_libmpg123_swap_c_stderr(tmp_path: Path) -> None:
+    """A WAV decodes while another thread holds the swap: only MPEG (or unknown) audio waits for it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ivrsim.media.files import quiet_c_stderr, read_audio_file
+    from ivrsim.media.sniff import may_be_mpeg
+
+    wav = tmp_path / "pin.wav"
+    wav.write_bytes(FILES["/pin.wav"][0])
+    assert not may_be_mpeg(FILES["/pin.flac"][0]) and may_be_mpeg(FILES["/pin.mp3"][0]) and may_be_mpeg(b"junk")
+    with ThreadPoolExecutor(max_workers=1) as pool, quiet_c_stderr():
+        assert pool.submit(read_audio_file, wav).result(timeout=30).duration_s > 0
+
+
+def test_environment_proxies_cannot_route_around_the_deadline(server: str, loader: AudioUrlLoader, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ivrsim.testing.http import serve_raw
+
+    with serve_raw(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n") as proxy:
+        for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+            monkeypatch.setenv(name, proxy)
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        fresh = AudioUrlLoader(loader.settings)
+        try:  # straight to the server: the proxy (which would answer 502) is never asked
+            assert digits_of(fresh.load(server + "/pin.wav", 8000).samples, 8000) == "1234"
+        finally:
+            fresh.close()
+
+
+def test_a_reply_that_is_not_http_is_named_not_quoted(loader: AudioUrlLoader) -> None:
+    from ivrsim.testing.http import serve_raw
+
+    with serve_raw(b"SECRET-TOKEN=hunter2\r\n\r\n") as raw, pytest.raises(UrlUnreachableError) as caught:
+        loader.load(raw + "/a.wav", 8000)
+    assert "the reply is not valid HTTP" in str(caught.value) and "hunter2" not in str(caught.value)
+
+
+def test_a_recording_is_encoded_to_mp3_once_however_many_ask(tmp_path: Path) -> None:
+    import asyncio
+
+    from ivrsim.media.transcode import Mp3Transcoder
+
+    wav = tmp_path / "rec.wav"
+    rng = np.random.default_rng(8)
+    soundfile.write(wav, (0.1 * rng.standard_normal((8000 * 120, 2))).astype(np.float32), 8000, subtype="PCM_16")
+
+    async def scenario() -> tuple[list[Path], int]:
+        transcoder = Mp3Transcoder()
+        waiters = [asyncio.ensure_future(transcoder.mp3_beside(wav)) for _ in range(6)]
+        await asyncio.sleep(0)  # every request has asked before the encode can end
+        waiters[0].cancel()  # a client that goes away does not cancel the encode the others wait for
+        paths = await asyncio.gather(*waiters[1:])
+        again = await transcoder.mp3_beside(wav)  # the MP3 now beside the WAV, not a new encode
+        return [*paths, again], transcoder.encodes_started
+
+    paths, encodes = asyncio.run(scenario())
+    assert encodes == 1 and set(paths) == {tmp_path / "rec.mp3"}
+    with soundfile.SoundFile(tmp_path / "rec.mp3") as mp3:
+        assert mp3.channels == 2 and abs(mp3.frames / mp3.samplerate - 120) < 0.5
+    # the pool's thread ends once it is idle: nothing outlives the work
+    deadline = time.monotonic() + 30
+    while any(t.name.startswith("ivrsim-mp3") for t in threading.enumerate()):
+        assert time.monotonic() < deadline, "the MP3 thread is still alive"
+        time.sleep(0.02)

@@ -16,13 +16,13 @@ import time
 import wave
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 import soundfile
 
 from ivrsim.webhooks.receiver import WebhookReceiver
+from ivrsim.testing.waiting import wait_until
 
 KEY = "test-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -83,17 +83,6 @@ def servers() -> Iterator[list[ServeProcess]]:
             server.process.wait(timeout=30)
 
 
-def wait_until(condition: Any, timeout_s: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.05)
-
-
 def status_of(http: httpx.Client, call_id: str) -> str:
     return str(http.get(f"/v1/voice/calls/{call_id}").json()["status"])
 
@@ -138,7 +127,8 @@ def test_sigkill_mid_call_then_restart_finalises_and_tells_the_receiver(tmp_path
 
             recording = http.get(f"/v1/voice/calls/{answered['id']}/recording")
             assert recording.status_code == 200, recording.text
-            assert recording.json()["duration"] == pytest.approx(completed["duration_s"], abs=0.001)
+            assert recording.json()["duration_s"] == pytest.approx(completed["duration_s"], abs=0.001)
+            assert recording.json()["url"] == completed["url"]
             with wave.open(str(wav)) as header:  # the header now matches the audio, which is kept
                 assert header.getnframes() == int(round(completed["duration_s"] * 8000))
             info = soundfile.info(wav)
@@ -193,3 +183,47 @@ def test_repair_wav_keeps_the_audio_and_cuts_a_torn_frame(tmp_path: Path) -> Non
     with pytest.raises(ValueError, match="not a WAV"):
         (tmp_path / "x.wav").write_bytes(b"ID3 not audio at all")
         repair_wav(tmp_path / "x.wav")
+
+
+@pytest.mark.parametrize("fmt_bytes", [0, 8, 13])
+def test_a_truncated_wav_header_is_a_value_error_not_a_struct_error(tmp_path: Path, fmt_bytes: int) -> None:
+    from ivrsim.engine.recorder import repair_wav
+
+    body = b"fmt " + fmt_bytes.to_bytes(4, "little") + b"\x01\x00" * (fmt_bytes // 2) + b"\x00" * (fmt_bytes % 2)
+    body += b"data" + (0).to_bytes(4, "little") + b"\x00" * 320
+    path = tmp_path / "cut.wav"
+    path.write_bytes(b"RIFF" + (4 + len(body)).to_bytes(4, "little") + b"WAVE" + body)
+    with pytest.raises(ValueError, match="format chunk"):
+        repair_wav(path)
+    cut_short = tmp_path / "cut-short.wav"  # the file ends inside its fmt chunk
+    cut_short.write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt \x10\x00\x00\x00\x01\x00\x02\x00")
+    with pytest.raises(ValueError, match="format chunk"):
+        repair_wav(cut_short)
+
+
+def test_a_recording_that_cannot_be_repaired_is_left_and_the_server_still_starts(tmp_path: Path) -> None:
+    """A call a crash left in-progress, whose WAV header was cut short: the server starts, the call ends
+    completed, the recording is completed with duration 0 and its file is left as it was."""
+    from ivrsim.api.server import BackgroundServer
+    from ivrsim.settings import Settings
+    from ivrsim.store.maintenance import DATABASE_NAME
+    from ivrsim.store.sqlite import Store
+
+    folder = tmp_path / "data"
+    wav = folder / "recordings" / "rec_cut.wav"
+    wav.parent.mkdir(parents=True)
+    damaged = b"RIFF\x00\x00\x00\x00WAVEfmt \x08\x00\x00\x00\x01\x00\x02\x00\x40\x1f\x00\x00data\x00\x00\x00\x00" + b"\x00" * 640
+    wav.write_bytes(damaged)
+    store = Store(folder / DATABASE_NAME)
+    store.insert_call("call_cut", "+15550100001", FROM, {"to": "+15550100001", "from": FROM})
+    store.update_call("call_cut", status="in-progress")
+    store.insert_recording("rec_cut", "call_cut", str(wav), "dual")
+    store.close()
+    settings = Settings(api_key=KEY, port=0, data_dir=folder)
+    with BackgroundServer(settings) as server, httpx.Client(base_url=server.base_url, headers=AUTH, timeout=30) as http:
+        call = http.get("/v1/voice/calls/call_cut").json()
+        assert call["status"] == "completed"
+        events = http.get("/v1/voice/calls/call_cut/events").json()["data"]
+        assert [e["type"] for e in events[-2:]] == ["recording.completed", "call.completed"]
+        assert events[-2]["recording_id"] == "rec_cut" and events[-2]["duration_s"] == 0
+    assert wav.read_bytes() == damaged

@@ -11,8 +11,8 @@ import asyncio
 import json
 import logging
 import socket
+import sqlite3
 import threading
-import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -28,7 +28,9 @@ from ivrsim.cli import main
 from ivrsim.engine.events import CallEvent
 from ivrsim.settings import Settings
 from ivrsim.store.sqlite import Store
+from ivrsim.testing.http import serve_raw
 from ivrsim.webhooks.dispatcher import WebhookDispatcher, WebhookSettings
+from ivrsim.testing.waiting import wait_until
 
 KEY = "test-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -108,18 +110,6 @@ def settings_for(folder: Path, **overrides: Any) -> Settings:
     }
     values.update(overrides)
     return Settings(**values)
-
-
-def wait_until(condition: Callable[[], Any], timeout_s: float = 30.0) -> Any:
-    """Poll until ``condition()`` is truthy; returns its value."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.02)
 
 
 def place(http: httpx.Client, **body: Any) -> dict[str, Any]:
@@ -245,6 +235,28 @@ def test_an_unusable_url_is_a_failed_attempt_never_a_stuck_delivery(tmp_path: Pa
         assert row["attempts"][0]["error"].startswith("invalid webhook URL") and row["attempts"][0]["status_code"] is None
 
 
+def test_a_receiver_that_does_not_speak_http_is_named_never_quoted(tmp_path: Path) -> None:
+    """The delivery log keeps a fixed phrase, never the bytes the receiver sent (h11 quotes them)."""
+
+    async def scenario(url: str) -> list[dict[str, Any]]:
+        store = Store(tmp_path / "hooks.sqlite3")
+        store.insert_call("call_raw", "+15550100001", FROM, {"webhook_url": url})
+        dispatcher = WebhookDispatcher(store, WebhookSettings(attempts=2, backoff_s=0.01, backoff_cap_s=0.01))
+        dispatcher.on_event(CallEvent("call_raw", 1, "call.queued", 0.0, "2026-01-01T00:00:00Z", {"status": "queued"}))
+        await asyncio.wait_for(dispatcher.drain(), timeout=10)
+        await dispatcher.close()
+        rows = store.deliveries()
+        store.close()
+        return rows
+
+    with serve_raw(b"SECRET-TOKEN=hunter2\r\n\r\n") as raw:
+        (row,) = asyncio.run(scenario(f"{raw}/hooks"))
+    assert row["status"] == "failed" and len(row["attempts"]) == 2  # retried: the receiver may come back
+    for attempt in row["attempts"]:
+        assert attempt["status_code"] is None and attempt["error"] == "RemoteProtocolError: the reply is not valid HTTP"
+    assert "hunter2" not in json.dumps(row) and "SECRET" not in json.dumps(row)
+
+
 # -- the list of deliveries, and retry --------------------------------------------------------------------
 
 
@@ -357,9 +369,17 @@ def test_reset_stops_pending_deliveries_and_removes_recordings(tmp_path: Path, r
         assert wav.is_file()
         wait_until(lambda: http.get("/v1/voice/webhooks", params={"status": "pending", "call_id": call["id"]}).json()["data"])
         assert dispatcher.active_calls == 1
+        mp3 = wav.with_suffix(".mp3")  # as GET .../{id}.mp3 leaves it
+        mp3.write_bytes(b"ID3")
+        elsewhere = tmp_path.parent / f"{tmp_path.name}-outside" / wav.name  # a stored path outside the data folder
+        elsewhere.parent.mkdir()
+        elsewhere.write_bytes(wav.read_bytes())
+        with sqlite3.connect(tmp_path / "ivrsim.sqlite3", timeout=10) as db:
+            db.execute("UPDATE recordings SET path = ? WHERE id = ?", (str(elsewhere), recording["id"]))
         response = http.post("/_sim/reset")
         assert response.status_code == 200 and response.json()["recordings_removed"] == 1
-        assert not wav.exists()
+        assert not wav.exists() and not mp3.exists()
+        assert elsewhere.is_file()  # reset deletes inside data_dir/recordings only
         assert dispatcher.active_calls == 0
         assert http.get("/v1/voice/webhooks").json()["data"] == []
 

@@ -21,7 +21,7 @@ from ivrsim.media.audio_url import AudioUrlLoader, MediaSettings
 from ivrsim.settings import Settings
 from ivrsim.speech.tts import PromptCache, SpeechSynthesizer
 from ivrsim.speech.voices import VoiceCatalog
-from ivrsim.store.maintenance import Housekeeping
+from ivrsim.store.maintenance import DataDirLock, Housekeeping
 from ivrsim.webhooks.dispatcher import WebhookDispatcher, WebhookSettings
 
 
@@ -36,64 +36,24 @@ def public_url(app: FastAPI, settings: Settings) -> str | None:
     return url.rstrip("/") if url else None
 
 
-def create_app(settings: Settings) -> FastAPI:
-    """The app for ``settings`` (whose ``api_key`` must be set); engine and webhooks start with it."""
+def create_app(settings: Settings, data_lock: DataDirLock | None = None) -> FastAPI:
+    """The app for ``settings`` (whose ``api_key`` must be set); engine and webhooks start with it.
+
+    ``data_lock``: the data folder's lock, already taken by whoever runs the app (``ivrsim.api.server``
+    takes it before uvicorn starts, so a held folder is one clean error, not a traceback from the
+    lifespan). Without one, the lifespan takes it. Either way the lifespan releases it when it ends, and
+    when its own start-up (engine, crash recovery) fails."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        phonebook = Phonebook.load(settings.phonebook) if settings.phonebook else Phonebook.default_book()
-        catalog = VoiceCatalog.load()
-        # One server per data folder (its lock, taken before crash recovery touches the calls), and retention.
-        housekeeping = await Housekeeping.start(settings.data_dir, settings.retain_days, settings.retention_interval_s,
-                                                listen=public_url(app, settings) or f"{settings.host}:{settings.port}")
-        engine = CallEngine(
-            EngineSettings(settings.data_dir, clock=settings.clock, line=LineSettings(), public_url=public_url(app, settings)),
-            phonebook=phonebook,
-            synthesizer=SpeechSynthesizer(
-                catalog=catalog, cache=PromptCache(settings.data_dir / "prompts", disk_max_bytes=settings.prompt_cache_max_bytes)
-            ),
-            loader=AudioUrlLoader(
-                MediaSettings(
-                    allowed_roots=tuple(settings.media_roots),
-                    cache_dir=settings.data_dir / "media",
-                    cache_max_bytes=settings.media_cache_max_bytes,
-                    fetch_deadline_s=settings.media_deadline_s,
-                )
-            ),
-        )
-        dispatcher = WebhookDispatcher(
-            engine.store,
-            WebhookSettings(
-                attempts=settings.webhook_attempts,
-                connect_timeout_s=settings.webhook_connect_timeout_s,
-                timeout_s=settings.webhook_timeout_s,
-                backoff_s=settings.webhook_backoff_s,
-                backoff_factor=settings.webhook_backoff_factor,
-                backoff_cap_s=settings.webhook_backoff_cap_s,
-                jitter=settings.webhook_jitter,
-                secret=settings.webhook_secret,
-            ),
-        )
-        engine.bus.subscribe(dispatcher.on_event)
-        engine.recover()  # after the subscription: receivers hear how the calls a crash left live ended
-        await dispatcher.start()
-        app.state.services = Services(settings=settings, engine=engine, dispatcher=dispatcher, catalog=catalog)
-        # What start-up built lives as long as the server: move it out of the collector's way, so that a
-        # full collection scans only what requests made (tens of ms less at p99).
-        gc.collect()
-        gc.freeze()
+        lock = data_lock or DataDirLock(settings.data_dir)
+        if data_lock is None:  # one server per data folder, taken before crash recovery touches the calls
+            lock.acquire(listen=public_url(app, settings) or f"{settings.host}:{settings.port}")
         try:
-            yield
+            async with _services(app, settings):
+                yield
         finally:
-            await engine.close()
-            engine.synthesizer.close()  # its own waiting threads (the engine closes only the media loader)
-            try:  # deliveries still retrying stay pending in SQLite and resume at the next start
-                await asyncio.wait_for(dispatcher.settle(SHUTDOWN_DRAIN_S), timeout=SHUTDOWN_DRAIN_S + 1)
-            except TimeoutError:
-                pass
-            await dispatcher.close()
-            engine.store.close()
-            await housekeeping.stop()
+            lock.release()
 
     app = FastAPI(
         title="ivrsim",
@@ -112,3 +72,65 @@ def create_app(settings: Settings) -> FastAPI:
     for router in (calls.router, calls.public, voices.router, sim.router, webhooks.router):
         app.include_router(router)
     return app
+
+
+@asynccontextmanager
+async def _services(app: FastAPI, settings: Settings) -> AsyncIterator[None]:
+    """Engine, webhook dispatcher and housekeeping for the app's life; what start-up built is closed again
+    when a later step of it fails."""
+    phonebook = Phonebook.load(settings.phonebook) if settings.phonebook else Phonebook.default_book()
+    catalog = VoiceCatalog.load()
+    engine = CallEngine(
+        EngineSettings(settings.data_dir, clock=settings.clock, line=LineSettings(), public_url=public_url(app, settings)),
+        phonebook=phonebook,
+        synthesizer=SpeechSynthesizer(
+            catalog=catalog, cache=PromptCache(settings.data_dir / "prompts", disk_max_bytes=settings.prompt_cache_max_bytes)
+        ),
+        loader=AudioUrlLoader(
+            MediaSettings(
+                allowed_roots=tuple(settings.media_roots),
+                cache_dir=settings.data_dir / "media",
+                cache_max_bytes=settings.media_cache_max_bytes,
+                fetch_deadline_s=settings.media_deadline_s,
+            )
+        ),
+    )
+    dispatcher: WebhookDispatcher | None = None
+    housekeeping: Housekeeping | None = None
+    try:
+        dispatcher = WebhookDispatcher(
+            engine.store,
+            WebhookSettings(
+                attempts=settings.webhook_attempts,
+                connect_timeout_s=settings.webhook_connect_timeout_s,
+                timeout_s=settings.webhook_timeout_s,
+                backoff_s=settings.webhook_backoff_s,
+                backoff_factor=settings.webhook_backoff_factor,
+                backoff_cap_s=settings.webhook_backoff_cap_s,
+                jitter=settings.webhook_jitter,
+                secret=settings.webhook_secret,
+            ),
+        )
+        engine.bus.subscribe(dispatcher.on_event)
+        engine.recover()  # after the subscription: receivers hear how the calls a crash left live ended
+        await dispatcher.start()
+        housekeeping = await Housekeeping.start(settings.data_dir, engine.store, settings.retain_days, settings.retention_interval_s,
+                                                idempotency_ttl_s=settings.idempotency_ttl_s)
+        app.state.services = Services(settings=settings, engine=engine, dispatcher=dispatcher, catalog=catalog)
+        # What start-up built lives as long as the server: move it out of the collector's way, so that a
+        # full collection scans only what requests made (tens of ms less at p99).
+        gc.collect()
+        gc.freeze()
+        yield
+    finally:
+        if housekeeping is not None:
+            await housekeeping.stop()
+        await engine.close()
+        engine.synthesizer.close()  # its own waiting threads (the engine closes only the media loader)
+        if dispatcher is not None:
+            try:  # deliveries still retrying stay pending in SQLite and resume at the next start
+                await asyncio.wait_for(dispatcher.settle(SHUTDOWN_DRAIN_S), timeout=SHUTDOWN_DRAIN_S + 1)
+            except TimeoutError:
+                pass
+            await dispatcher.close()
+        engine.store.close()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hmac
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -11,6 +11,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from ivrsim.api.errors import HTTP_401_UNAUTHORIZED, ApiError
 from ivrsim.engine.engine import CallEngine
+from ivrsim.media.transcode import Mp3Transcoder
 from ivrsim.settings import Settings
 from ivrsim.speech.voices import VoiceCatalog
 from ivrsim.webhooks.dispatcher import WebhookDispatcher
@@ -24,6 +25,8 @@ class Services:
     engine: CallEngine
     dispatcher: WebhookDispatcher
     catalog: VoiceCatalog
+    #: MP3s of recordings, encoded once per recording on their own thread (GET /recordings/{id}.mp3).
+    mp3: Mp3Transcoder = field(default_factory=Mp3Transcoder)
 
 
 async def get_services(request: Request) -> Services:

@@ -14,11 +14,9 @@ import httpx
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from ivrsim.engine.engine import CallRequest, GatherSpec, TtsSpec
+from ivrsim.phone_numbers import E164_PATTERN, is_e164
 from ivrsim.speech.tts import PITCH_RANGE_ST, SPEED_RANGE
 
-#: E.164: a plus, a country code that does not start with 0, 8 to 15 digits in all (ITU-T E.164).
-E164_PATTERN = r"^\+[1-9][0-9]{7,14}$"
-E164 = re.compile(E164_PATTERN)
 DTMF_KEYS = set("0123456789*#ABCD")
 #: ``finish_on_key``: one DTMF key, either case, or '' for none.
 FINISH_KEY_PATTERN = r"^[0-9*#A-Da-d]?$"
@@ -71,7 +69,7 @@ JsonInt = Annotated[int, BeforeValidator(_whole_number)]
 
 
 def _e164(value: str) -> str:
-    if not E164.fullmatch(value):  # fullmatch: "$" alone lets a trailing newline through
+    if not is_e164(value):
         raise ValueError("must be an E.164 phone number: a plus and 8 to 15 digits, e.g. +15551234567")
     return value
 
@@ -272,11 +270,13 @@ class TranscriptionPublic(BaseModel):
 
 
 class RecordingPublic(BaseModel):
-    """``GET /v1/voice/calls/{id}/recording``, as documented; ``channels`` is an addition."""
+    """``GET /v1/voice/calls/{id}/recording``, as documented (``duration`` in whole seconds); ``duration_s``
+    (to the millisecond) and ``channels`` are additions."""
 
     id: str
     call_id: str
-    duration: float
+    duration: int
     url: str
     transcription: TranscriptionPublic | None = None
+    duration_s: float
     channels: str

@@ -17,6 +17,7 @@ from fastapi import FastAPI
 from ivrsim.api.app import create_app
 from ivrsim.api.slow_clients import header_deadline_protocol
 from ivrsim.settings import Settings
+from ivrsim.store.maintenance import DataDirLock
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +58,21 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _base_url(host: str, sock: socket.socket) -> str:
+    return f"http://{_url_host(host)}:{sock.getsockname()[1]}"
+
+
+def claim_data_dir(lock: DataDirLock, settings: Settings, sock: socket.socket) -> None:
+    """Take the data folder's ``lock`` for a server bound to ``sock``, before uvicorn starts: a folder
+    that another server holds is ``DataDirInUse`` raised here, in the caller, as one clean error (and the
+    socket is closed), never a traceback from the app's lifespan."""
+    try:
+        lock.acquire(listen=(settings.public_url or _base_url(settings.host, sock)).rstrip("/"))
+    except BaseException:
+        sock.close()
+        raise
+
+
 class IvrsimServer(uvicorn.Server):
     """uvicorn's server, binding its socket before the app starts, so the app knows its own address: the
     bound URL goes on ``app.state.bound_url`` (recording URLs in webhooks are built from it, unless
@@ -71,8 +87,7 @@ class IvrsimServer(uvicorn.Server):
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         if sockets is None:
             sockets = [bind_socket(self.config.host, self.config.port)]
-        port = sockets[0].getsockname()[1]
-        self.base_url = f"http://{_url_host(self.config.host)}:{port}"
+        self.base_url = _base_url(self.config.host, sockets[0])
         self.app.state.bound_url = self.base_url
         if self.on_bound is not None:
             self.on_bound(self.base_url)
@@ -99,7 +114,8 @@ class BackgroundServer:
     def __init__(self, settings: Settings, start_timeout_s: float = 20.0) -> None:
         self.settings = settings
         self.start_timeout_s = start_timeout_s
-        self.app = create_app(settings)
+        self._lock = DataDirLock(settings.data_dir)  # taken by __enter__, released by the app's lifespan
+        self.app = create_app(settings, data_lock=self._lock)
         self._server = IvrsimServer(_config(self.app, settings, "warning", False), self.app)
         self._error: BaseException | None = None
         self._socket: socket.socket | None = None
@@ -107,6 +123,7 @@ class BackgroundServer:
         self.base_url = ""
 
     def _run(self) -> None:
+        assert self._socket is not None  # bound by __enter__ before the thread starts
         try:
             self._server.run(sockets=[self._socket])
         except BaseException as error:  # noqa: BLE001 - handed to __enter__, which raises it in the caller
@@ -114,28 +131,43 @@ class BackgroundServer:
 
     def __enter__(self) -> BackgroundServer:
         self._socket = bind_socket(self.settings.host, self.settings.port)  # PortInUseError here, in the caller
-        self._thread.start()
-        deadline = time.monotonic() + self.start_timeout_s
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                if isinstance(self._error, Exception):
-                    raise self._error
-                raise RuntimeError("the ivrsim server did not start; see the log above")
-            time.sleep(0.01)
+        claim_data_dir(self._lock, self.settings, self._socket)  # DataDirInUse here, in the caller
+        try:
+            self._thread.start()
+            deadline = time.monotonic() + self.start_timeout_s
+            while not self._server.started:
+                if not self._thread.is_alive() or time.monotonic() > deadline:
+                    if isinstance(self._error, Exception):
+                        raise self._error
+                    raise RuntimeError("the ivrsim server did not start; see the log above")
+                time.sleep(0.01)
+        except BaseException:
+            self.__exit__()
+            raise
         self.base_url = self._server.base_url
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._server.should_exit = True
-        self._thread.join(timeout=30)
+        if self._thread.is_alive():
+            self._thread.join(timeout=30)
+        self._lock.release()  # the lifespan released it already, unless uvicorn never ran it
+        if self._socket is not None:
+            self._socket.close()
 
 
 def serve(settings: Settings, access_log: bool = False, on_bound: Callable[[str], None] | None = None) -> None:
     """Serve in the foreground until interrupted; ``access_log`` prints a line per request; ``on_bound``
-    hears the real base URL once the socket is bound (``--port 0``). Raises ``PortInUseError``."""
+    hears the real base URL once the socket is bound (``--port 0``). Raises ``PortInUseError`` or
+    ``DataDirInUse`` before uvicorn starts."""
     sock = bind_socket(settings.host, settings.port)  # before uvicorn says anything: a taken port is one clean error
-    app = create_app(settings)
+    lock = DataDirLock(settings.data_dir)
+    claim_data_dir(lock, settings, sock)  # likewise a held data folder (DataDirInUse)
     try:
+        app = create_app(settings, data_lock=lock)
         IvrsimServer(_config(app, settings, "info", access_log), app, on_bound).run(sockets=[sock])
     except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C once it has shut down cleanly (as uvicorn.run, end quietly)
         pass
+    finally:
+        lock.release()
+        sock.close()

@@ -24,6 +24,7 @@ After the last step the caller stays on the line, silent, until the platform han
 
 from __future__ import annotations
 
+import asyncio
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -174,9 +175,14 @@ class ScriptedCaller(Callee):
         return cls.from_dict(read_script(path), source=str(path), folder=path.parent, catalog=catalog)
 
     @classmethod
-    def from_dict(cls, document: Any, source: str = "script", folder: Path | None = None, catalog: VoiceCatalog | None = None) -> ScriptedCaller:
+    def from_dict(
+        cls, document: Any, source: str = "script", folder: Path | None = None, catalog: VoiceCatalog | None = None, decode_audio: bool = True
+    ) -> ScriptedCaller:
         """Parse and check a script: every step's settings, ``say`` voices against ``catalog`` (when given)
-        and ``play`` files (relative to ``folder``), so a bad script fails when it loads, not in a call."""
+        and ``play`` files (relative to ``folder``), so a bad script fails when it loads, not in a call.
+        ``decode_audio=False`` checks only that play files exist: for a callee made per call on the event
+        loop, whose files were decoded when the phonebook loaded and are decoded again, off the loop, by
+        ``prepare``."""
         if not isinstance(document, dict):
             raise ScriptError(f"{source}: a caller script is a mapping with name, answer_after_rings and steps")
         unknown = set(document) - {"name", "description", "answer_after_rings", "steps"}
@@ -190,7 +196,7 @@ class ScriptedCaller(Callee):
             raise ScriptError(f"{source}: steps must be a list")
         steps = [_parse_step(raw, f"{source}: step {i + 1}") for i, raw in enumerate(raw_steps)]
         for i, step in enumerate(steps):
-            _check_step(step, f"{source}: step {i + 1}", folder, catalog)
+            _check_step(step, f"{source}: step {i + 1}", folder, catalog, decode_audio)
         return cls(str(document.get("name", Path(source).stem)), rings, steps, folder)
 
     def answer(self) -> Answer:
@@ -220,11 +226,10 @@ class ScriptedCaller(Callee):
                 file = Path(step.params["file"])
                 if not file.is_absolute() and self.folder is not None:
                     file = self.folder / file
-                try:
-                    clip = read_audio_file(file)
+                try:  # decoding and resampling take long enough to hold up every call: off the event loop
+                    step.audio = await asyncio.to_thread(_mono_at, file, context.rate_hz)
                 except AudioFileError as error:
                     raise ScriptError(f"{self.label}: play step: {error}") from error
-                step.audio = resample(clip.samples.mean(axis=1), clip.rate_hz, context.rate_hz)
 
     def exchange(self, heard: np.ndarray) -> np.ndarray:
         out = np.zeros(len(heard), dtype=np.float32)
@@ -300,8 +305,15 @@ def check_voice(catalog: VoiceCatalog, voice: str | None, where: str) -> None:
         raise ScriptError(f"{where}: {error}") from None
 
 
-def _check_step(step: _Step, where: str, folder: Path | None, catalog: VoiceCatalog | None) -> None:
-    """What a step refers to exists: a say step's voice and settings, a play step's file."""
+def _mono_at(file: Path, rate_hz: int) -> np.ndarray:
+    """An audio file decoded, averaged to mono and resampled to ``rate_hz`` (blocking: run it in a thread)."""
+    clip = read_audio_file(file)
+    return resample(clip.samples.mean(axis=1), clip.rate_hz, rate_hz)
+
+
+def _check_step(step: _Step, where: str, folder: Path | None, catalog: VoiceCatalog | None, decode_audio: bool = True) -> None:
+    """What a step refers to exists: a say step's voice and settings, a play step's file (which decodes,
+    unless ``decode_audio`` is False)."""
     p = step.params
     if step.kind == "say":
         if catalog is not None:
@@ -318,6 +330,8 @@ def _check_step(step: _Step, where: str, folder: Path | None, catalog: VoiceCata
         if not file.is_file():
             raise ScriptError(f"{where}: play.file {p['file']!r}: no such file ({file}); put the audio there or fix the path "
                               "(a relative path starts at the script's folder)")
+        if not decode_audio:
+            return
         try:
             read_audio_file(file)
         except AudioFileError as error:
@@ -397,8 +411,7 @@ class AudioFixture(_PlaysAudio):
 
     async def prepare(self, context: CalleeContext) -> None:
         self.rate_hz = context.rate_hz
-        clip = read_audio_file(self.file)
-        self._audio = resample(clip.samples.mean(axis=1), clip.rate_hz, context.rate_hz)
+        self._audio = await asyncio.to_thread(_mono_at, self.file, context.rate_hz)  # off the event loop
 
 
 class AnsweringMachine(_PlaysAudio):
@@ -467,8 +480,10 @@ class Phonebook:
         return book
 
     def callee_for(self, number: str) -> Callee:
+        """A fresh callee for ``number``. Runs on the event loop for every call, so audio files are not
+        decoded here: ``load`` decoded them, and the callee's ``prepare`` does again, in a thread."""
         entry = self.entries.get(number, self.default)
-        return self.callee_for_entry(entry, where=f"phonebook entry {number}")
+        return self.callee_for_entry(entry, where=f"phonebook entry {number}", decode_audio=False)
 
     def _script(self, path: Path) -> Any:
         try:
@@ -483,7 +498,7 @@ class Phonebook:
     def describe(self) -> dict[str, Any]:
         return {"default": self.default, "numbers": self.entries}
 
-    def callee_for_entry(self, entry: Any, where: str) -> Callee:
+    def callee_for_entry(self, entry: Any, where: str, decode_audio: bool = True) -> Callee:
         if not isinstance(entry, dict) or "kind" not in entry:
             raise ScriptError(f"{where}: an entry needs a kind: scripted, fixture, machine, busy, no-answer, failed or soundcard")
         kind = entry["kind"]
@@ -494,11 +509,13 @@ class Phonebook:
                 if not file.is_absolute() and self.folder is not None:
                     file = self.folder / file
                 try:
-                    return ScriptedCaller.from_dict(self._script(file), source=f"caller script {file}", folder=file.parent, catalog=self.catalog)
+                    return ScriptedCaller.from_dict(
+                        self._script(file), source=f"caller script {file}", folder=file.parent, catalog=self.catalog, decode_audio=decode_audio
+                    )
                 except ScriptError as error:
                     raise ScriptError(f"{where}: {error}") from None
             if isinstance(script, dict):
-                return ScriptedCaller.from_dict(script, source=where, folder=self.folder, catalog=self.catalog)
+                return ScriptedCaller.from_dict(script, source=where, folder=self.folder, catalog=self.catalog, decode_audio=decode_audio)
             raise ScriptError(f"{where}: a scripted entry needs 'script': a file path or an inline script")
         if kind == "fixture":
             file = Path(str(entry.get("file", "")))

@@ -154,11 +154,16 @@ class _LiveCall:
         returns the call time at which it starts. Raises InjectionLimitError, and queues nothing, when
         it would make more than ``MAX_INJECTED_S`` wait to be played."""
         audio = np.asarray(samples, dtype=np.float32)
-        queued_s = self.injected_queued_s
-        if queued_s + len(audio) / self.rate_hz > MAX_INJECTED_S:
-            raise InjectionLimitError(len(audio) / self.rate_hz, queued_s)
+        self.check_room(len(audio) / self.rate_hz)
         self._injected.append(audio)
         return self.call_time_s
+
+    def check_room(self, seconds: float) -> None:
+        """Raise InjectionLimitError when ``seconds`` more of injected audio would not fit the call's queue
+        (so a request can be refused before its audio is made)."""
+        queued_s = self.injected_queued_s
+        if queued_s + seconds > MAX_INJECTED_S:
+            raise InjectionLimitError(seconds, queued_s)
 
     @property
     def injected_queued_s(self) -> float:

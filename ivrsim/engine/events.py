@@ -41,15 +41,47 @@ class CallEvent:
         }
 
 
+# -- time: the one place timestamps are formatted and parsed ---------------------------------------------
+# Stored and sent as ISO 8601 UTC with milliseconds and a ``Z`` (``2024-05-01T12:00:00.000Z``), so that
+# comparing two of them as strings (SQLite does) compares the moments.
+
+
+def iso_of(moment: datetime) -> str:
+    """``moment`` in the one timestamp form (a naive ``moment`` is taken as UTC)."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_iso(iso: str) -> datetime:
+    """A timestamp back to an aware datetime (one without an offset is taken as UTC)."""
+    moment = datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
 def utc_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return iso_of(datetime.now(UTC))
 
 
 def iso_after(iso: str, seconds: float) -> str:
-    """The ISO 8601 UTC time ``seconds`` after ``iso`` (same form as ``utc_now``): wall time that follows
-    call time, for the clocks whose call time is not wall time."""
-    moment = datetime.fromisoformat(iso.replace("Z", "+00:00")) + timedelta(seconds=seconds)
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """The time ``seconds`` after ``iso``: wall time that follows call time, for the clocks whose call
+    time is not wall time."""
+    return iso_of(parse_iso(iso) + timedelta(seconds=seconds))
+
+
+def iso_at(epoch_s: float) -> str:
+    """Unix seconds as a timestamp."""
+    return iso_of(datetime.fromtimestamp(epoch_s, UTC))
+
+
+def epoch_of(iso: str) -> float:
+    """A timestamp as Unix seconds."""
+    return parse_iso(iso).timestamp()
+
+
+def iso_days_ago(days: float, now: datetime | None = None) -> str:
+    """The timestamp ``days`` before ``now`` (default: now): retention's cutoff."""
+    return iso_of((now or datetime.now(UTC)) - timedelta(days=days))
 
 
 Subscriber = Callable[[CallEvent], None]

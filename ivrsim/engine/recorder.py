@@ -87,10 +87,15 @@ class CallRecorder:
         self.close()
 
 
+#: The bytes of a ``fmt `` chunk that repair reads: format, channels, rate, byte rate, block align.
+_FMT_BYTES = 14
+
+
 def repair_wav(path: str | os.PathLike[str]) -> float:
     """Make the RIFF and ``data`` sizes of a WAV left open by a crash match the audio written (whole
     frames; a torn last frame is cut); returns its duration in seconds. The audio is kept as written.
-    Raises ValueError when the file is not a PCM WAV."""
+    Raises ValueError (never anything else for bad content) when the file is not a PCM WAV or its header
+    is cut short."""
     with open(path, "r+b") as handle:
         riff = handle.read(12)
         if len(riff) < 12 or riff[:4] != b"RIFF" or riff[8:12] != b"WAVE":
@@ -102,11 +107,15 @@ def repair_wav(path: str | os.PathLike[str]) -> float:
             handle.seek(offset)
             chunk_id, chunk_size = struct.unpack("<4sI", handle.read(8))
             if chunk_id == b"fmt ":
-                fmt = handle.read(16)
-                _, _, rate_hz, _, block_align = struct.unpack("<HHIIH", fmt[:14])
+                fmt = handle.read(min(chunk_size, 16))
+                if chunk_size < _FMT_BYTES or len(fmt) < _FMT_BYTES:  # a header cut short: nothing to trust
+                    raise ValueError(f"{path} has a format chunk of {min(chunk_size, len(fmt))} bytes (a WAV needs {_FMT_BYTES} or more)")
+                _, _, rate_hz, _, block_align = struct.unpack("<HHIIH", fmt[:_FMT_BYTES])
             elif chunk_id == b"data":
-                if not block_align or not rate_hz:
+                if block_align is None or rate_hz is None:
                     raise ValueError(f"{path} has its data before its format")
+                if not block_align or not rate_hz:
+                    raise ValueError(f"{path} has a format chunk with a sample rate or block size of 0")
                 data_bytes = (size - offset - 8) // block_align * block_align
                 handle.truncate(offset + 8 + data_bytes)
                 handle.seek(offset + 4)

@@ -34,7 +34,7 @@ import ssl
 import tempfile
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,7 +47,9 @@ import numpy as np
 import soundfile
 
 from ivrsim.audio.resample import resample
+from ivrsim.http_failures import describe_http_failure
 from ivrsim.media.files import quiet_c_stderr
+from ivrsim.media.sniff import sniff_audio
 from ivrsim.exceptions import (
     AudioTooLargeError,
     AudioUrlError,
@@ -143,6 +145,10 @@ class _DeadlineStream(httpcore.NetworkStream):
         return self._inner.get_extra_info(info)
 
 
+#: Socket options as httpcore's backends take them.
+_SocketOptions = Iterable[tuple[int, int, int] | tuple[int, int, bytes | bytearray] | tuple[int, int, None, int]] | None
+
+
 class _DeadlineBackend(httpcore.NetworkBackend):
     """httpcore's sync sockets, with connects and streams bounded by the thread's fetch deadline.
 
@@ -159,13 +165,13 @@ class _DeadlineBackend(httpcore.NetworkBackend):
         port: int,
         timeout: float | None = None,
         local_address: str | None = None,
-        socket_options: Iterable[tuple[int, int, int | bytes] | tuple[int, int, None, int]] | None = None,
+        socket_options: _SocketOptions = None,
     ) -> httpcore.NetworkStream:
         stream = self._inner.connect_tcp(host, port, self._deadline.left(timeout), local_address, socket_options)
         return _DeadlineStream(stream, self._deadline)
 
     def connect_unix_socket(
-        self, path: str, timeout: float | None = None, socket_options: Iterable[tuple[int, int, int | bytes] | tuple[int, int, None, int]] | None = None
+        self, path: str, timeout: float | None = None, socket_options: _SocketOptions = None
     ) -> httpcore.NetworkStream:
         return _DeadlineStream(self._inner.connect_unix_socket(path, self._deadline.left(timeout), socket_options), self._deadline)
 
@@ -173,12 +179,79 @@ class _DeadlineBackend(httpcore.NetworkBackend):
         self._inner.sleep(seconds)
 
 
-def _deadline_transport(deadline: _Deadline) -> httpx.HTTPTransport:
-    """httpx's own transport (its exception mapping included) over deadline-bounded sockets."""
-    transport = httpx.HTTPTransport()
-    # httpx has no public way to pass a network backend; its pool is rebuilt with one (httpcore's API).
-    transport._pool = httpcore.ConnectionPool(ssl_context=httpx.create_ssl_context(), network_backend=_DeadlineBackend(deadline))
-    return transport
+#: httpcore's exceptions and the httpx ones the client (and ``describe_http_failure``) expect, most specific first.
+_HTTPCORE_TO_HTTPX: tuple[tuple[type[Exception], type[httpx.TransportError]], ...] = (
+    (httpcore.ConnectTimeout, httpx.ConnectTimeout),
+    (httpcore.ReadTimeout, httpx.ReadTimeout),
+    (httpcore.WriteTimeout, httpx.WriteTimeout),
+    (httpcore.PoolTimeout, httpx.PoolTimeout),
+    (httpcore.TimeoutException, httpx.TimeoutException),
+    (httpcore.ConnectError, httpx.ConnectError),
+    (httpcore.ReadError, httpx.ReadError),
+    (httpcore.WriteError, httpx.WriteError),
+    (httpcore.NetworkError, httpx.NetworkError),
+    (httpcore.RemoteProtocolError, httpx.RemoteProtocolError),
+    (httpcore.LocalProtocolError, httpx.LocalProtocolError),
+    (httpcore.UnsupportedProtocol, httpx.UnsupportedProtocol),
+    (httpcore.ProxyError, httpx.ProxyError),
+    (httpcore.ProtocolError, httpx.ProtocolError),
+)
+
+
+@contextlib.contextmanager
+def _as_httpx_errors(request: httpx.Request) -> Iterator[None]:
+    """Raise httpcore's exceptions as their httpx counterparts (what ``httpx.Client`` users catch)."""
+    try:
+        yield
+    except Exception as error:
+        for core, mapped in _HTTPCORE_TO_HTTPX:
+            if isinstance(error, core):
+                raise mapped(str(error), request=request) from error
+        raise
+
+
+class _BodyStream(httpx.SyncByteStream):
+    """A response body from httpcore, with its errors raised as httpx's."""
+
+    def __init__(self, inner: Iterable[bytes], request: httpx.Request) -> None:
+        self._inner = inner
+        self._request = request
+
+    def __iter__(self) -> Iterator[bytes]:
+        with _as_httpx_errors(self._request):
+            yield from self._inner
+
+    def close(self) -> None:
+        close = getattr(self._inner, "close", None)
+        if close is not None:
+            close()
+
+
+class _DeadlineTransport(httpx.BaseTransport):
+    """An httpx transport over httpcore's public ``ConnectionPool`` with deadline-bounded sockets (public
+    APIs only: httpx's own transport takes no network backend)."""
+
+    def __init__(self, deadline: _Deadline) -> None:
+        self._pool = httpcore.ConnectionPool(ssl_context=httpx.create_ssl_context(), network_backend=_DeadlineBackend(deadline))
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        assert isinstance(request.stream, httpx.SyncByteStream)
+        core_request = httpcore.Request(
+            method=request.method,
+            url=httpcore.URL(scheme=request.url.raw_scheme, host=request.url.raw_host, port=request.url.port, target=request.url.raw_path),
+            headers=request.headers.raw,
+            content=request.stream,
+            extensions=request.extensions,  # the client's timeouts
+        )
+        with _as_httpx_errors(request):
+            response = self._pool.handle_request(core_request)
+        assert isinstance(response.stream, Iterable)  # the sync pool's body
+        return httpx.Response(
+            status_code=response.status, headers=response.headers, stream=_BodyStream(response.stream, request), extensions=response.extensions
+        )
+
+    def close(self) -> None:
+        self._pool.close()
 
 
 class AudioUrlLoader:
@@ -195,7 +268,8 @@ class AudioUrlLoader:
             timeout=httpx.Timeout(s.read_timeout_s, connect=s.connect_timeout_s),
             follow_redirects=True,
             max_redirects=s.max_redirects,
-            transport=transport or _deadline_transport(self._deadline),
+            transport=transport or _DeadlineTransport(self._deadline),
+            trust_env=False,  # no proxy or netrc from the environment: every socket stays under the deadline
             headers={"User-Agent": "ivrsim (audio_url loader)", "Accept": "audio/*, */*;q=0.5"},
         )
         self._executor = ThreadPoolExecutor(max_workers=max(1, s.workers), thread_name_prefix="ivrsim-media")
@@ -339,9 +413,9 @@ class AudioUrlLoader:
                 url, f"timed out (connect {self.settings.connect_timeout_s:g} s, read {self.settings.read_timeout_s:g} s)"
             ) from error
         except httpx.ConnectError as error:
-            raise UrlUnreachableError(url, f"cannot connect ({error}); check the host and port") from error
-        except httpx.HTTPError as error:
-            raise UrlUnreachableError(url, f"the transfer failed ({type(error).__name__}: {error})") from error
+            raise UrlUnreachableError(url, f"{describe_http_failure(error)}; check the host and port") from error
+        except httpx.HTTPError as error:  # a fixed phrase: protocol errors quote what the server sent
+            raise UrlUnreachableError(url, f"the transfer failed: {describe_http_failure(error)}") from error
         if paths is not None and (meta["etag"] or meta["last_modified"]):
             self._store(paths, data, meta)
         return data, meta["content_type"] or None, False
@@ -437,64 +511,3 @@ def _describe(content_type: str | None, size_bytes: int) -> str:
     kind = (content_type or "").split(";")[0].strip()
     shown = f"Content-Type {kind.lower()}" if _CONTENT_TYPE.fullmatch(kind) else "no usable Content-Type"
     return f"{size_bytes} bytes, {shown}"
-
-
-def sniff_audio(data: bytes) -> str | None:
-    """The audio container ``data`` starts with ("WAV", "MP3", ...), or None when it is none that
-    libsndfile decodes. Checked before decoding, so that junk never reaches a decoder that prints."""
-    head = data[:16]
-    if (head[:4] == b"RIFF" and head[8:12] == b"WAVE") or head[:4] in (b"RIFX", b"RF64"):
-        return "WAV"
-    if head[:4] == b"riff" and head[4:8] == b"\x2e\x91\xcf\x11":
-        return "W64"
-    if head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
-        return "AIFF"
-    for magic, name in ((b"fLaC", "FLAC"), (b"OggS", "OGG"), (b".snd", "AU"), (b"caff", "CAF")):
-        if head.startswith(magic):
-            return name
-    if head[:3] == b"ID3" and len(data) >= 10:
-        size = (data[6] & 0x7F) << 21 | (data[7] & 0x7F) << 14 | (data[8] & 0x7F) << 7 | (data[9] & 0x7F)
-        return "MP3" if _mpeg_frames_at(data, 10 + size + (10 if data[5] & 0x10 else 0)) else None
-    return "MP3" if _mpeg_frames_at(data, 0) else None
-
-
-#: MPEG audio bitrates in kbit/s by (version is MPEG-1, layer) and index; sample rates by version.
-_BITRATES_KBPS = {
-    (True, 1): (0, 32, 64, 96, 128, 160, 192, 224, 256, 288, 320, 352, 384, 416, 448),
-    (True, 2): (0, 32, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384),
-    (True, 3): (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320),
-    (False, 1): (0, 32, 48, 56, 64, 80, 96, 112, 128, 144, 160, 176, 192, 224, 256),
-    (False, 2): (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160),
-    (False, 3): (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160),
-}
-_MPEG_RATES_HZ = {3: (44100, 48000, 32000), 2: (22050, 24000, 16000), 0: (11025, 12000, 8000)}
-
-
-def _mpeg_frame_length(header: bytes) -> int | None:
-    """Length in bytes of the MPEG audio frame whose 4-byte header this is, or None if it is not one."""
-    if len(header) < 4 or header[0] != 0xFF or header[1] & 0xE0 != 0xE0:
-        return None
-    version, layer_bits = (header[1] >> 3) & 3, (header[1] >> 1) & 3
-    bitrate_index, rate_index, padding = header[2] >> 4, (header[2] >> 2) & 3, (header[2] >> 1) & 1
-    if version == 1 or layer_bits == 0 or bitrate_index in (0, 15) or rate_index == 3:
-        return None
-    layer = 4 - layer_bits
-    bitrate = _BITRATES_KBPS[(version == 3, layer)][bitrate_index] * 1000
-    rate_hz = _MPEG_RATES_HZ[version][rate_index]
-    if layer == 1:
-        return (12 * bitrate // rate_hz + padding) * 4
-    per_frame = 144 if layer == 2 or version == 3 else 72
-    return per_frame * bitrate // rate_hz + padding
-
-
-def _mpeg_frames_at(data: bytes, offset: int, frames: int = 3) -> bool:
-    """True when ``frames`` consecutive MPEG audio frame headers follow each other from ``offset`` (a
-    stream shorter than that counts when every frame it has is whole)."""
-    for _ in range(frames):
-        length = _mpeg_frame_length(data[offset : offset + 4])
-        if length is None:
-            return False
-        offset += length
-        if offset >= len(data):
-            return offset == len(data)
-    return True

@@ -18,6 +18,7 @@ import numpy as np
 import soundfile
 
 from ivrsim.exceptions import AudioFileError
+from ivrsim.media.sniff import HEAD_BYTES, may_be_mpeg
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +50,9 @@ def read_audio_file(path: str | os.PathLike[str]) -> AudioClip:
     if file.stat().st_size == 0:
         raise AudioFileError(name, "is empty (0 bytes)")
     try:
-        with quiet_c_stderr():
+        with file.open("rb") as handle:
+            head = handle.read(HEAD_BYTES)
+        with quiet_c_stderr() if may_be_mpeg(head) else contextlib.nullcontext():  # only libmpg123 prints
             samples, rate_hz = soundfile.read(name, dtype="float32", always_2d=True)
     except soundfile.LibsndfileError as error:
         raise AudioFileError(name, f"not a readable audio file ({error.error_string})") from error
@@ -75,43 +78,78 @@ def write_audio_file(path: str | os.PathLike[str], samples: np.ndarray, rate_hz:
         raise AudioFileError(name, f"cannot be written ({error})") from error
 
 
-_C_STDERR_LOCK = threading.Lock()  # guards the process-wide C ``stderr`` while it is swapped
+class _CStderrSink:
+    """A temporary file that C's ``stderr`` points at while an MP3 decodes, opened once and never closed.
+
+    C's ``stderr`` is one pointer for the whole process, so this is process-wide by nature. The sink stays
+    open for the life of the process: a C write that picked up the pointer just before it was put back
+    lands in a file that still exists (closing it would free memory another thread may still write to).
+    Between swaps it is read and emptied under the lock."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._opened = False
+        self._libc: ctypes.CDLL | None = None
+        self._stream: ctypes.c_void_p | None = None  # C's ``stderr`` variable
+        self._sink: int | None = None  # the FILE* of the temporary file
+
+    def _open(self) -> None:
+        """Find C's ``stderr`` and open the sink, once; where either fails (not glibc), decodes run as is."""
+        self._opened = True
+        try:
+            libc = ctypes.CDLL(None)
+            stream = ctypes.c_void_p.in_dll(libc, "stderr")
+            libc.tmpfile.restype = ctypes.c_void_p
+            for name in ("fflush", "rewind", "fileno"):
+                getattr(libc, name).argtypes = [ctypes.c_void_p]
+            libc.fread.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_void_p]
+            libc.fread.restype = ctypes.c_size_t
+            sink = libc.tmpfile()
+        except (OSError, ValueError, AttributeError):
+            return
+        if sink:
+            self._libc, self._stream, self._sink = libc, stream, sink
+
+    def _drain(self) -> bytes:
+        """What C printed into the sink since the last drain; leaves it empty. Called with the lock held."""
+        assert self._libc is not None and self._sink is not None
+        libc, sink = self._libc, self._sink
+        libc.fflush(sink)
+        libc.rewind(sink)
+        buffer = ctypes.create_string_buffer(2048)
+        count = libc.fread(buffer, 1, len(buffer), sink)
+        with contextlib.suppress(OSError):
+            os.ftruncate(libc.fileno(sink), 0)
+        libc.rewind(sink)
+        return buffer.raw[:count]
+
+    @contextlib.contextmanager
+    def quiet(self) -> Iterator[None]:
+        with self._lock:
+            if not self._opened:
+                self._open()
+            if self._stream is None or self._sink is None:
+                yield
+                return
+            original = self._stream.value
+            self._stream.value = self._sink
+            try:
+                yield
+            finally:
+                self._stream.value = original
+                notes = self._drain()
+        if notes:
+            logger.debug("decoder notes: %s", notes.decode("utf-8", "replace").strip())
 
 
-@contextlib.contextmanager
-def quiet_c_stderr() -> Iterator[None]:
+_C_STDERR = _CStderrSink()
+
+
+def quiet_c_stderr() -> contextlib.AbstractContextManager[None]:
     """Send what C code prints to ``stderr`` meanwhile (libmpg123, inside libsndfile, prints notes such as
     "Xing stream size off" with no way to turn them off) to the debug log instead of the terminal.
 
     Python's own writes go to file descriptor 2 and are untouched: only the C library's ``stderr``
-    stream is swapped, for as long as the decode runs. Where that stream cannot be found (not glibc), the
-    decode runs as is."""
-    try:
-        libc = ctypes.CDLL(None)
-        c_stderr = ctypes.c_void_p.in_dll(libc, "stderr")
-        libc.tmpfile.restype = ctypes.c_void_p
-        for name in ("fflush", "fclose", "rewind"):
-            getattr(libc, name).argtypes = [ctypes.c_void_p]
-        libc.fread.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_void_p]
-        libc.fread.restype = ctypes.c_size_t
-    except (OSError, ValueError, AttributeError):
-        yield
-        return
-    with _C_STDERR_LOCK:
-        sink = libc.tmpfile()
-        if not sink:
-            yield
-            return
-        original = c_stderr.value
-        c_stderr.value = sink
-        try:
-            yield
-        finally:
-            c_stderr.value = original
-            libc.fflush(sink)
-            libc.rewind(sink)
-            buffer = ctypes.create_string_buffer(2048)
-            count = libc.fread(buffer, 1, len(buffer), sink)
-            libc.fclose(sink)
-            if count:
-                logger.debug("decoder notes: %s", buffer.raw[:count].decode("utf-8", "replace").strip())
+    stream is swapped, for as long as the decode runs. Decodes under it run one at a time, so use it only
+    around decodes that may reach libmpg123 (``ivrsim.media.sniff``)."""
+    return _C_STDERR.quiet()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import soundfile as sf
@@ -30,13 +31,42 @@ def wav_to_mp3(wav: Path, mp3: Path) -> Path:
     return mp3
 
 
-async def mp3_beside(wav: Path) -> Path:
-    """The MP3 beside ``wav`` (same name, ``.mp3``), made on a worker thread when missing or older than the
-    WAV. Two first requests at once may both convert; the atomic rename keeps the file whole either way."""
-    mp3 = wav.with_suffix(".mp3")
-    try:
-        if mp3.stat().st_mtime_ns >= wav.stat().st_mtime_ns:
-            return mp3
-    except FileNotFoundError:
-        pass
-    return await asyncio.to_thread(wav_to_mp3, wav, mp3)
+class Mp3Transcoder:
+    """MP3s beside recordings' WAVs, made on a one-thread pool of its own (``ivrsim-mp3``), never asyncio's
+    default pool (which TTS and file reads share), and once per recording: requests that arrive while a
+    recording is being encoded wait for that encode instead of starting their own. One per app; use it
+    from one event loop.
+
+    The pool exists only while there is work: its thread ends when the last encode does, so nothing
+    outlives the server and the app needs no shutdown hook."""
+
+    def __init__(self) -> None:
+        self._executor: ThreadPoolExecutor | None = None
+        self._inflight: dict[Path, asyncio.Future[Path]] = {}
+        #: Encodes started since this transcoder was made (cached MP3s and joined requests start none).
+        self.encodes_started = 0
+
+    async def mp3_beside(self, wav: Path) -> Path:
+        """The MP3 beside ``wav`` (same name, ``.mp3``), encoded when missing or older than the WAV."""
+        mp3 = wav.with_suffix(".mp3")
+        try:
+            if mp3.stat().st_mtime_ns >= wav.stat().st_mtime_ns:
+                return mp3
+        except FileNotFoundError:
+            pass
+        future = self._inflight.get(wav)
+        if future is None:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ivrsim-mp3")
+            future = asyncio.wrap_future(self._executor.submit(wav_to_mp3, wav, mp3))
+            self.encodes_started += 1
+            self._inflight[wav] = future
+            future.add_done_callback(lambda _: self._finished(wav))
+        # shielded: a client that goes away cancels its own wait, not the encode others are waiting for
+        return await asyncio.shield(future)
+
+    def _finished(self, wav: Path) -> None:
+        del self._inflight[wav]
+        if not self._inflight and self._executor is not None:
+            self._executor.shutdown(wait=False)  # idle: let the thread end; the next encode makes a new one
+            self._executor = None

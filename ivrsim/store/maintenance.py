@@ -1,8 +1,10 @@
 """Operations on a data folder: who holds it, retention (prune), and snapshots (save, load).
 
 All of it is safe while a server runs on the folder: prune opens its own SQLite connection (WAL lets the
-server keep reading and writing) and deletes in short transactions; a snapshot copies the database with
-SQLite's online backup API, so it is one consistent state even while calls are being written. Loading a
+server keep reading and writing) and deletes in small, short write transactions with a pause between them,
+so the server's own writes (which wait for the write lock on the event loop) wait milliseconds, never up to
+the busy timeout; a snapshot copies the database with SQLite's online backup API in one step, so it is one
+consistent state even while calls are being written. Loading a
 snapshot is the one thing that needs the folder to itself: it refuses while a server holds the folder's
 lock.
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import glob
 import io
 import json
 import logging
@@ -27,13 +30,14 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
 from ivrsim import __version__
 from ivrsim.exceptions import IvrsimError
-from ivrsim.store.sqlite import LIVE_STATUSES
+from ivrsim.engine.events import iso_days_ago, utc_now
+from ivrsim.store.sqlite import BUSY_TIMEOUT_S, LIVE_STATUSES, Store, delete_expired_idempotency_keys
 
 logger = logging.getLogger(__name__)
 
@@ -44,10 +48,12 @@ LOCK_NAME = "server.lock"
 #: What a snapshot's manifest says it is, and the newest layout this version reads.
 SNAPSHOT_FORMAT = "ivrsim-snapshot"
 SNAPSHOT_VERSION = 1
-#: Calls deleted per transaction by prune: short transactions keep the server's writes flowing.
-PRUNE_BATCH_CALLS = 200
-#: How long a connection of ours waits for the server's write lock, in seconds.
-BUSY_TIMEOUT_S = 10.0
+#: Calls deleted per write transaction by prune, at most: small transactions keep the server's writes flowing.
+PRUNE_BATCH_CALLS = 20
+#: A prune transaction that took longer than this halves the next batch (calls with many events), in seconds.
+PRUNE_TRANSACTION_S = 0.05
+#: Prune's pause between two transactions, in seconds: the server's waiting writes go first.
+PRUNE_PAUSE_S = 0.02
 #: Files in a data folder that a snapshot never copies (the live database is copied by the backup API).
 _NOT_COPIED = {DATABASE_NAME, f"{DATABASE_NAME}-wal", f"{DATABASE_NAME}-shm", f"{DATABASE_NAME}-journal", LOCK_NAME}
 
@@ -101,7 +107,7 @@ class DataDirLock:
             raise DataDirInUse(self.data_dir, _read_holder(self.path)) from None
         handle.seek(0)
         handle.truncate()
-        handle.write(json.dumps({"pid": os.getpid(), "started_at": _now_iso(), "ivrsim": __version__, **info}))
+        handle.write(json.dumps({"pid": os.getpid(), "started_at": utc_now(), "ivrsim": __version__, **info}))
         handle.flush()
         self._file = handle
 
@@ -168,6 +174,7 @@ class PruneResult:
 
 def _connect(db: Path) -> sqlite3.Connection:
     connection = sqlite3.connect(db, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
+    connection.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
     connection.execute("PRAGMA foreign_keys=ON")
     return connection
 
@@ -185,16 +192,31 @@ def _tables_with(connection: sqlite3.Connection, column: str, skip: set[str]) ->
     return [n for n in names if n not in skip and any(row[1] == column for row in connection.execute(f'PRAGMA table_info("{n}")'))]
 
 
-def _recording_files(data_dir: Path, recording_id: str, stored_path: str) -> set[Path]:
+def recording_files(data_dir: Path, recording_id: str, stored_path: str) -> set[Path]:
     """A recording's files, looked up inside ``data_dir/recordings`` only (the stored path may be relative
-    to another working directory, and prune never deletes outside the data folder): the WAV and any
-    conversions beside it (``<id>.mp3``)."""
-    folder = data_dir / "recordings"
-    files = {p for p in folder.glob(f"{recording_id}.*") if p.is_file()}
-    named = folder / PurePosixPath(stored_path.replace("\\", "/")).name
-    if named.is_file():
+    to another working directory, and neither prune nor the /_sim reset deletes outside the data folder):
+    the WAV and any conversions beside it (``<id>.mp3``)."""
+    folder = Path(data_dir) / "recordings"
+    files = {p for p in folder.glob(f"{glob.escape(recording_id)}.*") if p.is_file()}
+    name = PurePosixPath(stored_path.replace("\\", "/")).name
+    named = folder / name
+    if name not in ("", ".", "..") and named.is_file():
         files.add(named)
     return files
+
+
+def remove_files(files: set[Path]) -> tuple[int, int]:
+    """Delete ``files``; returns (how many were there, their bytes). One already gone is skipped."""
+    count = size_bytes = 0
+    for file in files:
+        try:
+            size = file.stat().st_size
+            file.unlink()
+        except FileNotFoundError:
+            continue
+        count += 1
+        size_bytes += size
+    return count, size_bytes
 
 
 def prune(
@@ -204,15 +226,18 @@ def prune(
     dry_run: bool = False,
     now: datetime | None = None,
     stop: threading.Event | None = None,
+    idempotency_ttl_s: float | None = None,
 ) -> PruneResult:
     """Delete calls that ended more than ``older_than_days`` ago, with every row that names them (events,
-    webhook deliveries, recordings, idempotency keys, ...) and their recording files. Live calls, and calls
-    with webhook deliveries still pending, are never touched. Works in batches of short transactions; ``stop`` ends it between batches."""
+    webhook deliveries, recordings, ...) and their recording files. Live calls, and calls with webhook
+    deliveries still pending, are never touched. With ``idempotency_ttl_s``, Idempotency-Keys older than
+    that go too (they name no call: they go by age). Deletes in small transactions with a pause between;
+    ``stop`` ends it between two of them."""
     if not older_than_days >= 0:
         raise MaintenanceError(f"older_than_days must be 0 or more, got {older_than_days}")
     data_dir = Path(data_dir)
     db = _database(data_dir)
-    cutoff = ((now or datetime.now(UTC)) - timedelta(days=older_than_days)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    cutoff = iso_days_ago(older_than_days, now)
     result = PruneResult(str(data_dir), older_than_days, cutoff, dry_run)
     live = ",".join("?" * len(LIVE_STATUSES))
     old_calls = (  # a call whose webhooks are still being retried stays until they are delivered or given up
@@ -224,32 +249,49 @@ def prune(
     try:
         by_call = _tables_with(connection, "call_id", skip={"calls", "recordings"})
         by_recording = _tables_with(connection, "recording_id", skip={"recordings", *by_call})
+        has_keys = connection.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'idempotency_keys'").fetchone()
+        if idempotency_ttl_s is not None and has_keys:  # a folder made before the table has none to prune
+            _prune_idempotency_keys(connection, idempotency_ttl_s, now, result, dry_run)
         if dry_run:
             ids = [row[0] for row in connection.execute(old_calls, old_params)]
             _count_or_delete(connection, data_dir, ids, by_call, by_recording, result, delete=False)
             return result
+        batch = PRUNE_BATCH_CALLS
         while stop is None or not stop.is_set():
+            started = time.monotonic()
             connection.execute("BEGIN IMMEDIATE")
             try:
-                ids = [row[0] for row in connection.execute(old_calls + f" ORDER BY created_at LIMIT {PRUNE_BATCH_CALLS}", old_params)]
+                ids = [row[0] for row in connection.execute(old_calls + f" ORDER BY created_at LIMIT {batch}", old_params)]
                 files = _count_or_delete(connection, data_dir, ids, by_call, by_recording, result, delete=True)
                 connection.execute("COMMIT")
             except BaseException:
                 connection.execute("ROLLBACK")
                 raise
-            for file in files:  # after the commit: a row never points at a file already gone
-                try:
-                    size = file.stat().st_size
-                    file.unlink()
-                except FileNotFoundError:
-                    continue
-                result.recording_files += 1
-                result.bytes_freed += size
-            if len(ids) < PRUNE_BATCH_CALLS:
+            took_s = time.monotonic() - started
+            removed, size_bytes = remove_files(files)  # after the commit: a row never points at a file already gone
+            result.recording_files += removed
+            result.bytes_freed += size_bytes
+            if len(ids) < batch:
                 break
+            if took_s > PRUNE_TRANSACTION_S:  # calls with many rows: fewer per transaction
+                batch = max(1, batch // 2)
+            if stop is not None:
+                stop.wait(PRUNE_PAUSE_S)
+            else:
+                time.sleep(PRUNE_PAUSE_S)
     finally:
         connection.close()
     return result
+
+
+def _prune_idempotency_keys(connection: sqlite3.Connection, ttl_s: float, now: datetime | None, result: PruneResult, dry_run: bool) -> None:
+    now_s = now.timestamp() if now is not None else time.time()
+    if dry_run:
+        count = int(connection.execute("SELECT COUNT(*) FROM idempotency_keys WHERE created_at < ?", (now_s - ttl_s,)).fetchone()[0])
+    else:
+        count = delete_expired_idempotency_keys(connection, now_s, ttl_s)  # one indexed DELETE, its own short transaction
+    if count:
+        result.rows["idempotency_keys"] = result.rows.get("idempotency_keys", 0) + count
 
 
 def _count_or_delete(
@@ -277,7 +319,7 @@ def _count_or_delete(
         marks = ",".join("?" * len(chunk))
         recordings = connection.execute(f"SELECT id, path FROM recordings WHERE call_id IN ({marks})", chunk).fetchall()
         for recording_id, stored_path in recordings:
-            files |= _recording_files(data_dir, recording_id, stored_path)
+            files |= recording_files(data_dir, recording_id, stored_path)
         recording_ids = [r[0] for r in recordings]
         for table in by_recording:
             for rchunk in _chunks(recording_ids, 500):
@@ -300,56 +342,64 @@ def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
 
 
 class Housekeeping:
-    """What a server does for its data folder while it runs: hold the folder's lock and, when
-    ``retain_days`` is set, prune at start and then every ``interval_s``, on its own thread (never the
-    event loop)."""
+    """What a server does for its data folder while it runs, at start and then every ``interval_s``, on its
+    own thread (never the event loop): forget Idempotency-Keys past their TTL and, when ``retain_days`` is
+    set, prune the calls that ended longer ago. The folder's lock is the server's (taken before uvicorn
+    starts), not this object's."""
 
-    def __init__(self, data_dir: Path, retain_days: float | None, interval_s: float = 3600.0, listen: str | None = None) -> None:
+    def __init__(self, data_dir: Path, store: Store, retain_days: float | None, interval_s: float = 3600.0,
+                 idempotency_ttl_s: float = 24 * 3600.0) -> None:
         self.data_dir = Path(data_dir)
+        self.store = store
         self.retain_days = retain_days
         self.interval_s = interval_s
-        self.listen = listen
-        self.lock = DataDirLock(self.data_dir)
+        self.idempotency_ttl_s = idempotency_ttl_s
         self.last_result: PruneResult | None = None
         self._stop = threading.Event()
         self._executor: ThreadPoolExecutor | None = None
         self._task: asyncio.Task[None] | None = None
 
     @classmethod
-    async def start(cls, data_dir: Path, retain_days: float | None, interval_s: float = 3600.0, listen: str | None = None) -> Housekeeping:
-        """Take the folder's lock (DataDirInUse if a server has it) and start retention."""
-        housekeeping = cls(data_dir, retain_days, interval_s, listen)
-        housekeeping.lock.acquire(**({"listen": listen} if listen else {}))
-        if retain_days is not None:
-            housekeeping._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ivrsim-retention")
-            housekeeping._task = asyncio.create_task(housekeeping._retain(), name="ivrsim-retention")
+    async def start(cls, data_dir: Path, store: Store, retain_days: float | None, interval_s: float = 3600.0,
+                    idempotency_ttl_s: float = 24 * 3600.0) -> Housekeeping:
+        housekeeping = cls(data_dir, store, retain_days, interval_s, idempotency_ttl_s)
+        housekeeping._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ivrsim-housekeeping")
+        housekeeping._task = asyncio.create_task(housekeeping._loop(), name="ivrsim-housekeeping")
         return housekeeping
 
-    async def _retain(self) -> None:
-        assert self.retain_days is not None and self._executor is not None
+    def run_once(self) -> PruneResult | None:
+        """One pass (blocking: run it off the event loop); the prune result when retention is on."""
+        keys = self.store.prune_idempotency_keys(time.time(), self.idempotency_ttl_s)
+        if keys:
+            logger.info("housekeeping: forgot %d Idempotency-Key(s) older than %g s", keys, self.idempotency_ttl_s)
+        if self.retain_days is None:
+            return None
+        result = prune(self.data_dir, self.retain_days, stop=self._stop)
+        if result.calls:
+            logger.info("retention: pruned %d call(s) ended before %s, %d recording file(s), %d bytes",
+                        result.calls, result.cutoff, result.recording_files, result.bytes_freed)
+        return result
+
+    async def _loop(self) -> None:
+        assert self._executor is not None
         loop = asyncio.get_running_loop()
         while True:
             try:
-                result = await loop.run_in_executor(self._executor, lambda: prune(self.data_dir, self.retain_days or 0.0, stop=self._stop))
-                self.last_result = result
-                if result.calls:
-                    logger.info("retention: pruned %d call(s) ended before %s, %d recording file(s), %d bytes",
-                                result.calls, result.cutoff, result.recording_files, result.bytes_freed)
+                self.last_result = await loop.run_in_executor(self._executor, self.run_once)
             except asyncio.CancelledError:
                 raise
             except Exception:  # a failed pass is retried at the next interval, never fatal to the server
-                logger.exception("retention: pruning %s failed; trying again in %g s", self.data_dir, self.interval_s)
+                logger.exception("housekeeping of %s failed; trying again in %g s", self.data_dir, self.interval_s)
             await asyncio.sleep(self.interval_s)
 
     async def stop(self) -> None:
-        """Stop retention (a pass in progress ends after its current batch) and release the lock."""
+        """Stop (a prune in progress ends after its current transaction) and wait for the thread."""
         self._stop.set()
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
         if self._executor is not None:
             await asyncio.to_thread(self._executor.shutdown, wait=True)
-        self.lock.release()
 
 
 # -- snapshots ----------------------------------------------------------------------------------------------
@@ -405,7 +455,12 @@ def save_snapshot(data_dir: Path, file: Path, progress: Progress | None = None) 
         target = sqlite3.connect(copy)
         try:
             pages = max(1, int(source.execute("PRAGMA page_count").fetchone()[0]))
-            source.backup(target, pages=1024, progress=lambda _status, remaining, total: progress and progress("database", total - remaining, total))
+            if progress:
+                progress("database", 0, pages)
+            # One step (pages=-1): a stepped backup starts over whenever the server writes between two
+            # steps, so on a busy server it might never end. One step is one read transaction; in WAL mode
+            # the server keeps writing meanwhile.
+            source.backup(target, pages=-1)
             if progress:
                 progress("database", pages, pages)
             target.execute("PRAGMA journal_mode=DELETE")  # one self-contained file, no -wal beside it
@@ -432,7 +487,7 @@ def save_snapshot(data_dir: Path, file: Path, progress: Progress | None = None) 
                     done += info.size
                     if progress:
                         progress("files", done, total_bytes)
-                manifest = SnapshotManifest(SNAPSHOT_FORMAT, SNAPSHOT_VERSION, __version__, _now_iso(), str(data_dir.resolve()),
+                manifest = SnapshotManifest(SNAPSHOT_FORMAT, SNAPSHOT_VERSION, __version__, utc_now(), str(data_dir.resolve()),
                                             counts, included + 1, done)
                 body = json.dumps(manifest.as_dict(), indent=2).encode()
                 info = tarfile.TarInfo("manifest.json")
@@ -551,6 +606,3 @@ def _check_database(file: Path, db: Path, data_dir: Path) -> None:
     finally:
         connection.close()
 
-
-def _now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -19,6 +19,9 @@ from ivrsim.engine.events import CallEvent, utc_now
 
 #: Statuses of a call that has not ended.
 LIVE_STATUSES = ("queued", "ringing", "in-progress")
+#: How long any connection to a data folder's database waits for another's write lock before SQLite says
+#: "database is locked", in seconds. Prune's write transactions are kept far shorter than this.
+BUSY_TIMEOUT_S = 10.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS calls (
@@ -151,9 +154,10 @@ class Store:
         self.path = str(path)
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, check_same_thread=False, isolation_level=None)
         self._lock = threading.Lock()
         with self._lock:
+            self._db.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")  # stated, not left to the driver
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA foreign_keys=ON")
@@ -263,14 +267,20 @@ class Store:
             ).fetchone()
         return RecordingRecord(*row) if row else None
 
-    def reset(self) -> list[str]:
-        """Forget every call, event, recording row and delivery (the /_sim reset); returns the paths of the
-        recording files the forgotten rows pointed to, for the caller to delete."""
+    def reset(self) -> list[tuple[str, str]]:
+        """Forget every call, event, recording row and delivery (the /_sim reset), in one transaction;
+        returns (id, stored path) of the recordings forgotten, for the caller to delete their files."""
         with self._lock:
-            paths = [row[0] for row in self._db.execute("SELECT path FROM recordings")]
-            for table in ("webhook_deliveries", "events", "recordings", "pending_work", "idempotency_keys", "calls"):
-                self._db.execute(f"DELETE FROM {table}")
-        return paths
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                recordings = [(row[0], row[1]) for row in self._db.execute("SELECT id, path FROM recordings")]
+                for table in ("webhook_deliveries", "events", "recordings", "pending_work", "idempotency_keys", "calls"):
+                    self._db.execute(f"DELETE FROM {table}")
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return recordings
 
     def live_calls(self) -> list[CallRecord]:
         """Calls that have not ended (after a crash: those that were live when the process stopped)."""
@@ -389,7 +399,7 @@ class Store:
         """Claim ``key`` for a new request (None: go ahead), or return what the earlier request with it left.
         Keys older than ``ttl_s`` are pruned first, so an expired key is claimed afresh."""
         with self._lock:
-            self._db.execute("DELETE FROM idempotency_keys WHERE created_at < ?", (now_s - ttl_s,))
+            delete_expired_idempotency_keys(self._db, now_s, ttl_s)
             cursor = self._db.execute(
                 "INSERT OR IGNORE INTO idempotency_keys (scope, key, fingerprint, created_at) VALUES (?, ?, ?, ?)",
                 (scope, key, fingerprint, now_s),
@@ -414,9 +424,16 @@ class Store:
             self._db.execute("DELETE FROM idempotency_keys WHERE scope = ? AND key = ? AND status_code IS NULL", (scope, key))
 
     def prune_idempotency_keys(self, now_s: float, ttl_s: float) -> int:
-        """Delete keys older than ``ttl_s``; returns how many."""
+        """Delete keys older than ``ttl_s`` (server housekeeping: claims prune too, but only while keyed
+        requests come); returns how many."""
         with self._lock:
-            return int(self._db.execute("DELETE FROM idempotency_keys WHERE created_at < ?", (now_s - ttl_s,)).rowcount)
+            return delete_expired_idempotency_keys(self._db, now_s, ttl_s)
+
+
+def delete_expired_idempotency_keys(db: sqlite3.Connection, now_s: float, ttl_s: float) -> int:
+    """Delete the Idempotency-Keys older than ``ttl_s`` on ``db`` (the store's, or prune's own connection);
+    returns how many. Keys belong to no call: they go by age alone."""
+    return max(int(db.execute("DELETE FROM idempotency_keys WHERE created_at < ?", (now_s - ttl_s,)).rowcount), 0)
 
 
 def _call(row: tuple[Any, ...]) -> CallRecord:

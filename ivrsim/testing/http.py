@@ -1,10 +1,11 @@
-"""A file server for ``audio_url`` tests: fixed bytes on loopback, for as long as a ``with`` lasts."""
+"""Servers for tests: fixed bytes on loopback (over HTTP, or raw over TCP), for as long as a ``with`` lasts."""
 
 from __future__ import annotations
 
+import socket
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
@@ -31,3 +32,38 @@ def serve_bytes(body: bytes, content_type: str = "application/octet-stream") -> 
     finally:
         server.shutdown()
         server.server_close()
+
+
+@contextmanager
+def serve_raw(reply: bytes) -> Iterator[str]:
+    """A loopback TCP server that answers every connection with ``reply`` (any bytes, valid HTTP or not)
+    once the request's headers have arrived, then closes it; yields ``http://127.0.0.1:<port>``."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def answer(connection: socket.socket) -> None:
+        with connection:
+            connection.settimeout(10.0)
+            received = b""
+            with suppress(OSError):
+                while b"\r\n\r\n" not in received:
+                    chunk = connection.recv(65536)
+                    if not chunk:
+                        return
+                    received += chunk
+                connection.sendall(reply)
+
+    def serve() -> None:
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except OSError:  # the listener was closed: the ``with`` has ended
+                return
+            threading.Thread(target=answer, args=(connection,), name="serve-raw-connection", daemon=True).start()
+
+    threading.Thread(target=serve, name="serve-raw", daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        with suppress(OSError):
+            listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() (closing alone does not, on Linux)
+        listener.close()

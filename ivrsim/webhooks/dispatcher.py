@@ -31,12 +31,12 @@ import logging
 import random
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 
-from ivrsim.engine.events import CallEvent, utc_now
+from ivrsim.engine.events import CallEvent, epoch_of, iso_at, utc_now
+from ivrsim.http_failures import describe_http_failure
 from ivrsim.store.sqlite import Store
 
 logger = logging.getLogger(__name__)
@@ -82,15 +82,6 @@ class DeliveryNotFound(LookupError):
 
 class DeliveryAlreadyDelivered(ValueError):
     """The delivery has arrived; there is nothing to retry."""
-
-
-def iso_at(epoch_s: float) -> str:
-    """Unix seconds as the store's ISO 8601 UTC form (milliseconds, ``Z``)."""
-    return datetime.fromtimestamp(epoch_s, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def epoch_of(iso: str) -> float:
-    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
 def _shown(url: str) -> str:
@@ -290,13 +281,13 @@ class WebhookDispatcher:
                 retryable = status_code >= 500 or status_code in RETRYABLE_4XX
             except httpx.TimeoutException as exc:
                 error = f"timed out ({type(exc).__name__})"
-            except httpx.HTTPError as exc:
-                error = f"{type(exc).__name__}: {exc}"
+            except httpx.HTTPError as exc:  # a fixed phrase: protocol errors quote the receiver's bytes
+                error = f"{type(exc).__name__}: {describe_http_failure(exc)}"
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # anything else is a failed attempt, never a stuck delivery
                 logger.exception("webhook #%s: unexpected error while sending", delivery["id"])
-                error = f"{type(exc).__name__}: {exc}"
+                error = f"{type(exc).__name__}: unexpected error while sending (details in the server log)"
         attempts.append(
             {"attempt": number, "at": utc_now(), "status_code": status_code, "error": error, "ms": round((time.perf_counter() - started) * 1000, 1)}
         )

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 
 from ivrsim.api.deps import ApiKeyDep, Services, ServicesDep
@@ -16,7 +16,6 @@ from ivrsim.api.errors import BODY_ERRORS, HTTP_404_NOT_FOUND, HTTP_409_CONFLICT
 from ivrsim.api.idempotency import IdempotencyKey, idempotent
 from ivrsim.api.schemas import CallCreate, CallCreated, CallList, CallPublic, RecordingPublic
 from ivrsim.exceptions import AudioUrlError, SsmlError, UnknownVoiceError
-from ivrsim.media.transcode import mp3_beside
 from ivrsim.speech.tts import PromptTooLongError, check_prompt_length
 from ivrsim.store.sqlite import CallRecord
 from ivrsim.webhooks.dispatcher import FINAL_EVENTS
@@ -208,7 +207,7 @@ async def stream_events(call_id: str, services: ServicesDep, after: Annotated[in
     response_model=None,
     responses={200: {"model": RecordingPublic, "description": "The recording."}, **error_responses(404, 409)},
 )
-async def get_recording(call_id: str, request: Request, services: ServicesDep) -> dict[str, Any]:
+async def get_recording(call_id: str, services: ServicesDep) -> dict[str, Any]:
     record = _known_call(services, call_id)
     # The call exists: a recording it lacks is the call's state (409), not an unknown id (404).
     if not record.request.get("record"):
@@ -219,9 +218,15 @@ async def get_recording(call_id: str, request: Request, services: ServicesDep) -
         if recording is None and record.status in ("completed", "busy", "no-answer", "failed"):
             why = f"the call ended {record.status} before it was answered"
         raise ApiError(HTTP_409_CONFLICT, "recording_not_ready", f"no recording yet: {why}", "id")
-    url = str(request.url_for("recording_file", recording_id=recording.id))
+    duration_s = recording.duration_s or 0.0
     return RecordingPublic(
-        id=recording.id, call_id=call_id, duration=round(recording.duration_s or 0.0, 3), url=url, transcription=None, channels=recording.channels
+        id=recording.id,
+        call_id=call_id,
+        duration=int(round(duration_s)),
+        duration_s=round(duration_s, 3),
+        url=services.engine.recording_url(recording.id),  # the same URL recording.completed carried
+        transcription=None,
+        channels=recording.channels,
     ).model_dump()
 
 
@@ -258,6 +263,7 @@ async def recording_file(recording_id: str, services: ServicesDep) -> FileRespon
     responses={200: {"description": "The recording as MP3, made from the WAV on first request.", "content": {"audio/mpeg": {"schema": {"type": "string", "format": "binary"}}}}},
 )
 async def recording_mp3(recording_id: str, services: ServicesDep) -> FileResponse:
-    """The WAV converted to MP3 off the event loop, once; the MP3 is kept beside the WAV."""
-    mp3 = await mp3_beside(_recording_path(services, recording_id))
+    """The WAV converted to MP3 on the transcoder's own thread, once however many ask at the same time;
+    the MP3 is kept beside the WAV."""
+    mp3 = await services.mp3.mp3_beside(_recording_path(services, recording_id))
     return FileResponse(mp3, media_type="audio/mpeg", filename=f"{recording_id}.mp3")

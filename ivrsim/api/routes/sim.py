@@ -15,9 +15,11 @@ from ivrsim.api.deps import ApiKeyDep, Services, ServicesDep
 from ivrsim.api.errors import BODY_ERRORS, HTTP_404_NOT_FOUND, HTTP_409_CONFLICT, HTTP_422_UNPROCESSABLE, ApiError, error_responses
 from ivrsim.api.schemas import NOT_BLANK_PATTERN, STRICT_BODY
 from ivrsim.audio.dtmf_generator import DtmfToneSpec, generate_dtmf, validate_digits
-from ivrsim.engine.engine import MAX_INJECTED_S, InjectionLimitError
+from ivrsim.engine.engine import InjectionLimitError
 from ivrsim.exceptions import SpeechError
 from ivrsim.speech.tts import TtsRequest, check_prompt_length, estimate_prompt_s
+from ivrsim.store.maintenance import recording_files, remove_files
+from ivrsim.store.sqlite import Store
 
 router = APIRouter(prefix="/_sim", tags=["simulator"])
 #: What the injection endpoints answer besides 200: the body's errors, an unknown call, a call not in progress.
@@ -70,23 +72,17 @@ async def health(services: ServicesDep) -> dict[str, Any]:
 async def reset(services: ServicesDep) -> dict[str, Any]:
     if services.engine.live_count:
         raise ApiError(HTTP_409_CONFLICT, "calls_live", f"{services.engine.live_count} call(s) are live; reset once they have ended")
-    paths = services.engine.store.reset()
-    await services.dispatcher.cancel()  # the forgotten calls' deliveries stop here (their rows are gone)
-    removed = await asyncio.to_thread(_remove_files, paths)
+    # The delivery workers stop first, so none of them writes an attempt for a row being deleted; then the
+    # rows and files go, off the event loop (a large store takes a while).
+    await services.dispatcher.cancel()
+    removed = await asyncio.to_thread(_forget_everything, services.engine.store, services.settings.data_dir)
     return {"status": "reset", "recordings_removed": removed}
 
 
-def _remove_files(paths: list[str]) -> int:
-    """Delete the recording files of a reset; returns how many were there."""
-    removed = 0
-    for path in paths:
-        Path(path).with_suffix(".mp3").unlink(missing_ok=True)  # made on request by GET .../{id}.mp3
-        try:
-            Path(path).unlink()
-            removed += 1
-        except FileNotFoundError:
-            pass
-    return removed
+def _forget_everything(store: Store, data_dir: Path) -> int:
+    """Delete every row, then the recordings' files (inside ``data_dir/recordings`` only, each WAV with
+    its MP3, by prune's rule); returns how many recordings had files."""
+    return sum(1 for recording_id, path in store.reset() if remove_files(recording_files(data_dir, recording_id, path))[0])
 
 
 @router.get("/phonebook", dependencies=[ApiKeyDep], summary="Who answers which number", responses=error_responses(401))
@@ -114,15 +110,10 @@ def _live(services: Services, call_id: str) -> Any:
 
 def _check_room(live: Any, seconds: float, param: str, what: str) -> None:
     """422 before any audio is made when ``seconds`` more would not fit the call's injection queue."""
-    queued_s = live.injected_queued_s
-    if queued_s + seconds > MAX_INJECTED_S:
-        waiting = f", and {queued_s:.1f} s already wait to be played" if queued_s else ""
-        raise ApiError(
-            HTTP_422_UNPROCESSABLE, InjectionLimitError.code,
-            f"{param}: {what} would be {seconds:.1f} s of audio{waiting}; at most {MAX_INJECTED_S:g} s may wait "
-            "per call (MAX_INJECTED_S): send less at a time",
-            param,
-        )
+    try:
+        live.check_room(seconds)
+    except InjectionLimitError as error:
+        raise ApiError(HTTP_422_UNPROCESSABLE, error.code, f"{param}: {what} {error.problem}", param) from error
 
 
 def _inject(live: Any, samples: Any, param: str) -> float:
