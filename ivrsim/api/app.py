@@ -12,7 +12,13 @@ from fastapi import FastAPI
 from ivrsim import __version__
 from ivrsim.api.deps import Services
 from ivrsim.api.docs import install_docs
-from ivrsim.api.errors import BodyLimitMiddleware, BodyTimeoutMiddleware, JsonOnlyMiddleware, install_error_handlers
+from ivrsim.api.errors import (
+    BodyLimitMiddleware,
+    BodyTimeoutMiddleware,
+    JsonOnlyMiddleware,
+    install_error_handlers,
+)
+from ivrsim.api.memory import IdleMemoryTrimmer
 from ivrsim.api.routes import calls, sim, voices, webhooks
 from ivrsim.audio.line import LineSettings
 from ivrsim.engine.callees import Phonebook
@@ -23,7 +29,6 @@ from ivrsim.speech.tts import PromptCache, SpeechSynthesizer
 from ivrsim.speech.voices import VoiceCatalog
 from ivrsim.store.maintenance import DataDirLock, Housekeeping
 from ivrsim.webhooks.dispatcher import WebhookDispatcher, WebhookSettings
-
 
 #: How long shutdown waits for webhook deliveries in flight, in seconds.
 SHUTDOWN_DRAIN_S = 5.0
@@ -97,6 +102,7 @@ async def _services(app: FastAPI, settings: Settings) -> AsyncIterator[None]:
     )
     dispatcher: WebhookDispatcher | None = None
     housekeeping: Housekeeping | None = None
+    trimmer: IdleMemoryTrimmer | None = None
     try:
         dispatcher = WebhookDispatcher(
             engine.store,
@@ -114,6 +120,10 @@ async def _services(app: FastAPI, settings: Settings) -> AsyncIterator[None]:
         engine.bus.subscribe(dispatcher.on_event)
         engine.recover()  # after the subscription: receivers hear how the calls a crash left live ended
         await dispatcher.start()
+        deliveries = dispatcher
+        trimmer = IdleMemoryTrimmer(busy=lambda: engine.live_count > 0 or deliveries.active_calls > 0)
+        engine.bus.subscribe(trimmer.on_event)
+        trimmer.start()
         housekeeping = await Housekeeping.start(settings.data_dir, engine.store, settings.retain_days, settings.retention_interval_s,
                                                 idempotency_ttl_s=settings.idempotency_ttl_s)
         app.state.services = Services(settings=settings, engine=engine, dispatcher=dispatcher, catalog=catalog)
@@ -123,6 +133,8 @@ async def _services(app: FastAPI, settings: Settings) -> AsyncIterator[None]:
         gc.freeze()
         yield
     finally:
+        if trimmer is not None:
+            await trimmer.stop()
         if housekeeping is not None:
             await housekeeping.stop()
         await engine.close()

@@ -14,10 +14,10 @@ from pydantic import BaseModel, Field, field_validator
 from ivrsim.api.deps import ApiKeyDep, Services, ServicesDep
 from ivrsim.api.errors import BODY_ERRORS, HTTP_404_NOT_FOUND, HTTP_409_CONFLICT, HTTP_422_UNPROCESSABLE, ApiError, error_responses
 from ivrsim.api.schemas import NOT_BLANK_PATTERN, STRICT_BODY
-from ivrsim.audio.dtmf_generator import DtmfToneSpec, generate_dtmf, validate_digits
-from ivrsim.engine.engine import InjectionLimitError
+from ivrsim.audio.dtmf_generator import DtmfToneSpec, validate_digits
+from ivrsim.engine.runner import InjectionLimitError, LiveCallHandle
 from ivrsim.exceptions import SpeechError
-from ivrsim.speech.tts import TtsRequest, check_prompt_length, estimate_prompt_s
+from ivrsim.speech.tts import check_prompt_length, estimate_prompt_s
 from ivrsim.store.maintenance import recording_files, remove_files
 from ivrsim.store.sqlite import Store
 
@@ -97,7 +97,7 @@ async def journal(
     return {"data": [e.payload() for e in services.engine.store.recent_events(limit)]}
 
 
-def _live(services: Services, call_id: str) -> Any:
+def _live(services: Services, call_id: str) -> LiveCallHandle:
     live = services.engine.live_call(call_id)
     if live is None:
         if services.engine.store.get_call(call_id) is None:
@@ -108,7 +108,7 @@ def _live(services: Services, call_id: str) -> Any:
     return live
 
 
-def _check_room(live: Any, seconds: float, param: str, what: str) -> None:
+def _check_room(live: LiveCallHandle, seconds: float, param: str, what: str) -> None:
     """422 before any audio is made when ``seconds`` more would not fit the call's injection queue."""
     try:
         live.check_room(seconds)
@@ -116,11 +116,8 @@ def _check_room(live: Any, seconds: float, param: str, what: str) -> None:
         raise ApiError(HTTP_422_UNPROCESSABLE, error.code, f"{param}: {what} {error.problem}", param) from error
 
 
-def _inject(live: Any, samples: Any, param: str) -> float:
-    try:
-        return float(live.inject(samples))
-    except InjectionLimitError as error:
-        raise ApiError(HTTP_422_UNPROCESSABLE, error.code, f"{param}: {error.problem}", param) from error
+def _refused(error: InjectionLimitError, param: str) -> ApiError:
+    return ApiError(HTTP_422_UNPROCESSABLE, error.code, f"{param}: {error.problem}", param)
 
 
 @router.post(
@@ -131,9 +128,11 @@ async def inject_dtmf(call_id: str, body: DtmfInjection, services: ServicesDep) 
     seconds = len(body.digits) * (body.on_ms + body.off_ms) / 1000.0
     _check_room(live, seconds, "digits", f"{len(body.digits)} digits of on_ms {body.on_ms:g} + off_ms {body.off_ms:g}")
     spec = DtmfToneSpec(on_ms=body.on_ms, off_ms=body.off_ms, level_dbm0=body.level_dbm0, twist_db=body.twist_db)
-    tones = await asyncio.to_thread(generate_dtmf, body.digits, live.rate_hz, spec)  # up to a minute of audio
-    at = _inject(live, tones, "digits")
-    return {"call_id": call_id, "injected": "dtmf", "digits": body.digits, "call_time_s": at}
+    try:  # the call makes the tones: the API forwards parameters and does no DSP
+        injected = await live.press(body.digits, spec)
+    except InjectionLimitError as error:
+        raise _refused(error, "digits") from error
+    return {"call_id": call_id, "injected": "dtmf", "digits": body.digits, "call_time_s": injected.call_time_s}
 
 
 @router.post(
@@ -144,11 +143,12 @@ async def inject_speech(call_id: str, body: SpeechInjection, services: ServicesD
     try:
         estimate_s = sum(estimate_prompt_s(check_prompt_length(body.text)))
         _check_room(live, estimate_s, "text", "the text, spoken,")
-        prompt = await services.engine.synthesizer.synthesize_async(TtsRequest(body.text, voice=body.voice, rate_hz=live.rate_hz))
+        injected = await live.say(body.text, body.voice)  # spoken on the call's side
     except SpeechError as error:
         raise ApiError(HTTP_422_UNPROCESSABLE, error.code, str(error), "voice" if "voice" in error.code else "text") from error
-    at = _inject(live, prompt.samples, "text")
-    return {"call_id": call_id, "injected": "speech", "duration_s": round(prompt.duration_s, 3), "call_time_s": at}
+    except InjectionLimitError as error:
+        raise _refused(error, "text") from error
+    return {"call_id": call_id, "injected": "speech", "duration_s": injected.duration_s, "call_time_s": injected.call_time_s}
 
 
 @router.get("/clock", dependencies=[ApiKeyDep], summary="The clock, and where manual time is", responses=error_responses(401))

@@ -1,0 +1,92 @@
+"""What a call is asked to do, as plain data: the Canary request, the engine's settings, and the job that
+hands one call to whatever runs it (in this process today, a worker process later: issue 9)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ivrsim.audio.line import LineSettings
+
+if TYPE_CHECKING:
+    from ivrsim.engine.actions import Action
+
+#: Ring timeout when the request gives none, in seconds (Canary: default 30).
+DEFAULT_RING_TIMEOUT_S = 30
+#: Longest call, in seconds, unless the request says otherwise (Twilio's limit is 4 hours).
+DEFAULT_MAX_DURATION_S = 4 * 3600.0
+
+
+@dataclass(frozen=True)
+class TtsSpec:
+    """The Canary ``tts`` object: text (plain or SSML), voice id, speed (multiple), pitch (semitones)."""
+
+    text: str
+    voice: str | None = None
+    speed: float = 1.0
+    pitch: float = 0.0
+
+
+@dataclass(frozen=True)
+class GatherSpec:
+    """The Canary ``gather`` object. ``timeout_s`` is the documented ``timeout``; ``barge_in`` ours."""
+
+    type: str = "dtmf"
+    num_digits: int | None = None
+    finish_on_key: str = "#"
+    timeout_s: float = 5.0
+    webhook_url: str | None = None
+    barge_in: bool = True
+
+
+@dataclass(frozen=True)
+class CallRequest:
+    """A call to place, with the Canary request's parameters (``from_`` is ``from``, ``timeout_s`` is
+    the ring ``timeout``). When both ``tts`` and ``audio_url`` are given, the speech comes first."""
+
+    to: str
+    from_: str
+    tts: TtsSpec | None = None
+    audio_url: str | None = None
+    record: bool = False
+    transcribe: bool = False
+    recording_channels: str = "dual"
+    gather: GatherSpec | None = None
+    webhook_url: str | None = None
+    timeout_s: float = DEFAULT_RING_TIMEOUT_S
+    max_duration_s: float = DEFAULT_MAX_DURATION_S
+
+    def as_dict(self) -> dict[str, Any]:
+        document = asdict(self)
+        document["from"] = document.pop("from_")
+        return document
+
+
+@dataclass
+class EngineSettings:
+    """Where and how calls run: data folder, clock ("virtual", "realtime" or "manual"), the line, the id seed."""
+
+    data_dir: Path
+    clock: str = "virtual"
+    line: LineSettings = field(default_factory=LineSettings)
+    seed: int | None = None
+    #: The server's base URL as receivers see it (no trailing slash), for recording URLs in events; set by
+    #: the server once its socket is bound. None: URLs are relative to the server.
+    public_url: str | None = None
+
+
+@dataclass(frozen=True)
+class CallJob:
+    """One placed call, handed to a runner: plain data, so that it can cross a process boundary.
+
+    ``sequence``: events of the call already emitted by the placer (``call.queued``); the runner numbers
+    its own from ``sequence + 1``. ``then``: actions to run after the request's own, before hanging up (the
+    IVR builder's composition). They are live objects with state, in-process only: they neither pickle
+    nor run twice, so a job that carries them cannot go to a worker process."""
+
+    call_id: str
+    created_at: str
+    request: CallRequest
+    sequence: int = 1
+    then: tuple[Action, ...] = field(default=(), compare=False)

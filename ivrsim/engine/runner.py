@@ -1,0 +1,401 @@
+"""The call runner: runs one call frame by frame and reports what happens, with no store in reach.
+
+One call, end to end (DESIGN.md): the prompts are rendered (TTS) or fetched (audio_url) while the
+phonebook's callee is prepared; the call rings (``ringing``) until the callee answers, is busy, fails, or
+the ring timeout passes (``no-answer``); once ``in-progress``, every 20 ms frame the platform's audio
+crosses the line model to the callee, the callee's audio crosses back, the streaming DTMF receiver decodes
+it, the current action hears the digits, and the recorder writes both sides. The call ends ``completed``
+when either side hangs up.
+
+Everything a call reports goes to a ``CallOutput``; the runner holds what a worker process holds (phonebook,
+TTS, media loader, line and clock settings, the recordings folder) and nothing of the API's (issue 9). An
+error in one call fails that call (with the reason) and never the others; a call cancelled (shutdown) ends
+``completed`` when answered, ``failed`` otherwise, with ``STOPPED_REASON``.
+
+Times: ``answered_at`` / ``ended_at`` are wall time on the realtime clock, and ``created_at`` plus call
+time on the virtual and manual clocks, so that they agree with ``duration``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import secrets
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from ivrsim.audio.dtmf_generator import DtmfToneSpec, generate_dtmf
+from ivrsim.audio.dtmf_receiver import DtmfReceiver
+from ivrsim.audio.line import LineModel, LineSettings
+from ivrsim.engine.actions import Action, Gather, Hangup, PlayAudio
+from ivrsim.engine.callees import Callee, CalleeContext, Phonebook
+from ivrsim.engine.clock import FRAME_S, Clock, ManualTimeline, make_clock
+from ivrsim.engine.events import CallEvent, iso_after, utc_now
+from ivrsim.engine.job import CallJob, EngineSettings
+from ivrsim.engine.output import CallOutput
+from ivrsim.engine.recorder import CallRecorder
+from ivrsim.exceptions import InvalidRequestError, IvrsimError
+from ivrsim.media.audio_url import AudioUrlLoader
+from ivrsim.speech.tts import SpeechSynthesizer, TtsRequest
+
+logger = logging.getLogger(__name__)
+
+#: Most injected audio (/_sim DTMF and speech) that may wait to be played into one call, in seconds; one
+#: request's audio counts against it, so no request may inject more.
+MAX_INJECTED_S = 60.0
+#: Why a call cut by a shutdown ended; recovery adds when it was ended.
+STOPPED_REASON = "ivrsim stopped while the call was live"
+#: Where the API serves a recording (``{public_url}{RECORDINGS_PATH}/{id}.wav``).
+RECORDINGS_PATH = "/v1/voice/recordings"
+
+
+class InjectionLimitError(InvalidRequestError):
+    """Injected audio over ``MAX_INJECTED_S`` (this request's plus what still waits in the call)."""
+
+    code = "injection_limit"
+
+    def __init__(self, seconds: float, queued_s: float) -> None:
+        waiting = f" and {queued_s:.1f} s already wait to be played" if queued_s else ""
+        self.problem = (
+            f"is {seconds:.1f} s of audio{waiting}; at most {MAX_INJECTED_S:g} s may wait per call "
+            "(MAX_INJECTED_S): send less, or send it once the call has played what it holds"
+        )
+        super().__init__("audio", self.problem)
+        self.seconds = seconds
+        self.queued_s = queued_s
+
+
+def recording_url(public_url: str | None, recording_id: str) -> str:
+    return f"{public_url or ''}{RECORDINGS_PATH}/{recording_id}.wav"
+
+
+def recording_completed_facts(recording_id: str, duration_s: float, channels: str, public_url: str | None) -> dict[str, Any]:
+    """The ``recording.completed`` facts: the documented integer ``duration`` (seconds) and the precise
+    ``duration_s`` beside it, and the recording's URL (never a server file path)."""
+    return {
+        "recording_id": recording_id,
+        "url": recording_url(public_url, recording_id),
+        "duration": int(round(duration_s)),
+        "duration_s": round(duration_s, 3),
+        "channels": channels,
+    }
+
+
+def recording_id_for(call_id: str, seed: int | None) -> str:
+    """The call's recording id: derived from the call id and the seed when there is one, so that a worker
+    process gives the same id as this one; random otherwise."""
+    if seed is None:
+        return f"rec_{secrets.token_hex(10)}"
+    return f"rec_{hashlib.blake2b(f'{seed}:{call_id}'.encode(), digest_size=10).hexdigest()}"
+
+
+@dataclass(frozen=True)
+class Injected:
+    """Audio queued into a live call: when it starts (call time) and how long it lasts."""
+
+    call_time_s: float
+    duration_s: float
+
+
+class LiveCallHandle(Protocol):
+    """What /_sim needs of a live call. The tones and the speech are made on the call's side (``press``,
+    ``say``), so the API only forwards parameters and does no DSP (a worker will answer these by message)."""
+
+    @property
+    def status(self) -> str: ...
+
+    @property
+    def rate_hz(self) -> int: ...
+
+    @property
+    def call_time_s(self) -> float: ...
+
+    @property
+    def injected_queued_s(self) -> float: ...
+
+    def check_room(self, seconds: float) -> None: ...
+
+    def inject(self, samples: np.ndarray) -> float: ...
+
+    async def press(self, digits: str, spec: DtmfToneSpec) -> Injected: ...
+
+    async def say(self, text: str, voice: str | None = None) -> Injected: ...
+
+
+class LiveCall:
+    """The state of one running call: the ``CallContext`` its actions see, and its ``LiveCallHandle``."""
+
+    def __init__(self, job: CallJob, settings: EngineSettings, output: CallOutput, synthesizer: SpeechSynthesizer) -> None:
+        self.id = job.call_id
+        self.created_at = job.created_at
+        self.request = job.request
+        self.then: list[Action] = list(job.then)
+        self.settings = settings
+        self.output = output
+        self.synthesizer = synthesizer
+        self.rate_hz = settings.line.rate_hz
+        self.frame_samples = int(round(self.rate_hz * FRAME_S))
+        self.frame_index = 0
+        self._sequence = job.sequence
+        self.answered_frame: int | None = None
+        self.status = "queued"
+        self._injected: list[np.ndarray] = []
+
+    def inject(self, samples: np.ndarray) -> float:
+        """Mix audio into the callee's side from the next frame on (the /_sim DTMF and speech injection);
+        returns the call time at which it starts. Raises InjectionLimitError, and queues nothing, when
+        it would make more than ``MAX_INJECTED_S`` wait to be played."""
+        audio = np.asarray(samples, dtype=np.float32)
+        self.check_room(len(audio) / self.rate_hz)
+        self._injected.append(audio)
+        return self.call_time_s
+
+    async def press(self, digits: str, spec: DtmfToneSpec) -> Injected:
+        """Press ``digits`` on the callee's side as real tones (made off the loop: up to a minute of audio)."""
+        self.check_room(len(digits) * (spec.on_ms + spec.off_ms) / 1000.0)  # before any audio is made
+        tones = await asyncio.to_thread(generate_dtmf, digits, self.rate_hz, spec)
+        return Injected(self.inject(tones), round(len(tones) / self.rate_hz, 3))
+
+    async def say(self, text: str, voice: str | None = None) -> Injected:
+        """Speak ``text`` on the callee's side (TTS at the call's rate). Raises SpeechError for a bad voice
+        or text, InjectionLimitError when it does not fit."""
+        prompt = await self.synthesizer.synthesize_async(TtsRequest(text, voice=voice, rate_hz=self.rate_hz))
+        return Injected(self.inject(prompt.samples), round(prompt.duration_s, 3))
+
+    def check_room(self, seconds: float) -> None:
+        """Raise InjectionLimitError when ``seconds`` more of injected audio would not fit the call's queue
+        (so a request can be refused before its audio is made)."""
+        queued_s = self.injected_queued_s
+        if queued_s + seconds > MAX_INJECTED_S:
+            raise InjectionLimitError(seconds, queued_s)
+
+    @property
+    def injected_queued_s(self) -> float:
+        """Seconds of injected audio still waiting to be played."""
+        return sum(len(part) for part in self._injected) / self.rate_hz
+
+    def take_injected(self, count: int) -> np.ndarray | None:
+        """The next ``count`` samples of injected audio, or None when there is none."""
+        if not self._injected:
+            return None
+        out = np.zeros(count, dtype=np.float32)
+        filled = 0
+        while self._injected and filled < count:
+            head = self._injected[0]
+            take = min(count - filled, len(head))
+            out[filled : filled + take] = head[:take]
+            filled += take
+            if take == len(head):
+                self._injected.pop(0)
+            else:
+                self._injected[0] = head[take:]
+        return out
+
+    @property
+    def call_time_s(self) -> float:
+        return round(self.frame_index * FRAME_S, 3)
+
+    def emit(self, event_type: str, **data: Any) -> None:
+        self._sequence += 1
+        self.output.event(CallEvent(self.id, self._sequence, event_type, self.call_time_s, utc_now(), data))
+
+    def now(self) -> str:
+        """Wall time of this moment of the call: real on the realtime clock, created_at + call time otherwise."""
+        if self.settings.clock == "realtime":
+            return utc_now()
+        return iso_after(self.created_at, self.call_time_s)
+
+    def set_status(self, status: str, **data: Any) -> None:
+        self.status = status
+        fields: dict[str, Any] = {"status": status}
+        if status == "in-progress":
+            fields["answered_at"] = self.now()
+        if status in ("completed", "busy", "no-answer", "failed"):
+            fields["ended_at"] = self.now()
+            fields["reason"] = data.get("reason")
+            if self.answered_frame is not None:
+                fields["duration_s"] = round((self.frame_index - self.answered_frame) * FRAME_S, 3)
+        self.output.update_call(self.id, **fields)
+        self.emit(f"call.{status}", status=status, **data)
+
+
+class CallRunner:
+    """Runs calls, each reporting to the ``CallOutput`` it is given. ``timeline``: the manual clock's time
+    (required when ``settings.clock`` is "manual")."""
+
+    def __init__(
+        self,
+        settings: EngineSettings,
+        phonebook: Phonebook,
+        synthesizer: SpeechSynthesizer,
+        loader: AudioUrlLoader,
+        timeline: ManualTimeline | None = None,
+    ) -> None:
+        self.settings = settings
+        self.phonebook = phonebook
+        self.synthesizer = synthesizer
+        self.loader = loader
+        self.timeline = timeline
+        self._live: dict[str, LiveCall] = {}
+
+    def live_call(self, call_id: str) -> LiveCall | None:
+        """The call ``call_id`` while this runner runs it, else None."""
+        return self._live.get(call_id)
+
+    async def run(self, job: CallJob, output: CallOutput) -> None:
+        """Run one call to its end; it never raises (a failure ends the call ``failed``, with the reason)."""
+        call = LiveCall(job, self.settings, output, self.synthesizer)
+        self._live[call.id] = call
+        try:
+            await self._call(call)
+        except asyncio.CancelledError:  # the engine is closing: an answered call was a call, and it completed
+            call.set_status("completed" if call.answered_frame is not None else "failed", reason=STOPPED_REASON)
+        except Exception as error:  # one call's bug never stops the engine
+            logger.exception("call %s failed", call.id)
+            call.set_status("failed", reason=f"internal error: {type(error).__name__}: {error}")
+        finally:
+            self._live.pop(call.id, None)
+
+    async def _call(self, call: LiveCall) -> None:
+        request = call.request
+        clock = make_clock(self.settings.clock, self.timeline)
+        try:
+            callee = self.phonebook.callee_for(request.to)
+            await callee.prepare(CalleeContext(call.rate_hz, self.synthesizer))
+            program = await self._program(call)
+        except IvrsimError as error:
+            call.set_status("failed", reason=str(error))
+            return
+
+        answer = callee.answer()
+        if answer.outcome in ("busy", "failed"):
+            default = "the callee is busy" if answer.outcome == "busy" else "the call could not be connected"
+            call.set_status(answer.outcome, reason=answer.reason or default)
+            return
+        call.set_status("ringing", callee=callee.label)
+        ring_timeout_frames = int(round(request.timeout_s / FRAME_S))
+        answer_frames = int(round(answer.answer_time_s / FRAME_S))
+        if answer.outcome == "no-answer" or answer_frames > ring_timeout_frames:
+            await clock.advance(ring_timeout_frames)
+            call.frame_index += ring_timeout_frames
+            call.set_status("no-answer", reason=f"no answer within {request.timeout_s:g} s")
+            return
+        await clock.advance(answer_frames)
+        call.frame_index += answer_frames
+        call.answered_frame = call.frame_index
+        call.set_status("in-progress", rings=answer.rings)
+        await self._converse(call, callee, program, clock)
+
+    async def _program(self, call: LiveCall) -> list[Action]:
+        """The Canary request as actions: prompt(s), in a gather if asked, then hang-up."""
+        request = call.request
+        prompts: list[PlayAudio] = []
+        if request.tts is not None:
+            tts = request.tts
+            prompt = await self.synthesizer.synthesize_async(
+                TtsRequest(text=tts.text, voice=tts.voice, speed=tts.speed, pitch=tts.pitch, rate_hz=call.rate_hz)
+            )
+            prompts.append(PlayAudio("say", prompt.samples, prompt.voice.id, list(prompt.warnings)))
+        if request.audio_url is not None:
+            audio = await self.loader.load_async(request.audio_url, call.rate_hz)
+            prompts.append(PlayAudio("play", audio.samples, request.audio_url))
+        program: list[Action] = []
+        if request.gather is not None:
+            g = request.gather
+            if g.type != "dtmf":
+                raise InvalidRequestError("gather.type", f"{g.type!r} is not supported yet: speech input arrives with the ASR engine; use 'dtmf'")
+            program.append(
+                Gather(
+                    prompt=prompts,
+                    num_digits=g.num_digits,
+                    finish_on_key=g.finish_on_key,
+                    timeout_s=g.timeout_s,
+                    barge_in=g.barge_in,
+                    input_type=g.type,
+                )
+            )
+        else:
+            program.extend(prompts)
+        program.extend(call.then)
+        program.append(Hangup())
+        return program
+
+    async def _converse(self, call: LiveCall, callee: Callee, program: list[Action], clock: Clock) -> None:
+        request = call.request
+        line = self.settings.line
+        to_callee = LineModel(LineSettings(**{**asdict(line), "seed": _seed(call.id, line.seed, 1)}))
+        to_platform = LineModel(LineSettings(**{**asdict(line), "seed": _seed(call.id, line.seed, 2)}))
+        receiver = DtmfReceiver(call.rate_hz)
+        recorder = None
+        recording_id = None
+        if request.record:
+            recording_id = recording_id_for(call.id, self.settings.seed)
+            path = self.settings.data_dir / "recordings" / f"{recording_id}.wav"
+            recorder = CallRecorder(path, call.rate_hz, request.recording_channels)  # type: ignore[arg-type]
+            call.output.recording_started(recording_id, call.id, str(path), request.recording_channels)
+            call.emit("recording.started", recording_id=recording_id, channels=request.recording_channels)
+        answered_s = call.call_time_s
+        max_frames = int(round(request.max_duration_s / FRAME_S))
+        index = 0
+        reason = "the platform hung up"
+        try:
+            while True:
+                out = None
+                while index < len(program):
+                    out = program[index].frame(call)
+                    if out is not None:
+                        break
+                    if isinstance(program[index], Hangup):
+                        index = len(program)
+                        break
+                    index += 1
+                if index >= len(program):
+                    break
+                if call.frame_index - (call.answered_frame or 0) >= max_frames:
+                    reason = f"the call reached its maximum length of {request.max_duration_s:g} s"
+                    break
+                assert out is not None
+                heard = to_callee.process(out)
+                back = callee.exchange(heard)
+                injected = call.take_injected(len(back))
+                if injected is not None:
+                    back = back + injected
+                received = to_platform.process(back)
+                if recorder is not None:
+                    recorder.write(out, received)
+                call.frame_index += 1
+                program[index].heard(call, received)
+                # A callee that hangs up may still be mid-key: what the receiver holds counts first.
+                digits = receiver.feed(received) + (receiver.flush() if callee.hung_up else [])
+                for digit in digits:
+                    call.emit(
+                        "dtmf.received",
+                        digit=str(digit.key),
+                        start_s=round(answered_s + digit.start_s, 4),
+                        end_s=round(answered_s + digit.end_s, 4),
+                        row_level_dbm0=round(digit.row_level_dbm0, 1),
+                        col_level_dbm0=round(digit.col_level_dbm0, 1),
+                    )
+                    program[index].digit(call, digit)
+                if callee.hung_up:
+                    program[index].hangup(call)
+                    reason = "the callee hung up"
+                    break
+                await clock.advance(1)
+        finally:
+            if recorder is not None and recording_id is not None:
+                recorder.close()
+                call.output.recording_completed(recording_id, recorder.duration_s)
+                call.emit(
+                    "recording.completed",
+                    **recording_completed_facts(recording_id, recorder.duration_s, request.recording_channels, self.settings.public_url),
+                )
+        call.set_status("completed", reason=reason)
+
+
+def _seed(call_id: str, base: int, direction: int) -> int:
+    """A per-call, per-direction noise seed derived from the call id and the configured seed."""
+    return (int.from_bytes(call_id.encode()[-8:].rjust(8, b"\0"), "big") ^ (base * 1_000_003) ^ direction) & 0xFFFFFFFF
