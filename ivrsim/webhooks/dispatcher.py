@@ -24,6 +24,7 @@ Signing (when a secret is configured): ``X-Ivrsim-Signature: t=<unix seconds>,v1
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
@@ -49,6 +50,10 @@ MAX_CONCURRENT_DELIVERIES = 16
 CALL_WEBHOOK_EVENTS = ("recording.completed", "transcription.completed")
 #: The events that end a call.
 FINAL_EVENTS = ("call.completed", "call.busy", "call.no-answer", "call.failed")
+#: Longest reply body read (and thrown away) to keep a connection; longer or undeclared ones close it.
+MAX_REPLY_BYTES = 64 * 1024
+#: How long a short reply body may take to arrive before its connection is dropped instead, in seconds.
+REPLY_DRAIN_S = 1.0
 #: 4xx answers that mean "later", not "never".
 RETRYABLE_4XX = (408, 429)
 #: Delivery statuses.
@@ -252,6 +257,18 @@ class WebhookDispatcher:
                 del self._workers[call_id]
                 self._wake.pop(call_id, None)
 
+    async def _post(self, target: httpx.URL, body: bytes, headers: dict[str, str]) -> int:
+        """POST ``body`` and return the status code, known once the reply's headers are in. The reply's body
+        is never needed: a short one (declared, at most ``MAX_REPLY_BYTES``) is read so the connection can be
+        reused, anything else is dropped with the connection, so that an endless or trickling reply costs
+        neither memory nor time."""
+        async with self._client.stream("POST", target, content=body, headers=headers) as response:
+            declared = response.headers.get("Content-Length", "")
+            if declared.isdigit() and int(declared) <= MAX_REPLY_BYTES:
+                with contextlib.suppress(TimeoutError, httpx.HTTPError):
+                    await asyncio.wait_for(response.aread(), timeout=REPLY_DRAIN_S)
+            return response.status_code
+
     async def _attempt(self, delivery: dict[str, Any]) -> None:
         """One attempt of ``delivery``: send it, log the outcome, and decide what comes next."""
         s = self.settings
@@ -276,9 +293,10 @@ class WebhookDispatcher:
                 headers[SIGNATURE_HEADER] = sign(s.secret, body, int(time.time()))
             try:
                 async with self._slots:
-                    response = await self._client.post(target, content=body, headers=headers)
-                status_code = response.status_code
+                    status_code = await asyncio.wait_for(self._post(target, body, headers), timeout=s.timeout_s)
                 retryable = status_code >= 500 or status_code in RETRYABLE_4XX
+            except TimeoutError:
+                error = f"timed out (no reply within {s.timeout_s:g} s)"
             except httpx.TimeoutException as exc:
                 error = f"timed out ({type(exc).__name__})"
             except httpx.HTTPError as exc:  # a fixed phrase: protocol errors quote the receiver's bytes
