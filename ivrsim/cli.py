@@ -5,7 +5,8 @@ Exit codes (the same for every command; ``ivrsim --help`` shows them):
 - 0 success;
 - 1 the work ran but something failed, or a file it was given has bad content (an audio file that cannot
   be decoded, a phonebook or snapshot that does not validate, a call that did not complete, no server);
-- 2 a usage error: a bad option, argument or IVRSIM_ setting (click's own code for usage errors);
+- 2 a usage error: a bad option, argument or IVRSIM_ setting (click's own code for usage errors), or
+  input the server refused with 422 (``call``, ``webhooks``);
 - 3 refused, nothing changed: something it needs is taken (the port is in use, the data folder is held
   by a running server) or would be overwritten (``snapshot load`` into a folder with data, without
   ``--force``).
@@ -73,6 +74,37 @@ def _e164(_ctx: click.Context, param: click.Parameter, value: Any) -> Any:
             except ValueError as error:
                 raise click.BadParameter(str(error)) from None
     return value
+
+
+def _output_file(_ctx: click.Context, _param: click.Parameter, value: Any) -> Any:
+    """A file to write: its folder must exist (else libsndfile says only "System error.")."""
+    if value is not None:
+        from pathlib import Path
+
+        folder = Path(value).parent
+        if not folder.is_dir():
+            raise click.BadParameter(f"the folder {folder} does not exist; create it or choose another path")
+    return value
+
+
+def _base_url(_ctx: click.Context, _param: click.Parameter, value: Any) -> Any:
+    """The server's URL: an http(s) URL with a host, else a usage error naming where it came from."""
+    import httpx
+
+    try:
+        url = httpx.URL(value)
+        ok = url.scheme in ("http", "https") and bool(url.host)
+    except (httpx.InvalidURL, ValueError, TypeError):
+        ok = False
+    if not ok:
+        raise click.BadParameter(f"{value!r} is not an http(s) URL; set --base-url or IVRSIM_BASE_URL to the running server's URL, "
+                                 "e.g. http://127.0.0.1:8080")
+    return value
+
+
+def _refused_exit(error: Any) -> int:
+    """A server's 422 is input the user typed: a usage error (2); any other refusal is a failure (1)."""
+    return EXIT_USAGE if getattr(error, "status", None) == 422 else EXIT_FAILED
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=(
@@ -155,7 +187,7 @@ def _digits_argument(_ctx: click.Context, _param: click.Parameter, value: str) -
 
 @dtmf.command("generate")
 @click.argument("digits", callback=_digits_argument)
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="File to write; its extension picks the format (.wav, .flac, .ogg, .mp3).")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), callback=_output_file, help="File to write; its extension picks the format (.wav, .flac, .ogg, .mp3).")
 @click.option("--rate-hz", default=8000, show_default=True, type=click.IntRange(4000, 192000), help="Sample rate, in Hz.")
 @click.option("--on-ms", default=DEFAULT_ON_MS, show_default=True, type=click.FloatRange(1, 10000), help="Tone duration of each key, in ms.")
 @click.option("--off-ms", default=DEFAULT_OFF_MS, show_default=True, type=click.FloatRange(0, 10000), help="Silence after each key, in ms.")
@@ -343,7 +375,7 @@ def snapshot() -> None:
 
 
 @snapshot.command("save")
-@click.argument("file", type=click.Path(dir_okay=False, writable=True))
+@click.argument("file", type=click.Path(dir_okay=False, writable=True), callback=_output_file)
 @_data_dir_option
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
 def snapshot_save(file: str, data_dir: str, as_json: bool) -> None:
@@ -416,7 +448,7 @@ def voices(as_json: bool, language: str | None) -> None:
 
 @main.command()
 @click.argument("text")
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="File to write; its extension picks the format (.wav, .flac, .ogg, .mp3).")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), callback=_output_file, help="File to write; its extension picks the format (.wav, .flac, .ogg, .mp3).")
 @click.option("--voice", default=None, help="Voice id (see `ivrsim voices`); default en-US-Neural2-F.")
 @click.option("--speed", default=1.0, show_default=True, type=float, help="Speaking rate as a multiple of normal, 0.25 to 4.")
 @click.option("--pitch", default=0.0, show_default=True, type=float, help="Pitch in semitones from normal, -20 to 20.")
@@ -470,8 +502,9 @@ def serve(host: str | None, port: int | None, data_dir: str | None, phonebook: s
 
     The key both APIs accept comes from IVRSIM_API_KEY; without one a dev key is made and printed.
     A phonebook that does not validate is one line on stderr and exit 1; a bad option or IVRSIM_
-    setting exits 2; a data folder another server holds, or a port in use, exits 3. With --port 0 a free
-    port is picked, and the first line says which.
+    setting exits 2; a data folder another server holds, or a port in use, exits 3. The server's URL is
+    the one line on stdout (e.g. http://127.0.0.1:8080), printed once the port is bound, so with --port 0
+    (a free port) `ivrsim serve --port 0 | head -n 1` gives it; everything else goes to stderr.
     """
     from pathlib import Path
 
@@ -506,6 +539,7 @@ def serve(host: str | None, port: int | None, data_dir: str | None, phonebook: s
     from ivrsim.api.server import PortInUseError
 
     def started(url: str) -> None:  # once the socket is bound: with --port 0 this is the real port
+        click.echo(url)  # the one line on stdout: scripts read the URL here
         click.echo(f"ivrsim {__version__}: Canary Voice API on {url} ({settings.clock} clock, data in {settings.data_dir})", err=True)
         click.echo(f"API key: {key}" + (" (a dev key made now; set IVRSIM_API_KEY to choose one)" if made else ""), err=True)
         click.echo(f"verified caller ids: {', '.join(settings.verified_numbers)}", err=True)
@@ -536,7 +570,7 @@ def serve(host: str | None, port: int | None, data_dir: str | None, phonebook: s
 @click.option("--transcribe", is_flag=True, help="Transcribe the call (transcribe; the transcript comes with the recording).")
 @click.option("--ring-timeout", type=click.IntRange(1, 600), default=None, help="Seconds to ring before no-answer (timeout; default 30).")
 @click.option("--webhook-url", default=None, help="Where status webhooks go.")
-@click.option("--base-url", default="http://127.0.0.1:8080", show_default=True, envvar="IVRSIM_BASE_URL", help="The running server (IVRSIM_BASE_URL).")
+@click.option("--base-url", default="http://127.0.0.1:8080", show_default=True, envvar="IVRSIM_BASE_URL", callback=_base_url, help="The running server (IVRSIM_BASE_URL).")
 @click.option("--api-key", envvar="IVRSIM_API_KEY", required=True, help="The server's key (IVRSIM_API_KEY).")
 @click.option("--json", "as_json", is_flag=True, help="Print each event as a JSON line.")
 def call(to: str, from_: str, text: str | None, voice: str | None, speed: float | None, pitch: float | None, audio_url: str | None,
@@ -545,7 +579,8 @@ def call(to: str, from_: str, text: str | None, voice: str | None, speed: float 
     """Place a call on a running `ivrsim serve` and print its events live until it ends.
 
     Each option is the request field named in its help. Exits 0 when the call completes, 1 when it ends
-    otherwise, the server refuses it (its error is printed) or cannot be reached, 2 on a usage error.
+    otherwise, the server refuses it (its error is printed) or cannot be reached, 2 on a usage error
+    (including input the server refuses with 422, e.g. a --webhook-url that does not parse).
     """
     import httpx
 
@@ -555,6 +590,8 @@ def call(to: str, from_: str, text: str | None, voice: str | None, speed: float 
         raise click.UsageError("--voice, --speed and --pitch shape the speech: give --tts TEXT with them")
     if recording_channels and not record:
         raise click.UsageError("--recording-channels shapes the recording: add --record")
+    if text is None and audio_url is None:
+        raise click.UsageError("give --tts TEXT (words to speak) or --audio-url URL (audio to play); a call needs one of them")
     parameters: dict[str, Any] = {"record": record}
     if text is not None:
         tts = {"text": text, "voice": voice, "speed": speed, "pitch": pitch}
@@ -583,7 +620,7 @@ def call(to: str, from_: str, text: str | None, voice: str | None, speed: float 
                     status = event["status"]
     except CanaryError as error:
         _error(error)
-        sys.exit(EXIT_FAILED)
+        sys.exit(_refused_exit(error))
     except httpx.HTTPError as error:
         _error(f"cannot reach {base_url} ({error}); start the server with `ivrsim serve`")
         sys.exit(EXIT_FAILED)
@@ -712,7 +749,7 @@ def demo(to: str, from_: str, text: str, voice: str, audio_url: str | None, gath
 
 # -- webhooks ---------------------------------------------------------------------------------------------
 
-_BASE_URL_OPTION = click.option("--base-url", default="http://127.0.0.1:8080", show_default=True, envvar="IVRSIM_BASE_URL",
+_BASE_URL_OPTION = click.option("--base-url", default="http://127.0.0.1:8080", show_default=True, envvar="IVRSIM_BASE_URL", callback=_base_url,
                                 help="The running server (IVRSIM_BASE_URL).")
 _API_KEY_OPTION = click.option("--api-key", envvar="IVRSIM_API_KEY", required=True, help="The server's key (IVRSIM_API_KEY).")
 
@@ -721,7 +758,7 @@ _API_KEY_OPTION = click.option("--api-key", envvar="IVRSIM_API_KEY", required=Tr
 def webhooks() -> None:
     """Webhook deliveries on a running `ivrsim serve`: list what did not arrive, send it again.
 
-    Exit codes: 0 done; 1 the server refused something or cannot be reached; 2 usage error.
+    Exit codes: 0 done; 1 the server refused something or cannot be reached; 2 usage error (or a 422).
     """
 
 
@@ -755,7 +792,7 @@ def webhooks_list(status: str | None, call_id: str | None, limit: int, as_json: 
             rows: list[dict[str, Any]] = client.request("GET", "/v1/voice/webhooks", params=params)["data"]
     except CanaryError as error:
         _error(error)
-        sys.exit(EXIT_FAILED)
+        sys.exit(_refused_exit(error))
     except httpx.HTTPError as error:
         _unreachable(base_url, error)
     if as_json:
@@ -812,7 +849,7 @@ def webhooks_retry(delivery_ids: tuple[int, ...], all_failed: bool, base_url: st
                 click.echo(f"{delivery_id}\t{row['event_type']}\t{row['call_id']}\t{row['status']}")
     except CanaryError as error:
         _error(error)
-        sys.exit(EXIT_FAILED)
+        sys.exit(_refused_exit(error))
     except httpx.HTTPError as error:
         _unreachable(base_url, error)
     if all_failed and not ids:

@@ -8,6 +8,10 @@
     print(call.id, call.status)
 
 Errors come back as ``CanaryError`` with the API's ``status``, ``code``, ``message`` and ``param``.
+Every request has a TOTAL deadline (``timeout_s``, default 30 s, ``IVRSIM_CLIENT_TIMEOUT_S``), however slowly
+the server trickles its answer; an event stream gives up after ``stream_silence_s`` without a byte (default
+45 s, ``IVRSIM_CLIENT_STREAM_SILENCE_S``; the server sends a keep-alive every 15 s). Both raise
+``CanaryTimeoutError`` (a ``CanaryError`` with ``status`` 0 and ``code`` "timeout").
 ``verify_signature`` checks the ``X-Ivrsim-Signature`` header of a webhook.
 """
 
@@ -24,9 +28,17 @@ from typing import Any
 
 import httpx
 
+from ivrsim.http_deadline import Deadline, DeadlineTransport
+
 DEFAULT_BASE_URL = "http://127.0.0.1:8080"
 #: The environment variable naming the server when no ``base_url`` is given.
 BASE_URL_ENV = "IVRSIM_BASE_URL"
+#: Longest one request may take, connect to last byte, in seconds; and the variable that changes it.
+DEFAULT_TIMEOUT_S = 30.0
+TIMEOUT_ENV = "IVRSIM_CLIENT_TIMEOUT_S"
+#: Longest an event stream may stay silent (not even a keep-alive), in seconds; and its variable.
+DEFAULT_STREAM_SILENCE_S = 45.0
+STREAM_SILENCE_ENV = "IVRSIM_CLIENT_STREAM_SILENCE_S"
 #: Signatures older than this are refused, in seconds (replay protection).
 SIGNATURE_TOLERANCE_S = 300
 
@@ -38,6 +50,43 @@ class CanaryError(Exception):
         self.code = code
         self.message = message
         self.param = param
+
+
+class CanaryTimeoutError(CanaryError, TimeoutError):
+    """The server did not answer in time (no HTTP status: ``status`` is 0, ``code`` "timeout")."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(0, "timeout", message)
+        self.args = (message,)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ClientSettingError(CanaryError, ValueError):
+    """A client setting from the environment is unusable (``status`` 0, ``code`` "invalid_setting")."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(0, "invalid_setting", message)
+        self.args = (message,)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def _seconds(given: float | None, variable: str, default: float) -> float:
+    """``given``, else the environment ``variable``, else ``default``: a positive number of seconds."""
+    if given is None:
+        raw = os.environ.get(variable)
+        if raw is None or not raw.strip():
+            return default
+        try:
+            given = float(raw)
+        except ValueError:
+            raise ClientSettingError(f"{variable}={raw!r} is not a number: give seconds, e.g. {variable}={default:g}") from None
+    if not given > 0 or given == float("inf"):
+        raise ClientSettingError(f"{variable}={given!r} must be a positive, finite number of seconds (e.g. {default:g})")
+    return float(given)
 
 
 @dataclass
@@ -70,14 +119,25 @@ class _Voice:
         return self._client.request("GET", f"/v1/voice/calls/{call_id}/events", params={"after": after})["data"]
 
     def stream_events(self, call_id: str, after: int = 0) -> Iterator[dict[str, Any]]:
-        """The call's events as they happen (server-sent events), ending with its final status."""
-        with self._client._http.stream("GET", f"/v1/voice/calls/{call_id}/events/stream", params={"after": after}, timeout=None) as response:
-            if response.status_code >= 400:
-                response.read()
-                self._client.raise_for(response)
-            for line in response.iter_lines():
-                if line.startswith("data: "):
-                    yield json.loads(line[len("data: "):])
+        """The call's events as they happen (server-sent events), ending with its final status. No total
+        deadline (a call lasts as long as it lasts), but ``stream_silence_s`` without a byte ends it."""
+        client = self._client
+        silence_s = client.stream_silence_s
+        timeout = httpx.Timeout(client.timeout_s, read=silence_s)
+        try:
+            with client._http.stream("GET", f"/v1/voice/calls/{call_id}/events/stream", params={"after": after}, timeout=timeout) as response:
+                if response.status_code >= 400:
+                    with client._deadline.within(client.timeout_s):
+                        response.read()
+                    client.raise_for(response)
+                for line in response.iter_lines():
+                    if line.startswith("data: "):
+                        yield json.loads(line[len("data: "):])
+        except httpx.TimeoutException as error:
+            raise CanaryTimeoutError(
+                f"the event stream of call {call_id} from {client.base_url} was silent for {silence_s:g} s "
+                f"({STREAM_SILENCE_ENV}; the server sends a keep-alive every 15 s): the server is stuck or unreachable"
+            ) from error
 
     def recording(self, call_id: str) -> dict[str, Any]:
         return self._client.request("GET", f"/v1/voice/calls/{call_id}/recording")
@@ -96,16 +156,39 @@ class _Voice:
 
 class Canary:
     """The client: ``Canary(api_key, base_url=...)``; ``.voice`` has the calls. Without ``base_url`` it
-    talks to ``IVRSIM_BASE_URL`` when set (as the ``ivrsim call`` command does), else the local default."""
+    talks to ``IVRSIM_BASE_URL`` when set (as the ``ivrsim call`` command does), else the local default.
 
-    def __init__(self, api_key: str, base_url: str | None = None, timeout_s: float = 30.0) -> None:
+    ``timeout_s`` bounds each request from connect to last byte (a deadline checked by every socket
+    operation, so a server trickling one byte at a time cannot stretch it); ``stream_silence_s`` bounds
+    the gaps in an event stream. Unset, they come from ``IVRSIM_CLIENT_TIMEOUT_S`` and
+    ``IVRSIM_CLIENT_STREAM_SILENCE_S``, else 30 s and 45 s. Proxies from the environment are not used:
+    they would route around the deadline."""
+
+    def __init__(self, api_key: str, base_url: str | None = None, timeout_s: float | None = None, stream_silence_s: float | None = None) -> None:
         base_url = base_url or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL
         self.base_url = base_url
-        self._http = httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {api_key}"}, timeout=timeout_s)
+        self.timeout_s = _seconds(timeout_s, TIMEOUT_ENV, DEFAULT_TIMEOUT_S)
+        self.stream_silence_s = _seconds(stream_silence_s, STREAM_SILENCE_ENV, DEFAULT_STREAM_SILENCE_S)
+        self._deadline = Deadline()
+        self._http = httpx.Client(
+            base_url=base_url,
+            headers={"Authorization": f"Bearer {api_key}"},
+            timeout=self.timeout_s,
+            transport=DeadlineTransport(self._deadline),
+            trust_env=False,
+        )
         self.voice = _Voice(self)
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = self._http.request(method, path, **kwargs)
+        """One request, answer read whole within ``timeout_s``; the API's errors raise ``CanaryError``."""
+        try:
+            with self._deadline.within(self.timeout_s):
+                response = self._http.request(method, path, **kwargs)
+        except httpx.TimeoutException as error:
+            raise CanaryTimeoutError(
+                f"{method} {path}: no complete answer from {self.base_url} within {self.timeout_s:g} s "
+                f"(total deadline, {TIMEOUT_ENV}): the server is too slow or stuck"
+            ) from error
         if response.status_code >= 400:
             self.raise_for(response)
         return response.json()

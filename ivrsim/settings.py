@@ -33,6 +33,8 @@ class Settings(BaseSettings):
     verified_numbers: Annotated[list[str], NoDecode] = Field(default_factory=lambda: list(DEFAULT_VERIFIED_NUMBERS))
     media_roots: Annotated[list[Path], NoDecode] = Field(default_factory=list)
     media_deadline_s: float = Field(default=30.0, gt=0, description="Longest one audio_url fetch may take, connect to last byte (IVRSIM_MEDIA_DEADLINE_S).")
+    media_workers_per_host: int = Field(default=2, ge=1, description="audio_url fetches of one host:port that may run at once (IVRSIM_MEDIA_WORKERS_PER_HOST), so a slow host cannot take every media worker.")
+    media_queue_wait_s: float = Field(default=300.0, gt=0, description="Longest an audio_url fetch may wait for its turn before it starts (IVRSIM_MEDIA_QUEUE_WAIT_S); its deadline starts when it starts.")
     media_cache_max_bytes: int = Field(default=500 * 1024 * 1024, ge=0, description="Bound of the audio_url cache folder, in bytes; least recently used files go first.")
     prompt_cache_max_bytes: int = Field(default=500 * 1024 * 1024, ge=0, description="Bound of the rendered-prompt cache folder, in bytes; least recently used prompts go first.")
     webhook_secret: str | None = None

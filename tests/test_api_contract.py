@@ -76,7 +76,9 @@ def error_of(response: httpx.Response, status: int) -> dict[str, Any]:
         ({"from": "+15559876543\n"}, "from", "E.164"),
         ({"timeout": True}, "timeout", "must be an integer"),
         ({"timeout": "30"}, "timeout", "not a string"),
-        ({"timeout": 30.5}, "timeout", "must be an integer"),
+        ({"timeout": 30.5}, "timeout", "must be a whole number of seconds"),
+        ({"max_duration": 60.5}, "max_duration", "must be a whole number of seconds"),
+        ({"gather": {"num_digits": 2.5}}, "gather.num_digits", "must be a whole number"),
         ({"record": "yes"}, "record", "true or false"),
         ({"record": 1}, "record", "true or false"),
         ({"tts": {"text": "  \n\t "}}, "tts.text", "blank"),
@@ -297,6 +299,47 @@ def test_vendored_files_keep_their_licences() -> None:
     static = Path(__file__).parents[1] / "ivrsim" / "api" / "static"
     for folder in ("swagger-ui", "redoc"):
         assert "License" in (static / folder / "LICENSE").read_text() or "LICENSE" in (static / folder / "LICENSE").read_text()
+
+
+# -- messages a hostile trial found unhelpful (issue 8) -------------------------------------------------------
+
+
+@pytest.mark.parametrize(("field", "example"), [("audio_url", "prompt.wav"), ("webhook_url", "hooks"), ("gather.webhook_url", "hooks")])
+def test_credentials_in_urls_are_refused_by_name(client: httpx.Client, field: str, example: str) -> None:
+    url = "http://u:p@127.0.0.1:47001/x"
+    body = {**GOOD, "gather": {"webhook_url": url}} if field.startswith("gather.") else {**GOOD, field: url}
+    error = error_of(client.post("/v1/voice/calls", json=body), 422)
+    assert error["param"] == field
+    assert "credentials in URLs are not allowed" in error["message"] and "does not parse" not in error["message"]
+    assert f"https://example.com/{example}" in error["message"] and "u:p" not in error["message"]
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"[" * 400_000 + b"]" * 400_000, "nested too deeply"),
+        (b'{"to": "+1555\xe9", "from": "secret-value"}', "not UTF-8 text"),
+    ],
+)
+def test_bodies_the_decoder_gives_up_on_are_invalid_json_with_a_reason(client: httpx.Client, body: bytes, reason: str) -> None:
+    error = error_of(client.post("/v1/voice/calls", content=body, headers={"Content-Type": "application/json"}), 400)
+    assert error["code"] == "invalid_json" and reason in error["message"]
+    assert "secret-value" not in error["message"] and "[[" not in error["message"]
+
+
+@pytest.mark.parametrize("key", [("x" * 256).encode(), "clé".encode(), b"has space"])
+def test_unusable_keys_say_what_a_key_may_hold(client: httpx.Client, key: bytes) -> None:
+    response = client.post("/v1/voice/calls", json=GOOD, headers=[(b"Idempotency-Key", key)])
+    error = error_of(response, 422)
+    assert error["param"] == "Idempotency-Key"
+    assert "1 to 255 visible ASCII characters" in error["message"] and "pattern" not in error["message"]
+
+
+def test_an_empty_key_is_refused_not_ignored(client: httpx.Client) -> None:
+    number = unique_number()
+    error = error_of(client.post("/v1/voice/calls", json={**GOOD, "to": number}, headers={"Idempotency-Key": ""}), 422)
+    assert error["param"] == "Idempotency-Key" and error["message"].startswith("Idempotency-Key is empty")
+    assert calls_to(client, number) == []
 
 
 # -- recordings as MP3 --------------------------------------------------------------------------------------

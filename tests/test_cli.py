@@ -259,7 +259,7 @@ def test_serve_and_call_as_real_processes(tmp_path: Path) -> None:
         assert usage.returncode == 2 and "is not an E.164 number" in usage.stderr  # the API's rule, checked before sending
         refused = subprocess.run([sys.executable, "-m", "ivrsim", "call", "--to", "+15550100001", "--from", "+15550000000", "--tts", "x",
                                   "--base-url", f"http://127.0.0.1:{port}"], env=env, capture_output=True, text=True, timeout=60)
-        assert refused.returncode == 1 and "unverified_number" in refused.stderr and "(param: from)" in refused.stderr
+        assert refused.returncode == 2 and "unverified_number" in refused.stderr and "(param: from)" in refused.stderr  # a 422: input
     finally:
         server.terminate()
         output = server.communicate(timeout=30)[1]
@@ -471,3 +471,202 @@ def test_inline_scripts_and_machines_have_their_voices_checked_at_load(tmp_path:
     book.write_text("numbers:\n  '+15550100009': {kind: scripted, script: {steps: [{say: {text: hi, speed: 9}}]}}\n")
     with pytest.raises(ScriptError, match=r"\+15550100009: step 1: say.speed must be from 0.25 to 4.0"):
         Phonebook.load(book)
+
+
+# -- exit codes and messages a hostile trial found (issue 8) ------------------------------------------------
+
+
+def test_call_without_tts_or_audio_url_is_a_usage_error_before_sending() -> None:
+    result = ivrsim("call", "--to", "+15550100001", "--api-key", "k", "--base-url", "http://127.0.0.1:9")
+    assert result.returncode == 2 and "give --tts TEXT" in result.stderr and "--audio-url" in result.stderr
+    assert "cannot reach" not in result.stderr
+
+
+@pytest.mark.parametrize("command", [["call", "--to", "+15550100001", "--tts", "hi"], ["webhooks", "list"]])
+def test_a_base_url_that_is_not_a_url_is_a_usage_error(command: list[str]) -> None:
+    import os
+
+    result = subprocess.run([sys.executable, "-m", "ivrsim", *command], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "IVRSIM_BASE_URL": "notaurl", "IVRSIM_API_KEY": "k"})
+    assert result.returncode == 2
+    assert "'notaurl' is not an http(s) URL" in result.stderr and "IVRSIM_BASE_URL" in result.stderr and "--base-url" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--tts", "hi", "--webhook-url", "http://[::1/x"], "webhook_url must be an http:// or https:// URL"),
+        (["--tts", "hi", "--webhook-url", "http://u:p@127.0.0.1:47001/x"], "credentials in URLs are not allowed"),
+        (["--audio-url", "http://u:p@127.0.0.1:47001/x"], "e.g. https://example.com/prompt.wav"),
+    ],
+)
+def test_input_the_server_refuses_with_422_exits_2_with_its_message(call_server: str, args: list[str], message: str) -> None:
+    import os
+
+    result = subprocess.run([sys.executable, "-m", "ivrsim", "call", "--to", "+15550100001", *args], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "IVRSIM_BASE_URL": call_server, "IVRSIM_API_KEY": "call-key"})
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_webhooks_list_exits_2_on_a_422(call_server: str) -> None:
+    import os
+
+    result = subprocess.run([sys.executable, "-m", "ivrsim", "webhooks", "list", "--call-id", "x" * 5000], capture_output=True, text=True,
+                            timeout=120, env={**os.environ, "IVRSIM_BASE_URL": call_server, "IVRSIM_API_KEY": "call-key"})
+    assert result.returncode == 2 and "422 invalid_parameter: call_id" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["dtmf", "generate", "1", "-o", "{missing}/x.wav"], ["say", "hi", "-o", "{missing}/x.wav"], ["snapshot", "save", "{missing}/x.tar.gz"]],
+)
+def test_writing_into_a_missing_folder_names_the_folder(tmp_path: Path, args: list[str]) -> None:
+    missing = tmp_path / "nowhere"
+    result = ivrsim(*[a.format(missing=missing) for a in args], *(["--data-dir", str(tmp_path)] if args[0] == "snapshot" else []))
+    assert result.returncode == 2
+    assert f"the folder {missing} does not exist" in result.stderr
+    assert "System error" not in result.stderr and ".partial" not in result.stderr
+
+
+def test_snapshot_save_names_a_missing_folder_through_the_library_too(tmp_path: Path) -> None:
+    from ivrsim.store.maintenance import MaintenanceError, save_snapshot
+    from ivrsim.store.sqlite import Store
+
+    Store(tmp_path / "data" / "ivrsim.sqlite3").close()
+    with pytest.raises(MaintenanceError, match=r"the folder .*nowhere does not exist"):
+        save_snapshot(tmp_path / "data", tmp_path / "nowhere" / "x.tar.gz")
+
+
+def test_serve_prints_its_url_alone_on_stdout(tmp_path: Path) -> None:
+    import os
+    import urllib.request
+
+    env = {**os.environ, "IVRSIM_API_KEY": "url-key"}
+    server = subprocess.Popen([sys.executable, "-m", "ivrsim", "serve", "--port", "0", "--data-dir", str(tmp_path), "--access-log"],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None
+        url = server.stdout.readline().strip()  # bounded: the process ends (EOF) if it cannot start
+        assert url.startswith("http://127.0.0.1:") and not url.endswith(":0"), url
+        with urllib.request.urlopen(f"{url}/_sim/health", timeout=30) as answer:
+            assert answer.status == 200
+    finally:
+        server.terminate()
+        stdout, stderr = server.communicate(timeout=30)
+    assert stdout == ""  # nothing after the URL: the log, the key and the access log go to stderr
+    assert "Started server process" in stderr and "API key: url-key" in stderr and "/_sim/health" in stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('numbers:\n  "+15550100001": {kind: busy\n  x: [\n', "not valid YAML at line 3, column 4: "),
+        ("x: 1\n", "unknown top-level key 'x'"),
+        ("default: {kind: busy}\n", "no 'numbers'"),
+    ],
+)
+def test_serve_refuses_a_bad_phonebook_document_in_one_line(tmp_path: Path, text: str, message: str) -> None:
+    book = tmp_path / "book.yaml"
+    book.write_text(text)
+    result = ivrsim("serve", "--data-dir", str(tmp_path / "data"), "--port", "0", "--phonebook", str(book))
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"ivrsim: error: phonebook {book}: {message}") and len(result.stderr.strip().splitlines()) == 1
+
+
+# -- a total deadline for every request, a silence bound for the event stream (issue 8) ----------------
+
+
+class _StuckServer:
+    """A loopback server that answers too slowly. Under ``/slow``: headers, then one body byte every
+    0.5 s (each byte well within any read timeout); under ``/stream``: ``POST .../calls`` places a call at
+    once, and its event stream sends one keep-alive comment, then nothing."""
+
+    def __init__(self) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.stop = threading.Event()
+        stop = self.stop
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _answer(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if self.path.startswith("/stream/") and self.command == "POST":
+                    body = json.dumps({"id": "call_stuck", "status": "queued", "to": "+15551234567", "from": "+15559876543"}).encode()
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                    return
+                self.send_response(200)
+                if self.path.startswith("/stream/"):
+                    self.send_header("Content-Type", "text/event-stream")
+                    self.end_headers()
+                    self.wfile.write(b": keep-alive\n\n")
+                    self.wfile.flush()
+                    stop.wait(60)  # silent until the test ends (bounded)
+                    return
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", "1000")
+                self.end_headers()
+                try:
+                    for _ in range(120):
+                        self.wfile.write(b" ")
+                        self.wfile.flush()
+                        if stop.wait(0.5):
+                            return
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+            do_GET = do_POST = _answer  # noqa: N815
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        threading.Thread(target=self.httpd.serve_forever, name="stuck-server", daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+
+@pytest.fixture
+def stuck_server() -> Iterator[_StuckServer]:
+    server = _StuckServer()
+    yield server
+    server.stop.set()
+    server.httpd.shutdown()
+    server.httpd.server_close()
+
+
+def _against(base_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``ivrsim ARGS`` with the server given only by IVRSIM_BASE_URL and short client bounds."""
+    import os
+
+    env = {**os.environ, "IVRSIM_BASE_URL": base_url, "IVRSIM_API_KEY": "k", "IVRSIM_CLIENT_TIMEOUT_S": "2", "IVRSIM_CLIENT_STREAM_SILENCE_S": "1.5"}
+    return subprocess.run([sys.executable, "-m", "ivrsim", *args], capture_output=True, text=True, timeout=60, env=env)
+
+
+@pytest.mark.parametrize("command", [["webhooks", "list"], ["call", "--to", "+15551234567", "--tts", "Hello."]], ids=["webhooks-list", "call"])
+def test_a_trickling_server_ends_at_the_clients_total_deadline(stuck_server: _StuckServer, command: list[str]) -> None:
+    result = _against(stuck_server.url + "/slow", *command)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.startswith("ivrsim: error: ") and "within 2 s (total deadline, IVRSIM_CLIENT_TIMEOUT_S)" in result.stderr, result.stderr
+
+
+def test_a_silent_event_stream_ends_the_call_command(stuck_server: _StuckServer) -> None:
+    result = _against(stuck_server.url + "/stream", "call", "--to", "+15551234567", "--tts", "Hello.")
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "event stream of call call_stuck" in result.stderr and "silent for 1.5 s (IVRSIM_CLIENT_STREAM_SILENCE_S" in result.stderr, result.stderr
+
+
+def test_a_bad_client_timeout_setting_is_one_line(stuck_server: _StuckServer) -> None:
+    import os
+
+    env = {**os.environ, "IVRSIM_BASE_URL": stuck_server.url, "IVRSIM_API_KEY": "k", "IVRSIM_CLIENT_TIMEOUT_S": "soon"}
+    result = subprocess.run([sys.executable, "-m", "ivrsim", "webhooks", "list"], capture_output=True, text=True, timeout=60, env=env)
+    assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+    assert "IVRSIM_CLIENT_TIMEOUT_S='soon' is not a number" in result.stderr

@@ -7,6 +7,8 @@ limit, at every supported sample rate.
 
 from __future__ import annotations
 
+import tracemalloc
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -312,6 +314,57 @@ def test_streaming_in_any_frames_matches_batch(frame_samples: list[int], rate_hz
         assert a.start_s == pytest.approx(b.start_s, abs=1e-6)
         assert a.end_s == pytest.approx(b.end_s, abs=1e-6)
         assert a.row_level_dbm0 == pytest.approx(b.row_level_dbm0, abs=1e-3)
+
+
+@pytest.mark.parametrize("rate_hz", [8000, 44100])
+def test_streaming_matches_batch_across_long_silence_music_and_a_held_key(rate_hz: int) -> None:
+    """The receiver forgets what no tone needs (silence, music, a decided key); the digits do not change."""
+    quiet = np.zeros(int(2.5 * rate_hz), dtype=np.float32)
+    signal = add_white_noise(
+        np.concatenate([
+            keys(rate_hz, "12", on_ms=50, off_ms=50), quiet, music(rate_hz, 2.0, seed=3).astype(np.float32) * 0.05,
+            keys(rate_hz, "0", on_ms=2500, off_ms=100), quiet, keys(rate_hz, "#D", on_ms=45, off_ms=45),
+        ]),
+        -10.0, 25.0, seed=9,
+    )
+    expected = detect_dtmf(signal, rate_hz)
+    assert "".join(d.key for d in expected) == "120#D"
+    receiver = DtmfReceiver(rate_hz, chunk_ms=40.0)
+    frame = rate_hz // 50
+    got = []
+    for offset in range(0, len(signal), frame):
+        got += receiver.feed(signal[offset : offset + frame])
+    got += receiver.flush()
+    assert [d.key for d in got] == [d.key for d in expected]
+    for a, b in zip(got, expected):  # to the sample; levels to float32 rounding (batched FFTs)
+        assert (a.start_s, a.end_s) == pytest.approx((b.start_s, b.end_s), abs=1e-6)
+        assert (a.row_level_dbm0, a.col_level_dbm0) == pytest.approx((b.row_level_dbm0, b.col_level_dbm0), abs=1e-3)
+
+
+def test_streaming_memory_does_not_grow_with_the_stream() -> None:
+    """Ten times the audio (noise, then a held key and more noise) peaks at about the same traced memory:
+    the receiver keeps a tone in progress, never the stream (a live call may last hours)."""
+
+    def peak_bytes(seconds: float) -> int:
+        rate_hz = 8000
+        frame = rate_hz // 50
+        receiver = DtmfReceiver(rate_hz)
+        noise = add_white_noise(np.zeros(rate_hz, dtype=np.float32), -10.0, 0.0, seed=1) * 0.1
+        held = keys(rate_hz, "5", on_ms=1500, off_ms=100)
+        tracemalloc.start()
+        try:
+            for second in range(int(seconds)):
+                if second == int(seconds) // 2:
+                    for offset in range(0, len(held), frame):
+                        receiver.feed(held[offset : offset + frame])
+                for offset in range(0, len(noise), frame):
+                    receiver.feed(noise[offset : offset + frame])
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    short, long = peak_bytes(10), peak_bytes(100)
+    assert long <= 1.5 * short + 64_000, (short, long)
 
 
 def test_streaming_reports_a_digit_soon_after_the_key_is_released() -> None:

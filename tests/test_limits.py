@@ -8,6 +8,7 @@ the media roots are refused at POST time.
 
 from __future__ import annotations
 
+import io
 import json
 import threading
 import time
@@ -17,12 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
+import soundfile
 
 from ivrsim.api.server import BackgroundServer
 from ivrsim.engine.engine import MAX_INJECTED_S
 from ivrsim.settings import Settings
-from ivrsim.testing.http import serve_raw
+from ivrsim.testing.http import serve_bytes, serve_raw
 from ivrsim.speech.tts import MAX_PROMPT_S
 from ivrsim.testing.waiting import wait_until
 
@@ -38,6 +41,16 @@ TRICKLE_FOR_S = 90.0
 SECRET = "SECRET-TOKEN=abc"
 #: What a server that does not speak HTTP answers with.
 RAW_SECRET = "SECRET-TOKEN=hunter2"
+
+
+def _wav(seconds: float, rate_hz: int = 8000) -> bytes:
+    buffer = io.BytesIO()
+    soundfile.write(buffer, np.zeros(int(seconds * rate_hz), dtype=np.float32), rate_hz, format="WAV")
+    return buffer.getvalue()
+
+
+#: A short prompt served fast, from another port than the trickling host.
+FAST_WAV = _wav(0.5)
 
 
 class MediaAndHooks:
@@ -159,7 +172,7 @@ def wait_for(http: httpx.Client, call_id: str, timeout_s: float = 60.0) -> dict[
 def test_trickling_audio_urls_fail_at_the_deadline_and_tts_calls_still_run(http: httpx.Client, media: MediaAndHooks) -> None:
     started = time.monotonic()
     slow = [place(http, to="+15551234567", audio_url=f"{media.url}/trickle/{n}.wav")["id"] for n in range(6)]
-    wait_until(lambda: media.trickling >= 4, timeout_s=DEADLINE_S)  # the media workers are all busy trickling
+    wait_until(lambda: media.trickling >= 2, timeout_s=DEADLINE_S)  # the host's share of the media workers is busy trickling
     spoken = place(http, to="+15551234567", tts={"text": "Your order has shipped."})["id"]
     assert wait_for(http, spoken)["status"] == "completed"
     first_failed = None
@@ -173,6 +186,27 @@ def test_trickling_audio_urls_fail_at_the_deadline_and_tts_calls_still_run(http:
     # each byte comes in time for any read timeout: without the deadline these would run for 90 s
     assert first_failed is not None and first_failed < DEADLINE_S + 10
     wait_until(lambda: media.trickling == 0, timeout_s=DEADLINE_S + 10)  # and the server saw them hang up
+
+
+def test_a_fast_audio_url_is_not_queued_behind_a_slow_host(tmp_path: Path, media: MediaAndHooks) -> None:
+    """Eight calls to a trickling host, then one to a fast host: the fast call completes while the slow
+    fetches still run (a per-host share of the media workers), and the slow ones end at their deadline."""
+    wait_until(lambda: media.trickling == 0, timeout_s=DEADLINE_S + 10)  # nothing left from another test
+    settings = settings_for(tmp_path, media_deadline_s=2.0)
+    with (
+        BackgroundServer(settings) as running,
+        httpx.Client(base_url=running.base_url, headers=AUTH, timeout=30) as client,
+        serve_bytes(FAST_WAV, "audio/wav") as fast_host,
+    ):
+        slow = [place(client, to="+15551234567", audio_url=f"{media.url}/trickle/{n}.wav")["id"] for n in range(8)]
+        wait_until(lambda: media.trickling >= 2, timeout_s=10)
+        fast = place(client, to="+15551234567", audio_url=f"{fast_host}/prompt.wav")["id"]
+        assert wait_for(client, fast)["status"] == "completed"
+        assert media.trickling > 0 and any(status(client, call_id) not in FINAL for call_id in slow)
+        for call_id in slow:
+            final = wait_for(client, call_id)
+            assert final["status"] == "failed" and "fetch deadline of 2 s" in final["reason"], final["reason"]
+    wait_until(lambda: media.trickling == 0, timeout_s=10)
 
 
 # -- point 2: bounded prompts and injected audio -----------------------------------------------------------

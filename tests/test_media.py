@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import os
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -25,7 +26,8 @@ from ivrsim.exceptions import (
     UrlStatusError,
     UrlUnreachableError,
 )
-from ivrsim.media.audio_url import AudioUrlLoader, MediaSettings
+from ivrsim.media.audio_url import AudioUrlLoader, LoadedAudio, MediaSettings
+from ivrsim.testing.http import serve_bytes
 
 
 def encoded(digits: str, fmt: str, rate_hz: int = 16000, channels: int = 1) -> bytes:
@@ -289,6 +291,64 @@ def test_a_trickling_server_is_cut_at_the_fetch_deadline(server: str, tmp_path: 
         assert time.monotonic() - started < TRICKLE_BYTES * TRICKLE_EVERY_S / 4
     finally:
         loader.close()
+
+
+async def _until(condition: Callable[[], bool], timeout_s: float = 15.0) -> None:
+    """Poll ``condition`` on the event loop until it holds (bounded), never a fixed wait."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"condition not met within {timeout_s:g} s"
+        await asyncio.sleep(0.02)
+
+
+def test_a_slow_host_cannot_take_every_media_worker(server: str) -> None:
+    """Four trickling loads from one host hold only two of the four workers: a load from another port
+    completes while they still run, and the queued slow ones get their own full deadline once started."""
+    loader = AudioUrlLoader(MediaSettings(fetch_deadline_s=3.0, read_timeout_s=5.0, workers=4, per_host_workers=2))
+
+    async def scenario() -> tuple[LoadedAudio, list[bool], int, list[BaseException | LoadedAudio]]:
+        before = Handler.hits.get("/trickle.wav", 0)
+        slow = [asyncio.ensure_future(loader.load_async(server + "/trickle.wav", 8000)) for _ in range(4)]
+        await _until(lambda: Handler.hits.get("/trickle.wav", 0) - before >= 2)
+        with serve_bytes(FILES["/pin.wav"][0], "audio/wav") as other:
+            fast = await asyncio.wait_for(loader.load_async(other + "/pin.wav", 8000), timeout=30)
+        running = [not task.done() for task in slow]
+        started = Handler.hits.get("/trickle.wav", 0) - before
+        outcomes = await asyncio.gather(*slow, return_exceptions=True)
+        return fast, running, started, outcomes
+
+    try:
+        fast, running, started, outcomes = asyncio.run(scenario())
+    finally:
+        loader.close()
+    assert digits_of(fast.samples, 8000) == "1234"
+    assert all(running) and started == 2  # the fast one did not wait for the slow host's fetches
+    for outcome in outcomes:  # each slow one, queued or not, timed from its start: the fetch deadline, no queue error
+        assert isinstance(outcome, UrlUnreachableError) and "fetch deadline of 3 s" in str(outcome), outcome
+
+
+def test_a_load_that_waits_too_long_for_a_worker_says_so(server: str) -> None:
+    loader = AudioUrlLoader(MediaSettings(fetch_deadline_s=2.0, read_timeout_s=5.0, workers=1, per_host_workers=1, max_queue_wait_s=0.3))
+
+    async def scenario() -> tuple[BaseException | None, BaseException | LoadedAudio]:
+        before = Handler.hits.get("/trickle.wav", 0)
+        slow = asyncio.ensure_future(loader.load_async(server + "/trickle.wav", 8000))
+        await _until(lambda: Handler.hits.get("/trickle.wav", 0) > before)
+        with serve_bytes(FILES["/pin.wav"][0], "audio/wav") as other:
+            try:
+                await loader.load_async(other + "/pin.wav", 8000)
+                queued: BaseException | None = None
+            except UrlUnreachableError as error:
+                queued = error
+        return queued, (await asyncio.gather(slow, return_exceptions=True))[0]
+
+    try:
+        queued, slow = asyncio.run(scenario())
+    finally:
+        loader.close()
+    assert isinstance(queued, UrlUnreachableError)
+    assert "waited 0.3 s for a media worker without starting (IVRSIM_MEDIA_QUEUE_WAIT_S)" in str(queued), queued
+    assert isinstance(slow, UrlUnreachableError) and "fetch deadline of 2 s" in str(slow)
 
 
 def test_async_loads_run_on_the_loaders_own_threads(server: str, loader: AudioUrlLoader) -> None:

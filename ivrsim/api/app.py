@@ -97,6 +97,8 @@ async def _services(app: FastAPI, settings: Settings) -> AsyncIterator[None]:
                 cache_dir=settings.data_dir / "media",
                 cache_max_bytes=settings.media_cache_max_bytes,
                 fetch_deadline_s=settings.media_deadline_s,
+                per_host_workers=settings.media_workers_per_host,
+                max_queue_wait_s=settings.media_queue_wait_s,
             )
         ),
     )

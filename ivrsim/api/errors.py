@@ -119,7 +119,11 @@ def install_error_handlers(app: FastAPI) -> None:
         code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
         message = str(error.detail)
         headers = error.headers
-        if error.status_code == HTTP_404_NOT_FOUND:
+        if error.status_code == HTTP_400_BAD_REQUEST and isinstance(error.__cause__, Exception):
+            # FastAPI's "There was an error parsing the body": say why, never echoing the body.
+            code = "invalid_json"
+            message = f"the body is not valid JSON ({_unparsable_because(error.__cause__)}); send a JSON object encoded as UTF-8"
+        elif error.status_code == HTTP_404_NOT_FOUND:
             message = "no such endpoint; see /docs for the API"
         elif error.status_code == HTTP_405_METHOD_NOT_ALLOWED:
             # Starlette's Allow names the methods of the first route on this path; a path has one route per method.
@@ -127,6 +131,15 @@ def install_error_handlers(app: FastAPI) -> None:
             headers = {**(error.headers or {}), "Allow": ", ".join(allowed)}
             message = f"{request.url.path} does not take {request.method}; it takes {', '.join(allowed)}"
         return JSONResponse(error_body(code, message), status_code=error.status_code, headers=headers)
+
+
+def _unparsable_because(cause: Exception) -> str:
+    """Why a body the JSON decoder gave up on is unusable, in words that do not quote the body."""
+    if isinstance(cause, RecursionError):
+        return "arrays or objects are nested too deeply"
+    if isinstance(cause, UnicodeDecodeError):
+        return f"it is not UTF-8 text: the byte at position {cause.start} is not valid UTF-8"
+    return f"it cannot be decoded ({type(cause).__name__})"
 
 
 def _methods_for(app: FastAPI, request: Request) -> list[str]:
@@ -153,6 +166,10 @@ _TYPE_WANTS = {
     "list_type": "an array",
     "int_from_float": "a whole number",
 }
+#: What a pattern-checked parameter takes, in words (a regex is no help to a reader).
+_PATTERN_WANTS = {
+    "Idempotency-Key": "1 to 255 visible ASCII characters (letters, digits, punctuation; no spaces or accents), e.g. a UUID",
+}
 
 
 def _describe(request: Request, first: dict[str, Any], problems: list[Any]) -> tuple[str, str, str | None]:
@@ -175,7 +192,12 @@ def _describe(request: Request, first: dict[str, Any], problems: list[Any]) -> t
     if kind == "extra_forbidden":
         return "invalid_parameter", f"{param} is not a parameter of this endpoint; check the spelling against the API docs", param
     message = str(first.get("msg", "is invalid")).removeprefix("Value error, ")
-    if kind in _TYPE_WANTS:
+    if kind == "int_type" and isinstance(first.get("input"), float):
+        message = "must be a whole number (e.g. 30), not a fraction"
+    elif kind == "string_pattern_mismatch" and param in _PATTERN_WANTS:
+        empty = first.get("input") == ""
+        message = f"{'is empty; send' if empty else 'must be'} {_PATTERN_WANTS[param]}" + (", or leave the header out" if empty else "")
+    elif kind in _TYPE_WANTS:
         got = _JSON_TYPES.get(type(first.get("input")), "another type")
         message = f"must be {_TYPE_WANTS[kind]}, not {got}"
     elif kind == "finite_number":

@@ -13,10 +13,10 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
-from fastapi import Header
+from fastapi import Depends, Header, Request
 from fastapi.responses import JSONResponse
 
-from ivrsim.api.errors import HTTP_409_CONFLICT, ApiError
+from ivrsim.api.errors import HTTP_409_CONFLICT, HTTP_422_UNPROCESSABLE, ApiError
 from ivrsim.store.sqlite import Store
 
 HEADER = "Idempotency-Key"
@@ -25,15 +25,31 @@ KEY_PATTERN = r"^[!-~]{1,255}$"
 #: Set on a response that repeats the first one (Stripe's header name).
 REPLAYED_HEADER = "Idempotent-Replayed"
 
-IdempotencyKey = Annotated[
-    str | None,
-    Header(
-        alias=HEADER,
-        pattern=KEY_PATTERN,
-        description="A unique key (e.g. a UUID) that makes a retry of this request safe: the same key and body "
-        "returns the first response; the same key with another body is a 409. Kept 24 h.",
-    ),
-]
+
+
+def _idempotency_key(
+    request: Request,
+    key: Annotated[
+        str | None,
+        Header(
+            alias=HEADER,
+            pattern=KEY_PATTERN,
+            description="A unique key (e.g. a UUID) that makes a retry of this request safe: the same key and body "
+            "returns the first response; the same key with another body is a 409. Kept 24 h.",
+        ),
+    ] = None,
+) -> str | None:
+    """The header's key; an empty ``Idempotency-Key:`` (which FastAPI reads as absent) is refused, since
+    a client that sends the header means a retry to be safe."""
+    if key is None and HEADER.lower() in request.headers:
+        raise ApiError(
+            HTTP_422_UNPROCESSABLE, "invalid_parameter",
+            f"{HEADER} is empty; send 1 to 255 visible ASCII characters (e.g. a UUID), or leave the header out", HEADER,
+        )
+    return key
+
+
+IdempotencyKey = Annotated[str | None, Depends(_idempotency_key)]
 
 
 def fingerprint(body: Any) -> str:

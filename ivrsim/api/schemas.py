@@ -64,8 +64,15 @@ def _whole_number(value: object) -> object:
     return value
 
 
-#: An integer field: strict (no strings, no booleans) but taking 30.0 for 30, as JSON Schema does.
-JsonInt = Annotated[int, BeforeValidator(_whole_number)]
+def _whole_seconds(value: object) -> object:
+    """As ``_whole_number``, but 30.5 is refused in the field's own unit."""
+    if isinstance(value, float) and not value.is_integer():
+        raise ValueError("must be a whole number of seconds (e.g. 30), not a fraction")
+    return _whole_number(value)
+
+
+#: A duration in whole seconds: strict (no strings, no booleans), taking 30.0 for 30 as JSON Schema does.
+JsonSeconds = Annotated[int, BeforeValidator(_whole_seconds)]
 
 
 def _e164(value: str) -> str:
@@ -134,13 +141,16 @@ class GatherIn(BaseModel):
         return _http_url(value)
 
 
-def _http_url(value: str | None) -> str | None:
+def _http_url(value: str | None, example: str = "https://example.com/hooks") -> str | None:
     """An absolute http(s) URL the webhook client can parse, or None."""
     if value is None:
         return None
-    fix = "must be an http:// or https:// URL with a host, e.g. https://example.com/hooks"
+    fix = f"must be an http:// or https:// URL with a host, e.g. {example}"
     if not re.match(r"^https?://", value):
         raise ValueError(fix)
+    if re.match(r"^https?://[^/?#]*@", value, re.IGNORECASE):
+        raise ValueError(f"must not hold credentials (user:password@ before the host): credentials in URLs are not allowed; "
+                         f"give the URL without them, e.g. {example}")
     if not re.fullmatch(HTTP_URL_PATTERN, value):
         raise ValueError(f"{fix}; this one does not parse (check the host, the port and for spaces)")
     try:
@@ -179,8 +189,8 @@ class CallCreate(BaseModel):
     webhook_url: str | None = Field(
         default=None, max_length=MAX_URL_CHARS, json_schema_extra={"pattern": HTTP_URL_PATTERN}, description="URL for call status webhooks."
     )
-    timeout: JsonInt = Field(default=30, ge=1, le=600, description="Ring timeout in seconds.")
-    max_duration: JsonInt = Field(default=14_400, ge=1, le=14_400, description="Longest call in seconds (ivrsim addition).")
+    timeout: JsonSeconds = Field(default=30, ge=1, le=600, description="Ring timeout in seconds.")
+    max_duration: JsonSeconds = Field(default=14_400, ge=1, le=14_400, description="Longest call in seconds (ivrsim addition).")
 
     @field_validator("to", "from_")
     @classmethod
@@ -197,7 +207,7 @@ class CallCreate(BaseModel):
     def _audio_url(cls, value: str | None) -> str | None:
         """An http(s) audio_url must parse now, not fail the call later; paths are checked by the loader."""
         if value is not None and re.match(r"^\s*https?:", value, re.IGNORECASE):
-            return _http_url(value)
+            return _http_url(value, example="https://example.com/prompt.wav")
         return value
 
     @model_validator(mode="after")

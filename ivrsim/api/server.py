@@ -3,6 +3,7 @@ the tests and the benchmarks, on a free loopback port)."""
 
 from __future__ import annotations
 
+import copy
 import errno
 import ipaddress
 import logging
@@ -10,6 +11,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
@@ -76,7 +78,7 @@ def claim_data_dir(lock: DataDirLock, settings: Settings, sock: socket.socket) -
 class IvrsimServer(uvicorn.Server):
     """uvicorn's server, binding its socket before the app starts, so the app knows its own address: the
     bound URL goes on ``app.state.bound_url`` (recording URLs in webhooks are built from it, unless
-    IVRSIM_PUBLIC_URL says otherwise) and to ``on_bound``."""
+    IVRSIM_PUBLIC_URL says otherwise), and to ``on_bound`` once the server accepts connections."""
 
     def __init__(self, config: uvicorn.Config, app: FastAPI, on_bound: Callable[[str], None] | None = None) -> None:
         super().__init__(config)
@@ -89,18 +91,27 @@ class IvrsimServer(uvicorn.Server):
             sockets = [bind_socket(self.config.host, self.config.port)]
         self.base_url = _base_url(self.config.host, sockets[0])
         self.app.state.bound_url = self.base_url
-        if self.on_bound is not None:
-            self.on_bound(self.base_url)
         await super().startup(sockets=sockets)
+        if self.on_bound is not None and self.started:  # accepting connections now: a script may connect at once
+            self.on_bound(self.base_url)
 
 
 #: Seconds an idle kept-alive connection stays open (uvicorn's default, stated).
 KEEP_ALIVE_S = 5
 
 
+def _log_config() -> dict[str, Any]:
+    """uvicorn's logging, with the access log on stderr too: stdout carries only what `ivrsim serve`
+    prints for scripts (the URL)."""
+    config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+    config["handlers"]["access"]["stream"] = "ext://sys.stderr"
+    return config
+
+
 def _config(app: FastAPI, settings: Settings, log_level: str, access_log: bool) -> uvicorn.Config:
     return uvicorn.Config(
         app, host=settings.host, port=settings.port, log_level=log_level, lifespan="on", access_log=access_log,
+        log_config=_log_config(),
         # Slow clients: idle connections close, headers must arrive in time; bodies: BodyTimeoutMiddleware.
         timeout_keep_alive=KEEP_ALIVE_S,
         http=header_deadline_protocol(settings.body_timeout_s),

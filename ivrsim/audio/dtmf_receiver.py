@@ -78,6 +78,12 @@ BEATING_GAP_POWER = 0.25
 PURITY_EDGE_S = 0.004
 
 _NO_DIGIT = -1
+#: Half-blocks the streaming receiver keeps while no tone is pending: the last window (two half-blocks)
+#: and the one before it, for the next run's leading edge; what ``_decide`` keeps once all is decided.
+IDLE_KEEP_HALF_BLOCKS = 3
+#: Half-blocks the history starts with, and the capacity above which it is given back once mostly empty.
+HISTORY_MIN_CAPACITY = 64
+HISTORY_SHRINK_FROM = 256
 
 
 def harmonic_ratios(accept_deviation_pct: float = 1.5, guard_pct: float = 0.3, widest_pct: float = 0.5) -> tuple[tuple[float, float], ...]:
@@ -493,9 +499,9 @@ class _History:
     def __init__(self, block_samples: int) -> None:
         self.first = 0
         self.count = 0
-        self.samples = np.zeros((64, block_samples), dtype=np.float32)
-        self.labels = np.full(64, _NO_DIGIT, dtype=np.int8)
-        self.hann = np.zeros((64, 8), dtype=np.complex64)
+        self.samples = np.zeros((HISTORY_MIN_CAPACITY, block_samples), dtype=np.float32)
+        self.labels = np.full(HISTORY_MIN_CAPACITY, _NO_DIGIT, dtype=np.int8)
+        self.hann = np.zeros((HISTORY_MIN_CAPACITY, 8), dtype=np.complex64)
 
     def append(self, blocks: np.ndarray) -> int:
         """Add half-blocks; return the position of the first one."""
@@ -517,9 +523,18 @@ class _History:
         if count <= 0:
             return
         keep = self.count - count
-        self.samples[:keep] = self.samples[count : self.count]
-        self.labels[:keep] = self.labels[count : self.count]
-        self.hann[:keep] = self.hann[count : self.count]
+        capacity = len(self.labels)
+        if capacity > HISTORY_SHRINK_FROM and 4 * keep < capacity:
+            # Give back what a long tone grew (arrays never shrink otherwise): a held key is state for a tone
+            # in progress, never for the rest of the call.
+            capacity = max(HISTORY_MIN_CAPACITY, 2 * keep)
+            self.samples = _grow(self.samples[count : self.count], capacity)
+            self.labels = _grow(self.labels[count : self.count], capacity, _NO_DIGIT)
+            self.hann = _grow(self.hann[count : self.count], capacity)
+        else:
+            self.samples[:keep] = self.samples[count : self.count]
+            self.labels[:keep] = self.labels[count : self.count]
+            self.hann[:keep] = self.hann[count : self.count]
         self.first += count
         self.count = keep
 
@@ -618,7 +633,11 @@ class DtmfReceiver:
         self._pending_samples = len(rest)
         self._analyse(x[: count * m].reshape(count, m))
         history = self._history
-        if self._undecided and history.first + history.count - 1 >= self._decision_due:
+        if not self._undecided:
+            # Nothing pending: keep only what the next chunk's first window and edge need (as ``_decide``
+            # does), so that a call's silence or speech costs no memory, however long the call.
+            history.drop(history.count - IDLE_KEEP_HALF_BLOCKS)
+        elif history.first + history.count - 1 >= self._decision_due:
             return self._decide(final=False)
         return []
 

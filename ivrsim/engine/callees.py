@@ -440,6 +440,14 @@ class AnsweringMachine(_PlaysAudio):
 # -- phonebook --------------------------------------------------------------------------------------------
 
 
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    """One line for a YAML error: where (1-based line and column) and what, without PyYAML's quoted excerpt."""
+    mark = getattr(error, "problem_mark", None)
+    problem = getattr(error, "problem", None) or "cannot be parsed"
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"not valid YAML{where}: {' '.join(str(problem).split())}; fix the YAML there"
+
+
 @dataclass
 class Phonebook:
     """Who answers which number. Entries are factories, so every call gets a fresh callee."""
@@ -468,9 +476,15 @@ class Phonebook:
         except OSError as error:
             raise ScriptError(f"phonebook {path}: cannot be read ({error.strerror})") from error
         except yaml.YAMLError as error:
-            raise ScriptError(f"phonebook {path}: not valid YAML ({error})") from error
+            raise ScriptError(f"phonebook {path}: {_yaml_problem(error)}") from None
         if not isinstance(document, dict) or not isinstance(document.get("numbers", {}), dict):
             raise ScriptError(f"phonebook {path}: expected a mapping with 'numbers' (and optionally 'default')")
+        unknown = sorted(str(k) for k in document if k not in ("numbers", "default"))
+        if unknown:
+            raise ScriptError(f"phonebook {path}: unknown top-level key{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
+                              "a phonebook has 'numbers' (a mapping of E.164 numbers to entries) and optionally 'default'")
+        if "numbers" not in document:
+            raise ScriptError(f"phonebook {path}: no 'numbers'; add 'numbers:' mapping E.164 numbers to entries (it may be empty: numbers: {{}})")
         book = cls(entries={str(k): v for k, v in (document.get("numbers") or {}).items()}, folder=path.parent,
                    catalog=catalog or VoiceCatalog.load())
         if "default" in document:

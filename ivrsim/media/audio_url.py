@@ -15,7 +15,9 @@
   whose message describes what arrived (content type, size) and never quotes it. The result is mono
   (channels averaged) at the requested rate.
 - Blocking work runs on the loader's own bounded pool (threads named ``ivrsim-media``), never on
-  asyncio's default pool, so slow downloads cannot starve text to speech or the calls.
+  asyncio's default pool, so slow downloads cannot starve text to speech or the calls. One host:port holds
+  at most ``per_host_workers`` of them, so one slow host cannot starve the others; a fetch's deadline
+  starts when its worker starts it, and waiting for a turn is bounded apart (``max_queue_wait_s``).
 
 Every failure is a typed ``AudioUrlError`` whose message says what to fix.
 """
@@ -30,23 +32,21 @@ import json
 import logging
 import os
 import re
-import ssl
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-import httpcore
 import httpx
 import numpy as np
 import soundfile
 
 from ivrsim.audio.resample import resample
+from ivrsim.http_deadline import Deadline, DeadlineTransport
 from ivrsim.http_failures import describe_http_failure
 from ivrsim.media.files import quiet_c_stderr
 from ivrsim.media.sniff import sniff_audio
@@ -69,8 +69,13 @@ DEFAULT_FETCH_DEADLINE_S = 30.0
 DEFAULT_CACHE_MAX_BYTES = 500 * 1024 * 1024
 #: Threads that download and decode (``ivrsim-media``); more loads wait their turn.
 DEFAULT_MEDIA_WORKERS = 4
-#: Time a load may take beyond ``fetch_deadline_s`` (waiting for a worker, decoding) before the caller
-#: gives up on it, in seconds.
+#: Loads of one host:port that may hold media workers at once, so that one slow host cannot take them all.
+DEFAULT_WORKERS_PER_HOST = 2
+#: Longest a load may wait for its host's turn and a free worker before it starts, in seconds (generous:
+#: a queue of slow fetches ahead of it takes several fetch deadlines).
+DEFAULT_MAX_QUEUE_WAIT_S = 300.0
+#: Time a load may take beyond ``fetch_deadline_s``, counted from when its worker starts it (decoding, a
+#: transport that does not bound its reads) before the caller gives up on it, in seconds.
 LOAD_GRACE_S = 10.0
 
 
@@ -87,6 +92,8 @@ class MediaSettings:
     cache_dir: Path | None = None
     cache_max_bytes: int = DEFAULT_CACHE_MAX_BYTES
     workers: int = DEFAULT_MEDIA_WORKERS
+    per_host_workers: int = DEFAULT_WORKERS_PER_HOST
+    max_queue_wait_s: float = DEFAULT_MAX_QUEUE_WAIT_S
 
 
 @dataclass
@@ -107,153 +114,6 @@ class LoadedAudio:
         return len(self.samples) / self.rate_hz
 
 
-class _Deadline(threading.local):
-    """The monotonic time by which the current thread's fetch must end (None: no fetch running)."""
-
-    at: float | None = None
-
-    def left(self, timeout: float | None) -> float | None:
-        """``timeout`` shortened to what is left of the deadline; raises once it has passed."""
-        if self.at is None:
-            return timeout
-        left = self.at - time.monotonic()
-        if left <= 0:
-            raise httpcore.ReadTimeout("the fetch deadline has passed")
-        return left if timeout is None else min(timeout, left)
-
-
-class _DeadlineStream(httpcore.NetworkStream):
-    """A socket stream whose every read, write and TLS handshake waits at most until the deadline."""
-
-    def __init__(self, inner: httpcore.NetworkStream, deadline: _Deadline) -> None:
-        self._inner = inner
-        self._deadline = deadline
-
-    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return self._inner.read(max_bytes, self._deadline.left(timeout))
-
-    def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        self._inner.write(buffer, self._deadline.left(timeout))
-
-    def close(self) -> None:
-        self._inner.close()
-
-    def start_tls(self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None) -> httpcore.NetworkStream:
-        return _DeadlineStream(self._inner.start_tls(ssl_context, server_hostname, self._deadline.left(timeout)), self._deadline)
-
-    def get_extra_info(self, info: str) -> Any:
-        return self._inner.get_extra_info(info)
-
-
-#: Socket options as httpcore's backends take them.
-_SocketOptions = Iterable[tuple[int, int, int] | tuple[int, int, bytes | bytearray] | tuple[int, int, None, int]] | None
-
-
-class _DeadlineBackend(httpcore.NetworkBackend):
-    """httpcore's sync sockets, with connects and streams bounded by the thread's fetch deadline.
-
-    httpx's read timeout restarts with every chunk that arrives, so it alone cannot bound a fetch; the
-    deadline is checked by the sockets themselves, which covers connects, redirects, headers and body."""
-
-    def __init__(self, deadline: _Deadline) -> None:
-        self._inner = httpcore.SyncBackend()
-        self._deadline = deadline
-
-    def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: _SocketOptions = None,
-    ) -> httpcore.NetworkStream:
-        stream = self._inner.connect_tcp(host, port, self._deadline.left(timeout), local_address, socket_options)
-        return _DeadlineStream(stream, self._deadline)
-
-    def connect_unix_socket(
-        self, path: str, timeout: float | None = None, socket_options: _SocketOptions = None
-    ) -> httpcore.NetworkStream:
-        return _DeadlineStream(self._inner.connect_unix_socket(path, self._deadline.left(timeout), socket_options), self._deadline)
-
-    def sleep(self, seconds: float) -> None:
-        self._inner.sleep(seconds)
-
-
-#: httpcore's exceptions and the httpx ones the client (and ``describe_http_failure``) expect, most specific first.
-_HTTPCORE_TO_HTTPX: tuple[tuple[type[Exception], type[httpx.TransportError]], ...] = (
-    (httpcore.ConnectTimeout, httpx.ConnectTimeout),
-    (httpcore.ReadTimeout, httpx.ReadTimeout),
-    (httpcore.WriteTimeout, httpx.WriteTimeout),
-    (httpcore.PoolTimeout, httpx.PoolTimeout),
-    (httpcore.TimeoutException, httpx.TimeoutException),
-    (httpcore.ConnectError, httpx.ConnectError),
-    (httpcore.ReadError, httpx.ReadError),
-    (httpcore.WriteError, httpx.WriteError),
-    (httpcore.NetworkError, httpx.NetworkError),
-    (httpcore.RemoteProtocolError, httpx.RemoteProtocolError),
-    (httpcore.LocalProtocolError, httpx.LocalProtocolError),
-    (httpcore.UnsupportedProtocol, httpx.UnsupportedProtocol),
-    (httpcore.ProxyError, httpx.ProxyError),
-    (httpcore.ProtocolError, httpx.ProtocolError),
-)
-
-
-@contextlib.contextmanager
-def _as_httpx_errors(request: httpx.Request) -> Iterator[None]:
-    """Raise httpcore's exceptions as their httpx counterparts (what ``httpx.Client`` users catch)."""
-    try:
-        yield
-    except Exception as error:
-        for core, mapped in _HTTPCORE_TO_HTTPX:
-            if isinstance(error, core):
-                raise mapped(str(error), request=request) from error
-        raise
-
-
-class _BodyStream(httpx.SyncByteStream):
-    """A response body from httpcore, with its errors raised as httpx's."""
-
-    def __init__(self, inner: Iterable[bytes], request: httpx.Request) -> None:
-        self._inner = inner
-        self._request = request
-
-    def __iter__(self) -> Iterator[bytes]:
-        with _as_httpx_errors(self._request):
-            yield from self._inner
-
-    def close(self) -> None:
-        close = getattr(self._inner, "close", None)
-        if close is not None:
-            close()
-
-
-class _DeadlineTransport(httpx.BaseTransport):
-    """An httpx transport over httpcore's public ``ConnectionPool`` with deadline-bounded sockets (public
-    APIs only: httpx's own transport takes no network backend)."""
-
-    def __init__(self, deadline: _Deadline) -> None:
-        self._pool = httpcore.ConnectionPool(ssl_context=httpx.create_ssl_context(), network_backend=_DeadlineBackend(deadline))
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        assert isinstance(request.stream, httpx.SyncByteStream)
-        core_request = httpcore.Request(
-            method=request.method,
-            url=httpcore.URL(scheme=request.url.raw_scheme, host=request.url.raw_host, port=request.url.port, target=request.url.raw_path),
-            headers=request.headers.raw,
-            content=request.stream,
-            extensions=request.extensions,  # the client's timeouts
-        )
-        with _as_httpx_errors(request):
-            response = self._pool.handle_request(core_request)
-        assert isinstance(response.stream, Iterable)  # the sync pool's body
-        return httpx.Response(
-            status_code=response.status, headers=response.headers, stream=_BodyStream(response.stream, request), extensions=response.extensions
-        )
-
-    def close(self) -> None:
-        self._pool.close()
-
-
 class AudioUrlLoader:
     """Fetches and decodes ``audio_url``s under ``settings``; thread-safe. Owns a bounded thread pool
     (``ivrsim-media``) for ``load_async``: call ``close`` when done."""
@@ -263,17 +123,19 @@ class AudioUrlLoader:
         if self.settings.cache_dir is not None:
             self.settings.cache_dir.mkdir(parents=True, exist_ok=True)
         s = self.settings
-        self._deadline = _Deadline()
+        self._deadline = Deadline()
         self._client = httpx.Client(
             timeout=httpx.Timeout(s.read_timeout_s, connect=s.connect_timeout_s),
             follow_redirects=True,
             max_redirects=s.max_redirects,
-            transport=transport or _DeadlineTransport(self._deadline),
+            transport=transport or DeadlineTransport(self._deadline),
             trust_env=False,  # no proxy or netrc from the environment: every socket stays under the deadline
             headers={"User-Agent": "ivrsim (audio_url loader)", "Accept": "audio/*, */*;q=0.5"},
         )
         self._executor = ThreadPoolExecutor(max_workers=max(1, s.workers), thread_name_prefix="ivrsim-media")
         self._lock = threading.Lock()
+        #: Per (event loop, host:port): the semaphore bounding that host's loads, and how many use it.
+        self._host_slots: dict[tuple[asyncio.AbstractEventLoop, str], tuple[asyncio.Semaphore, int]] = {}
 
     def close(self) -> None:
         """Stop the media threads (loads not yet started are cancelled) and close the HTTP client."""
@@ -295,18 +157,86 @@ class AudioUrlLoader:
         return self._decode(url, data, content_type, from_cache, rate_hz)
 
     async def load_async(self, url: str, rate_hz: int) -> LoadedAudio:
-        """``load`` on the loader's own pool, so that the event loop (and TTS) keep running; gives up
-        ``LOAD_GRACE_S`` after the fetch deadline even if a worker is still stuck."""
-        future = self._executor.submit(self.load, url, rate_hz)
-        limit_s = self.settings.fetch_deadline_s + LOAD_GRACE_S
+        """``load`` on the loader's own pool, so that the event loop (and TTS) keep running.
+
+        Fair to other hosts: at most ``per_host_workers`` loads of one host:port hold workers at a time
+        (a slot taken here, before the pool), so a slow host cannot take every worker. Two bounds, each
+        with its own message: waiting for a slot and a worker (``max_queue_wait_s``), and the load itself,
+        timed from when a worker starts it (the fetch deadline plus ``LOAD_GRACE_S``, a backstop)."""
+        s = self.settings
+        loop = asyncio.get_running_loop()
+        host = _host_key(url)
+        give_up_at = loop.time() + s.max_queue_wait_s
+        slot = self._host_slot(loop, host) if host is not None else None
         try:
-            return await asyncio.wait_for(asyncio.wrap_future(future), timeout=limit_s)
-        except TimeoutError:
-            future.cancel()
-            raise UrlUnreachableError(
-                url, f"was not loaded within {limit_s:g} s (fetch deadline {self.settings.fetch_deadline_s:g} s, "
-                "IVRSIM_MEDIA_DEADLINE_S): the server is too slow or the media workers are busy"
-            ) from None
+            if slot is not None:
+                try:
+                    await asyncio.wait_for(slot.acquire(), timeout=s.max_queue_wait_s)
+                except TimeoutError:
+                    raise self._queued_too_long(url, host) from None
+            try:
+                return await self._run_on_worker(url, rate_hz, loop, give_up_at, host)
+            finally:
+                if slot is not None:
+                    slot.release()
+        finally:
+            if host is not None:
+                self._leave_host_slot(loop, host)
+
+    async def _run_on_worker(self, url: str, rate_hz: int, loop: asyncio.AbstractEventLoop, give_up_at: float, host: str | None) -> LoadedAudio:
+        started = asyncio.Event()
+
+        def run() -> LoadedAudio:
+            with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits any more
+                loop.call_soon_threadsafe(started.set)
+            return self.load(url, rate_hz)
+
+        future = self._executor.submit(run)
+        result = asyncio.wrap_future(future)
+        start_seen = asyncio.ensure_future(started.wait())
+        either: set[asyncio.Future[Any]] = {result, start_seen}
+        try:
+            await asyncio.wait(either, timeout=max(0.0, give_up_at - loop.time()), return_when=asyncio.FIRST_COMPLETED)
+            if not result.done() and not started.is_set() and future.cancel():
+                raise self._queued_too_long(url, host)
+            limit_s = self.settings.fetch_deadline_s + LOAD_GRACE_S  # from the worker's start
+            try:
+                return await asyncio.wait_for(result, timeout=limit_s)
+            except TimeoutError:
+                raise UrlUnreachableError(
+                    url, f"was not loaded within {limit_s:g} s of starting (fetch deadline {self.settings.fetch_deadline_s:g} s, "
+                    "IVRSIM_MEDIA_DEADLINE_S): the server is too slow; use a faster server or a local file"
+                ) from None
+        finally:
+            start_seen.cancel()
+            if not result.done():
+                result.cancel()  # cancels the load if it has not started; a running one ends at its deadline
+
+    def _queued_too_long(self, url: str, host: str | None) -> UrlUnreachableError:
+        s = self.settings
+        per_host = f" and at most {s.per_host_workers} from {host} at a time" if host else ""
+        return UrlUnreachableError(
+            url, f"waited {s.max_queue_wait_s:g} s for a media worker without starting (IVRSIM_MEDIA_QUEUE_WAIT_S): "
+            f"{s.workers} workers{per_host} (IVRSIM_MEDIA_WORKERS_PER_HOST) were busy with earlier fetches; "
+            "try again later, or use a faster server or a local file"
+        )
+
+    def _host_slot(self, loop: asyncio.AbstractEventLoop, host: str) -> asyncio.Semaphore:
+        """The semaphore of ``host`` on ``loop`` (made on first use, dropped when its last user leaves)."""
+        with self._lock:
+            semaphore, users = self._host_slots.get((loop, host), (None, 0))
+            if semaphore is None:
+                semaphore = asyncio.Semaphore(max(1, self.settings.per_host_workers))
+            self._host_slots[(loop, host)] = (semaphore, users + 1)
+            return semaphore
+
+    def _leave_host_slot(self, loop: asyncio.AbstractEventLoop, host: str) -> None:
+        with self._lock:
+            semaphore, users = self._host_slots[(loop, host)]
+            if users <= 1:
+                del self._host_slots[(loop, host)]
+            else:
+                self._host_slots[(loop, host)] = (semaphore, users - 1)
 
     def _source(self, url: str) -> tuple[str, str]:
         """("http", url) or ("file", resolved path inside a media root); raises what is not allowed."""
@@ -501,6 +431,18 @@ class AudioUrlLoader:
             from_cache=from_cache,
             content_type=content_type,
         )
+
+
+def _host_key(url: str) -> str | None:
+    """``host:port`` of an http(s) URL (what the per-host limit counts), None for local files."""
+    try:
+        parsed = urlparse(url)
+        scheme = parsed.scheme.lower()
+        if scheme not in ("http", "https") or not parsed.hostname:
+            return None
+        return f"{parsed.hostname.lower()}:{parsed.port or (443 if scheme == 'https' else 80)}"
+    except ValueError:  # a bad port: ``load`` says what is wrong with it
+        return None
 
 
 _CONTENT_TYPE = re.compile(r"[A-Za-z0-9!#$&^_.+-]{1,64}/[A-Za-z0-9!#$&^_.+-]{1,64}")

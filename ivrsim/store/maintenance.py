@@ -448,6 +448,8 @@ def save_snapshot(data_dir: Path, file: Path, progress: Progress | None = None) 
     db = _database(data_dir)
     if file.resolve().is_relative_to(data_dir.resolve()):
         raise MaintenanceError(f"snapshot file {file} is inside the data folder {data_dir}; write it elsewhere")
+    if not file.parent.is_dir():  # else the error would name the hidden .partial file
+        raise MaintenanceError(f"cannot write snapshot {file}: the folder {file.parent} does not exist; create it or choose another path")
     partial = file.with_name(f"{file.name}.partial-{os.getpid()}")
     with tempfile.TemporaryDirectory(prefix="ivrsim-snapshot-") as staging:
         copy = Path(staging) / DATABASE_NAME
