@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -83,8 +82,8 @@ def create_app(settings: Settings, data_lock: DataDirLock | None = None) -> Fast
 async def _services(app: FastAPI, settings: Settings) -> AsyncIterator[None]:
     """Engine, webhook dispatcher and housekeeping for the app's life; what start-up built is closed again
     when a later step of it fails."""
-    phonebook = Phonebook.load(settings.phonebook) if settings.phonebook else Phonebook.default_book()
     catalog = VoiceCatalog.load()
+    phonebook = Phonebook.load(settings.phonebook, catalog) if settings.phonebook else Phonebook.default_book(catalog)
     engine = CallEngine(
         EngineSettings(settings.data_dir, clock=settings.clock, line=LineSettings(), public_url=public_url(app, settings)),
         phonebook=phonebook,
@@ -142,9 +141,6 @@ async def _services(app: FastAPI, settings: Settings) -> AsyncIterator[None]:
         await engine.close()
         engine.synthesizer.close()  # its own waiting threads (the engine closes only the media loader)
         if dispatcher is not None:
-            try:  # deliveries still retrying stay pending in SQLite and resume at the next start
-                await asyncio.wait_for(dispatcher.settle(SHUTDOWN_DRAIN_S), timeout=SHUTDOWN_DRAIN_S + 1)
-            except TimeoutError:
-                pass
+            await dispatcher.settle(SHUTDOWN_DRAIN_S)  # what still retries stays pending and resumes at the next start
             await dispatcher.close()
         engine.store.close()

@@ -69,9 +69,10 @@ async def idempotent(
     ``Idempotent-Replayed: true``. ``scope`` is the operation, e.g. "POST /v1/voice/calls"."""
     if key is None:
         return await produce()
-    earlier = store.claim_idempotency_key(scope, key, fingerprint(body), time.time(), ttl_s)
+    body_fingerprint = fingerprint(body)
+    earlier = store.claim_idempotency_key(scope, key, body_fingerprint, time.time(), ttl_s)
     if earlier is not None:
-        if earlier.fingerprint != fingerprint(body):
+        if earlier.fingerprint != body_fingerprint:
             raise ApiError(
                 HTTP_409_CONFLICT,
                 "idempotency_key_reused",

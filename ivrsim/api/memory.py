@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import functools
 import gc
 import logging
 from collections.abc import Callable
@@ -22,6 +23,7 @@ logger = logging.getLogger(__name__)
 IDLE_CHECK_S = 10.0
 
 
+@functools.cache
 def _malloc_trim() -> Callable[[int], int] | None:
     try:
         libc = ctypes.CDLL("libc.so.6")

@@ -462,9 +462,9 @@ class Phonebook:
     catalog: VoiceCatalog | None = field(default=None, repr=False)
 
     @classmethod
-    def default_book(cls) -> Phonebook:
+    def default_book(cls, catalog: VoiceCatalog | None = None) -> Phonebook:
         """The phonebook that ships in ``samples/phonebook.yaml``."""
-        return cls.load(DEFAULT_PHONEBOOK)
+        return cls.load(DEFAULT_PHONEBOOK, catalog)
 
     @classmethod
     def load(cls, path: str | Path, catalog: VoiceCatalog | None = None) -> Phonebook:

@@ -284,11 +284,8 @@ class AudioUrlLoader:
 
     def _fetch(self, url: str) -> tuple[bytes, str | None, bool]:
         """GET ``url`` within the fetch deadline (set for this thread, read by every socket operation)."""
-        self._deadline.at = time.monotonic() + self.settings.fetch_deadline_s
-        try:
+        with self._deadline.within(self.settings.fetch_deadline_s):
             return self._fetch_within_deadline(url)
-        finally:
-            self._deadline.at = None
 
     def _fetch_within_deadline(self, url: str) -> tuple[bytes, str | None, bool]:
         deadline_at = self._deadline.at
@@ -363,13 +360,16 @@ class AudioUrlLoader:
             except OSError as error:
                 logger.warning("media cache: could not store %s: %s", paths[0].name, error)
                 return
+            self._touch(paths)
             self._prune(keep=paths[0])
 
     def _touch(self, paths: tuple[Path, Path]) -> None:
-        """Mark a cache entry as used now: the modification time orders the least recently used."""
+        """Mark a cache entry as used now: the modification time orders the least recently used. Set from
+        ``time.time_ns()``, not the file system's coarse clock, so loads in quick succession keep their order."""
+        now_ns = time.time_ns()
         for path in paths:
             with contextlib.suppress(OSError):
-                os.utime(path)
+                os.utime(path, ns=(now_ns, now_ns))
 
     def _prune(self, keep: Path) -> None:
         """Remove the least recently used cache entries until the folder holds at most ``cache_max_bytes``."""

@@ -369,7 +369,11 @@ class Housekeeping:
 
     def run_once(self) -> PruneResult | None:
         """One pass (blocking: run it off the event loop); the prune result when retention is on."""
-        keys = self.store.prune_idempotency_keys(time.time(), self.idempotency_ttl_s)
+        connection = _connect(_database(self.data_dir))  # its own connection: the server's lock stays free
+        try:
+            keys = delete_expired_idempotency_keys(connection, time.time(), self.idempotency_ttl_s)
+        finally:
+            connection.close()
         if keys:
             logger.info("housekeeping: forgot %d Idempotency-Key(s) older than %g s", keys, self.idempotency_ttl_s)
         if self.retain_days is None:

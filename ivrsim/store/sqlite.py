@@ -240,11 +240,6 @@ class Store:
             ).fetchall()
         return [CallEvent(r[0], r[1], r[2], r[3], r[4], json.loads(r[5])) for r in rows]
 
-    def next_sequence(self, call_id: str) -> int:
-        with self._lock:
-            row = self._db.execute("SELECT COALESCE(MAX(sequence), 0) FROM events WHERE call_id = ?", (call_id,)).fetchone()
-        return int(row[0]) + 1
-
     # -- recordings -----------------------------------------------------------------------------------
 
     def insert_recording(self, recording_id: str, call_id: str, path: str, channels: str) -> None:
@@ -363,18 +358,11 @@ class Store:
             rows = self._db.execute("SELECT DISTINCT call_id FROM webhook_deliveries WHERE status = 'pending'").fetchall()
         return [row[0] for row in rows]
 
-    def deliveries(self, call_id: str | None = None, pending_only: bool = False) -> list[dict[str, Any]]:
+    def deliveries(self, call_id: str | None = None) -> list[dict[str, Any]]:
         """Deliveries oldest first (of one call, or all)."""
-        clauses: list[str] = []
-        params: list[Any] = []
-        if call_id is not None:
-            clauses.append("call_id = ?")
-            params.append(call_id)
-        if pending_only:
-            clauses.append("status = 'pending'")
-        query = _DELIVERY_SELECT + (" WHERE " + " AND ".join(clauses) if clauses else "")
+        query = _DELIVERY_SELECT + (" WHERE call_id = ?" if call_id is not None else "")
         with self._lock:
-            rows = self._db.execute(query + " ORDER BY id", params).fetchall()
+            rows = self._db.execute(query + " ORDER BY id", () if call_id is None else (call_id,)).fetchall()
         return [_delivery(row) for row in rows]
 
     def list_deliveries(self, status: str | None = None, call_id: str | None = None, limit: int = 50, before: int | None = None) -> list[dict[str, Any]]:
@@ -397,9 +385,12 @@ class Store:
 
     def claim_idempotency_key(self, scope: str, key: str, fingerprint: str, now_s: float, ttl_s: float) -> IdempotencyRecord | None:
         """Claim ``key`` for a new request (None: go ahead), or return what the earlier request with it left.
-        Keys older than ``ttl_s`` are pruned first, so an expired key is claimed afresh."""
+        This key, when older than ``ttl_s``, is forgotten first, so an expired key is claimed afresh (the
+        others go with housekeeping, never in a request)."""
         with self._lock:
-            delete_expired_idempotency_keys(self._db, now_s, ttl_s)
+            self._db.execute(
+                "DELETE FROM idempotency_keys WHERE scope = ? AND key = ? AND created_at < ?", (scope, key, now_s - ttl_s)
+            )
             cursor = self._db.execute(
                 "INSERT OR IGNORE INTO idempotency_keys (scope, key, fingerprint, created_at) VALUES (?, ?, ?, ?)",
                 (scope, key, fingerprint, now_s),
@@ -422,12 +413,6 @@ class Store:
         """Forget a claim whose request failed before doing anything, so the key can be used again."""
         with self._lock:
             self._db.execute("DELETE FROM idempotency_keys WHERE scope = ? AND key = ? AND status_code IS NULL", (scope, key))
-
-    def prune_idempotency_keys(self, now_s: float, ttl_s: float) -> int:
-        """Delete keys older than ``ttl_s`` (server housekeeping: claims prune too, but only while keyed
-        requests come); returns how many."""
-        with self._lock:
-            return delete_expired_idempotency_keys(self._db, now_s, ttl_s)
 
 
 def delete_expired_idempotency_keys(db: sqlite3.Connection, now_s: float, ttl_s: float) -> int:

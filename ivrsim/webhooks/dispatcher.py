@@ -32,7 +32,7 @@ import logging
 import random
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 
@@ -57,7 +57,7 @@ REPLY_DRAIN_S = 1.0
 #: 4xx answers that mean "later", not "never".
 RETRYABLE_4XX = (408, 429)
 #: Delivery statuses.
-DELIVERY_STATUSES = ("pending", "delivered", "failed")
+DeliveryStatus = Literal["pending", "delivered", "failed"]
 
 
 @dataclass(frozen=True)

@@ -6,14 +6,14 @@ delivery keeps its attempt log, gets a new round of attempts, and still goes in 
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, Field
 
 from ivrsim.api.deps import ApiKeyDep, ServicesDep
 from ivrsim.api.errors import HTTP_404_NOT_FOUND, HTTP_409_CONFLICT, ApiError, error_responses
-from ivrsim.webhooks.dispatcher import DeliveryAlreadyDelivered, DeliveryNotFound
+from ivrsim.webhooks.dispatcher import DeliveryAlreadyDelivered, DeliveryNotFound, DeliveryStatus
 
 router = APIRouter(prefix="/v1/voice", tags=["webhooks"])
 #: The largest id SQLite stores (a larger one is an unknown id, said as a 422 before the database sees it).
@@ -37,7 +37,7 @@ class Delivery(BaseModel):
     event_type: str
     url: str
     payload: dict[str, Any] = Field(description="The body sent: the event.")
-    status: Literal["pending", "delivered", "failed"]
+    status: DeliveryStatus
     attempts: list[DeliveryAttempt]
     created_at: str
     finished_at: str | None = Field(description="When it was delivered or given up.")
@@ -59,7 +59,7 @@ def delivery_public(row: dict[str, Any]) -> dict[str, Any]:
 )
 async def list_deliveries(
     services: ServicesDep,
-    status: Annotated[Literal["pending", "delivered", "failed"] | None, Query(description="Only deliveries in this status.")] = None,
+    status: Annotated[DeliveryStatus | None, Query(description="Only deliveries in this status.")] = None,
     call_id: Annotated[str | None, Query(max_length=100, description="Only this call's deliveries.")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     starting_after: Annotated[int | None, Query(ge=1, le=MAX_ID, description="A delivery id: the page after it.")] = None,
