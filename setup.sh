@@ -4,8 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-# espeak-ng: speech for the talk-off tests (and TTS later); multimon-ng: the reference decoder in bench/.
-APT_PACKAGES=(espeak-ng multimon-ng)
+# espeak-ng: speech for the talk-off tests (and TTS later); multimon-ng: the reference decoder in bench/;
+# redis-server: the distributed job queue's tests and bench (the embedded queue needs no server).
+APT_PACKAGES=(espeak-ng multimon-ng redis-server)
 
 missing=()
 for package in "${APT_PACKAGES[@]}"; do

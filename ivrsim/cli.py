@@ -495,9 +495,15 @@ DOCUMENTED_TTS = "Hello! This is a call from Canary. Press 1 to confirm."
 @click.option("--webhook-secret", default=None, help="Sign webhooks with HMAC-SHA256 (IVRSIM_WEBHOOK_SECRET).")
 @click.option("--retain-days", type=click.FloatRange(0, min_open=True), default=None,
               help="Prune calls that ended more than this many days ago, at start and hourly (IVRSIM_RETAIN_DAYS; default: keep forever).")
+@click.option("--workers", type=click.IntRange(0, 256), default=None,
+              help="Local worker processes that run the calls (IVRSIM_WORKERS; default: one per core). 0 without --queue: calls run in this process.")
+@click.option("--queue", default=None, metavar="URL",
+              help="Job queue (IVRSIM_QUEUE): redis://host:6379/0 to share calls with `ivrsim worker` on other machines (default: embedded, in the data folder).")
+@click.option("--seed", type=click.IntRange(0), default=None, help="Seed of call and recording ids (IVRSIM_SEED): the same requests give the same ids.")
 @click.option("--access-log", is_flag=True, help="Print a line per HTTP request.")
 def serve(host: str | None, port: int | None, data_dir: str | None, phonebook: str | None, clock: str | None,
-          verified: tuple[str, ...], media_roots: tuple[str, ...], webhook_secret: str | None, retain_days: float | None, access_log: bool) -> None:
+          verified: tuple[str, ...], media_roots: tuple[str, ...], webhook_secret: str | None, retain_days: float | None,
+          workers: int | None, queue: str | None, seed: int | None, access_log: bool) -> None:
     """Serve the Canary Voice API and /_sim on localhost.
 
     The key both APIs accept comes from IVRSIM_API_KEY; without one a dev key is made and printed.
@@ -522,8 +528,16 @@ def serve(host: str | None, port: int | None, data_dir: str | None, phonebook: s
         message = str(first["ctx"]["error"]) if first["type"] == "value_error" else first["msg"]  # our own words, without pydantic's prefix
         _error(f"IVRSIM_{str(first['loc'][0]).upper()}: {message}")
         sys.exit(EXIT_USAGE)
+    if queue is not None:
+        from ivrsim.workers.queue import QueueUrlError, check_queue_url
+
+        try:
+            check_queue_url(queue)
+        except QueueUrlError as error:
+            _error(f"--queue: {error}")
+            sys.exit(EXIT_USAGE)
     overrides = {"host": host, "port": port, "data_dir": Path(data_dir) if data_dir else None, "phonebook": Path(phonebook) if phonebook else None,
-                 "clock": clock, "webhook_secret": webhook_secret, "retain_days": retain_days}
+                 "clock": clock, "webhook_secret": webhook_secret, "retain_days": retain_days, "workers": workers, "queue": queue, "seed": seed}
     for name, value in overrides.items():
         if value is not None:
             setattr(settings, name, value)
@@ -543,6 +557,13 @@ def serve(host: str | None, port: int | None, data_dir: str | None, phonebook: s
         click.echo(f"ivrsim {__version__}: Canary Voice API on {url} ({settings.clock} clock, data in {settings.data_dir})", err=True)
         click.echo(f"API key: {key}" + (" (a dev key made now; set IVRSIM_API_KEY to choose one)" if made else ""), err=True)
         click.echo(f"verified caller ids: {', '.join(settings.verified_numbers)}", err=True)
+        if settings.in_process:
+            click.echo("calls run in this process (--workers 0)", err=True)
+        else:
+            from ivrsim.workers.queue import redacted
+
+            where = redacted(settings.queue) if settings.queue else "the embedded queue"
+            click.echo(f"calls run in {settings.local_workers} local worker(s) over {where}", err=True)
 
     try:
         run_server(settings, access_log=access_log, on_bound=started)
@@ -552,6 +573,63 @@ def serve(host: str | None, port: int | None, data_dir: str | None, phonebook: s
     except DataDirInUse as error:  # taken before uvicorn starts: one line, no traceback
         _error(error)
         sys.exit(EXIT_REFUSED)
+
+
+@main.command()
+@click.option("--queue", required=True, metavar="URL", envvar="IVRSIM_QUEUE",
+              help="The server's job queue: redis://host:6379/0 (IVRSIM_QUEUE), or sqlite:///path for one machine.")
+@click.option("--max-calls", type=click.IntRange(1, 10_000), default=100, show_default=True, help="Calls this worker runs at once.")
+@click.option("--recordings-dir", type=click.Path(file_okay=False), default=None,
+              help="The server's recordings folder, mounted here (needed for calls with record: true).")
+@click.option("--cache-dir", type=click.Path(file_okay=False), default=".ivrsim-worker", show_default=True, help="This worker's prompt and media caches.")
+@click.option("--prompt-cache-dir", type=click.Path(file_okay=False), default=None,
+              help="Rendered prompts (default: inside --cache-dir); share one with the server and other workers to render each prompt once.")
+@click.option("--phonebook", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="Phonebook YAML (default: the file the server names, read on this machine).")
+@click.option("--name", default=None, help="How the server lists this worker (default host:pid).")
+@click.option("--connect", default=None, metavar="URL", hidden=True, help="Open a session with this server at once (local workers).")
+@click.option("--parent-pid", type=int, default=None, hidden=True, help="Stop when this process is gone (local workers).")
+@click.option("-v", "--verbose", is_flag=True, help="Log every session and call.")
+def worker(queue: str, max_calls: int, recordings_dir: str | None, cache_dir: str, prompt_cache_dir: str | None, phonebook: str | None, name: str | None,
+           connect: str | None, parent_pid: int | None, verbose: bool) -> None:
+    """Run calls from a server's job queue, on this machine or another.
+
+    Each job names the server that queued it; the worker opens a session with it, claims the call, runs it
+    and reports its events. Recordings go into --recordings-dir, which must be the server's recordings
+    folder (shared, e.g. over NFS); without it, calls that record fail with a reason saying so. Stops on
+    SIGTERM or Ctrl-C, ending its live calls. A bad --queue exits 2; a queue that cannot be reached exits 1.
+    """
+    import asyncio
+    import logging
+    import os
+    from pathlib import Path
+
+    from ivrsim.workers.queue import JobQueue, QueueUrlError, check_queue_url
+    from ivrsim.workers.worker import Worker, WorkerOptions, die_with_parent
+
+    try:
+        check_queue_url(queue)
+    except QueueUrlError as error:
+        _error(f"--queue: {error}")
+        sys.exit(EXIT_USAGE)
+    if parent_pid is not None:
+        die_with_parent()
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(asctime)s %(levelname)s worker: %(message)s")
+    options = WorkerOptions(max_calls=max_calls, recordings_dir=Path(recordings_dir).resolve() if recordings_dir else None,
+                            cache_dir=Path(cache_dir), prompt_cache_dir=Path(prompt_cache_dir) if prompt_cache_dir else None, phonebook=Path(phonebook) if phonebook else None, connect=connect,
+                            token=os.environ.get("IVRSIM_WORKER_TOKEN"), parent_pid=parent_pid)
+    if name:
+        options.name = name
+    try:
+        job_queue = JobQueue(queue)
+        job_queue.pending_count()  # reach it now: a wrong host is one line, not a traceback later
+    except Exception as error:  # noqa: BLE001 - redis, sqlite: whatever the storage raises
+        _error(f"the queue cannot be reached: {type(error).__name__}: {error}")
+        sys.exit(EXIT_FAILED)
+    try:
+        asyncio.run(Worker(job_queue, options).run())
+    except KeyboardInterrupt:
+        pass
 
 
 @main.command()

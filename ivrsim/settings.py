@@ -6,6 +6,7 @@ naming the variable.
 
 from __future__ import annotations
 
+import os
 import secrets
 from pathlib import Path
 
@@ -52,6 +53,10 @@ class Settings(BaseSettings):
     body_timeout_s: float = Field(default=10.0, gt=0, description="A request body must arrive whole within this many seconds, else 408.")
     idempotency_ttl_s: float = Field(default=24 * 3600.0, gt=0, description="How long an Idempotency-Key is remembered, in seconds.")
     retain_days: float | None = Field(default=None, gt=0, description="Prune calls ended this many days ago (IVRSIM_RETAIN_DAYS); unset keeps them forever.")
+    seed: int | None = Field(default=None, ge=0, description="Seed of call and recording ids (IVRSIM_SEED): the same requests give the same ids and events on every run.")
+    workers: int | None = Field(default=None, ge=0, le=256, description="Local worker processes that run calls (IVRSIM_WORKERS); default: one per core. 0 without a queue: calls run in the API's own process.")
+    queue: str | None = Field(default=None, description="The job queue (IVRSIM_QUEUE): redis://host:6379/0 to share calls with `ivrsim worker` on other machines; default: an embedded SQLite queue in the data folder.")
+    worker_max_calls: int = Field(default=100, ge=1, le=10_000, description="Calls one local worker runs at once (IVRSIM_WORKER_MAX_CALLS).")
     retention_interval_s: float = Field(default=3600.0, gt=0, description="How often retention runs while the server is up, in seconds.")
 
     @field_validator("verified_numbers", "media_roots", mode="before")
@@ -67,6 +72,23 @@ class Settings(BaseSettings):
         for number in value:
             check_e164(number)
         return value
+
+    @field_validator("queue")
+    @classmethod
+    def _queue(cls, value: str | None) -> str | None:
+        from ivrsim.workers.queue import check_queue_url
+
+        return check_queue_url(value) if value is not None else None
+
+    @property
+    def local_workers(self) -> int:
+        """How many local workers to start: ``workers``, or one per core."""
+        return self.workers if self.workers is not None else (os.cpu_count() or 1)
+
+    @property
+    def in_process(self) -> bool:
+        """Calls run in the API's own process (``--workers 0`` and no queue)."""
+        return self.local_workers == 0 and self.queue is None
 
     @field_validator("clock")
     @classmethod

@@ -87,10 +87,21 @@ def status_of(http: httpx.Client, call_id: str) -> str:
     return str(http.get(f"/v1/voice/calls/{call_id}").json()["status"])
 
 
-def test_sigkill_mid_call_then_restart_finalises_and_tells_the_receiver(tmp_path: Path, servers: list[ServeProcess]) -> None:
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("workers", ["0", "2"])
+def test_sigkill_mid_call_then_restart_finalises_and_tells_the_receiver(tmp_path: Path, servers: list[ServeProcess], workers: str) -> None:
+    """In the server's own process (--workers 0) and on local workers: the server is SIGKILLed; its
+    workers die with it, and the restarted server ends the calls and finalises the recording."""
     data = tmp_path / "data"
     with WebhookReceiver() as receiver:
-        first = ServeProcess("--port", "0", "--clock", "realtime", "--data-dir", str(data))
+        first = ServeProcess("--port", "0", "--clock", "realtime", "--data-dir", str(data), "--workers", workers)
         servers.append(first)
         with httpx.Client(base_url=first.base_url(), headers=AUTH, timeout=30) as http:
             hook = f"{receiver.url}/hooks"
@@ -102,10 +113,17 @@ def test_sigkill_mid_call_then_restart_finalises_and_tells_the_receiver(tmp_path
             # more than a second of dual-channel 8 kHz audio is on disk (the recorder writes every 0.5 s)
             wav = wait_until(lambda: next((p for p in (data / "recordings").glob("*.wav") if p.stat().st_size > 44 + 8000 * 4), None))
             assert receiver.wait_for(answered["id"], "call.in-progress")
+            def connected() -> tuple[list[int]] | None:
+                pids = [w["pid"] for w in http.get("/_sim/workers").json()["workers"]]
+                return (pids,) if len(pids) == int(workers) else None
+
+            (worker_pids,) = wait_until(connected)
         first.process.send_signal(signal.SIGKILL)
         assert first.wait() == -signal.SIGKILL
-        riff_bytes = int.from_bytes(wav.read_bytes()[4:8], "little")
-        assert riff_bytes < 100 < wav.stat().st_size  # the crash left the header claiming no audio, though audio was written
+        wait_until(lambda: not any(alive(pid) for pid in worker_pids), timeout_s=15)  # local workers never outlive their server
+        if not worker_pids:
+            riff_bytes = int.from_bytes(wav.read_bytes()[4:8], "little")
+            assert riff_bytes < 100 < wav.stat().st_size  # the crash left the header claiming no audio, though audio was written
 
         second = ServeProcess("--port", "0", "--clock", "realtime", "--data-dir", str(data))
         servers.append(second)

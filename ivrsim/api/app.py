@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,9 +19,10 @@ from ivrsim.api.errors import (
     install_error_handlers,
 )
 from ivrsim.api.memory import IdleMemoryTrimmer
-from ivrsim.api.routes import calls, sim, voices, webhooks
+from ivrsim.api.routes import calls, sim, voices, webhooks, workers
 from ivrsim.audio.line import LineSettings
 from ivrsim.engine.callees import Phonebook
+from ivrsim.engine.clock import ManualTimeline
 from ivrsim.engine.engine import CallEngine, EngineSettings
 from ivrsim.media.audio_url import AudioUrlLoader, MediaSettings
 from ivrsim.settings import Settings
@@ -28,6 +30,10 @@ from ivrsim.speech.tts import PromptCache, SpeechSynthesizer
 from ivrsim.speech.voices import VoiceCatalog
 from ivrsim.store.maintenance import DataDirLock, Housekeeping
 from ivrsim.webhooks.dispatcher import WebhookDispatcher, WebhookSettings
+from ivrsim.workers.hub import WorkerHub
+from ivrsim.workers.local import LocalWorkers, LocalWorkerSpec
+from ivrsim.workers.protocol import WorkerConfig
+from ivrsim.workers.queue import JobQueue, embedded_queue_url
 
 #: How long shutdown waits for webhook deliveries in flight, in seconds.
 SHUTDOWN_DRAIN_S = 5.0
@@ -73,9 +79,23 @@ def create_app(settings: Settings, data_lock: DataDirLock | None = None) -> Fast
     app.add_middleware(JsonOnlyMiddleware)
     app.add_middleware(BodyTimeoutMiddleware, timeout_s=settings.body_timeout_s)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
-    for router in (calls.router, calls.public, voices.router, sim.router, webhooks.router):
+    for router in (calls.router, calls.public, voices.router, sim.router, webhooks.router, workers.router):
         app.include_router(router)
     return app
+
+
+async def _worker_hub(app: FastAPI, settings: Settings, engine_settings: EngineSettings, media: MediaSettings,
+                      timeline: ManualTimeline | None) -> WorkerHub:
+    """The executor of worker mode: the queue (the embedded one unless ``settings.queue``), and where
+    workers reach this server."""
+    api_url = public_url(app, settings)
+    if api_url is None:
+        raise RuntimeError("worker mode needs the server's URL: serve the app with ivrsim.api.server, or set IVRSIM_PUBLIC_URL")
+    queue = JobQueue(settings.queue or embedded_queue_url(settings.data_dir))
+    if settings.queue is None:  # the embedded queue is this folder's own: what it held, recovery has ended
+        await asyncio.to_thread(queue.flush)
+    config = WorkerConfig.of(engine_settings, settings.phonebook, media)
+    return WorkerHub(queue, config, api_url, engine_settings.recordings_folder, timeline)
 
 
 @asynccontextmanager
@@ -84,23 +104,38 @@ async def _services(app: FastAPI, settings: Settings) -> AsyncIterator[None]:
     when a later step of it fails."""
     catalog = VoiceCatalog.load()
     phonebook = Phonebook.load(settings.phonebook, catalog) if settings.phonebook else Phonebook.default_book(catalog)
+    engine_settings = EngineSettings(settings.data_dir, clock=settings.clock, line=LineSettings(), seed=settings.seed,
+                                     public_url=public_url(app, settings))
+    media = MediaSettings(
+        allowed_roots=tuple(settings.media_roots),
+        cache_dir=settings.data_dir / "media",
+        cache_max_bytes=settings.media_cache_max_bytes,
+        fetch_deadline_s=settings.media_deadline_s,
+        per_host_workers=settings.media_workers_per_host,
+        max_queue_wait_s=settings.media_queue_wait_s,
+    )
+    timeline = ManualTimeline() if settings.clock == "manual" else None
+    hub = None if settings.in_process else await _worker_hub(app, settings, engine_settings, media, timeline)
     engine = CallEngine(
-        EngineSettings(settings.data_dir, clock=settings.clock, line=LineSettings(), public_url=public_url(app, settings)),
+        engine_settings,
         phonebook=phonebook,
         synthesizer=SpeechSynthesizer(
             catalog=catalog, cache=PromptCache(settings.data_dir / "prompts", disk_max_bytes=settings.prompt_cache_max_bytes)
         ),
-        loader=AudioUrlLoader(
-            MediaSettings(
-                allowed_roots=tuple(settings.media_roots),
-                cache_dir=settings.data_dir / "media",
-                cache_max_bytes=settings.media_cache_max_bytes,
-                fetch_deadline_s=settings.media_deadline_s,
-                per_host_workers=settings.media_workers_per_host,
-                max_queue_wait_s=settings.media_queue_wait_s,
-            )
-        ),
+        loader=AudioUrlLoader(media),
+        executor=hub,
+        timeline=timeline,
     )
+    local: LocalWorkers | None = None
+
+    async def stop_calls() -> None:
+        """End the live calls while the workers' sessions are still open (the server calls it before it
+        closes connections), then stop the local workers."""
+        await engine.close()
+        if local is not None:
+            await local.stop()
+
+    app.state.before_shutdown = stop_calls
     dispatcher: WebhookDispatcher | None = None
     housekeeping: Housekeeping | None = None
     trimmer: IdleMemoryTrimmer | None = None
@@ -128,6 +163,13 @@ async def _services(app: FastAPI, settings: Settings) -> AsyncIterator[None]:
         housekeeping = await Housekeeping.start(settings.data_dir, engine.store, settings.retain_days, settings.retention_interval_s,
                                                 idempotency_ttl_s=settings.idempotency_ttl_s)
         app.state.services = Services(settings=settings, engine=engine, dispatcher=dispatcher, catalog=catalog)
+        if hub is not None and settings.local_workers:
+            local = LocalWorkers(settings.local_workers, LocalWorkerSpec(
+                hub.queue.url, hub.api_url, hub.token, hub.recordings_dir, settings.data_dir / "workers", settings.data_dir / "prompts",
+                settings.worker_max_calls,
+            ))
+            await local.start()
+            app.state.local_workers = local
         # What start-up built lives as long as the server: move it out of the collector's way, so that a
         # full collection scans only what requests made (tens of ms less at p99).
         gc.collect()
@@ -138,7 +180,7 @@ async def _services(app: FastAPI, settings: Settings) -> AsyncIterator[None]:
             await trimmer.stop()
         if housekeeping is not None:
             await housekeeping.stop()
-        await engine.close()
+        await stop_calls()
         engine.synthesizer.close()  # its own waiting threads (the engine closes only the media loader)
         if dispatcher is not None:
             await dispatcher.settle(SHUTDOWN_DRAIN_S)  # what still retries stays pending and resumes at the next start

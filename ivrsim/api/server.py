@@ -20,6 +20,7 @@ from ivrsim.api.app import create_app
 from ivrsim.api.slow_clients import header_deadline_protocol
 from ivrsim.settings import Settings
 from ivrsim.store.maintenance import DataDirLock
+from ivrsim.workers.protocol import MAX_MESSAGE_BYTES, PING_INTERVAL_S, PING_TIMEOUT_S
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +96,18 @@ class IvrsimServer(uvicorn.Server):
         if self.on_bound is not None and self.started:  # accepting connections now: a script may connect at once
             self.on_bound(self.base_url)
 
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        """End the live calls first, while the workers' sessions are still open (uvicorn closes every
+        connection before the app's lifespan ends), so that a call cut by a shutdown ends as it would in
+        the server's own process."""
+        before = getattr(self.app.state, "before_shutdown", None)
+        if before is not None:
+            try:
+                await before()
+            except Exception:
+                logger.exception("ending the live calls at shutdown failed")
+        await super().shutdown(sockets=sockets)
+
 
 #: Seconds an idle kept-alive connection stays open (uvicorn's default, stated).
 KEEP_ALIVE_S = 5
@@ -116,6 +129,8 @@ def _config(app: FastAPI, settings: Settings, log_level: str, access_log: bool) 
         timeout_keep_alive=KEEP_ALIVE_S,
         http=header_deadline_protocol(settings.body_timeout_s),
         h11_max_incomplete_event_size=64 * 1024,
+        # Worker sessions: a worker that stops answering pings is gone within seconds (its calls end failed).
+        ws_ping_interval=PING_INTERVAL_S, ws_ping_timeout=PING_TIMEOUT_S, ws_max_size=MAX_MESSAGE_BYTES,
     )
 
 

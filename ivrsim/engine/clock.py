@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 #: Length of one frame of call time, in seconds (DESIGN.md: 20 ms frames).
@@ -69,6 +70,8 @@ class ManualTimeline:
     def __init__(self) -> None:
         self.now_frames = 0
         self._moved = asyncio.Condition()
+        #: Called with the new present after each step (the worker hub tells its workers).
+        self.listeners: list[Callable[[int], None]] = []
 
     @property
     def now_s(self) -> float:
@@ -78,6 +81,15 @@ class ManualTimeline:
         """Move time forward by ``seconds`` (rounded to whole frames); returns the new present."""
         async with self._moved:
             self.now_frames += int(round(seconds / FRAME_S))
+            self._moved.notify_all()
+        for listener in self.listeners:
+            listener(self.now_frames)
+        return self.now_s
+
+    async def move_to(self, frames: int) -> float:
+        """Set the present to ``frames`` (a worker's copy of the API's timeline; never backwards)."""
+        async with self._moved:
+            self.now_frames = max(self.now_frames, frames)
             self._moved.notify_all()
         return self.now_s
 

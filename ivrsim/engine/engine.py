@@ -69,7 +69,8 @@ class CallEngine:
     """Places calls and keeps their record. Use as ``async with CallEngine(...) as engine``.
 
     ``executor``: where calls run; by default ``InProcessExecutor`` over a ``CallRunner`` built from this
-    engine's settings, phonebook, synthesizer, loader and timeline."""
+    engine's settings, phonebook, synthesizer, loader and timeline. ``timeline``: the manual clock's (made
+    here when the clock is manual and none is given; a ``WorkerHub`` shares it)."""
 
     def __init__(
         self,
@@ -79,6 +80,7 @@ class CallEngine:
         synthesizer: SpeechSynthesizer | None = None,
         loader: AudioUrlLoader | None = None,
         executor: CallExecutor | None = None,
+        timeline: ManualTimeline | None = None,
     ) -> None:
         self.settings = settings
         settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -90,12 +92,18 @@ class CallEngine:
         self.output = StoreOutput(self.store, self.bus)
         self._ids = random.Random(settings.seed) if settings.seed is not None else None
         #: Simulated time for the manual clock (None on the virtual and realtime clocks).
-        self.timeline = ManualTimeline() if settings.clock == "manual" else None
+        self.timeline = timeline or (ManualTimeline() if settings.clock == "manual" else None)
         self.executor: CallExecutor = executor or InProcessExecutor(
             CallRunner(settings, self.phonebook, self.synthesizer, self.loader, self.timeline)
         )
+        self.executor.bind(self._end_orphaned)
         #: Ids of the calls ``recover()`` ended; None until it has run.
         self.recovered: list[str] | None = None
+
+    def _end_orphaned(self, call_id: str, reason: str, status: str | None) -> None:
+        record = self.store.get_call(call_id)
+        if record is not None and record.status in ("queued", "ringing", "in-progress"):
+            self.end_orphaned(record, reason, status)
 
     async def __aenter__(self) -> CallEngine:
         self.recover()
@@ -123,42 +131,49 @@ class CallEngine:
         self.recovered = []
         reason = f"{STOPPED_REASON}; it was ended when ivrsim started again"
         for record in self.store.live_calls():
-            events = self.store.events(record.id)
-            sequence = events[-1].sequence if events else 0
-            end_s = events[-1].call_time_s if events else 0.0
-            answered = next((e for e in events if e.type == "call.in-progress"), None)
-            answered_s = answered.call_time_s if answered is not None else None
-
-            def emit(event_type: str, call_time_s: float, data: dict[str, Any], call_id: str = record.id) -> None:
-                nonlocal sequence
-                sequence += 1
-                event = CallEvent(call_id, sequence, event_type, round(call_time_s, 3), utc_now(), data)
-                self.output.event(event)
-
-            recording = self.store.recording_for_call(record.id)
-            if recording is not None and recording.completed_at is None:
-                try:
-                    duration_s = repair_wav(recording.path)
-                except (OSError, ValueError) as error:
-                    logger.warning("recovery: recording %s of call %s cannot be repaired (%s); its duration is 0", recording.id, record.id, error)
-                    duration_s = 0.0
-                self.output.recording_completed(recording.id, duration_s)
-                end_s = max(end_s, (answered_s if answered_s is not None else end_s) + duration_s)
-                emit("recording.completed", end_s, recording_completed_facts(recording.id, duration_s, recording.channels, self.settings.public_url))
-            fields: dict[str, Any] = {"ended_at": iso_after(record.created_at, end_s), "reason": reason}
-            if answered_s is not None or record.status == "in-progress":
-                status = "completed"
-                start_s = answered_s if answered_s is not None else end_s
-                fields["duration_s"] = round(end_s - start_s, 3)
-                if record.answered_at is None:
-                    fields["answered_at"] = iso_after(record.created_at, start_s)
-            else:
-                status = "failed"
-            self.output.update_call(record.id, status=status, **fields)
-            emit(f"call.{status}", end_s, {"status": status, "reason": reason})
+            status = self.end_orphaned(record, reason)
             self.recovered.append(record.id)
             logger.warning("recovery: call %s was live when ivrsim stopped; ended %s", record.id, status)
         return self.recovered
+
+    def end_orphaned(self, record: CallRecord, reason: str, status: str | None = None) -> str:
+        """End a call that nothing runs any more (its server or its worker stopped), from what the store
+        holds: the recording is finalised (WAV header from the file size, duration, completed_at) and
+        announced with ``recording.completed``; the call ends ``status``, or by default ``completed`` when
+        it was answered and ``failed`` when not, with ``reason``. The events go through the bus, so
+        webhook receivers hear of them as of any other. Returns the status it ended with."""
+        events = self.store.events(record.id)
+        sequence = events[-1].sequence if events else 0
+        end_s = events[-1].call_time_s if events else 0.0
+        answered = next((e for e in events if e.type == "call.in-progress"), None)
+        answered_s = answered.call_time_s if answered is not None else None
+
+        def emit(event_type: str, call_time_s: float, data: dict[str, Any]) -> None:
+            nonlocal sequence
+            sequence += 1
+            self.output.event(CallEvent(record.id, sequence, event_type, round(call_time_s, 3), utc_now(), data))
+
+        recording = self.store.recording_for_call(record.id)
+        if recording is not None and recording.completed_at is None:
+            try:
+                duration_s = repair_wav(recording.path)
+            except (OSError, ValueError) as error:
+                logger.warning("recording %s of call %s cannot be repaired (%s); its duration is 0", recording.id, record.id, error)
+                duration_s = 0.0
+            self.output.recording_completed(recording.id, duration_s)
+            end_s = max(end_s, (answered_s if answered_s is not None else end_s) + duration_s)
+            emit("recording.completed", end_s, recording_completed_facts(recording.id, duration_s, recording.channels, self.settings.public_url))
+        fields: dict[str, Any] = {"ended_at": iso_after(record.created_at, end_s), "reason": reason}
+        was_answered = answered_s is not None or record.status == "in-progress"
+        if was_answered:
+            start_s = answered_s if answered_s is not None else end_s
+            fields["duration_s"] = round(end_s - start_s, 3)
+            if record.answered_at is None:
+                fields["answered_at"] = iso_after(record.created_at, start_s)
+        status = status or ("completed" if was_answered else "failed")
+        self.output.update_call(record.id, status=status, **fields)
+        emit(f"call.{status}", end_s, {"status": status, "reason": reason})
+        return status
 
     def new_id(self, prefix: str) -> str:
         token = f"{self._ids.getrandbits(80):020x}" if self._ids is not None else secrets.token_hex(10)

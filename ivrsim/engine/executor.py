@@ -2,16 +2,15 @@
 
 ``CallEngine`` hands each ``CallJob`` to a ``CallExecutor`` with the ``CallOutput`` to report to.
 ``InProcessExecutor`` runs them as asyncio tasks on this event loop (today's mode, and ``--workers 0``
-later); a queue-backed executor will send them to worker processes instead (issue 9) and answer
-``live_call`` with a handle that forwards to the worker running the call.
+mode); ``ivrsim.workers.hub.WorkerHub`` sends them to worker processes through a queue instead, and
+answers ``live_call`` with a handle that forwards to the worker running the call.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Protocol
-
-import numpy as np
 
 from ivrsim.audio.dtmf_generator import DtmfToneSpec
 from ivrsim.engine.job import CallJob
@@ -21,6 +20,9 @@ from ivrsim.engine.runner import CallRunner, Injected, LiveCallHandle
 
 class CallExecutor(Protocol):
     """Runs placed calls. A call counts as live from ``submit`` until it has reported its end."""
+
+    def bind(self, end_orphaned: Callable[[str, str, str | None], None]) -> None:
+        """Hear how to end a call that nothing runs any more: (call_id, reason, status or None)."""
 
     def submit(self, job: CallJob, output: CallOutput) -> None:
         """Start the call (returns at once)."""
@@ -43,8 +45,6 @@ class PendingCall:
     audio (the /_sim routes refuse a call that is not in progress before they would inject)."""
 
     status = "queued"
-    call_time_s = 0.0
-    injected_queued_s = 0.0
 
     def __init__(self, rate_hz: int) -> None:
         self.rate_hz = rate_hz
@@ -52,8 +52,8 @@ class PendingCall:
     def check_room(self, seconds: float) -> None:
         raise RuntimeError("the call is queued: nothing can be injected before it is in progress")
 
-    def inject(self, samples: np.ndarray) -> float:
-        raise RuntimeError("the call is queued: nothing can be injected before it is in progress")
+    async def hangup(self) -> float:
+        raise RuntimeError("the call is queued: it can be hung up once it is in progress")
 
     async def press(self, digits: str, spec: DtmfToneSpec) -> Injected:
         raise RuntimeError("the call is queued: nothing can be injected before it is in progress")
@@ -68,6 +68,9 @@ class InProcessExecutor:
     def __init__(self, runner: CallRunner) -> None:
         self.runner = runner
         self._tasks: dict[str, asyncio.Task[None]] = {}
+
+    def bind(self, end_orphaned: Callable[[str, str, str | None], None]) -> None:
+        """Nothing to do: in this process a call always reports its own end."""
 
     def submit(self, job: CallJob, output: CallOutput) -> None:
         task = asyncio.create_task(self._run(job, output), name=job.call_id)

@@ -62,6 +62,17 @@ class CallRequest:
         document["from"] = document.pop("from_")
         return document
 
+    @classmethod
+    def from_dict(cls, document: dict[str, Any]) -> CallRequest:
+        """The request ``as_dict`` gave (a job crossing to a worker process)."""
+        fields = dict(document)
+        fields["from_"] = fields.pop("from")
+        if fields.get("tts") is not None:
+            fields["tts"] = TtsSpec(**fields["tts"])
+        if fields.get("gather") is not None:
+            fields["gather"] = GatherSpec(**fields["gather"])
+        return cls(**fields)
+
 
 @dataclass
 class EngineSettings:
@@ -74,6 +85,13 @@ class EngineSettings:
     #: The server's base URL as receivers see it (no trailing slash), for recording URLs in events; set by
     #: the server once its socket is bound. None: URLs are relative to the server.
     public_url: str | None = None
+    #: Where recordings are written; None: ``data_dir / "recordings"``. A worker process writes into the
+    #: folder the API serves recordings from (the same folder, or one shared with it).
+    recordings_dir: Path | None = None
+
+    @property
+    def recordings_folder(self) -> Path:
+        return self.recordings_dir if self.recordings_dir is not None else self.data_dir / "recordings"
 
 
 @dataclass(frozen=True)

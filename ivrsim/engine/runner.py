@@ -68,6 +68,18 @@ class InjectionLimitError(InvalidRequestError):
         self.queued_s = queued_s
 
 
+class CallNotLiveError(IvrsimError):
+    """A request on a live call that ended (or whose worker stopped) before the request reached it."""
+
+    code = "call_not_live"
+
+
+class WorkerUnavailableError(IvrsimError):
+    """A request on a live call whose worker did not answer in time."""
+
+    code = "worker_unavailable"
+
+
 def recording_url(public_url: str | None, recording_id: str) -> str:
     return f"{public_url or ''}{RECORDINGS_PATH}/{recording_id}.wav"
 
@@ -110,15 +122,9 @@ class LiveCallHandle(Protocol):
     @property
     def rate_hz(self) -> int: ...
 
-    @property
-    def call_time_s(self) -> float: ...
-
-    @property
-    def injected_queued_s(self) -> float: ...
-
     def check_room(self, seconds: float) -> None: ...
 
-    def inject(self, samples: np.ndarray) -> float: ...
+    async def hangup(self) -> float: ...
 
     async def press(self, digits: str, spec: DtmfToneSpec) -> Injected: ...
 
@@ -143,6 +149,8 @@ class LiveCall:
         self.answered_frame: int | None = None
         self.status = "queued"
         self._injected: list[np.ndarray] = []
+        #: Set by ``hangup`` (/_sim): the callee hangs up at the next frame.
+        self.hangup_requested = False
 
     def inject(self, samples: np.ndarray) -> float:
         """Mix audio into the callee's side from the next frame on (the /_sim DTMF and speech injection);
@@ -164,6 +172,12 @@ class LiveCall:
         or text, InjectionLimitError when it does not fit."""
         prompt = await self.synthesizer.synthesize_async(TtsRequest(text, voice=voice, rate_hz=self.rate_hz))
         return Injected(self.inject(prompt.samples), round(prompt.duration_s, 3))
+
+    async def hangup(self) -> float:
+        """Hang up on the callee's side at the next frame (as a caller putting the phone down); returns the
+        call time it happens at."""
+        self.hangup_requested = True
+        return self.call_time_s
 
     def check_room(self, seconds: float) -> None:
         """Raise InjectionLimitError when ``seconds`` more of injected audio would not fit the call's queue
@@ -259,6 +273,10 @@ class CallRunner:
         finally:
             self._live.pop(call.id, None)
 
+    async def refuse(self, job: CallJob, output: CallOutput, reason: str) -> None:
+        """End a call before it starts: ``failed``, with ``reason``."""
+        LiveCall(job, self.settings, output, self.synthesizer).set_status("failed", reason=reason)
+
     async def _call(self, call: LiveCall) -> None:
         request = call.request
         clock = make_clock(self.settings.clock, self.timeline)
@@ -333,7 +351,7 @@ class CallRunner:
         recording_id = None
         if request.record:
             recording_id = recording_id_for(call.id, self.settings.seed)
-            path = self.settings.data_dir / "recordings" / f"{recording_id}.wav"
+            path = self.settings.recordings_folder / f"{recording_id}.wav"
             recorder = CallRecorder(path, call.rate_hz, request.recording_channels)  # type: ignore[arg-type]
             call.output.recording_started(recording_id, call.id, str(path), request.recording_channels)
             call.emit("recording.started", recording_id=recording_id, channels=request.recording_channels)
@@ -369,7 +387,8 @@ class CallRunner:
                 call.frame_index += 1
                 program[index].heard(call, received)
                 # A callee that hangs up may still be mid-key: what the receiver holds counts first.
-                digits = receiver.feed(received) + (receiver.flush() if callee.hung_up else [])
+                hung_up = callee.hung_up or call.hangup_requested
+                digits = receiver.feed(received) + (receiver.flush() if hung_up else [])
                 for digit in digits:
                     call.emit(
                         "dtmf.received",
@@ -380,9 +399,9 @@ class CallRunner:
                         col_level_dbm0=round(digit.col_level_dbm0, 1),
                     )
                     program[index].digit(call, digit)
-                if callee.hung_up:
+                if hung_up:
                     program[index].hangup(call)
-                    reason = "the callee hung up"
+                    reason = "the callee hung up" if callee.hung_up else "the callee hung up (/_sim hangup)"
                     break
                 await clock.advance(1)
         finally:

@@ -104,7 +104,7 @@ def _live(services: Services, call_id: str) -> LiveCallHandle:
             raise ApiError(HTTP_404_NOT_FOUND, "not_found", f"no call {call_id!r}", "id")
         raise ApiError(HTTP_409_CONFLICT, "call_not_live", f"call {call_id} is not in progress", "id")
     if live.status != "in-progress":
-        raise ApiError(HTTP_409_CONFLICT, "call_not_live", f"call {call_id} is {live.status}; inject once it is in-progress", "id")
+        raise ApiError(HTTP_409_CONFLICT, "call_not_live", f"call {call_id} is {live.status}; try again once it is in-progress", "id")
     return live
 
 
@@ -149,6 +149,16 @@ async def inject_speech(call_id: str, body: SpeechInjection, services: ServicesD
     except InjectionLimitError as error:
         raise _refused(error, "text") from error
     return {"call_id": call_id, "injected": "speech", "duration_s": injected.duration_s, "call_time_s": injected.call_time_s}
+
+
+@router.post(
+    "/calls/{call_id}/hangup", dependencies=[ApiKeyDep], summary="Hang up on the callee's side", responses=error_responses(401, 404, 409)
+)
+async def hang_up(call_id: str, services: ServicesDep) -> dict[str, Any]:
+    """The callee puts the phone down at the next frame: the call ends ``completed`` with the reason, as
+    when a caller script hangs up (events and webhooks follow as usual)."""
+    live = _live(services, call_id)
+    return {"call_id": call_id, "hangup": "callee", "call_time_s": await live.hangup()}
 
 
 @router.get("/clock", dependencies=[ApiKeyDep], summary="The clock, and where manual time is", responses=error_responses(401))

@@ -1,0 +1,75 @@
+"""Worker sessions (``/_internal/workers``, a WebSocket per worker) and what /_sim says of the workers."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+from typing import Any
+
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+
+from ivrsim.api.deps import ApiKeyDep, ServicesDep
+from ivrsim.api.errors import error_responses
+from ivrsim.workers.hub import SessionClosed, WorkerHub
+from ivrsim.workers.protocol import SESSION_PATH
+
+router = APIRouter()
+
+#: WebSocket close codes (RFC 6455 section 7.4.1).
+POLICY_VIOLATION = 1008
+
+
+class StarletteSessionSocket:
+    """``SessionSocket`` over Starlette's WebSocket: JSON text frames."""
+
+    def __init__(self, websocket: WebSocket) -> None:
+        self.websocket = websocket
+
+    async def receive(self) -> dict[str, Any]:
+        try:
+            message = json.loads(await self.websocket.receive_text())
+        except WebSocketDisconnect as gone:
+            raise SessionClosed(f"its connection closed (code {gone.code})") from None
+        except (KeyError, RuntimeError):  # a binary frame, or a receive after the close
+            raise SessionClosed("it sent something other than JSON text") from None
+        if not isinstance(message, dict):
+            raise ValueError("a session message is a JSON object")
+        return message
+
+    async def send(self, message: dict[str, Any]) -> None:
+        try:
+            await self.websocket.send_text(json.dumps(message, separators=(",", ":")))
+        except (WebSocketDisconnect, RuntimeError):
+            pass  # the reader hears of the close
+
+    async def close(self, code: int, reason: str) -> None:
+        try:
+            await self.websocket.close(code, reason)
+        except RuntimeError:
+            pass
+
+
+@router.websocket(SESSION_PATH)
+async def worker_session(websocket: WebSocket) -> None:
+    """A worker's session: its token is the one in the jobs this server queued (``Authorization: Bearer``)."""
+    services = websocket.app.state.services
+    hub = services.engine.executor
+    if not isinstance(hub, WorkerHub):
+        await websocket.close(POLICY_VIOLATION, "this server runs calls in its own process (--workers 0 without --queue)")
+        return
+    scheme, _, token = websocket.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), hub.token.encode()):
+        await websocket.close(POLICY_VIOLATION, "not a token of this server's run; the jobs that carried it were ended")
+        return
+    await websocket.accept()
+    await hub.serve_session(StarletteSessionSocket(websocket))
+
+
+@router.get("/_sim/workers", dependencies=[ApiKeyDep], summary="Where calls run: the queue and its workers", responses=error_responses(401))
+async def list_workers(services: ServicesDep) -> dict[str, Any]:
+    hub = services.engine.executor
+    if not isinstance(hub, WorkerHub):
+        return {"mode": "in-process", "queue": None, "queued": 0, "live_calls": services.engine.live_count, "workers": []}
+    queued = await asyncio.to_thread(hub.queue.pending_count)
+    return {"mode": "workers", "queue": hub.queue.where, "queued": queued, "live_calls": hub.live_count, "workers": hub.sessions()}

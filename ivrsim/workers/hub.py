@@ -1,0 +1,402 @@
+"""The API side of worker mode: calls go to the job queue, workers claim them over their session, and
+what the workers report goes to the store and the bus as if the call ran here.
+
+``WorkerHub`` is a ``CallExecutor``: ``CallEngine`` hands it each placed call. It enqueues the job (off the
+event loop), keeps the call as pending until a worker claims it, then routes the call's reports from that
+worker's session to the call's ``CallOutput``, and /_sim's requests on the live call (``RemoteCall``) to
+the worker. A worker whose session ends (its process died, or it stopped answering pings) has its calls
+ended ``failed`` with the reason, their partial recordings finalised; what it had not taken is still in
+the queue for the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from ivrsim.audio.dtmf_generator import DtmfToneSpec
+from ivrsim.audio.line import LineSettings
+from ivrsim.engine.clock import ManualTimeline
+from ivrsim.engine.executor import PendingCall
+from ivrsim.engine.job import CallJob
+from ivrsim.engine.output import CallOutput
+from ivrsim.engine.runner import (
+    MAX_INJECTED_S,
+    STOPPED_REASON,
+    CallNotLiveError,
+    Injected,
+    InjectionLimitError,
+    LiveCallHandle,
+    WorkerUnavailableError,
+)
+from ivrsim.exceptions import SpeechError
+from ivrsim.workers.protocol import SHARE_MARKER, WorkerConfig, call_message, event_of
+from ivrsim.workers.queue import JobQueue
+
+logger = logging.getLogger(__name__)
+
+#: How long a request on a live call (press, say, hangup) waits for its worker, in seconds.
+REQUEST_TIMEOUT_S = 30.0
+#: How long shutdown waits for workers to end their calls before ending them itself, in seconds.
+STOP_WAIT_S = 5.0
+#: How long a new session has to say hello, in seconds.
+HELLO_TIMEOUT_S = 10.0
+
+#: Ends a call nothing runs any more: (call_id, reason, status or None for completed-if-answered).
+OrphanEnder = Callable[[str, str, "str | None"], None]
+
+
+class SessionClosed(Exception):
+    """The worker's session ended."""
+
+
+class SessionSocket(Protocol):
+    """A session's connection, JSON messages both ways (the WebSocket route adapts Starlette's)."""
+
+    async def receive(self) -> dict[str, Any]:
+        """The next message; SessionClosed when the connection is gone."""
+
+    async def send(self, message: dict[str, Any]) -> None: ...
+
+    async def close(self, code: int, reason: str) -> None: ...
+
+
+class WorkerSession:
+    """One connected worker."""
+
+    def __init__(self, session_id: str, hello: dict[str, Any]) -> None:
+        self.id = session_id
+        self.name = str(hello.get("name") or session_id)[:200]
+        self.host = str(hello.get("host") or "")[:200]
+        self.pid = hello.get("pid") if isinstance(hello.get("pid"), int) else None
+        self.max_calls = hello.get("max_calls") if isinstance(hello.get("max_calls"), int) else None
+        self.connected_at = time.time()
+        self.calls: set[str] = set()
+        self.calls_run = 0
+        self._outbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        self._replies: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._request_ids = itertools.count(1)
+        self.closed = False
+
+    def send(self, message: dict[str, Any]) -> None:
+        if not self.closed:
+            self._outbox.put_nowait(message)
+
+    async def write_loop(self, socket: SessionSocket) -> None:
+        while (message := await self._outbox.get()) is not None:
+            await socket.send(message)
+
+    async def request(self, message: dict[str, Any], timeout_s: float = REQUEST_TIMEOUT_S) -> dict[str, Any]:
+        """Send a request and wait for the worker's reply."""
+        if self.closed:
+            raise CallNotLiveError("the worker running the call has stopped")
+        request_id = next(self._request_ids)
+        reply: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._replies[request_id] = reply
+        self.send({**message, "rid": request_id})
+        try:
+            return await asyncio.wait_for(reply, timeout_s)
+        except TimeoutError:
+            raise WorkerUnavailableError(f"the worker {self.name} did not answer within {timeout_s:g} s; try again") from None
+        finally:
+            self._replies.pop(request_id, None)
+
+    def replied(self, message: dict[str, Any]) -> None:
+        reply = self._replies.get(message.get("rid"))  # type: ignore[arg-type]
+        if reply is not None and not reply.done():
+            reply.set_result(message)
+
+    def close(self) -> None:
+        self.closed = True
+        self._outbox.put_nowait(None)
+        for reply in self._replies.values():
+            if not reply.done():
+                reply.set_exception(CallNotLiveError("the worker running the call has stopped"))
+
+    def describe(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "host": self.host, "pid": self.pid, "max_calls": self.max_calls,
+                "live_calls": len(self.calls), "calls_run": self.calls_run,
+                "connected_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.connected_at))}
+
+
+@dataclass
+class QueuedCall:
+    """A call handed to the queue: pending until a worker claims it, then live on that worker's session."""
+
+    job: CallJob
+    output: CallOutput
+    session: WorkerSession | None = None
+    status: str = "queued"
+    ending: bool = False  # the API is ending it itself: no claim may take it any more
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class RemoteCall:
+    """``LiveCallHandle`` of a call running on a worker: requests go over the worker's session, and the
+    worker checks and carries them out as its own ``LiveCall`` would."""
+
+    def __init__(self, call: QueuedCall, session: WorkerSession, rate_hz: int) -> None:
+        self._call = call
+        self._session = session
+        self.rate_hz = rate_hz
+
+    @property
+    def status(self) -> str:
+        return self._call.status
+
+    def check_room(self, seconds: float) -> None:
+        """What the API can tell alone: more than ``MAX_INJECTED_S`` never fits (the worker, which knows
+        what still waits in the call, checks the rest)."""
+        if seconds > MAX_INJECTED_S:
+            raise InjectionLimitError(seconds, 0.0)
+
+    async def _ask(self, message: dict[str, Any]) -> dict[str, Any]:
+        reply = await self._session.request({**message, "call_id": self._call.job.call_id})
+        if reply.get("ok"):
+            return reply
+        error = reply.get("error")
+        if error == "injection_limit":
+            raise InjectionLimitError(float(reply.get("seconds", 0.0)), float(reply.get("queued_s", 0.0)))
+        if error == "speech":
+            failure = SpeechError(str(reply.get("message", "the speech cannot be rendered")))
+            failure.code = str(reply.get("code", SpeechError.code))
+            raise failure
+        raise CallNotLiveError(str(reply.get("message") or "the call is not in progress any more"))
+
+    async def press(self, digits: str, spec: DtmfToneSpec) -> Injected:
+        reply = await self._ask({"t": "press", "digits": digits, "spec": asdict(spec)})
+        return Injected(reply["call_time_s"], reply["duration_s"])
+
+    async def say(self, text: str, voice: str | None = None) -> Injected:
+        reply = await self._ask({"t": "say", "text": text, "voice": voice})
+        return Injected(reply["call_time_s"], reply["duration_s"])
+
+    async def hangup(self) -> float:
+        reply = await self._ask({"t": "hangup"})
+        return float(reply["call_time_s"])
+
+
+class WorkerHub:
+    """``CallExecutor`` over a job queue and the sessions of the workers that take its jobs.
+
+    ``api_url``: where workers reach this API (it goes in each job, so a worker needs only the queue).
+    ``recordings_dir``: where this API serves recordings from; the path stored for a worker's recording.
+    ``timeline``: the manual clock's, whose steps go to every worker."""
+
+    def __init__(
+        self,
+        queue: JobQueue,
+        config: WorkerConfig,
+        api_url: str,
+        recordings_dir: Path,
+        timeline: ManualTimeline | None = None,
+        token: str | None = None,
+    ) -> None:
+        self.queue = queue
+        self.config = config
+        self.api_url = api_url.rstrip("/")
+        self.recordings_dir = recordings_dir
+        self.token = token or secrets.token_urlsafe(24)
+        self.timeline = timeline
+        self.rate_hz = LineSettings(**config.line).rate_hz
+        self._calls: dict[str, QueuedCall] = {}
+        self._sessions: dict[str, WorkerSession] = {}
+        self._session_ids = itertools.count(1)
+        self._enqueue = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ivrsim-enqueue")  # one: jobs keep their order
+        self._end_orphaned: OrphanEnder | None = None
+        self._nudge_scheduled = False
+        self._closing = False
+        recordings_dir.mkdir(parents=True, exist_ok=True)
+        (recordings_dir / SHARE_MARKER).write_text(self.token, encoding="utf-8")
+        if timeline is not None:
+            timeline.listeners.append(self._clock_moved)
+
+    # -- CallExecutor ------------------------------------------------------------------------------------
+
+    def bind(self, end_orphaned: OrphanEnder) -> None:
+        self._end_orphaned = end_orphaned
+
+    def submit(self, job: CallJob, output: CallOutput) -> None:
+        message = call_message(job, self.api_url, self.token)
+        call = self._calls[job.call_id] = QueuedCall(job, output)
+        loop = asyncio.get_running_loop()
+        queued = loop.run_in_executor(self._enqueue, self.queue.put, "call", message)
+        queued.add_done_callback(lambda done: self._enqueued(call, done))
+
+    def _enqueued(self, call: QueuedCall, done: asyncio.Future[None]) -> None:
+        error = done.exception() if not done.cancelled() else None
+        if error is None and not done.cancelled():
+            self._nudge()
+            return
+        logger.error("call %s could not be queued: %s", call.job.call_id, error)
+        self._end(call, f"the job queue ({self.queue.where}) could not be reached: {type(error).__name__}", "failed")
+
+    def live_call(self, call_id: str) -> LiveCallHandle | None:
+        call = self._calls.get(call_id)
+        if call is None or call.ending:
+            return None
+        if call.session is None:
+            return PendingCall(self.rate_hz)
+        return RemoteCall(call, call.session, self.rate_hz)
+
+    @property
+    def live_count(self) -> int:
+        return len(self._calls)
+
+    async def wait(self, call_id: str) -> None:
+        call = self._calls.get(call_id)
+        if call is not None:
+            await call.done.wait()
+
+    async def close(self) -> None:
+        """Stop the live calls: workers end theirs as an in-process shutdown would (``completed`` when
+        answered, else ``failed``); what no worker ended within ``STOP_WAIT_S``, and what is still queued,
+        is ended here."""
+        if self._closing:
+            return
+        self._closing = True
+        by_session: dict[str, list[str]] = {}
+        for call in self._calls.values():
+            if call.session is not None:
+                by_session.setdefault(call.session.id, []).append(call.job.call_id)
+            else:
+                call.ending = True
+        for session_id, call_ids in by_session.items():
+            self._sessions[session_id].send({"t": "stop", "call_ids": call_ids})
+        claimed = [call.done.wait() for call in self._calls.values() if call.session is not None]
+        if claimed:
+            await asyncio.wait([asyncio.ensure_future(waiting) for waiting in claimed], timeout=STOP_WAIT_S)
+        for call in list(self._calls.values()):
+            self._end(call, STOPPED_REASON, None)
+        for session in self._sessions.values():
+            session.close()
+        self._enqueue.shutdown(wait=True)
+        self.queue.close()
+
+    # -- sessions ----------------------------------------------------------------------------------------
+
+    def sessions(self) -> list[dict[str, Any]]:
+        return [session.describe() for session in self._sessions.values()]
+
+    async def serve_session(self, socket: SessionSocket) -> None:
+        """Run one worker's session until it ends; then end its calls ``failed``."""
+        try:
+            hello = await asyncio.wait_for(socket.receive(), HELLO_TIMEOUT_S)
+        except (TimeoutError, SessionClosed):
+            await socket.close(1008, "say hello first")
+            return
+        if hello.get("t") != "hello":
+            await socket.close(1008, "say hello first")
+            return
+        session = WorkerSession(f"w{next(self._session_ids)}", hello)
+        self._sessions[session.id] = session
+        session.send({"t": "welcome", "session": session.id, "config": self.config.as_dict(),
+                      "now_frames": self.timeline.now_frames if self.timeline else 0})
+        writer = asyncio.create_task(session.write_loop(socket), name=f"session-{session.id}-writer")
+        why = "its connection closed"
+        logger.info("worker %s (%s) connected", session.name, session.id)
+        try:
+            while True:
+                message = await socket.receive()
+                self._handle(session, message)
+        except SessionClosed as closed:
+            why = str(closed) or why
+        except (KeyError, TypeError, ValueError) as error:
+            why = f"it sent a message ivrsim does not understand ({type(error).__name__})"
+            logger.error("worker %s: %s", session.name, why)
+            await socket.close(1003, why[:120])
+        finally:
+            session.close()
+            writer.cancel()
+            self._sessions.pop(session.id, None)
+            self._gone(session, why)
+
+    def _gone(self, session: WorkerSession, why: str) -> None:
+        if session.calls:
+            logger.warning("worker %s stopped (%s) with %d live call(s); they end failed", session.name, why, len(session.calls))
+        for call_id in list(session.calls):
+            call = self._calls.get(call_id)
+            if call is not None:
+                self._end(call, f"the worker running the call stopped ({session.name}: {why})", "failed")
+        session.calls.clear()
+
+    def _end(self, call: QueuedCall, reason: str, status: str | None) -> None:
+        """End a call that no worker will report on any more, from what the store holds."""
+        call.ending = True
+        self._calls.pop(call.job.call_id, None)
+        if call.session is not None:
+            call.session.calls.discard(call.job.call_id)
+        if self._end_orphaned is not None:
+            try:
+                self._end_orphaned(call.job.call_id, reason, status)
+            except Exception:  # one call's record never stops the others
+                logger.exception("call %s could not be ended", call.job.call_id)
+        call.done.set()
+
+    def _handle(self, session: WorkerSession, message: dict[str, Any]) -> None:
+        kind = message["t"]
+        if kind == "reply":
+            session.replied(message)
+            return
+        call_id = message["call_id"]
+        if kind == "claim":
+            self._claim(session, call_id)
+            return
+        call = self._calls.get(call_id)
+        if call is None or call.session is not session:
+            logger.warning("worker %s reported on call %s, which it does not run; ignored", session.name, call_id)
+            return
+        if kind == "event":
+            call.output.event(event_of(message))
+        elif kind == "update":
+            fields = dict(message["fields"])
+            if "status" in fields:
+                call.status = str(fields["status"])
+            call.output.update_call(call_id, **fields)
+        elif kind == "recording_started":
+            recording_id = str(message["recording_id"])
+            path = self.recordings_dir / f"{recording_id}.wav"  # where this API serves it from (shared, or uploaded)
+            call.output.recording_started(recording_id, call_id, str(path), str(message["channels"]))
+        elif kind == "recording_completed":
+            call.output.recording_completed(str(message["recording_id"]), float(message["duration_s"]))
+        elif kind == "ended":
+            self._calls.pop(call_id, None)
+            session.calls.discard(call_id)
+            session.calls_run += 1
+            call.done.set()
+        else:
+            raise ValueError(kind)
+
+    def _claim(self, session: WorkerSession, call_id: str) -> None:
+        call = self._calls.get(call_id)
+        ok = call is not None and call.session is None and not call.ending and not self._closing
+        if ok:
+            assert call is not None
+            call.session = session
+            session.calls.add(call_id)
+        session.send({"t": "claimed", "call_id": call_id, "ok": ok, "now_frames": self.timeline.now_frames if self.timeline else 0})
+
+    def _clock_moved(self, now_frames: int) -> None:
+        for session in self._sessions.values():
+            session.send({"t": "clock", "now_frames": now_frames})
+
+    def _nudge(self) -> None:
+        """Tell the workers there is work (once per loop turn, however many calls were queued in it)."""
+        if self._nudge_scheduled:
+            return
+        self._nudge_scheduled = True
+
+        def send() -> None:
+            self._nudge_scheduled = False
+            for session in self._sessions.values():
+                session.send({"t": "nudge"})
+
+        asyncio.get_running_loop().call_soon(send)

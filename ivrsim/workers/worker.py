@@ -1,0 +1,449 @@
+"""``ivrsim worker``: takes calls from the job queue and runs them, reporting over a session with the API.
+
+A worker needs the queue and nothing else: each job names the API that queued it (URL and session token),
+and the session's welcome says how that API runs calls (clock, line, seed, phonebook, media limits). The
+worker runs up to ``max_calls`` calls at once on its event loop, as the API's own process would
+(``CallRunner``), and takes a job only when it has room, so the queue keeps the rest for other workers.
+
+Recordings: a worker writes them into ``recordings_dir``, which must be the folder the API serves them from
+(local workers get the API's own; on another machine, mount it: NFS, SMB, a bind mount). The API leaves
+its session token in a marker file there, so a worker knows whether it writes where the API reads; when
+it does not, a call with ``record: true`` fails with a reason that says so, never silently without audio.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import json
+import logging
+import os
+import signal
+import socket
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import websockets
+from websockets.asyncio.client import ClientConnection, connect
+
+from ivrsim.audio.dtmf_generator import DtmfToneSpec
+from ivrsim.engine.callees import Phonebook
+from ivrsim.engine.clock import ManualTimeline
+from ivrsim.engine.events import CallEvent
+from ivrsim.engine.runner import CallRunner, InjectionLimitError
+from ivrsim.exceptions import IvrsimError, SpeechError
+from ivrsim.media.audio_url import AudioUrlLoader
+from ivrsim.speech.tts import PromptCache, SpeechSynthesizer
+from ivrsim.speech.voices import VoiceCatalog
+from ivrsim.workers.protocol import (
+    MAX_MESSAGE_BYTES,
+    PING_INTERVAL_S,
+    PING_TIMEOUT_S,
+    SESSION_PATH,
+    SHARE_MARKER,
+    WorkerConfig,
+    event_message,
+    job_of,
+)
+from ivrsim.workers.queue import Job, JobQueue
+
+logger = logging.getLogger(__name__)
+
+#: How often an idle worker looks at a queue that cannot block (SQLite), in seconds; a nudge from the API
+#: wakes it at once.
+IDLE_POLL_S = 0.5
+#: How long a claim waits for the API's answer, in seconds.
+CLAIM_TIMEOUT_S = 10.0
+#: A job whose API cannot be reached goes back to the queue this many times (a second apart), then is dropped.
+MAX_REQUEUES = 30
+
+
+class SessionRefused(Exception):
+    """The API refused the session (a token from an earlier run of the API, or worker mode is off)."""
+
+
+@dataclass
+class WorkerOptions:
+    """How ``ivrsim worker`` runs. ``connect``: an API to open a session with at once (local workers; others
+    learn it from their first job). ``parent_pid``: stop when that process is gone (local workers)."""
+
+    name: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+    max_calls: int = 100
+    recordings_dir: Path | None = None
+    cache_dir: Path = Path(".ivrsim-worker")
+    cache_max_bytes: int = 200 * 1024 * 1024
+    #: Rendered prompts; None: inside ``cache_dir``. A folder shared with the server and the other workers
+    #: renders each prompt once, and every process then plays the very same samples (espeak-ng carries
+    #: state from one render to the next, so two first renders of a text can differ by a few samples).
+    prompt_cache_dir: Path | None = None
+    phonebook: Path | None = None
+    connect: str | None = None
+    token: str | None = None
+    parent_pid: int | None = None
+
+
+class SessionOutput:
+    """``CallOutput`` of one call, sent over the session in the order it happens."""
+
+    def __init__(self, session: ApiSession, call_id: str) -> None:
+        self.session = session
+        self.call_id = call_id
+
+    def event(self, event: CallEvent) -> None:
+        self.session.send(event_message(event))
+
+    def update_call(self, call_id: str, **fields: Any) -> None:
+        self.session.send({"t": "update", "call_id": call_id, "fields": fields})
+
+    def recording_started(self, recording_id: str, call_id: str, path: str, channels: str) -> None:
+        self.session.send({"t": "recording_started", "call_id": call_id, "recording_id": recording_id, "channels": channels})
+
+    def recording_completed(self, recording_id: str, duration_s: float) -> None:
+        self.session.send({"t": "recording_completed", "call_id": self.call_id, "recording_id": recording_id, "duration_s": duration_s})
+
+
+def session_url(api_url: str) -> str:
+    parts = urlsplit(api_url.rstrip("/"))
+    scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
+    return urlunsplit((scheme, parts.netloc, parts.path + SESSION_PATH, "", ""))
+
+
+class ApiSession:
+    """A worker's session with one API: its configuration, its runner, and the calls it runs for it."""
+
+    def __init__(self, worker: Worker, api_url: str, token: str) -> None:
+        self.worker = worker
+        self.api_url = api_url
+        self.token = token
+        self.config: WorkerConfig | None = None
+        self.runner: CallRunner | None = None
+        self.timeline: ManualTimeline | None = None
+        self.recordings_shared = False
+        self.calls: dict[str, asyncio.Task[None]] = {}
+        self._socket: ClientConnection | None = None
+        self._outbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        self._claims: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self.closed = asyncio.Event()
+
+    async def open(self) -> None:
+        """Connect and read the welcome; SessionRefused when the API says no, OSError when unreachable."""
+        try:
+            self._socket = await connect(
+                session_url(self.api_url), additional_headers={"Authorization": f"Bearer {self.token}"},
+                ping_interval=PING_INTERVAL_S, ping_timeout=PING_TIMEOUT_S, max_size=MAX_MESSAGE_BYTES, open_timeout=10,
+            )
+        except websockets.InvalidStatus as error:
+            raise SessionRefused(f"the API at {self.api_url} refused the session (HTTP {error.response.status_code})") from None
+        except websockets.InvalidHandshake as error:
+            raise OSError(f"no session with the API at {self.api_url}: {error}") from None
+        options = self.worker.options
+        await self._socket.send(json.dumps({"t": "hello", "name": options.name, "host": socket.gethostname(), "pid": os.getpid(),
+                                            "max_calls": options.max_calls}))
+        welcome = json.loads(await asyncio.wait_for(self._socket.recv(), CLAIM_TIMEOUT_S))
+        if welcome.get("t") != "welcome":
+            raise SessionRefused(f"the API at {self.api_url} did not welcome this worker")
+        self.config = WorkerConfig.from_dict(welcome["config"])
+        self._configure(self.config, int(welcome.get("now_frames", 0)))
+        self._tasks = [asyncio.create_task(self._read(), name="session-reader"), asyncio.create_task(self._write(), name="session-writer")]
+        logger.info("session with %s open (%s clock)", self.api_url, self.config.clock)
+
+    def _configure(self, config: WorkerConfig, now_frames: int) -> None:
+        options = self.worker.options
+        recordings = options.recordings_dir
+        marker = recordings / SHARE_MARKER if recordings is not None else None
+        try:
+            self.recordings_shared = marker is not None and marker.read_text(encoding="utf-8").strip() == self.token
+        except OSError:
+            self.recordings_shared = False
+        if config.clock == "manual":
+            self.timeline = ManualTimeline()
+            self.timeline.now_frames = now_frames
+        phonebook_path = options.phonebook or (Path(config.phonebook) if config.phonebook else None)
+        catalog = self.worker.synthesizer.catalog
+        phonebook = Phonebook.load(phonebook_path, catalog) if phonebook_path is not None else Phonebook.default_book(catalog)
+        loader = AudioUrlLoader(config.media_settings(options.cache_dir / "media", options.cache_max_bytes))
+        settings = config.engine_settings(options.cache_dir, recordings or options.cache_dir / "recordings")
+        self.runner = CallRunner(settings, phonebook, self.worker.synthesizer, loader, self.timeline)
+
+    def send(self, message: dict[str, Any]) -> None:
+        if not self.closed.is_set():
+            self._outbox.put_nowait(message)
+
+    async def _write(self) -> None:
+        assert self._socket is not None
+        try:
+            while (message := await self._outbox.get()) is not None:
+                await self._socket.send(json.dumps(message, separators=(",", ":")))
+        except websockets.ConnectionClosed:
+            pass
+        finally:
+            self._lost()
+
+    async def _read(self) -> None:
+        assert self._socket is not None
+        try:
+            async for raw in self._socket:
+                self._handle(json.loads(raw))
+        except websockets.ConnectionClosed:
+            pass
+        finally:
+            self._lost()
+
+    def _lost(self) -> None:
+        """The session ended: the API has ended (or will end) this session's calls; stop running them."""
+        if self.closed.is_set():
+            return
+        self.closed.set()
+        self._outbox.put_nowait(None)
+        for claim in self._claims.values():
+            if not claim.done():
+                claim.set_exception(OSError("the session closed"))
+        for task in self.calls.values():
+            task.cancel()
+        if self.calls:
+            logger.warning("session with %s closed; %d call(s) stopped", self.api_url, len(self.calls))
+        else:
+            logger.info("session with %s closed", self.api_url)
+        self.worker.session_lost(self)
+
+    async def close(self) -> None:
+        if self._socket is not None:
+            await self._socket.close()
+        for task in self._tasks:
+            task.cancel()
+        self._lost()
+
+    async def claim(self, call_id: str) -> bool:
+        """Claim a job from the API: True when this worker is to run it. The manual clock's present comes
+        with the answer."""
+        answer: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._claims[call_id] = answer
+        self.send({"t": "claim", "call_id": call_id})
+        try:
+            reply = await asyncio.wait_for(answer, CLAIM_TIMEOUT_S)
+        finally:
+            self._claims.pop(call_id, None)
+        if self.timeline is not None:
+            await self.timeline.move_to(int(reply.get("now_frames", 0)))
+        return bool(reply.get("ok"))
+
+    def _handle(self, message: dict[str, Any]) -> None:
+        kind = message.get("t")
+        if kind == "claimed":
+            answer = self._claims.get(message.get("call_id", ""))
+            if answer is not None and not answer.done():
+                answer.set_result(message)
+        elif kind in ("press", "say", "hangup"):
+            asyncio.create_task(self._answer(message), name=f"request-{kind}")
+        elif kind == "stop":
+            for call_id in message.get("call_ids", []):
+                task = self.calls.get(call_id)
+                if task is not None:
+                    task.cancel()
+        elif kind == "clock" and self.timeline is not None:
+            asyncio.create_task(self.timeline.move_to(int(message["now_frames"])))
+        elif kind == "nudge":
+            self.worker.wake()
+
+    async def _answer(self, message: dict[str, Any]) -> None:
+        """Carry out a request on a live call and reply: the call's own ``LiveCall`` checks it."""
+        reply: dict[str, Any] = {"t": "reply", "rid": message.get("rid"), "ok": False}
+        call = self.runner.live_call(message.get("call_id", "")) if self.runner is not None else None
+        try:
+            if call is None or call.status != "in-progress":
+                reply["error"] = "not_live"
+                reply["message"] = "the call is not in progress any more"
+            elif message["t"] == "press":
+                injected = await call.press(str(message["digits"]), DtmfToneSpec(**message["spec"]))
+                reply.update(ok=True, call_time_s=injected.call_time_s, duration_s=injected.duration_s)
+            elif message["t"] == "say":
+                injected = await call.say(str(message["text"]), message.get("voice"))
+                reply.update(ok=True, call_time_s=injected.call_time_s, duration_s=injected.duration_s)
+            else:
+                reply.update(ok=True, call_time_s=await call.hangup())
+        except InjectionLimitError as error:
+            reply.update(error="injection_limit", seconds=error.seconds, queued_s=error.queued_s)
+        except SpeechError as error:
+            reply.update(error="speech", code=error.code, message=str(error))
+        except IvrsimError as error:
+            reply.update(error="not_live", message=str(error))
+        self.send(reply)
+
+    async def run_call(self, job: Job) -> None:
+        assert self.runner is not None
+        call_job = job_of(job.message)
+        output = SessionOutput(self, call_job.call_id)
+        try:
+            if call_job.request.record and not self.recordings_shared:
+                await self.runner.refuse(
+                    call_job, output,
+                    f"worker {self.worker.options.name} cannot write recordings where the API serves them; start it with "
+                    "--recordings-dir on the API's recordings folder (shared with this machine)",
+                )
+            else:
+                await self.runner.run(call_job, output)
+        finally:
+            self.send({"t": "ended", "call_id": call_job.call_id})
+
+
+class Worker:
+    """Takes jobs from ``queue`` while it has room, and runs them in the session of the API that queued them."""
+
+    def __init__(self, queue: JobQueue, options: WorkerOptions) -> None:
+        self.queue = queue
+        self.options = options
+        options.cache_dir.mkdir(parents=True, exist_ok=True)
+        catalog = VoiceCatalog.load()
+        self.synthesizer = SpeechSynthesizer(catalog=catalog, cache=PromptCache(options.prompt_cache_dir or options.cache_dir / "prompts",
+                                                                                                disk_max_bytes=options.cache_max_bytes))
+        self._sessions: dict[str, ApiSession] = {}
+        self._live: set[asyncio.Task[None]] = set()
+        self._wake = asyncio.Event()
+        self._room = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self.calls_run = 0
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+        self._room.set()
+
+    def session_lost(self, session: ApiSession) -> None:
+        if self._sessions.get(session.api_url) is session:
+            del self._sessions[session.api_url]
+        if self.options.connect is not None and session.api_url == self.options.connect.rstrip("/"):
+            logger.info("the API this worker was started for has gone; stopping")
+            self.stop()
+
+    async def run(self) -> None:
+        """Take and run jobs until ``stop`` (SIGTERM, or the parent process gone); then stop the live calls."""
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(signum, self.stop)
+        watcher = asyncio.create_task(self._watch_parent()) if self.options.parent_pid else None
+        if self.options.connect is not None and self.options.token is not None:
+            await self._first_session(self.options.connect, self.options.token)
+        taker = asyncio.create_task(self._take_loop(), name="taker")
+        await self._stopping.wait()
+        for task in list(self._live):
+            task.cancel()
+        await asyncio.gather(*self._live, taker, return_exceptions=True)
+        for session in list(self._sessions.values()):
+            await session.close()
+        if watcher is not None:
+            watcher.cancel()
+        self.synthesizer.close()
+        self.queue.close()
+
+    async def _first_session(self, api_url: str, token: str, within_s: float = 30.0) -> None:
+        """Open the session with the server that started this worker (it may still be starting)."""
+        deadline = asyncio.get_running_loop().time() + within_s
+        while not self._stopping.is_set():
+            try:
+                await self._session(api_url, token)
+                return
+            except SessionRefused as refused:
+                logger.error("%s; stopping", refused)
+                break
+            except (OSError, TimeoutError) as error:
+                if asyncio.get_running_loop().time() > deadline:
+                    logger.error("no session with %s within %.0f s (%s); stopping", api_url, within_s, error)
+                    break
+                await asyncio.sleep(0.2)
+        self.stop()
+
+    async def _watch_parent(self) -> None:
+        while True:
+            if os.getppid() != self.options.parent_pid:
+                logger.info("the server that started this worker has gone; stopping")
+                self.stop()
+                return
+            await asyncio.sleep(0.5)
+
+    async def _session(self, api_url: str, token: str) -> ApiSession:
+        api_url = api_url.rstrip("/")
+        session = self._sessions.get(api_url)
+        if session is not None and session.token == token and not session.closed.is_set():
+            return session
+        if session is not None:
+            await session.close()
+        session = ApiSession(self, api_url, token)
+        await session.open()
+        self._sessions[api_url] = session
+        return session
+
+    async def _take_loop(self) -> None:
+        """Take a job whenever there is room. It is never cancelled in the middle of a take: a job taken as
+        the worker stops goes back to the queue."""
+        loop = asyncio.get_running_loop()
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ivrsim-take") as taker:
+            while not self._stopping.is_set():
+                if len(self._live) >= self.options.max_calls:
+                    self._room.clear()
+                    await self._room.wait()
+                    continue
+                self._wake.clear()
+                job = await loop.run_in_executor(taker, self.queue.take)
+                if job is not None and self._stopping.is_set():
+                    await loop.run_in_executor(taker, self.queue.put, job.kind, job.message)
+                    return
+                if job is None:
+                    if not self.queue.blocking:
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(self._wake.wait(), IDLE_POLL_S)
+                    continue
+                await self._start(job)
+
+    async def _start(self, job: Job) -> None:
+        message = job.message
+        try:
+            session = await self._session(str(message["api_url"]), str(message["token"]))
+            claimed = await session.claim(str(message["call_id"]))
+        except SessionRefused as refused:
+            logger.warning("dropped call %s: %s (the API that queued it has restarted and ended it)", message.get("call_id"), refused)
+            return
+        except (OSError, TimeoutError) as error:
+            await self._requeue(job, error)
+            return
+        if not claimed:
+            logger.debug("call %s was not ours to run (ended, or claimed elsewhere)", message["call_id"])
+            return
+        task = asyncio.create_task(session.run_call(job), name=str(message["call_id"]))
+        session.calls[message["call_id"]] = task
+        self._live.add(task)
+
+        def finished(done: asyncio.Task[None]) -> None:
+            self._live.discard(done)
+            session.calls.pop(message["call_id"], None)
+            self.calls_run += 1
+            self._room.set()
+
+        task.add_done_callback(finished)
+
+    async def _requeue(self, job: Job, error: BaseException) -> None:
+        """The API could not be reached: the job goes back to the queue (a bounded number of times)."""
+        attempts = int(job.message.get("requeued", 0)) + 1
+        if attempts > MAX_REQUEUES:
+            logger.error("dropped call %s: its API %s was unreachable %d times (%s)", job.message.get("call_id"), job.message.get("api_url"), attempts, error)
+            return
+        logger.warning("call %s: the API %s is unreachable (%s); the job goes back to the queue", job.message.get("call_id"), job.message.get("api_url"), error)
+        await asyncio.sleep(1.0)
+        await asyncio.to_thread(self.queue.put, job.kind, {**job.message, "requeued": attempts})
+
+
+def die_with_parent() -> None:
+    """Linux: have the kernel send SIGTERM when the parent process dies (a local worker never outlives its
+    server, even one killed with SIGKILL); elsewhere the parent watcher does it within half a second."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
