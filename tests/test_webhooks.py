@@ -158,7 +158,8 @@ def test_default_schedule_retries_for_about_three_days_with_jitter() -> None:
 
 
 def test_a_receiver_down_then_up_gets_every_event_in_order(tmp_path: Path, receiver: FlakyReceiver) -> None:
-    with BackgroundServer(settings_for(tmp_path)) as running, httpx.Client(base_url=running.base_url, headers=AUTH, timeout=30) as http:
+    # 20 attempts, 0.5 s apart at most: about 9 s for the calls to end (their workers may still be starting) before any is given up
+    with BackgroundServer(settings_for(tmp_path, webhook_attempts=20)) as running, httpx.Client(base_url=running.base_url, headers=AUTH, timeout=30) as http:
         calls = [place(http, to="+15550100001", tts={"text": "PIN please."}, gather={"num_digits": 4}, webhook_url=f"{receiver.url}/down")
                  for _ in range(3)]
         for call in calls:

@@ -317,8 +317,8 @@ class Worker:
         self._room.set()
 
     def session_lost(self, session: ApiSession) -> None:
-        if self._sessions.get(session.api_url) is session:
-            del self._sessions[session.api_url]
+        if self._sessions.get(session.token) is session:
+            del self._sessions[session.token]
         if self.options.connect is not None and session.api_url == self.options.connect.rstrip("/"):
             logger.info("the API this worker was started for has gone; stopping")
             self.stop()
@@ -370,15 +370,15 @@ class Worker:
             await asyncio.sleep(0.5)
 
     async def _session(self, api_url: str, token: str) -> ApiSession:
-        api_url = api_url.rstrip("/")
-        session = self._sessions.get(api_url)
-        if session is not None and session.token == token and not session.closed.is_set():
+        """The open session with the server run that ``token`` names, else a new one to ``api_url``. By
+        token, because one server may be reached by several URLs: its local workers use the address it
+        bound, while its jobs name its public URL for workers elsewhere."""
+        session = self._sessions.get(token)
+        if session is not None and not session.closed.is_set():
             return session
-        if session is not None:
-            await session.close()
-        session = ApiSession(self, api_url, token)
+        session = ApiSession(self, api_url.rstrip("/"), token)
         await session.open()
-        self._sessions[api_url] = session
+        self._sessions[token] = session
         return session
 
     async def _take_loop(self) -> None:
