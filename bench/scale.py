@@ -128,6 +128,8 @@ class Result:
     calls_per_worker: dict[str, int] = field(default_factory=dict)
     folder: str = ""
     server_log_errors: list[str] = field(default_factory=list)
+    #: Why this configuration has no figures (it could not be run), else None.
+    failed: str | None = None
 
 
 class Server:
@@ -152,7 +154,9 @@ class Server:
         reader.start()
         reader.join(timeout_s)
         if not lines or not lines[0].strip():
-            raise RuntimeError(f"ivrsim serve did not print its URL within {timeout_s:.0f} s; see {self.log}")
+            code = self.process.poll()
+            why = f"exited with code {code}" if code is not None else f"did not print its URL within {timeout_s:.0f} s"
+            raise RuntimeError(f"ivrsim serve {why}; see {self.log}")
         self.url = lines[0].decode().strip()
 
     def stop(self, timeout_s: float = 60.0) -> None:
@@ -374,6 +378,16 @@ def one_config(name: str, calls: int, clients: int, keep: bool) -> Result:
                 server.stop()
         result.server_log_errors = server_log_errors(server.log)
         return result
+    except (RuntimeError, OSError, httpx.HTTPError, KeyError, ValueError) as error:  # one configuration that cannot run does not cost the others their figures
+        print(f"scale: {name}: {type(error).__name__}: {error}", file=sys.stderr)
+        result = Result(config=name, workers=workers, queue="redis" if redis else "embedded" if workers else "-", calls=calls,
+                        clients=clients, load_average_at_start=[], folder=str(folder), failed=f"{type(error).__name__}: {error}")
+        if server is not None:
+            try:  # its last words: the exception that stopped it, usually
+                result.server_log_errors = [line.strip()[:300] for line in server.log.read_text(errors="replace").splitlines() if line.strip()][-3:]
+            except OSError:
+                pass
+        return result
     finally:
         if not keep:
             shutil.rmtree(folder, ignore_errors=True)
@@ -385,11 +399,17 @@ def print_table(results: list[Result], start_load: list[float]) -> None:
               f"{'calls/s':>7} {'x real':>7} {'wall s':>7} {'peak q':>6} {'loadavg':>7}")
     print(header)
     for r in results:
+        if r.failed:
+            print(f"{r.config:>7} {r.workers:>7} {r.queue:>8} not run: {r.failed}")
+            for line in r.server_log_errors:
+                print(f"{'':>7} server.log: {line}")
+            continue
         m = r.post_ms
         print(f"{r.config:>7} {r.workers:>7} {r.queue:>8} {m['p50_ms']:>8} {m['p99_ms']:>8} {'<' + str(int(r.p99_target_ms)):>8} "
               f"{m['max_ms']:>8} {r.non_200 + r.transport_errors:>6} {r.calls_ended_per_s:>7} {r.x_real_time:>7} {r.wall_s:>7} "
               f"{r.peak_queued:>6} {r.load_average_at_start[0]:>7}")
     print()
+    results = [r for r in results if not r.failed]
     print("CPU over the load phase (seconds, % of its wall time; 200 % = both cores):")
     for r in results:
         parts = [f"{label} {c['cpu_s']} s ({c['cpu_pct']} %)" for label, c in r.cpu.items()]

@@ -579,6 +579,7 @@ def serve(host: str | None, port: int | None, data_dir: str | None, phonebook: s
 @click.option("--queue", required=True, metavar="URL", envvar="IVRSIM_QUEUE",
               help="The server's job queue: redis://host:6379/0 (IVRSIM_QUEUE), or sqlite:///path for one machine.")
 @click.option("--max-calls", type=click.IntRange(1, 10_000), default=100, show_default=True, help="Calls this worker runs at once.")
+@click.option("--max-jobs", type=click.IntRange(1, 256), default=1, show_default=True, help="Analyses this worker runs at once (each on a thread).")
 @click.option("--recordings-dir", type=click.Path(file_okay=False), default=None,
               help="The server's recordings folder, mounted here (needed for calls with record: true).")
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=".ivrsim-worker", show_default=True, help="This worker's prompt and media caches.")
@@ -590,9 +591,9 @@ def serve(host: str | None, port: int | None, data_dir: str | None, phonebook: s
 @click.option("--connect", default=None, metavar="URL", hidden=True, help="Open a session with this server at once (local workers).")
 @click.option("--parent-pid", type=int, default=None, hidden=True, help="Stop when this process is gone (local workers).")
 @click.option("-v", "--verbose", is_flag=True, help="Log every session and call.")
-def worker(queue: str, max_calls: int, recordings_dir: str | None, cache_dir: str, prompt_cache_dir: str | None, phonebook: str | None, name: str | None,
+def worker(queue: str, max_calls: int, max_jobs: int, recordings_dir: str | None, cache_dir: str, prompt_cache_dir: str | None, phonebook: str | None, name: str | None,
            connect: str | None, parent_pid: int | None, verbose: bool) -> None:
-    """Run calls from a server's job queue, on this machine or another.
+    """Run calls and analyses from a server's job queue, on this machine or another.
 
     Each job names the server that queued it; the worker opens a session with it, claims the call, runs it
     and reports its events. Recordings go into --recordings-dir, which must be the server's recordings
@@ -615,19 +616,20 @@ def worker(queue: str, max_calls: int, recordings_dir: str | None, cache_dir: st
     if parent_pid is not None:
         die_with_parent()
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(asctime)s %(levelname)s worker: %(message)s")
-    options = WorkerOptions(max_calls=max_calls, recordings_dir=Path(recordings_dir).resolve() if recordings_dir else None,
+    options = WorkerOptions(max_calls=max_calls, max_jobs=max_jobs, recordings_dir=Path(recordings_dir).resolve() if recordings_dir else None,
                             cache_dir=Path(cache_dir), prompt_cache_dir=Path(prompt_cache_dir) if prompt_cache_dir else None, phonebook=Path(phonebook) if phonebook else None, connect=connect,
                             token=os.environ.get("IVRSIM_WORKER_TOKEN"), parent_pid=parent_pid)
     if name:
         options.name = name
     try:
-        job_queue = JobQueue(queue)
-        job_queue.pending_count()  # reach it now: a wrong host is one line, not a traceback later
+        probe = JobQueue(queue)
+        probe.pending_count()  # reach it now: a wrong host is one line, not a traceback later
+        probe.close()
     except Exception as error:  # noqa: BLE001 - redis, sqlite: whatever the storage raises
         _error(f"the queue cannot be reached: {type(error).__name__}: {error}")
         sys.exit(EXIT_FAILED)
     try:
-        asyncio.run(Worker(job_queue, options).run())
+        asyncio.run(Worker(queue, options).run())
     except KeyboardInterrupt:
         pass
 

@@ -261,3 +261,49 @@ def test_worker_cli_refuses_bad_queues_with_the_fix(tmp_path: Path) -> None:
     serve = subprocess.run([sys.executable, "-m", "ivrsim", "serve", "--port", "0", "--queue", "nats://x"], capture_output=True, text=True,
                            timeout=60, cwd=tmp_path)
     assert serve.returncode == 2 and "--queue" in serve.stderr
+
+
+def stereo_wav() -> bytes:
+    """Three seconds: a tone on the left, then one on the right (two parties taking turns)."""
+    import io
+
+    import numpy as np
+
+    left = np.zeros(8000 * 3, dtype=np.float32)
+    left[4000:12000] = 0.3 * np.sin(2 * np.pi * 440 * np.arange(8000) / 8000)
+    buffer = io.BytesIO()
+    soundfile.write(buffer, np.stack([left, np.roll(left, 12000)], axis=1), 8000, format="WAV", subtype="PCM_16")
+    return buffer.getvalue()
+
+
+def job_of(http: httpx.Client, job_id: str) -> dict[str, Any]:
+    return http.get(f"/_sim/analyses/{job_id}").json()
+
+
+def test_analyses_spread_over_two_redis_workers_and_survive_a_killed_one(tmp_path: Path, redis_url: str) -> None:
+    import threading
+
+    from ivrsim.testing.http import serve_bytes
+
+    gate = threading.Event()
+    folder = tmp_path / "data"
+    with serve_bytes(stereo_wav(), "audio/wav", gate=gate) as slow, \
+            BackgroundServer(settings_for(folder, workers=0, queue=redis_url)) as server, \
+            httpx.Client(base_url=server.base_url, headers=AUTH, timeout=30) as http:
+        jobs = [http.post("/_sim/analyses", json={"location": f"{slow}/call-{n}.wav"}).json()["id"] for n in range(3)]
+        with WorkerProcess(redis_url, "first", tmp_path / "w1") as first:
+            wait_until(lambda: job_of(http, jobs[0])["status"] == "processing", timeout_s=60)
+            assert job_of(http, jobs[0])["worker"] == "first"
+            first.kill()  # mid-job: the fetch still waits at the gate
+            again = wait_until(lambda: (j := job_of(http, jobs[0]))["status"] == "queued" and j, timeout_s=30)
+            assert again["attempts"] == 1  # queued again, not failed
+        with WorkerProcess(redis_url, "second", tmp_path / "w2"), WorkerProcess(redis_url, "third", tmp_path / "w3"):
+            # one job each at a time (--max-jobs 1): two are processing at once, on two workers
+            busy = wait_until(lambda: (p := [j for j in map(lambda i: job_of(http, i), jobs) if j["status"] == "processing"])
+                              and len(p) == 2 and p, timeout_s=60)
+            assert {j["worker"] for j in busy} == {"second", "third"}
+            gate.set()
+            done = [wait_until(lambda i=i: (j := job_of(http, i))["status"] in ("completed", "failed") and j, timeout_s=60) for i in jobs]
+    assert all(j["status"] == "completed" for j in done), [j["error"] for j in done]
+    assert done[0]["attempts"] == 2 and done[0]["worker"] in ("second", "third")
+    assert all(j["result"]["speakers"]["user"]["turns"] == 1 for j in done)

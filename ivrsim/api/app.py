@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from ivrsim import __version__
+from ivrsim.analysis.service import InProcessJobs, JobService
 from ivrsim.api.deps import Services
 from ivrsim.api.docs import install_docs
 from ivrsim.api.errors import (
@@ -19,7 +20,7 @@ from ivrsim.api.errors import (
     install_error_handlers,
 )
 from ivrsim.api.memory import IdleMemoryTrimmer
-from ivrsim.api.routes import calls, sim, voices, webhooks, workers
+from ivrsim.api.routes import analyses, calls, sim, voices, webhooks, workers
 from ivrsim.audio.line import LineSettings
 from ivrsim.engine.callees import Phonebook
 from ivrsim.engine.clock import ManualTimeline
@@ -33,7 +34,7 @@ from ivrsim.webhooks.dispatcher import WebhookDispatcher, WebhookSettings
 from ivrsim.workers.hub import WorkerHub
 from ivrsim.workers.local import LocalWorkers, LocalWorkerSpec
 from ivrsim.workers.protocol import WorkerConfig
-from ivrsim.workers.queue import JobQueue, embedded_queue_url
+from ivrsim.workers.queue import embedded_queue_url
 
 #: How long shutdown waits for webhook deliveries in flight, in seconds.
 SHUTDOWN_DRAIN_S = 5.0
@@ -79,7 +80,7 @@ def create_app(settings: Settings, data_lock: DataDirLock | None = None) -> Fast
     app.add_middleware(JsonOnlyMiddleware)
     app.add_middleware(BodyTimeoutMiddleware, timeout_s=settings.body_timeout_s)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
-    for router in (calls.router, calls.public, voices.router, sim.router, webhooks.router, workers.router):
+    for router in (calls.router, calls.public, voices.router, sim.router, webhooks.router, workers.router, analyses.router):
         app.include_router(router)
     return app
 
@@ -91,11 +92,12 @@ async def _worker_hub(app: FastAPI, settings: Settings, engine_settings: EngineS
     api_url = public_url(app, settings)
     if api_url is None:
         raise RuntimeError("worker mode needs the server's URL: serve the app with ivrsim.api.server, or set IVRSIM_PUBLIC_URL")
-    queue = JobQueue(settings.queue or embedded_queue_url(settings.data_dir))
-    if settings.queue is None:  # the embedded queue is this folder's own: what it held, recovery has ended
-        await asyncio.to_thread(queue.flush)
     config = WorkerConfig.of(engine_settings, settings.phonebook, media)
-    return WorkerHub(queue, config, api_url, engine_settings.recordings_folder, timeline)
+    hub = WorkerHub(settings.queue or embedded_queue_url(settings.data_dir), config, api_url, engine_settings.recordings_folder, timeline)
+    if settings.queue is None:  # the embedded queue is this folder's own: recovery ends its calls and queues its jobs again
+        for queue in hub.queues.values():
+            await asyncio.to_thread(queue.flush)
+    return hub
 
 
 @asynccontextmanager
@@ -116,22 +118,25 @@ async def _services(app: FastAPI, settings: Settings) -> AsyncIterator[None]:
     )
     timeline = ManualTimeline() if settings.clock == "manual" else None
     hub = None if settings.in_process else await _worker_hub(app, settings, engine_settings, media, timeline)
+    loader = AudioUrlLoader(media)
     engine = CallEngine(
         engine_settings,
         phonebook=phonebook,
         synthesizer=SpeechSynthesizer(
             catalog=catalog, cache=PromptCache(settings.data_dir / "prompts", disk_max_bytes=settings.prompt_cache_max_bytes)
         ),
-        loader=AudioUrlLoader(media),
+        loader=loader,
         executor=hub,
         timeline=timeline,
     )
+    jobs = JobService(engine.store, hub if hub is not None else InProcessJobs(loader), seed=settings.seed)
     local: LocalWorkers | None = None
 
     async def stop_calls() -> None:
         """End the live calls while the workers' sessions are still open (the server calls it before it
         closes connections), then stop the local workers."""
         await engine.close()
+        await jobs.executor.close_jobs()
         if local is not None:
             await local.stop()
 
@@ -155,6 +160,7 @@ async def _services(app: FastAPI, settings: Settings) -> AsyncIterator[None]:
         )
         engine.bus.subscribe(dispatcher.on_event)
         engine.recover()  # after the subscription: receivers hear how the calls a crash left live ended
+        jobs.recover()
         await dispatcher.start()
         deliveries = dispatcher
         trimmer = IdleMemoryTrimmer(busy=lambda: engine.live_count > 0 or deliveries.active_calls > 0)
@@ -162,7 +168,7 @@ async def _services(app: FastAPI, settings: Settings) -> AsyncIterator[None]:
         trimmer.start()
         housekeeping = await Housekeeping.start(settings.data_dir, engine.store, settings.retain_days, settings.retention_interval_s,
                                                 idempotency_ttl_s=settings.idempotency_ttl_s)
-        app.state.services = Services(settings=settings, engine=engine, dispatcher=dispatcher, catalog=catalog)
+        app.state.services = Services(settings=settings, engine=engine, dispatcher=dispatcher, catalog=catalog, jobs=jobs)
         if hub is not None and settings.local_workers:
             local = LocalWorkers(settings.local_workers, LocalWorkerSpec(
                 hub.queue.url, getattr(app.state, "bound_url", None) or hub.api_url, hub.token, hub.recordings_dir, settings.data_dir / "workers", settings.data_dir / "prompts",

@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from ivrsim.analysis.service import JobService
 from ivrsim.api.errors import HTTP_401_UNAUTHORIZED, ApiError
 from ivrsim.engine.engine import CallEngine
 from ivrsim.media.transcode import Mp3Transcoder
@@ -25,6 +26,8 @@ class Services:
     engine: CallEngine
     dispatcher: WebhookDispatcher
     catalog: VoiceCatalog
+    #: Background jobs (analyses).
+    jobs: JobService
     #: MP3s of recordings, encoded once per recording on their own thread (GET /recordings/{id}.mp3).
     mp3: Mp3Transcoder = field(default_factory=Mp3Transcoder)
 

@@ -98,7 +98,8 @@ class MediaSettings:
 
 @dataclass
 class LoadedAudio:
-    """Decoded audio from a URL: float32 mono ``samples`` at ``rate_hz``."""
+    """Decoded audio from a URL: float32 ``samples`` at ``rate_hz``, mono (1-D), or one column per channel
+    (2-D) when loaded with ``keep_channels``."""
 
     url: str
     samples: np.ndarray
@@ -147,14 +148,15 @@ class AudioUrlLoader:
         path or ``file://`` URL outside the media roots (or with no roots). Only resolves the path."""
         self._source(url)
 
-    def load(self, url: str, rate_hz: int) -> LoadedAudio:
-        """Fetch (or read) ``url`` and decode it to mono float32 at ``rate_hz``."""
+    def load(self, url: str, rate_hz: int, keep_channels: bool = False) -> LoadedAudio:
+        """Fetch (or read) ``url`` and decode it to float32 at ``rate_hz``: mono, or with ``keep_channels``
+        one column per channel (a recording's parties, for analysis)."""
         kind, location = self._source(url)
         if kind == "http":
             data, content_type, from_cache = self._fetch(url)
         else:
             data, content_type, from_cache = self._read_local(url, Path(location)), None, False
-        return self._decode(url, data, content_type, from_cache, rate_hz)
+        return self._decode(url, data, content_type, from_cache, rate_hz, keep_channels)
 
     async def load_async(self, url: str, rate_hz: int) -> LoadedAudio:
         """``load`` on the loader's own pool, so that the event loop (and TTS) keep running.
@@ -404,7 +406,7 @@ class AudioUrlLoader:
 
     # -- decoding -------------------------------------------------------------------------------------
 
-    def _decode(self, url: str, data: bytes, content_type: str | None, from_cache: bool, rate_hz: int) -> LoadedAudio:
+    def _decode(self, url: str, data: bytes, content_type: str | None, from_cache: bool, rate_hz: int, keep_channels: bool = False) -> LoadedAudio:
         if not data:
             raise NotAudioError(url, "the response is empty (0 bytes)")
         received = _describe(content_type, len(data))
@@ -420,10 +422,13 @@ class AudioUrlLoader:
             ) from error
         if len(samples) == 0:
             raise NotAudioError(url, "decodes to no audio (0 frames)")
-        mono = samples.mean(axis=1) if samples.shape[1] > 1 else samples[:, 0]
+        if keep_channels:
+            decoded = np.stack([resample(samples[:, c], int(source_rate), rate_hz) for c in range(samples.shape[1])], axis=1)
+        else:
+            decoded = resample(samples.mean(axis=1) if samples.shape[1] > 1 else samples[:, 0], int(source_rate), rate_hz)
         return LoadedAudio(
             url=url,
-            samples=resample(mono, int(source_rate), rate_hz),
+            samples=decoded,
             rate_hz=rate_hz,
             source_rate_hz=int(source_rate),
             source_channels=int(samples.shape[1]),

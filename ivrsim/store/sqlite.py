@@ -72,14 +72,23 @@ CREATE TABLE IF NOT EXISTS webhook_deliveries (
     round_start INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS deliveries_by_call ON webhook_deliveries (call_id, id);
--- Queued background work (analysis jobs arrive with the Canonical API); kept across restarts.
-CREATE TABLE IF NOT EXISTS pending_work (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
+-- Background jobs (analyses of recordings): stored before they are acknowledged, so that a restart
+-- finishes them; status queued -> processing -> completed | failed.
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
     kind TEXT NOT NULL,
-    payload_json TEXT NOT NULL,
+    status TEXT NOT NULL,
+    input_json TEXT NOT NULL,
+    result_json TEXT,
+    error TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    worker TEXT,
     created_at TEXT NOT NULL,
-    done_at TEXT
+    started_at TEXT,
+    completed_at TEXT
 );
+CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (status, created_at);
+DROP TABLE IF EXISTS pending_work;
 """
 
 # Idempotency-Key: the first response to (scope, key), kept for a TTL; status_code is NULL while the first
@@ -134,6 +143,39 @@ class CallRecord:
     duration_s: float | None
     reason: str | None
     request: dict[str, Any]
+
+
+#: Statuses of a job that has not ended.
+UNFINISHED_JOB_STATUSES = ("queued", "processing")
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """A background job as stored: its kind, input and, once done, its result or error."""
+
+    id: str
+    kind: str
+    status: str
+    input: dict[str, Any]
+    result: dict[str, Any] | None
+    error: str | None
+    attempts: int
+    worker: str | None
+    created_at: str
+    started_at: str | None
+    completed_at: str | None
+
+    def payload(self) -> dict[str, Any]:
+        return {"id": self.id, "kind": self.kind, "status": self.status, "input": self.input, "result": self.result, "error": self.error,
+                "attempts": self.attempts, "worker": self.worker, "created_at": self.created_at, "started_at": self.started_at,
+                "completed_at": self.completed_at}
+
+
+_JOB_SELECT = "SELECT id, kind, status, input_json, result_json, error, attempts, worker, created_at, started_at, completed_at FROM jobs"
+
+
+def _job(row: tuple[Any, ...]) -> JobRecord:
+    return JobRecord(row[0], row[1], row[2], json.loads(row[3]), json.loads(row[4]) if row[4] else None, *row[5:])
 
 
 @dataclass(frozen=True)
@@ -269,7 +311,7 @@ class Store:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 recordings = [(row[0], row[1]) for row in self._db.execute("SELECT id, path FROM recordings")]
-                for table in ("webhook_deliveries", "events", "recordings", "pending_work", "idempotency_keys", "calls"):
+                for table in ("webhook_deliveries", "events", "recordings", "jobs", "idempotency_keys", "calls"):
                     self._db.execute(f"DELETE FROM {table}")
                 self._db.execute("COMMIT")
             except BaseException:
@@ -301,6 +343,65 @@ class Store:
                 (call_id,),
             ).fetchone()
         return RecordingRecord(*row) if row else None
+
+    # -- jobs -----------------------------------------------------------------------------------------
+
+    def insert_job(self, job_id: str, kind: str, job_input: dict[str, Any]) -> JobRecord:
+        with self._lock:
+            self._db.execute("INSERT INTO jobs (id, kind, status, input_json, created_at) VALUES (?, ?, 'queued', ?, ?)",
+                             (job_id, kind, json.dumps(job_input), utc_now()))
+        job = self.job(job_id)
+        assert job is not None
+        return job
+
+    def job(self, job_id: str) -> JobRecord | None:
+        with self._lock:
+            row = self._db.execute(f"{_JOB_SELECT} WHERE id = ?", (job_id,)).fetchone()
+        return _job(row) if row else None
+
+    def start_job(self, job_id: str, worker: str) -> JobRecord | None:
+        """Mark a queued job ``processing`` by ``worker`` (one more attempt); None when it is not queued
+        (already taken, ended, or unknown): a job runs once at a time."""
+        with self._lock:
+            changed = self._db.execute(
+                "UPDATE jobs SET status = 'processing', attempts = attempts + 1, worker = ?, started_at = ? WHERE id = ? AND status = 'queued'",
+                (worker, utc_now(), job_id),
+            ).rowcount
+        return self.job(job_id) if changed else None
+
+    def finish_job(self, job_id: str, result: dict[str, Any] | None = None, error: str | None = None) -> None:
+        """``completed`` with ``result``, or ``failed`` with ``error``."""
+        status = "failed" if error is not None else "completed"
+        with self._lock:
+            self._db.execute("UPDATE jobs SET status = ?, result_json = ?, error = ?, completed_at = ? WHERE id = ?",
+                             (status, json.dumps(result) if result is not None else None, error, utc_now(), job_id))
+
+    def requeue_job(self, job_id: str) -> None:
+        """Back to ``queued`` (its worker stopped, or the server restarted while it ran)."""
+        with self._lock:
+            self._db.execute("UPDATE jobs SET status = 'queued', worker = NULL WHERE id = ? AND status = 'processing'", (job_id,))
+
+    def unfinished_jobs(self) -> list[JobRecord]:
+        with self._lock:
+            rows = self._db.execute(
+                f"{_JOB_SELECT} WHERE status IN ({','.join('?' * len(UNFINISHED_JOB_STATUSES))}) ORDER BY created_at, id", UNFINISHED_JOB_STATUSES
+            ).fetchall()
+        return [_job(row) for row in rows]
+
+    def list_jobs(self, kind: str | None = None, status: str | None = None, limit: int = 50, before: str | None = None) -> list[JobRecord]:
+        """Newest first; ``before``: a job id, for the next page."""
+        clauses, params = [], []
+        for column, value in (("kind", kind), ("status", status)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        if before is not None:
+            clauses.append("(created_at, id) < (SELECT created_at, id FROM jobs WHERE id = ?)")
+            params.append(before)
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        with self._lock:
+            rows = self._db.execute(f"{_JOB_SELECT}{where} ORDER BY created_at DESC, id DESC LIMIT ?", (*params, limit)).fetchall()
+        return [_job(row) for row in rows]
 
     # -- webhook deliveries ---------------------------------------------------------------------------
 

@@ -10,14 +10,17 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 @contextmanager
-def serve_bytes(body: bytes, content_type: str = "application/octet-stream") -> Iterator[str]:
-    """Serve ``body`` to every GET on a free loopback port; yields the base URL (any path works)."""
+def serve_bytes(body: bytes, content_type: str = "application/octet-stream", gate: threading.Event | None = None) -> Iterator[str]:
+    """Serve ``body`` to every GET on a free loopback port; yields the base URL (any path works).
+    ``gate``: each answer waits until it is set (a server that is slow until the test says otherwise)."""
 
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, *args: object) -> None:
             pass
 
         def do_GET(self) -> None:  # noqa: N802
+            if gate is not None:
+                gate.wait(timeout=120)
             self.send_response(200)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))

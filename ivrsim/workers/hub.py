@@ -20,7 +20,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ivrsim.audio.dtmf_generator import DtmfToneSpec
 from ivrsim.audio.line import LineSettings
@@ -38,8 +38,12 @@ from ivrsim.engine.runner import (
     WorkerUnavailableError,
 )
 from ivrsim.exceptions import SpeechError
-from ivrsim.workers.protocol import SHARE_MARKER, WorkerConfig, call_message, event_of
-from ivrsim.workers.queue import JobQueue
+from ivrsim.store.sqlite import JobRecord
+from ivrsim.workers.protocol import SHARE_MARKER, WorkerConfig, call_message, event_of, job_message
+from ivrsim.workers.queue import LANES, JobQueue
+
+if TYPE_CHECKING:
+    from ivrsim.analysis.service import JobService
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +85,8 @@ class WorkerSession:
         self.connected_at = time.time()
         self.calls: set[str] = set()
         self.calls_run = 0
+        self.jobs: set[str] = set()
+        self.jobs_run = 0
         self._outbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
         self._replies: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._request_ids = itertools.count(1)
@@ -123,7 +129,7 @@ class WorkerSession:
 
     def describe(self) -> dict[str, Any]:
         return {"id": self.id, "name": self.name, "host": self.host, "pid": self.pid, "max_calls": self.max_calls,
-                "live_calls": len(self.calls), "calls_run": self.calls_run,
+                "live_calls": len(self.calls), "calls_run": self.calls_run, "running_jobs": len(self.jobs), "jobs_run": self.jobs_run,
                 "connected_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.connected_at))}
 
 
@@ -185,7 +191,7 @@ class RemoteCall:
 
 
 class WorkerHub:
-    """``CallExecutor`` over a job queue and the sessions of the workers that take its jobs.
+    """``CallExecutor`` and ``JobExecutor`` over the job queue and the sessions of the workers that take its jobs.
 
     ``api_url``: where workers reach this API (it goes in each job, so a worker needs only the queue).
     ``recordings_dir``: where this API serves recordings from; the path stored for a worker's recording.
@@ -193,14 +199,16 @@ class WorkerHub:
 
     def __init__(
         self,
-        queue: JobQueue,
+        queue_url: str,
         config: WorkerConfig,
         api_url: str,
         recordings_dir: Path,
         timeline: ManualTimeline | None = None,
         token: str | None = None,
     ) -> None:
-        self.queue = queue
+        #: The queue's lanes: calls, and background jobs.
+        self.queues = {lane: JobQueue(queue_url, lane) for lane in LANES}
+        self.queue = self.queues["calls"]
         self.config = config
         self.api_url = api_url.rstrip("/")
         self.recordings_dir = recordings_dir
@@ -212,6 +220,7 @@ class WorkerHub:
         self._session_ids = itertools.count(1)
         self._enqueue = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ivrsim-enqueue")  # one: jobs keep their order
         self._end_orphaned: OrphanEnder | None = None
+        self._jobs: JobService | None = None
         self._nudge_scheduled = False
         self._closing = False
         recordings_dir.mkdir(parents=True, exist_ok=True)
@@ -228,7 +237,7 @@ class WorkerHub:
         message = call_message(job, self.api_url, self.token)
         call = self._calls[job.call_id] = QueuedCall(job, output)
         loop = asyncio.get_running_loop()
-        queued = loop.run_in_executor(self._enqueue, self.queue.put, "call", message)
+        queued = loop.run_in_executor(self._enqueue, self.queue.put, message)
         queued.add_done_callback(lambda done: self._enqueued(call, done))
 
     def _enqueued(self, call: QueuedCall, done: asyncio.Future[None]) -> None:
@@ -279,7 +288,34 @@ class WorkerHub:
         for session in self._sessions.values():
             session.close()
         self._enqueue.shutdown(wait=True)
-        self.queue.close()
+        for queue in self.queues.values():
+            queue.close()
+
+    # -- JobExecutor ---------------------------------------------------------------------------------
+
+    def bind_jobs(self, service: JobService) -> None:
+        self._jobs = service
+
+    def submit_job(self, job: JobRecord) -> None:
+        """Queue a job on the jobs lane; a worker claims it (and gets its input) over its session."""
+        queued = asyncio.get_running_loop().run_in_executor(self._enqueue, self.queues["jobs"].put, job_message(job.id, self.api_url, self.token))
+
+        def enqueued(done: asyncio.Future[None]) -> None:
+            error = done.exception() if not done.cancelled() else None
+            if error is None and not done.cancelled():
+                self._nudge()
+            elif self._jobs is not None:
+                logger.error("job %s could not be queued: %s", job.id, error)
+                self._jobs.finish(job.id, error=f"the job queue ({self.queue.where}) could not be reached: {type(error).__name__}")
+
+        queued.add_done_callback(enqueued)
+
+    async def close_jobs(self) -> None:
+        """Nothing to wait for: a job still running when the server stops is queued again at its next start."""
+
+    def pending(self) -> dict[str, int]:
+        """Jobs waiting in each lane (blocking I/O: call it off the event loop)."""
+        return {lane: queue.pending_count() for lane, queue in self.queues.items()}
 
     # -- sessions ----------------------------------------------------------------------------------------
 
@@ -327,6 +363,11 @@ class WorkerHub:
             if call is not None:
                 self._end(call, f"the worker running the call stopped ({session.name}: {why})", "failed")
         session.calls.clear()
+        for job_id in list(session.jobs):
+            again = self._jobs.interrupted(job_id, f"the worker running it stopped ({session.name}: {why})") if self._jobs else None
+            if again is not None and not self._closing:
+                self.submit_job(again)
+        session.jobs.clear()
 
     def _end(self, call: QueuedCall, reason: str, status: str | None) -> None:
         """End a call that no worker will report on any more, from what the store holds."""
@@ -345,6 +386,17 @@ class WorkerHub:
         kind = message["t"]
         if kind == "reply":
             session.replied(message)
+            return
+        if kind == "claim_job":
+            self._claim_job(session, str(message["job_id"]))
+            return
+        if kind == "job_done":
+            job_id = str(message["job_id"])
+            if job_id in session.jobs and self._jobs is not None:
+                session.jobs.discard(job_id)
+                session.jobs_run += 1
+                result = message.get("result")
+                self._jobs.finish(job_id, result if isinstance(result, dict) else None, message.get("error"))
             return
         call_id = message["call_id"]
         if kind == "claim":
@@ -383,6 +435,13 @@ class WorkerHub:
             call.session = session
             session.calls.add(call_id)
         session.send({"t": "claimed", "call_id": call_id, "ok": ok, "now_frames": self.timeline.now_frames if self.timeline else 0})
+
+    def _claim_job(self, session: WorkerSession, job_id: str) -> None:
+        job = self._jobs.start(job_id, session.name) if self._jobs is not None and not self._closing else None
+        if job is not None:
+            session.jobs.add(job_id)
+        session.send({"t": "job_claimed", "job_id": job_id, "ok": job is not None,
+                      "job_kind": job.kind if job else None, "input": job.input if job else None})
 
     def _clock_moved(self, now_frames: int) -> None:
         for session in self._sessions.values():

@@ -3,10 +3,11 @@ the configuration a worker gets when its session opens, and the session's messag
 
 The session is one WebSocket per worker and API (``/_internal/workers``), opened by the worker:
 
-worker -> API: ``claim`` a job it took from the queue; a call's ``event``, ``update``,
-``recording_started``, ``recording_completed`` and ``ended``, in the order they happen; ``reply`` to a
-request.
-API -> worker: the ``welcome`` (``WorkerConfig``) first; the answer to a ``claim``; requests on a live call
+worker -> API: ``claim`` a call it took from the queue; a call's ``event``, ``update``,
+``recording_started``, ``recording_completed`` and ``ended``, in the order they happen; ``claim_job`` and
+``job_done`` for a background job; ``reply`` to a request.
+API -> worker: the ``welcome`` (``WorkerConfig``) first; the answer to a ``claim`` (``claimed``) or a
+``claim_job`` (``job_claimed``, with the job's kind and input); requests on a live call
 (``press``, ``say``, ``hangup``, ``stop``); ``clock`` (the manual clock's present); ``nudge`` (work was
 queued: take it now rather than at the next poll).
 
@@ -95,6 +96,7 @@ def call_message(job: CallJob, api_url: str, token: str) -> dict[str, Any]:
     if job.then:
         raise ValueError("a job with in-process actions (then) cannot go to a worker process")
     return {
+        "kind": "call",
         "api_url": api_url,
         "token": token,
         "call_id": job.call_id,
@@ -102,6 +104,11 @@ def call_message(job: CallJob, api_url: str, token: str) -> dict[str, Any]:
         "sequence": job.sequence,
         "request": job.request.as_dict(),
     }
+
+
+def job_message(job_id: str, api_url: str, token: str) -> dict[str, Any]:
+    """The queue's message for a background job: its id (the worker gets the input when it claims it)."""
+    return {"kind": "job", "api_url": api_url, "token": token, "job_id": job_id}
 
 
 def job_of(message: dict[str, Any]) -> CallJob:

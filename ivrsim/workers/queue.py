@@ -15,7 +15,6 @@ from the API straight away: what the API acknowledged is either still in the que
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -64,68 +63,66 @@ def redacted(url: str) -> str:
     return f"{parts.scheme}://{parts.hostname}{':' + str(parts.port) if parts.port else ''}{parts.path}"
 
 
-def _run_call(message: dict[str, Any]) -> None:
-    """The Huey task of a placed call. Workers take it with ``JobQueue.take`` and run it on their own
-    event loop with many calls at once; Huey's thread-per-task consumer would hold a thread per call."""
-    raise RuntimeError("ivrsim call jobs are run by `ivrsim worker`, not by huey_consumer")
+def _run(message: dict[str, Any]) -> None:
+    """The Huey task of every job. Workers take it with ``JobQueue.take`` and run it on their own event
+    loop (calls, many at once) or threads (analyses); Huey's consumer would hold a thread per call."""
+    raise RuntimeError("ivrsim jobs are run by `ivrsim worker`, not by huey_consumer")
 
 
-@dataclass(frozen=True)
-class Job:
-    """A job taken from the queue: its kind ("call") and its message."""
-
-    kind: str
-    message: dict[str, Any]
+#: The queue's lanes: calls, and background jobs (analyses), so that a worker takes each kind only when
+#: it has room for that kind (a worker full of calls still takes an analysis, and the other way round).
+LANES = ("calls", "jobs")
 
 
 class JobQueue:
-    """One Huey queue, for the API (``put``) and for workers (``take``)."""
+    """One lane of the Huey queue, for the API (``put``) and for workers (``take``). Messages are plain
+    JSON-able dicts."""
 
-    KINDS = {"call": "ivrsim.run_call"}
-
-    def __init__(self, url: str, name: str = DEFAULT_QUEUE_NAME) -> None:
+    def __init__(self, url: str, lane: str = "calls", name: str = DEFAULT_QUEUE_NAME) -> None:
+        if lane not in LANES:
+            raise ValueError(f"lane must be one of {', '.join(LANES)}")
         self.url = check_queue_url(url)
+        self.lane = lane
         parts = urlsplit(url)
+        huey_name = f"{name}_{lane}"
         self.huey: Huey
         if parts.scheme == "sqlite":
             path = Path(parts.path)
             path.parent.mkdir(parents=True, exist_ok=True)
-            self.huey = SqliteHuey(name, filename=str(path), results=False, utc=True)
+            self.huey = SqliteHuey(huey_name, filename=str(path), results=False, utc=True)
             self.blocking = False
         else:
-            self.huey = RedisHuey(name, url=url, results=False, utc=True, blocking=True, read_timeout=REDIS_POP_S)
+            self.huey = RedisHuey(huey_name, url=url, results=False, utc=True, blocking=True, read_timeout=REDIS_POP_S)
             self.blocking = True
-        self._tasks = {kind: self.huey.task(name=task_name)(_run_call) for kind, task_name in self.KINDS.items()}
-        self._kinds = {task_name: kind for kind, task_name in self.KINDS.items()}
+        self._task = self.huey.task(name="ivrsim.run")(_run)
 
     @property
     def where(self) -> str:
         """The queue's address without credentials, for logs and /_sim/workers."""
         return redacted(self.url)
 
-    def put(self, kind: str, message: dict[str, Any]) -> None:
+    def put(self, message: dict[str, Any]) -> None:
         """Enqueue a job (blocking I/O: call it off the event loop). Raises the storage's error when the
         queue cannot be reached."""
-        self._tasks[kind](message)
+        self._task(message)
 
-    def take(self) -> Job | None:
-        """The next job, or None when there is none (a Redis queue waits up to ``REDIS_POP_S`` for one;
-        SQLite answers at once). Blocking I/O: call it off the event loop."""
+    def take(self) -> dict[str, Any] | None:
+        """The next job's message, or None when there is none (a Redis queue waits up to ``REDIS_POP_S``
+        for one; SQLite answers at once). Blocking I/O: call it off the event loop."""
         task = self.huey.dequeue()
         if task is None:
             return None
-        kind = self._kinds.get(task.name)
-        if kind is None or len(task.args) != 1 or not isinstance(task.args[0], dict):
+        if task.name != "ivrsim.run" or len(task.args) != 1 or not isinstance(task.args[0], dict):
             logger.warning("queue %s: dropped a task ivrsim does not know (%s)", self.where, task.name)
             return None
-        return Job(kind, task.args[0])
+        return task.args[0]
 
     def pending_count(self) -> int:
         return int(self.huey.pending_count())
 
     def flush(self) -> None:
-        """Forget every queued job (the embedded queue at start-up: its server ended those calls)."""
-        self.huey.flush()
+        """Forget every queued job of this lane."""
+        self.huey.storage.flush_queue()
 
     def close(self) -> None:
         storage = self.huey.storage

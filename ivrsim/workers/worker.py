@@ -30,10 +30,13 @@ from urllib.parse import urlsplit, urlunsplit
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
+from ivrsim.analysis.jobs import run_job
+from ivrsim.analysis.service import describe_failure, in_daemon_thread
 from ivrsim.audio.dtmf_generator import DtmfToneSpec
 from ivrsim.engine.callees import Phonebook
 from ivrsim.engine.clock import ManualTimeline
 from ivrsim.engine.events import CallEvent
+from ivrsim.engine.job import CallJob
 from ivrsim.engine.runner import CallRunner, InjectionLimitError
 from ivrsim.exceptions import IvrsimError, SpeechError
 from ivrsim.media.audio_url import AudioUrlLoader
@@ -49,7 +52,7 @@ from ivrsim.workers.protocol import (
     event_message,
     job_of,
 )
-from ivrsim.workers.queue import Job, JobQueue
+from ivrsim.workers.queue import LANES, JobQueue
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +76,8 @@ class WorkerOptions:
 
     name: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
     max_calls: int = 100
+    #: Background jobs (analyses) run at once, each on a thread of its own.
+    max_jobs: int = 1
     recordings_dir: Path | None = None
     cache_dir: Path = Path(".ivrsim-worker")
     cache_max_bytes: int = 200 * 1024 * 1024
@@ -123,10 +128,12 @@ class ApiSession:
         self.runner: CallRunner | None = None
         self.timeline: ManualTimeline | None = None
         self.recordings_shared = False
-        self.calls: dict[str, asyncio.Task[None]] = {}
+        #: Running calls and jobs, by id.
+        self.tasks: dict[str, asyncio.Task[None]] = {}
+        self.loader: AudioUrlLoader | None = None
         self._socket: ClientConnection | None = None
         self._outbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
-        self._claims: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._claims: dict[str, asyncio.Future[dict[str, Any]]] = {}  # by call or job id
         self._tasks: list[asyncio.Task[None]] = []
         self.closed = asyncio.Event()
 
@@ -166,7 +173,7 @@ class ApiSession:
         phonebook_path = options.phonebook or (Path(config.phonebook) if config.phonebook else None)
         catalog = self.worker.synthesizer.catalog
         phonebook = Phonebook.load(phonebook_path, catalog) if phonebook_path is not None else Phonebook.default_book(catalog)
-        loader = AudioUrlLoader(config.media_settings(options.cache_dir / "media", options.cache_max_bytes))
+        loader = self.loader = AudioUrlLoader(config.media_settings(options.cache_dir / "media", options.cache_max_bytes))
         settings = config.engine_settings(options.cache_dir, recordings or options.cache_dir / "recordings")
         self.runner = CallRunner(settings, phonebook, self.worker.synthesizer, loader, self.timeline)
 
@@ -203,10 +210,10 @@ class ApiSession:
         for claim in self._claims.values():
             if not claim.done():
                 claim.set_exception(OSError("the session closed"))
-        for task in self.calls.values():
+        for task in self.tasks.values():
             task.cancel()
-        if self.calls:
-            logger.warning("session with %s closed; %d call(s) stopped", self.api_url, len(self.calls))
+        if self.tasks:
+            logger.warning("session with %s closed; %d call(s) and job(s) stopped", self.api_url, len(self.tasks))
         else:
             logger.info("session with %s closed", self.api_url)
         self.worker.session_lost(self)
@@ -232,17 +239,42 @@ class ApiSession:
             await self.timeline.move_to(int(reply.get("now_frames", 0)))
         return bool(reply.get("ok"))
 
+    async def claim_job(self, job_id: str) -> tuple[str, dict[str, Any]] | None:
+        """Claim a background job: its kind and input when this worker is to run it, else None."""
+        answer: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._claims[job_id] = answer
+        self.send({"t": "claim_job", "job_id": job_id})
+        try:
+            reply = await asyncio.wait_for(answer, CLAIM_TIMEOUT_S)
+        finally:
+            self._claims.pop(job_id, None)
+        return (str(reply["job_kind"]), dict(reply["input"])) if reply.get("ok") else None
+
+    async def run_job(self, job_id: str, kind: str, job_input: dict[str, Any]) -> None:
+        """Run a job on a thread and report its result or error (never raises, but for cancellation)."""
+        assert self.loader is not None
+        try:
+            result = await in_daemon_thread(run_job, kind, job_input, self.loader)
+        except asyncio.CancelledError:
+            raise  # the session is gone: the API queues the job again
+        except Exception as error:  # noqa: BLE001 - every failure ends the job, with its reason
+            if not isinstance(error, IvrsimError):
+                logger.exception("job %s failed", job_id)
+            self.send({"t": "job_done", "job_id": job_id, "error": describe_failure(error)})
+        else:
+            self.send({"t": "job_done", "job_id": job_id, "result": result})
+
     def _handle(self, message: dict[str, Any]) -> None:
         kind = message.get("t")
-        if kind == "claimed":
-            answer = self._claims.get(message.get("call_id", ""))
+        if kind in ("claimed", "job_claimed"):
+            answer = self._claims.get(message.get("call_id") or message.get("job_id") or "")
             if answer is not None and not answer.done():
                 answer.set_result(message)
         elif kind in ("press", "say", "hangup"):
             asyncio.create_task(self._answer(message), name=f"request-{kind}")
         elif kind == "stop":
             for call_id in message.get("call_ids", []):
-                task = self.calls.get(call_id)
+                task = self.tasks.get(call_id)
                 if task is not None:
                     task.cancel()
         elif kind == "clock" and self.timeline is not None:
@@ -274,9 +306,8 @@ class ApiSession:
             reply.update(error="not_live", message=str(error))
         self.send(reply)
 
-    async def run_call(self, job: Job) -> None:
+    async def run_call(self, call_job: CallJob) -> None:
         assert self.runner is not None
-        call_job = job_of(job.message)
         output = SessionOutput(self, call_job.call_id)
         try:
             if call_job.request.record and not self.recordings_shared:
@@ -292,29 +323,34 @@ class ApiSession:
 
 
 class Worker:
-    """Takes jobs from ``queue`` while it has room, and runs them in the session of the API that queued them."""
+    """Takes calls and jobs from the queue at ``queue_url`` while it has room for each, and runs them in the
+    session of the API that queued them."""
 
-    def __init__(self, queue: JobQueue, options: WorkerOptions) -> None:
-        self.queue = queue
+    def __init__(self, queue_url: str, options: WorkerOptions) -> None:
+        self.queues = {lane: JobQueue(queue_url, lane) for lane in LANES}
         self.options = options
         options.cache_dir.mkdir(parents=True, exist_ok=True)
         catalog = VoiceCatalog.load()
         self.synthesizer = SpeechSynthesizer(catalog=catalog, cache=PromptCache(options.prompt_cache_dir or options.cache_dir / "prompts",
                                                                                                 disk_max_bytes=options.cache_max_bytes))
         self._sessions: dict[str, ApiSession] = {}
-        self._live: set[asyncio.Task[None]] = set()
-        self._wake = asyncio.Event()
-        self._room = asyncio.Event()
+        self._running: dict[str, set[asyncio.Task[None]]] = {lane: set() for lane in LANES}
+        self._room = {lane: asyncio.Event() for lane in LANES}
+        self._wake = {lane: asyncio.Event() for lane in LANES}
         self._stopping = asyncio.Event()
-        self.calls_run = 0
+
+    def _capacity(self, lane: str) -> int:
+        return self.options.max_calls if lane == "calls" else self.options.max_jobs
 
     def wake(self) -> None:
-        self._wake.set()
+        for event in self._wake.values():
+            event.set()
 
     def stop(self) -> None:
         self._stopping.set()
-        self._wake.set()
-        self._room.set()
+        for lane in LANES:
+            self._wake[lane].set()
+            self._room[lane].set()
 
     def session_lost(self, session: ApiSession) -> None:
         if self._sessions.get(session.token) is session:
@@ -324,7 +360,8 @@ class Worker:
             self.stop()
 
     async def run(self) -> None:
-        """Take and run jobs until ``stop`` (SIGTERM, or the parent process gone); then stop the live calls."""
+        """Take and run work until ``stop`` (SIGTERM, or the parent process gone); then stop the live calls
+        (they report their end) and drop the running jobs (the server queues them again)."""
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
@@ -332,17 +369,19 @@ class Worker:
         watcher = asyncio.create_task(self._watch_parent()) if self.options.parent_pid else None
         if self.options.connect is not None and self.options.token is not None:
             await self._first_session(self.options.connect, self.options.token)
-        taker = asyncio.create_task(self._take_loop(), name="taker")
+        takers = [asyncio.create_task(self._take_loop(lane), name=f"taker-{lane}") for lane in LANES]
         await self._stopping.wait()
-        for task in list(self._live):
+        running = [task for tasks in self._running.values() for task in tasks]
+        for task in running:
             task.cancel()
-        await asyncio.gather(*self._live, taker, return_exceptions=True)
+        await asyncio.gather(*running, *takers, return_exceptions=True)
         for session in list(self._sessions.values()):
             await session.close()
         if watcher is not None:
             watcher.cancel()
         self.synthesizer.close()
-        self.queue.close()
+        for queue in self.queues.values():
+            queue.close()
 
     async def _first_session(self, api_url: str, token: str, within_s: float = 30.0) -> None:
         """Open the session with the server that started this worker (it may still be starting)."""
@@ -381,63 +420,69 @@ class Worker:
         self._sessions[token] = session
         return session
 
-    async def _take_loop(self) -> None:
-        """Take a job whenever there is room. It is never cancelled in the middle of a take: a job taken as
-        the worker stops goes back to the queue."""
+    async def _take_loop(self, lane: str) -> None:
+        """Take work from ``lane`` whenever there is room for it. It is never cancelled in the middle of a
+        take: work taken as the worker stops goes back to the queue."""
         loop = asyncio.get_running_loop()
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ivrsim-take") as taker:
+        queue = self.queues[lane]
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"ivrsim-take-{lane}") as taker:
             while not self._stopping.is_set():
-                if len(self._live) >= self.options.max_calls:
-                    self._room.clear()
-                    await self._room.wait()
+                if len(self._running[lane]) >= self._capacity(lane):
+                    self._room[lane].clear()
+                    await self._room[lane].wait()
                     continue
-                self._wake.clear()
-                job = await loop.run_in_executor(taker, self.queue.take)
-                if job is not None and self._stopping.is_set():
-                    await loop.run_in_executor(taker, self.queue.put, job.kind, job.message)
+                self._wake[lane].clear()
+                message = await loop.run_in_executor(taker, queue.take)
+                if message is not None and self._stopping.is_set():
+                    await loop.run_in_executor(taker, queue.put, message)
                     return
-                if job is None:
-                    if not self.queue.blocking:
+                if message is None:
+                    if not queue.blocking:
                         with contextlib.suppress(TimeoutError):
-                            await asyncio.wait_for(self._wake.wait(), IDLE_POLL_S)
+                            await asyncio.wait_for(self._wake[lane].wait(), IDLE_POLL_S)
                     continue
-                await self._start(job)
+                await self._start(lane, message)
 
-    async def _start(self, job: Job) -> None:
-        message = job.message
+    async def _start(self, lane: str, message: dict[str, Any]) -> None:
+        """Claim the work from its API and start it; unclaimed work is left to whoever has it."""
+        what = message.get("call_id") or message.get("job_id")
         try:
             session = await self._session(str(message["api_url"]), str(message["token"]))
-            claimed = await session.claim(str(message["call_id"]))
+            if message.get("kind") == "job":
+                claimed = await session.claim_job(str(message["job_id"]))
+                work = session.run_job(str(message["job_id"]), *claimed) if claimed is not None else None
+            else:
+                work = session.run_call(job_of(message)) if await session.claim(str(message["call_id"])) else None
         except SessionRefused as refused:
-            logger.warning("dropped call %s: %s (the API that queued it has restarted and ended it)", message.get("call_id"), refused)
+            logger.warning("dropped %s: %s (the API that queued it has restarted and ended or queued it again)", what, refused)
             return
         except (OSError, TimeoutError) as error:
-            await self._requeue(job, error)
+            await self._requeue(lane, message, error)
             return
-        if not claimed:
-            logger.debug("call %s was not ours to run (ended, or claimed elsewhere)", message["call_id"])
+        if work is None:
+            logger.debug("%s was not ours to run (ended, or claimed elsewhere)", what)
             return
-        task = asyncio.create_task(session.run_call(job), name=str(message["call_id"]))
-        session.calls[message["call_id"]] = task
-        self._live.add(task)
+        task = asyncio.create_task(work, name=str(what))
+        session.tasks[str(what)] = task
+        self._running[lane].add(task)
 
         def finished(done: asyncio.Task[None]) -> None:
-            self._live.discard(done)
-            session.calls.pop(message["call_id"], None)
-            self.calls_run += 1
-            self._room.set()
+            self._running[lane].discard(done)
+            session.tasks.pop(str(what), None)
+            self._room[lane].set()
 
         task.add_done_callback(finished)
 
-    async def _requeue(self, job: Job, error: BaseException) -> None:
-        """The API could not be reached: the job goes back to the queue (a bounded number of times)."""
-        attempts = int(job.message.get("requeued", 0)) + 1
+    async def _requeue(self, lane: str, message: dict[str, Any], error: BaseException) -> None:
+        """The API could not be reached: the work goes back to the queue (a bounded number of times)."""
+        what = message.get("call_id") or message.get("job_id")
+        attempts = int(message.get("requeued", 0)) + 1
         if attempts > MAX_REQUEUES:
-            logger.error("dropped call %s: its API %s was unreachable %d times (%s)", job.message.get("call_id"), job.message.get("api_url"), attempts, error)
+            logger.error("dropped %s: its API %s was unreachable %d times (%s)", what, message.get("api_url"), attempts, error)
             return
-        logger.warning("call %s: the API %s is unreachable (%s); the job goes back to the queue", job.message.get("call_id"), job.message.get("api_url"), error)
+        logger.warning("%s: the API %s is unreachable (%s); it goes back to the queue", what, message.get("api_url"), error)
         await asyncio.sleep(1.0)
-        await asyncio.to_thread(self.queue.put, job.kind, {**job.message, "requeued": attempts})
+        await asyncio.to_thread(self.queues[lane].put, {**message, "requeued": attempts})
 
 
 def die_with_parent() -> None:

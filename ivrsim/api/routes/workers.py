@@ -70,6 +70,7 @@ async def worker_session(websocket: WebSocket) -> None:
 async def list_workers(services: ServicesDep) -> dict[str, Any]:
     hub = services.engine.executor
     if not isinstance(hub, WorkerHub):
-        return {"mode": "in-process", "queue": None, "queued": 0, "live_calls": services.engine.live_count, "workers": []}
-    queued = await asyncio.to_thread(hub.queue.pending_count)
-    return {"mode": "workers", "queue": hub.queue.where, "queued": queued, "live_calls": hub.live_count, "workers": hub.sessions()}
+        return {"mode": "in-process", "queue": None, "queued": 0, "queued_jobs": 0, "live_calls": services.engine.live_count, "workers": []}
+    pending = await asyncio.to_thread(hub.pending)
+    return {"mode": "workers", "queue": hub.queue.where, "queued": pending["calls"], "queued_jobs": pending["jobs"], "live_calls": hub.live_count,
+            "workers": hub.sessions()}
