@@ -580,6 +580,8 @@ def serve(host: str | None, port: int | None, data_dir: str | None, phonebook: s
               help="The server's job queue: redis://host:6379/0 (IVRSIM_QUEUE), or sqlite:///path for one machine.")
 @click.option("--max-calls", type=click.IntRange(1, 10_000), default=100, show_default=True, help="Calls this worker runs at once.")
 @click.option("--max-jobs", type=click.IntRange(1, 256), default=1, show_default=True, help="Analyses this worker runs at once (each on a thread).")
+@click.option("--lane", "lanes", multiple=True, type=click.Choice(["calls", "jobs", "phone"]),
+              help="Work to take (repeatable; default calls and jobs): phone = calls to the sound card, on the machine that has it.")
 @click.option("--recordings-dir", type=click.Path(file_okay=False), default=None,
               help="The server's recordings folder, mounted here (needed for calls with record: true).")
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=".ivrsim-worker", show_default=True, help="This worker's prompt and media caches.")
@@ -588,11 +590,13 @@ def serve(host: str | None, port: int | None, data_dir: str | None, phonebook: s
 @click.option("--phonebook", type=click.Path(dir_okay=False, exists=True), default=None,
               help="Phonebook YAML (default: the file the server names, read on this machine).")
 @click.option("--name", default=None, help="How the server lists this worker (default host:pid).")
+@click.option("--nice", type=click.IntRange(0, 19), default=0, show_default=True,
+              help="Lower this worker's scheduling priority (as nice(1)), so a server on the same machine answers first; local workers use 10.")
 @click.option("--connect", default=None, metavar="URL", hidden=True, help="Open a session with this server at once (local workers).")
 @click.option("--parent-pid", type=int, default=None, hidden=True, help="Stop when this process is gone (local workers).")
 @click.option("-v", "--verbose", is_flag=True, help="Log every session and call.")
-def worker(queue: str, max_calls: int, max_jobs: int, recordings_dir: str | None, cache_dir: str, prompt_cache_dir: str | None, phonebook: str | None, name: str | None,
-           connect: str | None, parent_pid: int | None, verbose: bool) -> None:
+def worker(queue: str, max_calls: int, max_jobs: int, lanes: tuple[str, ...], recordings_dir: str | None, cache_dir: str, prompt_cache_dir: str | None, phonebook: str | None, name: str | None,
+           nice: int, connect: str | None, parent_pid: int | None, verbose: bool) -> None:
     """Run calls and analyses from a server's job queue, on this machine or another.
 
     Each job names the server that queued it; the worker opens a session with it, claims the call, runs it
@@ -615,8 +619,10 @@ def worker(queue: str, max_calls: int, max_jobs: int, recordings_dir: str | None
         sys.exit(EXIT_USAGE)
     if parent_pid is not None:
         die_with_parent()
+    if nice:
+        os.nice(nice)
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(asctime)s %(levelname)s worker: %(message)s")
-    options = WorkerOptions(max_calls=max_calls, max_jobs=max_jobs, recordings_dir=Path(recordings_dir).resolve() if recordings_dir else None,
+    options = WorkerOptions(max_calls=max_calls, max_jobs=max_jobs, lanes=tuple(dict.fromkeys(lanes)) or ("calls", "jobs"), recordings_dir=Path(recordings_dir).resolve() if recordings_dir else None,
                             cache_dir=Path(cache_dir), prompt_cache_dir=Path(prompt_cache_dir) if prompt_cache_dir else None, phonebook=Path(phonebook) if phonebook else None, connect=connect,
                             token=os.environ.get("IVRSIM_WORKER_TOKEN"), parent_pid=parent_pid)
     if name:

@@ -2,7 +2,8 @@
 
 Generated requests may hold any valid http(s) URL as ``webhook_url`` or ``audio_url``, and some of those are
 real hosts on the internet: before each call, every URL the server would accept is pointed at the loopback
-sink in IVRSIM_TEST_SINK, so that the fuzzed server never contacts anything but this machine. The value
+sink in IVRSIM_TEST_SINK, so that the fuzzed server never contacts anything but this machine (an analysis's
+``location``, a URL or a path on this machine, always is). The value
 stays schema-valid (it matches the same pattern), so no check changes meaning.
 """
 
@@ -26,6 +27,8 @@ def _contain(body: Any, sink: str) -> None:
         value = body.get(name)
         if isinstance(value, str) and re.fullmatch(HTTP_URL_PATTERN, value):
             body[name] = sink
+    if isinstance(body.get("location"), str):  # an analysis's recording: a URL or a local path, fetched later: always the sink
+        body["location"] = sink
     _contain(body.get("gather"), sink)
 
 

@@ -178,8 +178,9 @@ def test_latency_is_measured_at_each_answered_user_turn(call: Call) -> None:
     assert latency["num"] == 2
     assert [abs(v - e) <= TOLERANCE_S * 1000 for v, e in zip(latency["values"], (800, 1200))] == [True, True]
     assert latency["min"] == min(latency["values"]) and latency["max"] == max(latency["values"])
-    assert latency["p50"] == round(float(np.percentile(latency["values"], 50)))
-    assert latency["p99"] == round(float(np.percentile(latency["values"], 99)))
+    # percentiles of the unrounded latencies, so within a millisecond of those of the rounded values
+    assert abs(latency["p50"] - float(np.percentile(latency["values"], 50))) <= 1
+    assert abs(latency["p99"] - float(np.percentile(latency["values"], 99))) <= 1
     assert set(latency) == {"p50", "p90", "p95", "p99", "min", "max", "num", "values"}
 
 

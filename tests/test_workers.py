@@ -132,7 +132,7 @@ def test_calls_spread_over_two_redis_workers_with_the_events_of_the_api_process(
             WorkerProcess(redis_url, "one", tmp_path / "w1", folder / "recordings", max_calls=1, prompt_cache_dir=prompts), \
             WorkerProcess(redis_url, "two", tmp_path / "w2", folder / "recordings", max_calls=1, prompt_cache_dir=prompts), \
             httpx.Client(base_url=server.base_url, headers=AUTH, timeout=30) as http:
-        wait_until(lambda: redis.blocked_clients() == 2)  # both workers wait on the queue
+        wait_until(lambda: redis.blocked_clients() == 4)  # both workers wait on the queue (two lanes each: calls, jobs)
         got = run_calls(server.base_url, REQUESTS, at_once=True)
         listing = workers_when(http, lambda w: sum(s["calls_run"] for s in w["workers"]) == len(REQUESTS))
         recording = http.get(f"/v1/voice/calls/{next(iter(got))}/recording").json()
@@ -184,6 +184,26 @@ def test_a_killed_worker_fails_its_call_within_seconds_keeps_its_recording_and_l
         assert gathered[0]["digits"] == "1234"
 
 
+def test_a_worker_that_stops_answering_its_sessions_pings_has_its_call_failed(tmp_path: Path, redis_url: str) -> None:
+    """Heartbeats: a frozen worker (SIGSTOP: its connection stays open, nothing answers) is gone within seconds."""
+    with BackgroundServer(settings_for(tmp_path / "data", workers=0, queue=redis_url, clock="realtime")) as server, \
+            httpx.Client(base_url=server.base_url, headers=AUTH, timeout=30) as http, \
+            WorkerProcess(redis_url, "frozen", tmp_path / "w1") as frozen:
+        placed = call(http, {"to": "+15550100002", "tts": {"text": "Please hold."}, "gather": {"type": "dtmf", "timeout": 120}})
+        wait_until(lambda: status_of(http, placed) == "in-progress", timeout_s=60)
+        os.kill(frozen.pid, signal.SIGSTOP)
+        try:
+            stopped_at = time.monotonic()
+            assert wait_until(lambda: ended(http, placed), timeout_s=30) == "failed"
+            noticed_s = time.monotonic() - stopped_at
+            reason = http.get(f"/v1/voice/calls/{placed}").json()["reason"]
+            assert workers_when(http, lambda w: not w["workers"])["workers"] == []
+        finally:
+            os.kill(frozen.pid, signal.SIGCONT)
+    assert "frozen" in reason and "stopped" in reason
+    assert noticed_s < 15, noticed_s
+
+
 def test_a_worker_that_cannot_see_the_recordings_folder_fails_recorded_calls_with_the_fix(tmp_path: Path, redis_url: str) -> None:
     with BackgroundServer(settings_for(tmp_path / "data", workers=0, queue=redis_url)) as server, \
             WorkerProcess(redis_url, "elsewhere", tmp_path / "w1", recordings_dir=tmp_path / "not-shared"), \
@@ -193,6 +213,19 @@ def test_a_worker_that_cannot_see_the_recordings_folder_fails_recorded_calls_wit
         assert wait_until(lambda: ended(http, recorded)) == "failed"
         assert "--recordings-dir" in http.get(f"/v1/voice/calls/{recorded}").json()["reason"]
         assert wait_until(lambda: ended(http, plain)) == "completed"
+
+
+def test_a_worker_that_cannot_read_the_servers_phonebook_fails_calls_with_the_fix(tmp_path: Path, redis_url: str) -> None:
+    book = tmp_path / "book.yaml"
+    book.write_text("default: {kind: busy}\nnumbers: {}\n", encoding="utf-8")
+    with BackgroundServer(settings_for(tmp_path / "data", workers=0, queue=redis_url, phonebook=book)) as server, \
+            httpx.Client(base_url=server.base_url, headers=AUTH, timeout=30) as http:
+        book.unlink()  # a worker elsewhere: the path the server names is not there
+        with WorkerProcess(redis_url, "elsewhere", tmp_path / "w1"):
+            placed = call(http, {"to": "+15551234567", "tts": {"text": "Hello."}})
+            assert wait_until(lambda: ended(http, placed)) == "failed"
+        reason = http.get(f"/v1/voice/calls/{placed}").json()["reason"]
+    assert "phonebook" in reason and "--phonebook" in reason and "elsewhere" in reason
 
 
 def test_local_workers_by_default_route_sim_requests_and_replace_a_killed_worker(tmp_path: Path) -> None:
@@ -227,6 +260,18 @@ def test_local_workers_by_default_route_sim_requests_and_replace_a_killed_worker
         assert replaced
         after = call(http, {"to": "+15551234567", "tts": {"text": "Press 1."}, "gather": {"type": "dtmf", "num_digits": 1}})
         assert wait_until(lambda: ended(http, after), timeout_s=60) == "completed"
+
+
+def test_calls_to_the_sound_card_run_in_the_one_local_worker_that_owns_it(tmp_path: Path) -> None:
+    with BackgroundServer(settings_for(tmp_path, workers=2)) as server, httpx.Client(base_url=server.base_url, headers=AUTH, timeout=30) as http:
+        listing = workers_when(http, lambda w: len(w["workers"]) == 2)
+        owners = [w["name"] for w in listing["workers"] if "phone" in w["lanes"]]
+        placed = [call(http, {"to": "+15550100100", "tts": {"text": "Hello, desk."}}) for _ in range(3)]
+        reasons = [http.get(f"/v1/voice/calls/{c}").json()["reason"] for c in placed if wait_until(lambda c=c: ended(http, c))]
+        ran = workers_when(http, lambda w: sum(s["calls_run"] for s in w["workers"]) == 3)
+    assert owners == ["local-1"]
+    assert {s["name"]: s["calls_run"] for s in ran["workers"]} == {"local-1": 3, "local-2": 0}
+    assert all("sound-card callee" in reason for reason in reasons)  # the device itself arrives with the sound-card issue
 
 
 def test_the_manual_clock_steps_calls_on_workers(tmp_path: Path) -> None:

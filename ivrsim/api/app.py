@@ -86,14 +86,16 @@ def create_app(settings: Settings, data_lock: DataDirLock | None = None) -> Fast
 
 
 async def _worker_hub(app: FastAPI, settings: Settings, engine_settings: EngineSettings, media: MediaSettings,
-                      timeline: ManualTimeline | None) -> WorkerHub:
-    """The executor of worker mode: the queue (the embedded one unless ``settings.queue``), and where
-    workers reach this server."""
+                      timeline: ManualTimeline | None, phonebook: Phonebook) -> WorkerHub:
+    """The executor of worker mode: the queue (the embedded one unless ``settings.queue``), where workers
+    reach this server, and the lanes: calls to the sound card's number go to the ``phone`` lane, which
+    only the process that owns the device takes (the first local worker, or `ivrsim worker --lane phone`)."""
     api_url = public_url(app, settings)
     if api_url is None:
         raise RuntimeError("worker mode needs the server's URL: serve the app with ivrsim.api.server, or set IVRSIM_PUBLIC_URL")
     config = WorkerConfig.of(engine_settings, settings.phonebook, media)
-    hub = WorkerHub(settings.queue or embedded_queue_url(settings.data_dir), config, api_url, engine_settings.recordings_folder, timeline)
+    hub = WorkerHub(settings.queue or embedded_queue_url(settings.data_dir), config, api_url, engine_settings.recordings_folder, timeline,
+                    lane_for=lambda job: "phone" if phonebook.kind_of(job.request.to) == "soundcard" else "calls")
     if settings.queue is None:  # the embedded queue is this folder's own: recovery ends its calls and queues its jobs again
         for queue in hub.queues.values():
             await asyncio.to_thread(queue.flush)
@@ -117,7 +119,7 @@ async def _services(app: FastAPI, settings: Settings) -> AsyncIterator[None]:
         max_queue_wait_s=settings.media_queue_wait_s,
     )
     timeline = ManualTimeline() if settings.clock == "manual" else None
-    hub = None if settings.in_process else await _worker_hub(app, settings, engine_settings, media, timeline)
+    hub = None if settings.in_process else await _worker_hub(app, settings, engine_settings, media, timeline, phonebook)
     loader = AudioUrlLoader(media)
     engine = CallEngine(
         engine_settings,

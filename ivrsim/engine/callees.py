@@ -499,6 +499,11 @@ class Phonebook:
         entry = self.entries.get(number, self.default)
         return self.callee_for_entry(entry, where=f"phonebook entry {number}", decode_audio=False)
 
+    def kind_of(self, number: str) -> str:
+        """The kind of callee that answers ``number`` (``scripted``, ``soundcard``, ...)."""
+        entry = self.entries.get(number, self.default)
+        return str(entry.get("kind", "")) if isinstance(entry, dict) else ""
+
     def _script(self, path: Path) -> Any:
         try:
             modified = path.stat().st_mtime

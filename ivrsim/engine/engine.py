@@ -2,8 +2,8 @@
 
 ``place`` stores the call as ``queued``, emits ``call.queued`` and hands a ``CallJob`` to the executor;
 the call runs in a ``CallRunner`` (``ivrsim.engine.runner``), which reports through a ``StoreOutput`` to
-the store and the bus. The split is the seam for worker processes (issue 9): the engine owns SQLite and
-the bus, a runner owns nothing of them, and the executor (in-process by default) decides where calls run.
+the store and the bus. The engine owns SQLite and the bus, a runner owns nothing of them, and the executor
+decides where calls run: in this process, or in worker processes (``ivrsim.workers.hub.WorkerHub``).
 
 Stopping: a call cut by a shutdown ends ``completed`` (answered) or ``failed`` (not yet answered), with the
 reason. After a crash, ``recover()`` (run by ``__aenter__``, or by the app once the webhook dispatcher

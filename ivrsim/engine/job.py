@@ -1,5 +1,5 @@
 """What a call is asked to do, as plain data: the Canary request, the engine's settings, and the job that
-hands one call to whatever runs it (in this process today, a worker process later: issue 9)."""
+hands one call to whatever runs it (this process, or a worker process: ``ivrsim.workers``)."""
 
 from __future__ import annotations
 

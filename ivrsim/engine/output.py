@@ -1,7 +1,8 @@
 """Where a running call reports to: the seam between running calls and keeping their record.
 
-A call's runner only reports (``CallOutput``); it never opens the store, because in worker mode (issue 9)
-the API process stays SQLite's one writer and a worker sends these reports back by message.
+A call's runner only reports (``CallOutput``); it never opens the store, because in worker mode the API
+process stays SQLite's one writer and a worker sends these reports back over its session
+(``ivrsim.workers.worker.SessionOutput``).
 ``StoreOutput`` is the API process's own: it writes the store and publishes on the bus, in that order,
 so that a subscriber never hears of an event the store does not hold yet.
 """

@@ -8,7 +8,7 @@ it, the current action hears the digits, and the recorder writes both sides. The
 when either side hangs up.
 
 Everything a call reports goes to a ``CallOutput``; the runner holds what a worker process holds (phonebook,
-TTS, media loader, line and clock settings, the recordings folder) and nothing of the API's (issue 9). An
+TTS, media loader, line and clock settings, the recordings folder) and nothing of the API's. An
 error in one call fails that call (with the reason) and never the others; a call cancelled (shutdown) ends
 ``completed`` when answered, ``failed`` otherwise, with ``STOPPED_REASON``.
 
@@ -114,7 +114,7 @@ class Injected:
 
 class LiveCallHandle(Protocol):
     """What /_sim needs of a live call. The tones and the speech are made on the call's side (``press``,
-    ``say``), so the API only forwards parameters and does no DSP (a worker will answer these by message)."""
+    ``say``), so the API only forwards parameters and does no DSP (``ivrsim.workers.hub.RemoteCall`` sends them to the worker running the call)."""
 
     @property
     def status(self) -> str: ...

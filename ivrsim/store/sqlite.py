@@ -171,6 +171,12 @@ class JobRecord:
                 "completed_at": self.completed_at}
 
 
+def _equal_to(filters: dict[str, Any]) -> tuple[list[str], list[Any]]:
+    """WHERE clauses ``column = ?`` and their parameters, for the filters that are set (not None)."""
+    set_filters = {column: value for column, value in filters.items() if value is not None}
+    return [f"{column} = ?" for column in set_filters], list(set_filters.values())
+
+
 _JOB_SELECT = "SELECT id, kind, status, input_json, result_json, error, attempts, worker, created_at, started_at, completed_at FROM jobs"
 
 
@@ -390,11 +396,7 @@ class Store:
 
     def list_jobs(self, kind: str | None = None, status: str | None = None, limit: int = 50, before: str | None = None) -> list[JobRecord]:
         """Newest first; ``before``: a job id, for the next page."""
-        clauses, params = [], []
-        for column, value in (("kind", kind), ("status", status)):
-            if value is not None:
-                clauses.append(f"{column} = ?")
-                params.append(value)
+        clauses, params = _equal_to({"kind": kind, "status": status})
         if before is not None:
             clauses.append("(created_at, id) < (SELECT created_at, id FROM jobs WHERE id = ?)")
             params.append(before)
@@ -468,12 +470,7 @@ class Store:
 
     def list_deliveries(self, status: str | None = None, call_id: str | None = None, limit: int = 50, before: int | None = None) -> list[dict[str, Any]]:
         """Newest first; ``before`` is a delivery id to page from (exclusive)."""
-        clauses: list[str] = []
-        params: list[Any] = []
-        for column, value in (("status", status), ("call_id", call_id)):
-            if value is not None:
-                clauses.append(f"{column} = ?")
-                params.append(value)
+        clauses, params = _equal_to({"status": status, "call_id": call_id})
         if before is not None:
             clauses.append("id < ?")
             params.append(before)

@@ -82,6 +82,7 @@ class WorkerSession:
         self.host = str(hello.get("host") or "")[:200]
         self.pid = hello.get("pid") if isinstance(hello.get("pid"), int) else None
         self.max_calls = hello.get("max_calls") if isinstance(hello.get("max_calls"), int) else None
+        self.lanes = [str(lane) for lane in hello.get("lanes", [])][:8] if isinstance(hello.get("lanes"), list) else []
         self.connected_at = time.time()
         self.calls: set[str] = set()
         self.calls_run = 0
@@ -128,7 +129,7 @@ class WorkerSession:
                 reply.set_exception(CallNotLiveError("the worker running the call has stopped"))
 
     def describe(self) -> dict[str, Any]:
-        return {"id": self.id, "name": self.name, "host": self.host, "pid": self.pid, "max_calls": self.max_calls,
+        return {"id": self.id, "name": self.name, "host": self.host, "pid": self.pid, "max_calls": self.max_calls, "lanes": self.lanes,
                 "live_calls": len(self.calls), "calls_run": self.calls_run, "running_jobs": len(self.jobs), "jobs_run": self.jobs_run,
                 "connected_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.connected_at))}
 
@@ -195,7 +196,7 @@ class WorkerHub:
 
     ``api_url``: where workers reach this API (it goes in each job, so a worker needs only the queue).
     ``recordings_dir``: where this API serves recordings from; the path stored for a worker's recording.
-    ``timeline``: the manual clock's, whose steps go to every worker."""
+    ``timeline``: the manual clock's, whose steps go to every worker. ``lane_for``: the lane of a call."""
 
     def __init__(
         self,
@@ -205,11 +206,14 @@ class WorkerHub:
         recordings_dir: Path,
         timeline: ManualTimeline | None = None,
         token: str | None = None,
+        lane_for: Callable[[CallJob], str] | None = None,
     ) -> None:
         #: The queue's lanes: calls, and background jobs.
         self.queues = {lane: JobQueue(queue_url, lane) for lane in LANES}
         self.queue = self.queues["calls"]
         self.config = config
+        #: Which lane a call goes to: ``phone`` for the sound card's number, ``calls`` for the rest.
+        self.lane_for = lane_for or (lambda job: "calls")
         self.api_url = api_url.rstrip("/")
         self.recordings_dir = recordings_dir
         self.token = token or secrets.token_urlsafe(24)
@@ -237,7 +241,7 @@ class WorkerHub:
         message = call_message(job, self.api_url, self.token)
         call = self._calls[job.call_id] = QueuedCall(job, output)
         loop = asyncio.get_running_loop()
-        queued = loop.run_in_executor(self._enqueue, self.queue.put, message)
+        queued = loop.run_in_executor(self._enqueue, self.queues[self.lane_for(job)].put, message)
         queued.add_done_callback(lambda done: self._enqueued(call, done))
 
     def _enqueued(self, call: QueuedCall, done: asyncio.Future[None]) -> None:

@@ -17,6 +17,9 @@ logger = logging.getLogger(__name__)
 
 #: How long a stopping worker has to end its calls before it is killed, in seconds.
 STOP_GRACE_S = 10.0
+#: Scheduling priority of local workers (nice): below the server's, so that on a machine the workers keep
+#: busy the server still answers at once (its work per request is small, theirs is the calls' DSP).
+LOCAL_NICE = 10
 #: Wait before a worker that exited is started again, in seconds (doubles up to a minute while it keeps failing).
 RESTART_DELAY_S = 1.0
 
@@ -52,8 +55,10 @@ class LocalWorkers:
             "--name", f"local-{index}", "--recordings-dir", str(spec.recordings_dir),
             "--cache-dir", str(spec.cache_root / f"worker-{index}"), "--prompt-cache-dir", str(spec.prompt_cache_dir),
             "--max-calls", str(spec.max_calls),
-            "--parent-pid", str(os.getpid()),
+            "--parent-pid", str(os.getpid()), "--lane", "calls", "--lane", "jobs", "--nice", str(LOCAL_NICE),
         ]
+        if index == 1:  # the sound card is this machine's: one process owns it
+            command += ["--lane", "phone"]
         env = {**os.environ, "IVRSIM_WORKER_TOKEN": spec.token}
         # Started from the event loop's own thread: the kernel's parent-death signal is tied to the thread
         # that forks, and this one lives as long as the server.

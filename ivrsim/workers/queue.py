@@ -69,9 +69,10 @@ def _run(message: dict[str, Any]) -> None:
     raise RuntimeError("ivrsim jobs are run by `ivrsim worker`, not by huey_consumer")
 
 
-#: The queue's lanes: calls, and background jobs (analyses), so that a worker takes each kind only when
-#: it has room for that kind (a worker full of calls still takes an analysis, and the other way round).
-LANES = ("calls", "jobs")
+#: The queue's lanes: calls, background jobs (analyses), and calls to the sound card. A worker takes from
+#: each lane only when it has room for that kind of work (one full of calls still takes an analysis), and
+#: only the process that owns the sound card takes the ``phone`` lane.
+LANES = ("calls", "jobs", "phone")
 
 
 class JobQueue:

@@ -52,7 +52,7 @@ from ivrsim.workers.protocol import (
     event_message,
     job_of,
 )
-from ivrsim.workers.queue import LANES, JobQueue
+from ivrsim.workers.queue import JobQueue
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +78,8 @@ class WorkerOptions:
     max_calls: int = 100
     #: Background jobs (analyses) run at once, each on a thread of its own.
     max_jobs: int = 1
+    #: The queue's lanes this worker takes from; ``phone`` only where the sound card is.
+    lanes: tuple[str, ...] = ("calls", "jobs")
     recordings_dir: Path | None = None
     cache_dir: Path = Path(".ivrsim-worker")
     cache_max_bytes: int = 200 * 1024 * 1024
@@ -128,6 +130,8 @@ class ApiSession:
         self.runner: CallRunner | None = None
         self.timeline: ManualTimeline | None = None
         self.recordings_shared = False
+        #: Why this worker cannot run the server's calls as configured (a phonebook it cannot read), if so.
+        self.phonebook_error: str | None = None
         #: Running calls and jobs, by id.
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.loader: AudioUrlLoader | None = None
@@ -150,7 +154,7 @@ class ApiSession:
             raise OSError(f"no session with the API at {self.api_url}: {error}") from None
         options = self.worker.options
         await self._socket.send(json.dumps({"t": "hello", "name": options.name, "host": socket.gethostname(), "pid": os.getpid(),
-                                            "max_calls": options.max_calls}))
+                                            "max_calls": options.max_calls, "lanes": list(options.lanes)}))
         welcome = json.loads(await asyncio.wait_for(self._socket.recv(), CLAIM_TIMEOUT_S))
         if welcome.get("t") != "welcome":
             raise SessionRefused(f"the API at {self.api_url} did not welcome this worker")
@@ -172,7 +176,12 @@ class ApiSession:
             self.timeline.now_frames = now_frames
         phonebook_path = options.phonebook or (Path(config.phonebook) if config.phonebook else None)
         catalog = self.worker.synthesizer.catalog
-        phonebook = Phonebook.load(phonebook_path, catalog) if phonebook_path is not None else Phonebook.default_book(catalog)
+        phonebook = Phonebook.default_book(catalog)
+        if phonebook_path is not None:
+            try:
+                phonebook = Phonebook.load(phonebook_path, catalog)
+            except IvrsimError as error:  # every call fails with this reason, rather than the worker
+                self.phonebook_error = f"worker {options.name} cannot use the server's phonebook ({error}); pass --phonebook with a copy"
         loader = self.loader = AudioUrlLoader(config.media_settings(options.cache_dir / "media", options.cache_max_bytes))
         settings = config.engine_settings(options.cache_dir, recordings or options.cache_dir / "recordings")
         self.runner = CallRunner(settings, phonebook, self.worker.synthesizer, loader, self.timeline)
@@ -225,29 +234,27 @@ class ApiSession:
             task.cancel()
         self._lost()
 
-    async def claim(self, call_id: str) -> bool:
-        """Claim a job from the API: True when this worker is to run it. The manual clock's present comes
-        with the answer."""
+    async def _claim(self, key: str, message: dict[str, Any]) -> dict[str, Any]:
+        """Send a claim and wait for the API's answer (keyed by the call's or the job's id)."""
         answer: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._claims[call_id] = answer
-        self.send({"t": "claim", "call_id": call_id})
+        self._claims[key] = answer
+        self.send(message)
         try:
-            reply = await asyncio.wait_for(answer, CLAIM_TIMEOUT_S)
+            return await asyncio.wait_for(answer, CLAIM_TIMEOUT_S)
         finally:
-            self._claims.pop(call_id, None)
+            self._claims.pop(key, None)
+
+    async def claim(self, call_id: str) -> bool:
+        """Claim a call from the API: True when this worker is to run it. The manual clock's present comes
+        with the answer."""
+        reply = await self._claim(call_id, {"t": "claim", "call_id": call_id})
         if self.timeline is not None:
             await self.timeline.move_to(int(reply.get("now_frames", 0)))
         return bool(reply.get("ok"))
 
     async def claim_job(self, job_id: str) -> tuple[str, dict[str, Any]] | None:
         """Claim a background job: its kind and input when this worker is to run it, else None."""
-        answer: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._claims[job_id] = answer
-        self.send({"t": "claim_job", "job_id": job_id})
-        try:
-            reply = await asyncio.wait_for(answer, CLAIM_TIMEOUT_S)
-        finally:
-            self._claims.pop(job_id, None)
+        reply = await self._claim(job_id, {"t": "claim_job", "job_id": job_id})
         return (str(reply["job_kind"]), dict(reply["input"])) if reply.get("ok") else None
 
     async def run_job(self, job_id: str, kind: str, job_input: dict[str, Any]) -> None:
@@ -310,7 +317,9 @@ class ApiSession:
         assert self.runner is not None
         output = SessionOutput(self, call_job.call_id)
         try:
-            if call_job.request.record and not self.recordings_shared:
+            if self.phonebook_error is not None:
+                await self.runner.refuse(call_job, output, self.phonebook_error)
+            elif call_job.request.record and not self.recordings_shared:
                 await self.runner.refuse(
                     call_job, output,
                     f"worker {self.worker.options.name} cannot write recordings where the API serves them; start it with "
@@ -327,20 +336,20 @@ class Worker:
     session of the API that queued them."""
 
     def __init__(self, queue_url: str, options: WorkerOptions) -> None:
-        self.queues = {lane: JobQueue(queue_url, lane) for lane in LANES}
+        self.queues = {lane: JobQueue(queue_url, lane) for lane in options.lanes}
         self.options = options
         options.cache_dir.mkdir(parents=True, exist_ok=True)
         catalog = VoiceCatalog.load()
         self.synthesizer = SpeechSynthesizer(catalog=catalog, cache=PromptCache(options.prompt_cache_dir or options.cache_dir / "prompts",
                                                                                                 disk_max_bytes=options.cache_max_bytes))
         self._sessions: dict[str, ApiSession] = {}
-        self._running: dict[str, set[asyncio.Task[None]]] = {lane: set() for lane in LANES}
-        self._room = {lane: asyncio.Event() for lane in LANES}
-        self._wake = {lane: asyncio.Event() for lane in LANES}
+        self._running: dict[str, set[asyncio.Task[None]]] = {lane: set() for lane in options.lanes}
+        self._room = {lane: asyncio.Event() for lane in options.lanes}
+        self._wake = {lane: asyncio.Event() for lane in options.lanes}
         self._stopping = asyncio.Event()
 
     def _capacity(self, lane: str) -> int:
-        return self.options.max_calls if lane == "calls" else self.options.max_jobs
+        return self.options.max_jobs if lane == "jobs" else self.options.max_calls
 
     def wake(self) -> None:
         for event in self._wake.values():
@@ -348,7 +357,7 @@ class Worker:
 
     def stop(self) -> None:
         self._stopping.set()
-        for lane in LANES:
+        for lane in self.options.lanes:
             self._wake[lane].set()
             self._room[lane].set()
 
@@ -369,7 +378,7 @@ class Worker:
         watcher = asyncio.create_task(self._watch_parent()) if self.options.parent_pid else None
         if self.options.connect is not None and self.options.token is not None:
             await self._first_session(self.options.connect, self.options.token)
-        takers = [asyncio.create_task(self._take_loop(lane), name=f"taker-{lane}") for lane in LANES]
+        takers = [asyncio.create_task(self._take_loop(lane), name=f"taker-{lane}") for lane in self.options.lanes]
         await self._stopping.wait()
         running = [task for tasks in self._running.values() for task in tasks]
         for task in running:
@@ -441,7 +450,10 @@ class Worker:
                         with contextlib.suppress(TimeoutError):
                             await asyncio.wait_for(self._wake[lane].wait(), IDLE_POLL_S)
                     continue
-                await self._start(lane, message)
+                try:
+                    await self._start(lane, message)
+                except Exception:  # one bad message never stops the worker taking work
+                    logger.exception("could not start %s", message.get("call_id") or message.get("job_id"))
 
     async def _start(self, lane: str, message: dict[str, Any]) -> None:
         """Claim the work from its API and start it; unclaimed work is left to whoever has it."""

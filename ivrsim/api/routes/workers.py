@@ -68,9 +68,13 @@ async def worker_session(websocket: WebSocket) -> None:
 
 @router.get("/_sim/workers", dependencies=[ApiKeyDep], summary="Where calls run: the queue and its workers", responses=error_responses(401))
 async def list_workers(services: ServicesDep) -> dict[str, Any]:
+    """``live_calls``: calls not ended (queued ones too); ``running_calls``: those a worker runs now;
+    ``queued`` / ``queued_jobs``: waiting in the queue (``queued_by_lane`` for each lane)."""
     hub = services.engine.executor
     if not isinstance(hub, WorkerHub):
-        return {"mode": "in-process", "queue": None, "queued": 0, "queued_jobs": 0, "live_calls": services.engine.live_count, "workers": []}
+        return {"mode": "in-process", "queue": None, "queued": 0, "queued_jobs": 0, "queued_by_lane": {}, "live_calls": services.engine.live_count,
+                "running_calls": services.engine.live_count, "workers": []}
     pending = await asyncio.to_thread(hub.pending)
-    return {"mode": "workers", "queue": hub.queue.where, "queued": pending["calls"], "queued_jobs": pending["jobs"], "live_calls": hub.live_count,
-            "workers": hub.sessions()}
+    sessions = hub.sessions()
+    return {"mode": "workers", "queue": hub.queue.where, "queued": pending["calls"] + pending["phone"], "queued_jobs": pending["jobs"],
+            "queued_by_lane": pending, "live_calls": hub.live_count, "running_calls": sum(s["live_calls"] for s in sessions), "workers": sessions}
