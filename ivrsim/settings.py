@@ -56,6 +56,7 @@ class Settings(BaseSettings):
     seed: int | None = Field(default=None, ge=0, description="Seed of call and recording ids (IVRSIM_SEED): the same requests give the same ids and events on every run.")
     workers: int | None = Field(default=None, ge=0, le=256, description="Local worker processes that run calls (IVRSIM_WORKERS); default: one per core. 0 without a queue: calls run in the API's own process.")
     queue: str | None = Field(default=None, description="The job queue (IVRSIM_QUEUE): redis://host:6379/0 to share calls with `ivrsim worker` on other machines; default: an embedded SQLite queue in the data folder.")
+    unclaimed_requeue_s: float = Field(default=30.0, gt=0, le=3600, description="Work taken from the queue but not claimed for this long (its worker died in between) is queued again (IVRSIM_UNCLAIMED_REQUEUE_S), in seconds.")
     worker_max_calls: int = Field(default=100, ge=1, le=10_000, description="Calls one local worker runs at once (IVRSIM_WORKER_MAX_CALLS).")
     retention_interval_s: float = Field(default=3600.0, gt=0, description="How often retention runs while the server is up, in seconds.")
 

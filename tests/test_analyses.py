@@ -79,6 +79,8 @@ def test_a_job_running_when_the_server_stops_runs_again_after_the_restart(tmp_pa
         with BackgroundServer(settings_for(tmp_path, workers=0)) as server, httpx.Client(base_url=server.base_url, headers=AUTH, timeout=30) as http:
             job = analyse(http, location=f"{slow}/call.wav")
             wait_until(lambda: http.get(f"/_sim/analyses/{job['id']}").json()["status"] == "processing")
+            refused = http.post("/_sim/reset")
+            assert refused.status_code == 409 and refused.json()["error"]["code"] == "jobs_running"
         # stopped while the fetch waited: the job is still processing in the store
         gate.set()
         with BackgroundServer(settings_for(tmp_path, workers=1)) as server, httpx.Client(base_url=server.base_url, headers=AUTH, timeout=30) as http:
@@ -104,10 +106,12 @@ def test_analyses_that_cannot_run_fail_with_the_reason_and_bad_requests_are_refu
             "unknown field": http.post("/_sim/analyses", json={"location": f"{page}/x", "colour": "red"}),
         }
         unknown = http.get("/_sim/analyses/job_nope")
+        bad_page = http.get("/_sim/analyses", params={"starting_after": "job_nope"})
     assert failed[0]["status"] == "failed" and "1 channel(s)" in failed[0]["error"] and "dual" in failed[0]["error"]
     assert failed[1]["status"] == "failed" and "is not audio" in failed[1]["error"]
     assert "<html>" not in failed[1]["error"]  # never the fetched content
     for what, response in refused.items():
         assert response.status_code == 422, (what, response.text)
     assert refused["outside the media roots"].json()["error"]["param"] == "location"
-    assert unknown.status_code == 404
+    assert unknown.status_code == 404 and unknown.json()["error"]["param"] == "job_id"
+    assert bad_page.status_code == 404 and bad_page.json()["error"]["param"] == "starting_after"

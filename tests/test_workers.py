@@ -119,8 +119,8 @@ def run_calls(base_url: str, bodies: list[dict[str, Any]], at_once: bool) -> dic
 
 
 def test_calls_spread_over_two_redis_workers_with_the_events_of_the_api_process(tmp_path: Path, redis: RedisServer, redis_url: str) -> None:
-    with BackgroundServer(settings_for(tmp_path / "alone", workers=0)) as server:
-        assert workers_of(httpx.Client(base_url=server.base_url, headers=AUTH))["mode"] == "in-process"
+    with BackgroundServer(settings_for(tmp_path / "alone", workers=0)) as server, httpx.Client(base_url=server.base_url, headers=AUTH) as http:
+        assert workers_of(http)["mode"] == "in-process"
         expected = run_calls(server.base_url, REQUESTS, at_once=False)
 
     # The workers share the prompts the API's process rendered, as local workers share their server's:
@@ -204,6 +204,33 @@ def test_a_worker_that_stops_answering_its_sessions_pings_has_its_call_failed(tm
     assert noticed_s < 15, noticed_s
 
 
+def test_work_taken_from_the_queue_by_a_worker_that_died_before_claiming_it_is_queued_again(tmp_path: Path, redis_url: str) -> None:
+    from ivrsim.workers.queue import JobQueue
+
+    settings = settings_for(tmp_path / "data", workers=0, queue=redis_url, unclaimed_requeue_s=1.0)
+    with BackgroundServer(settings) as server, httpx.Client(base_url=server.base_url, headers=AUTH, timeout=30) as http:
+        placed = call(http, {"to": "+15551234567", "tts": {"text": "Press 1."}, "gather": {"type": "dtmf", "num_digits": 1}})
+        lane = JobQueue(redis_url, "calls")
+        taken = wait_until(lane.take)  # a worker takes it... and dies before it claims it
+        assert taken["call_id"] == placed
+        again = wait_until(lane.take, timeout_s=30)  # the server put it back
+        assert again["call_id"] == placed
+        lane.put(again)  # (this test is not a worker: hand it to one)
+        lane.close()
+        with WorkerProcess(redis_url, "heir", tmp_path / "w1"):
+            assert wait_until(lambda: ended(http, placed), timeout_s=60) == "completed"
+
+
+def test_manual_time_stepped_before_a_worker_claims_a_call_counts_for_it(tmp_path: Path, redis_url: str) -> None:
+    with BackgroundServer(settings_for(tmp_path / "data", workers=0, queue=redis_url, clock="manual")) as server, \
+            httpx.Client(base_url=server.base_url, headers=AUTH, timeout=30) as http:
+        placed = call(http, {"to": "+15551234567", "tts": {"text": "Press 1 for sales."}, "gather": {"type": "dtmf", "num_digits": 1}})
+        http.post("/_sim/clock", json={"advance_s": 60})  # while the call waits in the queue
+        with WorkerProcess(redis_url, "late", tmp_path / "w1"):
+            assert wait_until(lambda: ended(http, placed), timeout_s=60) == "completed"  # no further step needed
+        assert [e for e in events_of(http, placed, server.base_url) if e["type"] == "gather.completed"][0]["digits"] == "1"
+
+
 def test_a_worker_that_cannot_see_the_recordings_folder_fails_recorded_calls_with_the_fix(tmp_path: Path, redis_url: str) -> None:
     with BackgroundServer(settings_for(tmp_path / "data", workers=0, queue=redis_url)) as server, \
             WorkerProcess(redis_url, "elsewhere", tmp_path / "w1", recordings_dir=tmp_path / "not-shared"), \
@@ -229,9 +256,12 @@ def test_a_worker_that_cannot_read_the_servers_phonebook_fails_calls_with_the_fi
 
 
 def test_local_workers_by_default_route_sim_requests_and_replace_a_killed_worker(tmp_path: Path) -> None:
-    with BackgroundServer(settings_for(tmp_path, clock="realtime")) as server, httpx.Client(base_url=server.base_url, headers=AUTH, timeout=30) as http:
-        listing = workers_when(http, lambda w: len(w["workers"]) == (os.cpu_count() or 1))
+    with BackgroundServer(settings_for(tmp_path, clock="realtime", workers=2)) as server, httpx.Client(base_url=server.base_url, headers=AUTH, timeout=30) as http:
+        listing = workers_when(http, lambda w: len(w["workers"]) == 2)
         assert listing["mode"] == "workers" and listing["queue"].startswith("sqlite:///")
+        for worker in listing["workers"]:  # the queue's URL (it may hold a password) and the token stay off the command line
+            command = Path(f"/proc/{worker['pid']}/cmdline").read_bytes()
+            assert b"--queue" not in command and b"sqlite:" not in command and b"TOKEN" not in command
 
         pressed = call(http, {"to": "+15550100002", "tts": {"text": "Enter two digits."}, "gather": {"type": "dtmf", "num_digits": 2, "timeout": 60}})
         wait_until(lambda: status_of(http, pressed) == "in-progress", timeout_s=60)
@@ -287,20 +317,27 @@ def test_the_manual_clock_steps_calls_on_workers(tmp_path: Path) -> None:
 
 
 def test_worker_sessions_need_the_token_of_this_run(tmp_path: Path) -> None:
+    import json
+
     with BackgroundServer(settings_for(tmp_path, workers=1)) as server:
         url = server.base_url.replace("http://", "ws://") + "/_internal/workers"
         for headers in ({}, {"Authorization": "Bearer not-the-token"}, {"Authorization": f"Bearer {KEY}"}):
             with pytest.raises(websockets.InvalidStatus) as refused:
                 ws_connect(url, additional_headers=headers, open_timeout=10).close()
             assert refused.value.response.status_code == 403
+        token = server.app.state.services.engine.executor.token  # what this run's jobs carry
+        with ws_connect(url, additional_headers={"Authorization": f"Bearer {token}"}, open_timeout=10) as session:
+            session.send(json.dumps({"t": "hello", "name": "probe"}))
+            welcome = json.loads(session.recv(timeout=10))
+    assert welcome["t"] == "welcome" and welcome["config"]["clock"] == "virtual"
 
 
 def test_worker_cli_refuses_bad_queues_with_the_fix(tmp_path: Path) -> None:
     def worker(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "ivrsim", "worker", *args], capture_output=True, text=True, timeout=60, cwd=tmp_path)
 
-    bad = worker("--queue", "amqp://localhost")
-    assert bad.returncode == 2 and "redis://host:6379/0" in bad.stderr
+    bad = worker("--queue", "amqp://user:hunter2@localhost")
+    assert bad.returncode == 2 and "redis://host:6379/0" in bad.stderr and "hunter2" not in bad.stderr
     unreachable = worker("--queue", "redis://127.0.0.1:1/0")
     assert unreachable.returncode == 1 and "cannot be reached" in unreachable.stderr
     serve = subprocess.run([sys.executable, "-m", "ivrsim", "serve", "--port", "0", "--queue", "nats://x"], capture_output=True, text=True,

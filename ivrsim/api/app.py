@@ -95,7 +95,8 @@ async def _worker_hub(app: FastAPI, settings: Settings, engine_settings: EngineS
         raise RuntimeError("worker mode needs the server's URL: serve the app with ivrsim.api.server, or set IVRSIM_PUBLIC_URL")
     config = WorkerConfig.of(engine_settings, settings.phonebook, media)
     hub = WorkerHub(settings.queue or embedded_queue_url(settings.data_dir), config, api_url, engine_settings.recordings_folder, timeline,
-                    lane_for=lambda job: "phone" if phonebook.kind_of(job.request.to) == "soundcard" else "calls")
+                    lane_for=lambda job: "phone" if phonebook.kind_of(job.request.to) == "soundcard" else "calls",
+                    unclaimed_after_s=settings.unclaimed_requeue_s)
     if settings.queue is None:  # the embedded queue is this folder's own: recovery ends its calls and queues its jobs again
         for queue in hub.queues.values():
             await asyncio.to_thread(queue.flush)

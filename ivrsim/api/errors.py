@@ -30,6 +30,7 @@ HTTP_409_CONFLICT = 409
 HTTP_413_TOO_LARGE = 413
 HTTP_415_UNSUPPORTED_MEDIA_TYPE = 415
 HTTP_422_UNPROCESSABLE = 422
+HTTP_503_UNAVAILABLE = 503
 
 
 class ApiError(Exception):
@@ -69,6 +70,7 @@ _ERROR_WHY = {
     413: "The request body is too large.",
     415: "The body is not JSON.",
     422: "A parameter fails validation; param names it.",
+    503: "The worker running the call did not answer in time; try again.",
 }
 _ERROR_HEADERS: dict[int, dict[str, Any]] = {
     401: {"WWW-Authenticate": {"description": "Bearer", "schema": {"type": "string"}}},

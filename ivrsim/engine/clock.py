@@ -101,13 +101,14 @@ class ManualTimeline:
 
 
 class ManualClock:
-    """A call's clock on a ``ManualTimeline``: its call time starts where the timeline is when it starts."""
+    """A call's clock on a ``ManualTimeline``: its call time starts at ``start_frame`` (where the timeline
+    was when the call was placed), or where the timeline is now."""
 
     name = "manual"
 
-    def __init__(self, timeline: ManualTimeline) -> None:
+    def __init__(self, timeline: ManualTimeline, start_frame: int | None = None) -> None:
         self.timeline = timeline
-        self._start = timeline.now_frames
+        self._start = timeline.now_frames if start_frame is None else start_frame
         self._frames = 0
         self._virtual = VirtualClock()
 
@@ -120,8 +121,8 @@ class ManualClock:
 CLOCKS = ("virtual", "realtime", "manual")
 
 
-def make_clock(name: str, timeline: ManualTimeline | None = None) -> Clock:
-    """A new clock by name: "virtual", "realtime", or "manual" (on ``timeline``)."""
+def make_clock(name: str, timeline: ManualTimeline | None = None, start_frame: int | None = None) -> Clock:
+    """A new clock by name: "virtual", "realtime", or "manual" (on ``timeline``, from ``start_frame``)."""
     if name == "virtual":
         return VirtualClock()
     if name == "realtime":
@@ -129,5 +130,5 @@ def make_clock(name: str, timeline: ManualTimeline | None = None) -> Clock:
     if name == "manual":
         if timeline is None:
             raise ValueError("a manual clock needs the engine's timeline")
-        return ManualClock(timeline)
+        return ManualClock(timeline, start_frame)
     raise ValueError(f"clock must be one of {', '.join(CLOCKS)}, got {name!r}")

@@ -187,7 +187,8 @@ class CallEngine:
         """
         record = self.store.insert_call(self.new_id("call"), request.to, request.from_, request.as_dict())
         self.output.event(CallEvent(record.id, 1, "call.queued", 0.0, utc_now(), {"status": "queued", "to": request.to, "from": request.from_}))
-        self.executor.submit(CallJob(record.id, record.created_at, request, sequence=1, then=tuple(then or ())), self.output)
+        start_frame = self.timeline.now_frames if self.timeline is not None else None
+        self.executor.submit(CallJob(record.id, record.created_at, request, sequence=1, then=tuple(then or ()), start_frame=start_frame), self.output)
         return record
 
     def live_call(self, call_id: str) -> LiveCallHandle | None:

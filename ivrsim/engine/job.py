@@ -99,7 +99,7 @@ class CallJob:
     """One placed call, handed to a runner: plain data, so that it can cross a process boundary.
 
     ``sequence``: events of the call already emitted by the placer (``call.queued``); the runner numbers
-    its own from ``sequence + 1``. ``then``: actions to run after the request's own, before hanging up (the
+    its own from ``sequence + 1``. ``start_frame``: see below. ``then``: actions to run after the request's own, before hanging up (the
     IVR builder's composition). They are live objects with state, in-process only: they neither pickle
     nor run twice, so a job that carries them cannot go to a worker process."""
 
@@ -108,3 +108,6 @@ class CallJob:
     request: CallRequest
     sequence: int = 1
     then: tuple[Action, ...] = field(default=(), compare=False)
+    #: The manual clock's present when the call was placed (None on the other clocks): the call's time
+    #: starts there, wherever it runs and however long it waited to start.
+    start_frame: int | None = None

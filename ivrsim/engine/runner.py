@@ -139,6 +139,7 @@ class LiveCall:
         self.created_at = job.created_at
         self.request = job.request
         self.then: list[Action] = list(job.then)
+        self.start_frame = job.start_frame
         self.settings = settings
         self.output = output
         self.synthesizer = synthesizer
@@ -279,7 +280,7 @@ class CallRunner:
 
     async def _call(self, call: LiveCall) -> None:
         request = call.request
-        clock = make_clock(self.settings.clock, self.timeline)
+        clock = make_clock(self.settings.clock, self.timeline, call.start_frame)
         try:
             callee = self.phonebook.callee_for(request.to)
             await callee.prepare(CalleeContext(call.rate_hz, self.synthesizer))

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import re
 import secrets
 import time
 from collections.abc import Callable
@@ -53,6 +54,11 @@ REQUEST_TIMEOUT_S = 30.0
 STOP_WAIT_S = 5.0
 #: How long a new session has to say hello, in seconds.
 HELLO_TIMEOUT_S = 10.0
+#: Work queued this long ago, unclaimed and no longer in the queue, was taken by a worker that died before
+#: it claimed it: it is queued again (checked three times in that span), in seconds.
+UNCLAIMED_AFTER_S = 30.0
+#: A recording id as workers report it (it becomes a file name here).
+RECORDING_ID = re.compile(r"^rec_[0-9a-f]{8,64}$")
 
 #: Ends a call nothing runs any more: (call_id, reason, status or None for completed-if-answered).
 OrphanEnder = Callable[[str, str, "str | None"], None]
@@ -143,6 +149,8 @@ class QueuedCall:
     session: WorkerSession | None = None
     status: str = "queued"
     ending: bool = False  # the API is ending it itself: no claim may take it any more
+    #: When it was last put in the queue (monotonic seconds), once the queue has it.
+    enqueued_at: float | None = None
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -207,8 +215,9 @@ class WorkerHub:
         timeline: ManualTimeline | None = None,
         token: str | None = None,
         lane_for: Callable[[CallJob], str] | None = None,
+        unclaimed_after_s: float = UNCLAIMED_AFTER_S,
     ) -> None:
-        #: The queue's lanes: calls, and background jobs.
+        #: The queue's lanes: calls, background jobs, and calls to the sound card.
         self.queues = {lane: JobQueue(queue_url, lane) for lane in LANES}
         self.queue = self.queues["calls"]
         self.config = config
@@ -227,6 +236,10 @@ class WorkerHub:
         self._jobs: JobService | None = None
         self._nudge_scheduled = False
         self._closing = False
+        #: Jobs in the queue and not yet claimed, with when they were put there (monotonic seconds).
+        self._unclaimed_jobs: dict[str, float] = {}
+        self._watchdog: asyncio.Task[None] | None = None
+        self.unclaimed_after_s = unclaimed_after_s
         recordings_dir.mkdir(parents=True, exist_ok=True)
         (recordings_dir / SHARE_MARKER).write_text(self.token, encoding="utf-8")
         if timeline is not None:
@@ -238,19 +251,69 @@ class WorkerHub:
         self._end_orphaned = end_orphaned
 
     def submit(self, job: CallJob, output: CallOutput) -> None:
-        message = call_message(job, self.api_url, self.token)
         call = self._calls[job.call_id] = QueuedCall(job, output)
-        loop = asyncio.get_running_loop()
-        queued = loop.run_in_executor(self._enqueue, self.queues[self.lane_for(job)].put, message)
-        queued.add_done_callback(lambda done: self._enqueued(call, done))
-
-    def _enqueued(self, call: QueuedCall, done: asyncio.Future[None]) -> None:
-        error = done.exception() if not done.cancelled() else None
-        if error is None and not done.cancelled():
-            self._nudge()
+        if self._closing:  # placed while the server stops: it would run nowhere
+            self._end(call, f"{STOPPED_REASON}; it was placed while ivrsim was stopping", "failed")
             return
-        logger.error("call %s could not be queued: %s", call.job.call_id, error)
-        self._end(call, f"the job queue ({self.queue.where}) could not be reached: {type(error).__name__}", "failed")
+        self._put(self.lane_for(job), call_message(job, self.api_url, self.token), call)
+
+    def _put(self, lane: str, message: dict[str, Any], call: QueuedCall | None = None) -> None:
+        """Enqueue off the event loop (one thread: the queue keeps the order); on success nudge the
+        workers, on failure end the call or the job with the reason."""
+        what = message.get("call_id") or message.get("job_id")
+
+        def enqueued(done: asyncio.Future[None]) -> None:
+            error = None if done.cancelled() else done.exception()
+            if not done.cancelled() and error is None:
+                if call is not None:
+                    call.enqueued_at = time.monotonic()
+                else:
+                    self._unclaimed_jobs[str(what)] = time.monotonic()
+                self._nudge()
+                return
+            logger.error("%s could not be queued: %s", what, error)
+            reason = f"the job queue ({self.queue.where}) could not be reached: {type(error).__name__}"
+            if call is not None:
+                self._end(call, reason, "failed")
+            elif self._jobs is not None:
+                self._jobs.finish(str(what), error=reason)
+
+        try:
+            queued = asyncio.get_running_loop().run_in_executor(self._enqueue, self.queues[lane].put, message)
+        except RuntimeError:  # the enqueue thread has shut down: the server is stopping
+            if call is not None:
+                self._end(call, f"{STOPPED_REASON}; it was placed while ivrsim was stopping", "failed")
+            return
+        queued.add_done_callback(enqueued)
+        if self._watchdog is None:
+            self._watchdog = asyncio.create_task(self._requeue_unclaimed(), name="hub-unclaimed")
+
+    async def _requeue_unclaimed(self) -> None:
+        """Put back what a worker took from the queue but never claimed (it died in between): what is
+        neither waiting in the queue nor claimed, well after it was queued."""
+        while not self._closing:
+            await asyncio.sleep(self.unclaimed_after_s / 3)
+            stale = time.monotonic() - self.unclaimed_after_s
+            calls = [c for c in self._calls.values() if c.session is None and not c.ending and c.enqueued_at is not None and c.enqueued_at < stale]
+            jobs = [job_id for job_id, at in self._unclaimed_jobs.items() if at < stale]
+            if not calls and not jobs:
+                continue
+            try:
+                waiting_calls = await asyncio.to_thread(lambda: self.queues["calls"].waiting("call_id") | self.queues["phone"].waiting("call_id"))
+                waiting_jobs = await asyncio.to_thread(self.queues["jobs"].waiting, "job_id") if jobs else set()
+            except Exception as error:  # the queue is unreachable: try again at the next check
+                logger.warning("could not read the queue to find lost work: %s", error)
+                continue
+            for call in calls:
+                if call.job.call_id not in waiting_calls and call.session is None and not call.ending:
+                    logger.warning("call %s was taken from the queue but never claimed (its worker stopped); queued again", call.job.call_id)
+                    call.enqueued_at = None
+                    self._put(self.lane_for(call.job), call_message(call.job, self.api_url, self.token), call)
+            for job_id in jobs:
+                if job_id not in waiting_jobs and job_id in self._unclaimed_jobs:
+                    logger.warning("job %s was taken from the queue but never claimed (its worker stopped); queued again", job_id)
+                    del self._unclaimed_jobs[job_id]
+                    self._put("jobs", job_message(job_id, self.api_url, self.token))
 
     def live_call(self, call_id: str) -> LiveCallHandle | None:
         call = self._calls.get(call_id)
@@ -289,9 +352,11 @@ class WorkerHub:
             await asyncio.wait([asyncio.ensure_future(waiting) for waiting in claimed], timeout=STOP_WAIT_S)
         for call in list(self._calls.values()):
             self._end(call, STOPPED_REASON, None)
+        if self._watchdog is not None:
+            self._watchdog.cancel()
         for session in self._sessions.values():
             session.close()
-        self._enqueue.shutdown(wait=True)
+        self._enqueue.shutdown(wait=False, cancel_futures=True)  # a put stuck on a dead Redis must not hold the shutdown
         for queue in self.queues.values():
             queue.close()
 
@@ -302,17 +367,8 @@ class WorkerHub:
 
     def submit_job(self, job: JobRecord) -> None:
         """Queue a job on the jobs lane; a worker claims it (and gets its input) over its session."""
-        queued = asyncio.get_running_loop().run_in_executor(self._enqueue, self.queues["jobs"].put, job_message(job.id, self.api_url, self.token))
-
-        def enqueued(done: asyncio.Future[None]) -> None:
-            error = done.exception() if not done.cancelled() else None
-            if error is None and not done.cancelled():
-                self._nudge()
-            elif self._jobs is not None:
-                logger.error("job %s could not be queued: %s", job.id, error)
-                self._jobs.finish(job.id, error=f"the job queue ({self.queue.where}) could not be reached: {type(error).__name__}")
-
-        queued.add_done_callback(enqueued)
+        if not self._closing:  # else it stays queued in the store: the next start queues it again
+            self._put("jobs", job_message(job.id, self.api_url, self.token))
 
     async def close_jobs(self) -> None:
         """Nothing to wait for: a job still running when the server stops is queued again at its next start."""
@@ -353,6 +409,10 @@ class WorkerHub:
             why = f"it sent a message ivrsim does not understand ({type(error).__name__})"
             logger.error("worker %s: %s", session.name, why)
             await socket.close(1003, why[:120])
+        except Exception as error:  # a bug here must end this session (and its calls), never leave it half-open
+            why = f"the server failed on one of its messages ({type(error).__name__})"
+            logger.exception("worker %s: %s", session.name, why)
+            await socket.close(1011, why[:120])
         finally:
             session.close()
             writer.cancel()
@@ -399,8 +459,10 @@ class WorkerHub:
             if job_id in session.jobs and self._jobs is not None:
                 session.jobs.discard(job_id)
                 session.jobs_run += 1
-                result = message.get("result")
-                self._jobs.finish(job_id, result if isinstance(result, dict) else None, message.get("error"))
+                result, error = message.get("result"), message.get("error")
+                if not isinstance(result, dict) and error is None:
+                    error = "the worker reported no result"
+                self._jobs.finish(job_id, result if error is None else None, None if error is None else str(error)[:2000])
             return
         call_id = message["call_id"]
         if kind == "claim":
@@ -419,6 +481,8 @@ class WorkerHub:
             call.output.update_call(call_id, **fields)
         elif kind == "recording_started":
             recording_id = str(message["recording_id"])
+            if not RECORDING_ID.match(recording_id):
+                raise ValueError("recording_id")
             path = self.recordings_dir / f"{recording_id}.wav"  # where this API serves it from (shared, or uploaded)
             call.output.recording_started(recording_id, call_id, str(path), str(message["channels"]))
         elif kind == "recording_completed":
@@ -444,6 +508,7 @@ class WorkerHub:
         job = self._jobs.start(job_id, session.name) if self._jobs is not None and not self._closing else None
         if job is not None:
             session.jobs.add(job_id)
+            self._unclaimed_jobs.pop(job_id, None)
         session.send({"t": "job_claimed", "job_id": job_id, "ok": job is not None,
                       "job_kind": job.kind if job else None, "input": job.input if job else None})
 

@@ -20,8 +20,11 @@ STOP_GRACE_S = 10.0
 #: Scheduling priority of local workers (nice): below the server's, so that on a machine the workers keep
 #: busy the server still answers at once (its work per request is small, theirs is the calls' DSP).
 LOCAL_NICE = 10
-#: Wait before a worker that exited is started again, in seconds (doubles up to a minute while it keeps failing).
+#: Wait before a worker that exited is started again, in seconds; it doubles, up to ``MAX_RESTART_DELAY_S``,
+#: while the worker keeps exiting within ``STEADY_S`` of its start.
 RESTART_DELAY_S = 1.0
+MAX_RESTART_DELAY_S = 60.0
+STEADY_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -51,7 +54,7 @@ class LocalWorkers:
     def _spawn(self, index: int) -> subprocess.Popen[bytes]:
         spec = self.spec
         command = [
-            sys.executable, "-m", "ivrsim", "worker", "--queue", spec.queue_url, "--connect", spec.api_url,
+            sys.executable, "-m", "ivrsim", "worker", "--connect", spec.api_url,
             "--name", f"local-{index}", "--recordings-dir", str(spec.recordings_dir),
             "--cache-dir", str(spec.cache_root / f"worker-{index}"), "--prompt-cache-dir", str(spec.prompt_cache_dir),
             "--max-calls", str(spec.max_calls),
@@ -59,7 +62,9 @@ class LocalWorkers:
         ]
         if index == 1:  # the sound card is this machine's: one process owns it
             command += ["--lane", "phone"]
-        env = {**os.environ, "IVRSIM_WORKER_TOKEN": spec.token}
+        # The token and the queue (whose URL may hold a password) go by environment, not on the command line
+        # that every local user can read.
+        env = {**os.environ, "IVRSIM_WORKER_TOKEN": spec.token, "IVRSIM_QUEUE": spec.queue_url}
         # Started from the event loop's own thread: the kernel's parent-death signal is tied to the thread
         # that forks, and this one lives as long as the server.
         return subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=True)
@@ -75,20 +80,24 @@ class LocalWorkers:
         return [process.pid for process in self._processes.values() if process.poll() is None]
 
     async def _supervise(self, index: int) -> None:
+        """Start the worker again whenever it exits: after ``RESTART_DELAY_S``, doubling (up to a minute)
+        while it keeps exiting within a minute of its start."""
+        loop = asyncio.get_running_loop()
         delay_s = RESTART_DELAY_S
         while not self._stopping:
+            started = loop.time()
             process = self._processes[index]
             while process.poll() is None:
                 await asyncio.sleep(0.2)
             if self._stopping:
                 return
+            delay_s = RESTART_DELAY_S if loop.time() - started > STEADY_S else min(delay_s * 2, MAX_RESTART_DELAY_S)
             logger.warning("local worker %d exited with %s; starting it again in %.0f s", index, process.returncode, delay_s)
             await asyncio.sleep(delay_s)
             if self._stopping:
                 return
             self._processes[index] = self._spawn(index)
             self.restarts += 1
-            delay_s = min(delay_s * 2, 60.0)
 
     async def stop(self) -> None:
         """SIGTERM every worker (they end their calls and report it), then SIGKILL what is left after

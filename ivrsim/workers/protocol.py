@@ -102,6 +102,7 @@ def call_message(job: CallJob, api_url: str, token: str) -> dict[str, Any]:
         "call_id": job.call_id,
         "created_at": job.created_at,
         "sequence": job.sequence,
+        "start_frame": job.start_frame,
         "request": job.request.as_dict(),
     }
 
@@ -112,7 +113,8 @@ def job_message(job_id: str, api_url: str, token: str) -> dict[str, Any]:
 
 
 def job_of(message: dict[str, Any]) -> CallJob:
-    return CallJob(message["call_id"], message["created_at"], CallRequest.from_dict(message["request"]), sequence=message["sequence"])
+    return CallJob(message["call_id"], message["created_at"], CallRequest.from_dict(message["request"]), sequence=message["sequence"],
+                   start_frame=message.get("start_frame"))
 
 
 def event_message(event: CallEvent) -> dict[str, Any]:

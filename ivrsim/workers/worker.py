@@ -24,6 +24,7 @@ import socket
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Coroutine
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -59,8 +60,10 @@ logger = logging.getLogger(__name__)
 #: How often an idle worker looks at a queue that cannot block (SQLite), in seconds; a nudge from the API
 #: wakes it at once.
 IDLE_POLL_S = 0.5
-#: How long a claim waits for the API's answer, in seconds.
-CLAIM_TIMEOUT_S = 10.0
+#: How long a new session waits for the API's welcome, in seconds.
+WELCOME_TIMEOUT_S = 10.0
+#: How long a worker waits before it tries an unreachable queue again, in seconds.
+QUEUE_RETRY_S = 1.0
 #: A job whose API cannot be reached goes back to the queue this many times (a second apart), then is dropped.
 MAX_REQUEUES = 30
 
@@ -139,6 +142,7 @@ class ApiSession:
         self._outbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
         self._claims: dict[str, asyncio.Future[dict[str, Any]]] = {}  # by call or job id
         self._tasks: list[asyncio.Task[None]] = []
+        self._requests: set[asyncio.Task[Any]] = set()
         self.closed = asyncio.Event()
 
     async def open(self) -> None:
@@ -155,7 +159,7 @@ class ApiSession:
         options = self.worker.options
         await self._socket.send(json.dumps({"t": "hello", "name": options.name, "host": socket.gethostname(), "pid": os.getpid(),
                                             "max_calls": options.max_calls, "lanes": list(options.lanes)}))
-        welcome = json.loads(await asyncio.wait_for(self._socket.recv(), CLAIM_TIMEOUT_S))
+        welcome = json.loads(await asyncio.wait_for(self._socket.recv(), WELCOME_TIMEOUT_S))
         if welcome.get("t") != "welcome":
             raise SessionRefused(f"the API at {self.api_url} did not welcome this worker")
         self.config = WorkerConfig.from_dict(welcome["config"])
@@ -227,7 +231,12 @@ class ApiSession:
             logger.info("session with %s closed", self.api_url)
         self.worker.session_lost(self)
 
-    async def close(self) -> None:
+    async def close(self, drain_s: float = 2.0) -> None:
+        """Send what is still in the outbox (the stopped calls' last events), then close."""
+        if not self.closed.is_set() and self._tasks:
+            self._outbox.put_nowait(None)
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(asyncio.shield(self._tasks[1]), drain_s)  # the writer, ending at the None
         if self._socket is not None:
             await self._socket.close()
         for task in self._tasks:
@@ -235,12 +244,14 @@ class ApiSession:
         self._lost()
 
     async def _claim(self, key: str, message: dict[str, Any]) -> dict[str, Any]:
-        """Send a claim and wait for the API's answer (keyed by the call's or the job's id)."""
+        """Send a claim and wait for the API's answer (keyed by the call's or the job's id). No timeout
+        while the session is open: an answer the API sent is never ignored (that would strand the work,
+        claimed but not run); a session that closes fails the wait (OSError)."""
         answer: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._claims[key] = answer
         self.send(message)
         try:
-            return await asyncio.wait_for(answer, CLAIM_TIMEOUT_S)
+            return await answer
         finally:
             self._claims.pop(key, None)
 
@@ -278,16 +289,22 @@ class ApiSession:
             if answer is not None and not answer.done():
                 answer.set_result(message)
         elif kind in ("press", "say", "hangup"):
-            asyncio.create_task(self._answer(message), name=f"request-{kind}")
+            self._spawn(self._answer(message), f"request-{kind}")
         elif kind == "stop":
             for call_id in message.get("call_ids", []):
                 task = self.tasks.get(call_id)
                 if task is not None:
                     task.cancel()
         elif kind == "clock" and self.timeline is not None:
-            asyncio.create_task(self.timeline.move_to(int(message["now_frames"])))
+            self._spawn(self.timeline.move_to(int(message["now_frames"])), "clock")
         elif kind == "nudge":
             self.worker.wake()
+
+    def _spawn(self, work: Coroutine[Any, Any, Any], name: str) -> None:
+        """Run ``work`` as a task this session holds until it is done (a task nobody holds may vanish)."""
+        task = asyncio.create_task(work, name=name)
+        self._requests.add(task)
+        task.add_done_callback(self._requests.discard)
 
     async def _answer(self, message: dict[str, Any]) -> None:
         """Carry out a request on a live call and reply: the call's own ``LiveCall`` checks it."""
@@ -343,6 +360,7 @@ class Worker:
         self.synthesizer = SpeechSynthesizer(catalog=catalog, cache=PromptCache(options.prompt_cache_dir or options.cache_dir / "prompts",
                                                                                                 disk_max_bytes=options.cache_max_bytes))
         self._sessions: dict[str, ApiSession] = {}
+        self._opening: dict[str, asyncio.Lock] = {}
         self._running: dict[str, set[asyncio.Task[None]]] = {lane: set() for lane in options.lanes}
         self._room = {lane: asyncio.Event() for lane in options.lanes}
         self._wake = {lane: asyncio.Event() for lane in options.lanes}
@@ -421,13 +439,14 @@ class Worker:
         """The open session with the server run that ``token`` names, else a new one to ``api_url``. By
         token, because one server may be reached by several URLs: its local workers use the address it
         bound, while its jobs name its public URL for workers elsewhere."""
-        session = self._sessions.get(token)
-        if session is not None and not session.closed.is_set():
+        async with self._opening.setdefault(token, asyncio.Lock()):  # one session per server run, however many lanes ask
+            session = self._sessions.get(token)
+            if session is not None and not session.closed.is_set():
+                return session
+            session = ApiSession(self, api_url.rstrip("/"), token)
+            await session.open()
+            self._sessions[token] = session
             return session
-        session = ApiSession(self, api_url.rstrip("/"), token)
-        await session.open()
-        self._sessions[token] = session
-        return session
 
     async def _take_loop(self, lane: str) -> None:
         """Take work from ``lane`` whenever there is room for it. It is never cancelled in the middle of a
@@ -441,10 +460,15 @@ class Worker:
                     await self._room[lane].wait()
                     continue
                 self._wake[lane].clear()
-                message = await loop.run_in_executor(taker, queue.take)
-                if message is not None and self._stopping.is_set():
-                    await loop.run_in_executor(taker, queue.put, message)
-                    return
+                try:
+                    message = await loop.run_in_executor(taker, queue.take)
+                    if message is not None and self._stopping.is_set():
+                        await loop.run_in_executor(taker, queue.put, message)
+                        return
+                except Exception as error:  # the queue is unreachable (a Redis restart, a locked file): try again soon
+                    logger.warning("queue %s (%s lane): %s: %s; trying again in %.0f s", queue.where, lane, type(error).__name__, error, QUEUE_RETRY_S)
+                    await asyncio.sleep(QUEUE_RETRY_S)
+                    continue
                 if message is None:
                     if not queue.blocking:
                         with contextlib.suppress(TimeoutError):
@@ -494,7 +518,10 @@ class Worker:
             return
         logger.warning("%s: the API %s is unreachable (%s); it goes back to the queue", what, message.get("api_url"), error)
         await asyncio.sleep(1.0)
-        await asyncio.to_thread(self.queues[lane].put, {**message, "requeued": attempts})
+        try:
+            await asyncio.to_thread(self.queues[lane].put, {**message, "requeued": attempts})
+        except Exception as failure:  # the API puts back what nobody claimed, in time
+            logger.error("could not put %s back in the queue (%s); its server will queue it again", what, failure)
 
 
 def die_with_parent() -> None:

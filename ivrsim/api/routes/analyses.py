@@ -35,7 +35,7 @@ class AnalysisCreate(BaseModel):
 def _job_or_404(services: Any, job_id: str) -> JobRecord:
     job = services.jobs.store.job(job_id)
     if job is None or job.kind != "analysis":
-        raise ApiError(HTTP_404_NOT_FOUND, "not_found", f"no analysis {job_id!r}", "id")
+        raise ApiError(HTTP_404_NOT_FOUND, "not_found", f"no analysis {job_id!r}", "job_id")
     return job
 
 
@@ -54,12 +54,15 @@ async def get_analysis(job_id: str, services: ServicesDep) -> dict[str, Any]:
     return _job_or_404(services, job_id).payload()
 
 
-@router.get("", dependencies=[ApiKeyDep], summary="Analyses, newest first", responses=error_responses(401))
+@router.get("", dependencies=[ApiKeyDep], summary="Analyses, newest first", responses=error_responses(401, 404))
 async def list_analyses(
     services: ServicesDep,
     status: Annotated[Literal["queued", "processing", "completed", "failed"] | None, Query(description="Only analyses in this status.")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     starting_after: Annotated[str | None, Query(description="The last id of the previous page.")] = None,
 ) -> dict[str, Any]:
+    if starting_after is not None and services.jobs.store.job(starting_after) is None:
+        raise ApiError(HTTP_404_NOT_FOUND, "not_found", f"starting_after: no analysis {starting_after!r}; pass the last id of the previous page",
+                       "starting_after")
     jobs = services.jobs.store.list_jobs(kind="analysis", status=status, limit=limit + 1, before=starting_after)
     return {"data": [job.payload() for job in jobs[:limit]], "has_more": len(jobs) > limit}

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,10 +14,18 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field, field_validator
 
 from ivrsim.api.deps import ApiKeyDep, Services, ServicesDep
-from ivrsim.api.errors import BODY_ERRORS, HTTP_404_NOT_FOUND, HTTP_409_CONFLICT, HTTP_422_UNPROCESSABLE, ApiError, error_responses
+from ivrsim.api.errors import (
+    BODY_ERRORS,
+    HTTP_404_NOT_FOUND,
+    HTTP_409_CONFLICT,
+    HTTP_422_UNPROCESSABLE,
+    HTTP_503_UNAVAILABLE,
+    ApiError,
+    error_responses,
+)
 from ivrsim.api.schemas import NOT_BLANK_PATTERN, STRICT_BODY
 from ivrsim.audio.dtmf_generator import DtmfToneSpec, validate_digits
-from ivrsim.engine.runner import InjectionLimitError, LiveCallHandle
+from ivrsim.engine.runner import CallNotLiveError, InjectionLimitError, LiveCallHandle, WorkerUnavailableError
 from ivrsim.exceptions import SpeechError
 from ivrsim.speech.tts import check_prompt_length, estimate_prompt_s
 from ivrsim.store.maintenance import recording_files, remove_files
@@ -23,7 +33,7 @@ from ivrsim.store.sqlite import Store
 
 router = APIRouter(prefix="/_sim", tags=["simulator"])
 #: What the injection endpoints answer besides 200: the body's errors, an unknown call, a call not in progress.
-INJECTION_ERRORS = error_responses(401, 404, 409, *BODY_ERRORS)
+INJECTION_ERRORS = error_responses(401, 404, 409, 503, *BODY_ERRORS)
 #: Keys ``digits`` takes: DTMF keys in either case, and w for a 0.5 s pause.
 DIGITS_PATTERN = r"^[0-9*#A-Da-dwW]+$"
 
@@ -65,13 +75,17 @@ class SpeechInjection(BaseModel):
 
 @router.get("/health", summary="Liveness and what is running")
 async def health(services: ServicesDep) -> dict[str, Any]:
-    return {"status": "ok", "clock": services.settings.clock, "live_calls": services.engine.live_count}
+    return {"status": "ok", "clock": services.settings.clock, "live_calls": services.engine.live_count,
+            "mode": "in-process" if services.settings.in_process else "workers"}
 
 
-@router.post("/reset", dependencies=[ApiKeyDep], summary="Forget all ended calls", responses=error_responses(401, 409, 413, 415))
+@router.post("/reset", dependencies=[ApiKeyDep], summary="Forget all ended calls and analyses", responses=error_responses(401, 409, 413, 415))
 async def reset(services: ServicesDep) -> dict[str, Any]:
     if services.engine.live_count:
         raise ApiError(HTTP_409_CONFLICT, "calls_live", f"{services.engine.live_count} call(s) are live; reset once they have ended")
+    unfinished = len(services.jobs.store.unfinished_jobs())
+    if unfinished:
+        raise ApiError(HTTP_409_CONFLICT, "jobs_running", f"{unfinished} analysis job(s) have not ended; reset once they have")
     # The delivery workers stop first, so none of them writes an attempt for a row being deleted; then the
     # rows and files go, off the event loop (a large store takes a while).
     await services.dispatcher.cancel()
@@ -116,6 +130,18 @@ def _check_room(live: LiveCallHandle, seconds: float, param: str, what: str) -> 
         raise ApiError(HTTP_422_UNPROCESSABLE, error.code, f"{param}: {what} {error.problem}", param) from error
 
 
+@contextmanager
+def _on_the_call(call_id: str) -> Iterator[None]:
+    """A live call's request that could not reach it: the call ended meanwhile (409), or its worker did
+    not answer in time (503)."""
+    try:
+        yield
+    except CallNotLiveError as error:
+        raise ApiError(HTTP_409_CONFLICT, error.code, f"call {call_id} is not in progress any more ({error})", "id") from error
+    except WorkerUnavailableError as error:
+        raise ApiError(HTTP_503_UNAVAILABLE, error.code, str(error)) from error
+
+
 def _refused(error: InjectionLimitError, param: str) -> ApiError:
     return ApiError(HTTP_422_UNPROCESSABLE, error.code, f"{param}: {error.problem}", param)
 
@@ -129,7 +155,8 @@ async def inject_dtmf(call_id: str, body: DtmfInjection, services: ServicesDep) 
     _check_room(live, seconds, "digits", f"{len(body.digits)} digits of on_ms {body.on_ms:g} + off_ms {body.off_ms:g}")
     spec = DtmfToneSpec(on_ms=body.on_ms, off_ms=body.off_ms, level_dbm0=body.level_dbm0, twist_db=body.twist_db)
     try:  # the call makes the tones: the API forwards parameters and does no DSP
-        injected = await live.press(body.digits, spec)
+        with _on_the_call(call_id):
+            injected = await live.press(body.digits, spec)
     except InjectionLimitError as error:
         raise _refused(error, "digits") from error
     return {"call_id": call_id, "injected": "dtmf", "digits": body.digits, "call_time_s": injected.call_time_s}
@@ -143,7 +170,8 @@ async def inject_speech(call_id: str, body: SpeechInjection, services: ServicesD
     try:
         estimate_s = sum(estimate_prompt_s(check_prompt_length(body.text)))
         _check_room(live, estimate_s, "text", "the text, spoken,")
-        injected = await live.say(body.text, body.voice)  # spoken on the call's side
+        with _on_the_call(call_id):
+            injected = await live.say(body.text, body.voice)  # spoken on the call's side
     except SpeechError as error:
         raise ApiError(HTTP_422_UNPROCESSABLE, error.code, str(error), "voice" if "voice" in error.code else "text") from error
     except InjectionLimitError as error:
@@ -152,13 +180,15 @@ async def inject_speech(call_id: str, body: SpeechInjection, services: ServicesD
 
 
 @router.post(
-    "/calls/{call_id}/hangup", dependencies=[ApiKeyDep], summary="Hang up on the callee's side", responses=error_responses(401, 404, 409)
+    "/calls/{call_id}/hangup", dependencies=[ApiKeyDep], summary="Hang up on the callee's side", responses=error_responses(401, 404, 409, 503)
 )
 async def hang_up(call_id: str, services: ServicesDep) -> dict[str, Any]:
     """The callee puts the phone down at the next frame: the call ends ``completed`` with the reason, as
     when a caller script hangs up (events and webhooks follow as usual)."""
     live = _live(services, call_id)
-    return {"call_id": call_id, "hangup": "callee", "call_time_s": await live.hangup()}
+    with _on_the_call(call_id):
+        call_time_s = await live.hangup()
+    return {"call_id": call_id, "hangup": "callee", "call_time_s": call_time_s}
 
 
 @router.get("/clock", dependencies=[ApiKeyDep], summary="The clock, and where manual time is", responses=error_responses(401))
