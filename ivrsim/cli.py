@@ -592,8 +592,8 @@ def serve(host: str | None, port: int | None, data_dir: str | None, phonebook: s
 @click.option("--name", default=None, help="How the server lists this worker (default host:pid).")
 @click.option("--nice", type=click.IntRange(0, 19), default=0, show_default=True,
               help="Lower this worker's scheduling priority (as nice(1)), so a server on the same machine answers first; local workers use 10.")
-@click.option("--connect", default=None, metavar="URL", hidden=True, help="Open a session with this server at once (local workers).")
-@click.option("--parent-pid", type=int, default=None, hidden=True, help="Stop when this process is gone (local workers).")
+@click.option("--connect", default=None, metavar="URL", hidden=True, help="Open a session with this server at once (IVRSIM_WORKER_TOKEN holds the token).")
+@click.option("--parent-pid", type=int, default=None, hidden=True, help="Stop when this process is gone.")
 @click.option("-v", "--verbose", is_flag=True, help="Log every session and call.")
 def worker(queue: str, max_calls: int, max_jobs: int, lanes: tuple[str, ...], recordings_dir: str | None, cache_dir: str, prompt_cache_dir: str | None, phonebook: str | None, name: str | None,
            nice: int, connect: str | None, parent_pid: int | None, verbose: bool) -> None:
@@ -604,24 +604,17 @@ def worker(queue: str, max_calls: int, max_jobs: int, lanes: tuple[str, ...], re
     folder (shared, e.g. over NFS); without it, calls that record fail with a reason saying so. Stops on
     SIGTERM or Ctrl-C, ending its live calls. A bad --queue exits 2; a queue that cannot be reached exits 1.
     """
-    import asyncio
-    import logging
     import os
     from pathlib import Path
 
     from ivrsim.workers.queue import JobQueue, QueueUrlError, check_queue_url
-    from ivrsim.workers.worker import Worker, WorkerOptions, die_with_parent
+    from ivrsim.workers.worker import WorkerOptions, run_worker
 
     try:
         check_queue_url(queue)
     except QueueUrlError as error:
         _error(f"--queue: {error}")
         sys.exit(EXIT_USAGE)
-    if parent_pid is not None:
-        die_with_parent()
-    if nice:
-        os.nice(nice)
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(asctime)s %(levelname)s worker: %(message)s")
     options = WorkerOptions(max_calls=max_calls, max_jobs=max_jobs, lanes=tuple(dict.fromkeys(lanes)) or ("calls", "jobs"), recordings_dir=Path(recordings_dir).resolve() if recordings_dir else None,
                             cache_dir=Path(cache_dir), prompt_cache_dir=Path(prompt_cache_dir) if prompt_cache_dir else None, phonebook=Path(phonebook) if phonebook else None, connect=connect,
                             token=os.environ.get("IVRSIM_WORKER_TOKEN"), parent_pid=parent_pid)
@@ -634,10 +627,7 @@ def worker(queue: str, max_calls: int, max_jobs: int, lanes: tuple[str, ...], re
     except Exception as error:  # noqa: BLE001 - redis, sqlite: whatever the storage raises
         _error(f"the queue cannot be reached: {type(error).__name__}: {error}")
         sys.exit(EXIT_FAILED)
-    try:
-        asyncio.run(Worker(queue, options).run())
-    except KeyboardInterrupt:
-        pass
+    run_worker(queue, options, nice, verbose)
 
 
 @main.command()

@@ -174,7 +174,8 @@ async def _services(app: FastAPI, settings: Settings) -> AsyncIterator[None]:
         app.state.services = Services(settings=settings, engine=engine, dispatcher=dispatcher, catalog=catalog, jobs=jobs)
         if hub is not None and settings.local_workers:
             local = LocalWorkers(settings.local_workers, LocalWorkerSpec(
-                hub.queue.url, getattr(app.state, "bound_url", None) or hub.api_url, hub.token, hub.recordings_dir, settings.data_dir / "workers", settings.data_dir / "prompts",
+                hub.queue.url, getattr(app.state, "bound_url", None) or hub.api_url, hub.token, hub.recordings_dir.resolve(), (settings.data_dir / "workers").resolve(),
+                (settings.data_dir / "prompts").resolve(),
                 settings.worker_max_calls,
             ))
             await local.start()

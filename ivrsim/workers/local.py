@@ -1,17 +1,18 @@
-"""Local workers: ``ivrsim serve`` starts ``--workers N`` ``ivrsim worker`` processes on its own machine and
-keeps them running (one that exits is started again), each with its own media cache, all sharing the
-server's rendered prompts and writing recordings into its recordings folder. They stop with the server, and die with it when it is killed."""
+"""Local workers: ``ivrsim serve`` starts ``--workers N`` worker processes on its own machine and keeps them
+running (one that exits is started again), each with its own media cache, all sharing the server's
+rendered prompts and writing recordings into its recordings folder. They stop with the server, and die
+with it when it is killed."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import signal
-import subprocess
-import sys
+import multiprocessing
 from dataclasses import dataclass
+from multiprocessing.process import BaseProcess
 from pathlib import Path
+
+from ivrsim.workers.worker import WorkerOptions, run_local_worker
 
 logger = logging.getLogger(__name__)
 
@@ -41,43 +42,41 @@ class LocalWorkerSpec:
 
 
 class LocalWorkers:
-    """``count`` worker processes, supervised from the server's event loop."""
+    """``count`` worker processes, supervised from the server's event loop. They are forked by
+    multiprocessing's fork server with ``ivrsim.workers.worker`` imported once, so each starts in
+    milliseconds; the token and the queue's URL (which may hold a password) reach them through the fork
+    server's socket, never a command line that every local user can read."""
 
     def __init__(self, count: int, spec: LocalWorkerSpec) -> None:
         self.count = count
         self.spec = spec
-        self._processes: dict[int, subprocess.Popen[bytes]] = {}
+        self._processes: dict[int, BaseProcess] = {}
         self._supervisors: list[asyncio.Task[None]] = []
         self._stopping = False
         self.restarts = 0
+        self._context = multiprocessing.get_context("forkserver")
+        self._context.set_forkserver_preload(["ivrsim.workers.worker"])
 
-    def _spawn(self, index: int) -> subprocess.Popen[bytes]:
+    def _spawn(self, index: int) -> BaseProcess:
         spec = self.spec
-        command = [
-            sys.executable, "-m", "ivrsim", "worker", "--connect", spec.api_url,
-            "--name", f"local-{index}", "--recordings-dir", str(spec.recordings_dir),
-            "--cache-dir", str(spec.cache_root / f"worker-{index}"), "--prompt-cache-dir", str(spec.prompt_cache_dir),
-            "--max-calls", str(spec.max_calls),
-            "--parent-pid", str(os.getpid()), "--lane", "calls", "--lane", "jobs", "--nice", str(LOCAL_NICE),
-        ]
-        if index == 1:  # the sound card is this machine's: one process owns it
-            command += ["--lane", "phone"]
-        # The token and the queue (whose URL may hold a password) go by environment, not on the command line
-        # that every local user can read.
-        env = {**os.environ, "IVRSIM_WORKER_TOKEN": spec.token, "IVRSIM_QUEUE": spec.queue_url}
-        # Started from the event loop's own thread: the kernel's parent-death signal is tied to the thread
-        # that forks, and this one lives as long as the server.
-        return subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=True)
+        lanes = ("calls", "jobs", "phone") if index == 1 else ("calls", "jobs")  # the sound card is this machine's: one process owns it
+        options = WorkerOptions(
+            name=f"local-{index}", max_calls=spec.max_calls, lanes=lanes, recordings_dir=spec.recordings_dir,
+            cache_dir=spec.cache_root / f"worker-{index}", prompt_cache_dir=spec.prompt_cache_dir, connect=spec.api_url, token=spec.token,
+        )
+        process = self._context.Process(target=run_local_worker, args=(spec.queue_url, options, LOCAL_NICE), name=f"ivrsim-worker-{index}")
+        process.start()
+        return process
 
     async def start(self) -> None:
         for index in range(1, self.count + 1):
-            self._processes[index] = self._spawn(index)
+            self._processes[index] = await asyncio.to_thread(self._spawn, index)  # the first start runs the fork server up
             self._supervisors.append(asyncio.create_task(self._supervise(index), name=f"local-worker-{index}"))
         logger.info("started %d local worker(s)", self.count)
 
     @property
     def pids(self) -> list[int]:
-        return [process.pid for process in self._processes.values() if process.poll() is None]
+        return [process.pid for process in self._processes.values() if process.pid is not None and process.is_alive()]
 
     async def _supervise(self, index: int) -> None:
         """Start the worker again whenever it exits: after ``RESTART_DELAY_S``, doubling (up to a minute)
@@ -87,16 +86,16 @@ class LocalWorkers:
         while not self._stopping:
             started = loop.time()
             process = self._processes[index]
-            while process.poll() is None:
+            while process.is_alive():
                 await asyncio.sleep(0.2)
             if self._stopping:
                 return
             delay_s = RESTART_DELAY_S if loop.time() - started > STEADY_S else min(delay_s * 2, MAX_RESTART_DELAY_S)
-            logger.warning("local worker %d exited with %s; starting it again in %.0f s", index, process.returncode, delay_s)
+            logger.warning("local worker %d exited with %s; starting it again in %.0f s", index, process.exitcode, delay_s)
             await asyncio.sleep(delay_s)
             if self._stopping:
                 return
-            self._processes[index] = self._spawn(index)
+            self._processes[index] = await asyncio.to_thread(self._spawn, index)
             self.restarts += 1
 
     async def stop(self) -> None:
@@ -106,13 +105,13 @@ class LocalWorkers:
         for task in self._supervisors:
             task.cancel()
         for process in self._processes.values():
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
+            if process.is_alive():
+                process.terminate()
         deadline = asyncio.get_running_loop().time() + STOP_GRACE_S
         for process in self._processes.values():
-            while process.poll() is None and asyncio.get_running_loop().time() < deadline:
+            while process.is_alive() and asyncio.get_running_loop().time() < deadline:
                 await asyncio.sleep(0.05)
-            if process.poll() is None:
+            if process.is_alive():
                 logger.warning("local worker %d did not stop in %.0f s; killed", process.pid, STOP_GRACE_S)
                 process.kill()
-                process.wait()
+            process.join(timeout=5)

@@ -22,7 +22,7 @@ import os
 import signal
 import socket
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from collections.abc import Coroutine
 from typing import Any
@@ -522,6 +522,27 @@ class Worker:
             await asyncio.to_thread(self.queues[lane].put, {**message, "requeued": attempts})
         except Exception as failure:  # the API puts back what nobody claimed, in time
             logger.error("could not put %s back in the queue (%s); its server will queue it again", what, failure)
+
+
+def run_worker(queue_url: str, options: WorkerOptions, nice: int = 0, verbose: bool = False) -> None:
+    """A worker process's life: priority, logging, then ``Worker.run`` until it stops. With
+    ``options.parent_pid`` it dies with that process (the kernel's parent-death signal, and a watch)."""
+    if options.parent_pid is not None:
+        die_with_parent()
+    if nice:
+        os.nice(nice)
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(asctime)s %(levelname)s worker: %(message)s")
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(Worker(queue_url, options).run())
+
+
+def run_local_worker(queue_url: str, options: WorkerOptions, nice: int) -> None:
+    """A local worker, forked by multiprocessing's fork server (which has ivrsim imported already, so a
+    worker starts in milliseconds, not the seconds numpy, scipy and espeak-ng take to load). It leaves the
+    terminal's process group (Ctrl-C reaches the server, which stops its workers in order) and dies with
+    the fork server, which exits when the server does."""
+    os.setsid()
+    run_worker(queue_url, replace(options, parent_pid=os.getppid()), nice)
 
 
 def die_with_parent() -> None:
