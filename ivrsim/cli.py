@@ -114,6 +114,9 @@ def _refused_exit(error: Any) -> int:
 @click.version_option(__version__, prog_name="ivrsim")
 def main() -> None:
     """ivrsim: a local, offline IVR simulator and telephony emulator."""
+    from ivrsim.blas import one_blas_thread
+
+    one_blas_thread()  # this process is ivrsim's: small matrices every frame, no BLAS thread pool
 
 
 @main.group()

@@ -10,8 +10,12 @@ import numpy as np
 import pytest
 
 from ivrsim.audio.levels import dbm0_to_amplitude, dbm0_to_power
+from ivrsim.blas import one_blas_thread
 from ivrsim.audio.resample import resample
 from ivrsim.media.files import read_audio_file
+
+# As in ivrsim's own processes (ivrsim/blas.py): the servers the tests start in this process run calls here.
+one_blas_thread()
 
 #: The sample rates the receiver must work at, in Hz.
 RATES_HZ = (8000, 16000, 44100, 48000)

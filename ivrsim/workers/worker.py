@@ -34,6 +34,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from ivrsim.analysis.jobs import run_job
 from ivrsim.analysis.service import describe_failure, in_daemon_thread
 from ivrsim.audio.dtmf_generator import DtmfToneSpec
+from ivrsim.blas import one_blas_thread
 from ivrsim.engine.callees import Phonebook
 from ivrsim.engine.clock import ManualTimeline
 from ivrsim.engine.events import CallEvent
@@ -531,6 +532,7 @@ def run_worker(queue_url: str, options: WorkerOptions, nice: int = 0, verbose: b
         die_with_parent()
     if nice:
         os.nice(nice)
+    one_blas_thread()
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(asctime)s %(levelname)s worker: %(message)s")
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(Worker(queue_url, options).run())
