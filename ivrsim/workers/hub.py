@@ -71,8 +71,8 @@ class SessionClosed(Exception):
 class SessionSocket(Protocol):
     """A session's connection, JSON messages both ways (the WebSocket route adapts Starlette's)."""
 
-    async def receive(self) -> dict[str, Any]:
-        """The next message; SessionClosed when the connection is gone."""
+    async def receive(self) -> list[dict[str, Any]]:
+        """The next frame's messages, in order; SessionClosed when the connection is gone."""
 
     async def send(self, message: dict[str, Any]) -> None: ...
 
@@ -385,8 +385,8 @@ class WorkerHub:
     async def serve_session(self, socket: SessionSocket) -> None:
         """Run one worker's session until it ends; then end its calls ``failed``."""
         try:
-            hello = await asyncio.wait_for(socket.receive(), HELLO_TIMEOUT_S)
-        except (TimeoutError, SessionClosed):
+            hello = (await asyncio.wait_for(socket.receive(), HELLO_TIMEOUT_S))[0]
+        except (TimeoutError, SessionClosed, ValueError):
             await socket.close(1008, "say hello first")
             return
         if hello.get("t") != "hello":
@@ -401,8 +401,11 @@ class WorkerHub:
         logger.info("worker %s (%s) connected", session.name, session.id)
         try:
             while True:
-                message = await socket.receive()
-                self._handle(session, message)
+                for message in await socket.receive():
+                    self._handle(session, message)
+                # Frames arrive in bursts that receive() hands over without suspending: let the HTTP requests
+                # waiting on the loop go between them (measured: POST p99 at 100 calls/s).
+                await asyncio.sleep(0)
         except SessionClosed as closed:
             why = str(closed) or why
         except (KeyError, TypeError, ValueError) as error:

@@ -11,7 +11,8 @@ API -> worker: the ``welcome`` (``WorkerConfig``) first; the answer to a ``claim
 (``press``, ``say``, ``hangup``, ``stop``); ``clock`` (the manual clock's present); ``nudge`` (work was
 queued: take it now rather than at the next poll).
 
-Heartbeats are the WebSocket's own pings: a worker that stops answering, or whose connection closes, has
+A frame holds one message (a JSON object) or, when several wait to be sent, a batch of them (a JSON array,
+in order). Heartbeats are the WebSocket's own pings: a worker that stops answering, or whose connection closes, has
 its calls ended ``failed`` by the API within seconds.
 """
 
@@ -34,8 +35,10 @@ SHARE_MARKER = ".ivrsim-share"
 #: Seconds between the session's pings, and how long a pong may take before the peer counts as gone.
 PING_INTERVAL_S = 1.0
 PING_TIMEOUT_S = 5.0
-#: Largest session message, in bytes (a request with the longest prompt text is far smaller).
-MAX_MESSAGE_BYTES = 1 << 20
+#: Largest session frame, in bytes (an analysis's result of a long call is the largest message).
+MAX_MESSAGE_BYTES = 16 << 20
+#: Most messages a worker sends in one frame (a JSON array), when several wait to be sent.
+MAX_BATCH = 200
 
 
 @dataclass(frozen=True)

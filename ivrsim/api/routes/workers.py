@@ -26,16 +26,17 @@ class StarletteSessionSocket:
     def __init__(self, websocket: WebSocket) -> None:
         self.websocket = websocket
 
-    async def receive(self) -> dict[str, Any]:
+    async def receive(self) -> list[dict[str, Any]]:
         try:
-            message = json.loads(await self.websocket.receive_text())
+            frame = json.loads(await self.websocket.receive_text())
         except WebSocketDisconnect as gone:
             raise SessionClosed(f"its connection closed (code {gone.code})") from None
         except (KeyError, RuntimeError):  # a binary frame, or a receive after the close
             raise SessionClosed("it sent something other than JSON text") from None
-        if not isinstance(message, dict):
-            raise ValueError("a session message is a JSON object")
-        return message
+        messages = frame if isinstance(frame, list) else [frame]
+        if not messages or not all(isinstance(message, dict) for message in messages):
+            raise ValueError("a session frame is a JSON object, or an array of them")
+        return messages
 
     async def send(self, message: dict[str, Any]) -> None:
         try:
