@@ -28,7 +28,6 @@ import argparse
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -42,18 +41,14 @@ from typing import Any
 
 import httpx
 
+from ivrsim.testing.processes import free_port
+
 KEY = "soak-key"
 FROM = "+15559876543"
 TO = "+15550100001"  # the default phonebook's PIN caller: answers, waits for the prompt, presses 1234
 FINAL = {"completed", "busy", "no-answer", "failed"}
 #: Event types that go to the call's webhook_url when the gather has none of its own.
 ROUTED = ("call.", "recording.completed", "transcription.completed", "gather.completed")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class FlappingReceiver:

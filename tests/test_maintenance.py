@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -26,6 +25,7 @@ from ivrsim.settings import Settings
 from ivrsim.store.maintenance import DATABASE_NAME, LOCK_NAME
 from ivrsim.webhooks.receiver import WebhookReceiver
 from ivrsim.testing.waiting import wait_until
+from ivrsim.testing.processes import free_port
 
 KEY = "maintenance-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -128,12 +128,6 @@ def test_prune_names_a_folder_without_a_database(tmp_path: Path) -> None:
     assert f"no ivrsim database in {tmp_path}" in result.stderr and len(result.stderr.splitlines()) == 1
     usage = ivrsim("prune", "--data-dir", str(tmp_path), "--older-than-days", "-1")
     assert usage.returncode == 2 and "--older-than-days" in usage.stderr
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def test_serve_retain_days_prunes_at_start(data: tuple[Path, list[str]]) -> None:

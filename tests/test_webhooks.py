@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import socket
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
@@ -31,18 +30,13 @@ from ivrsim.store.sqlite import Store
 from ivrsim.testing.http import serve_raw
 from ivrsim.webhooks.dispatcher import WebhookDispatcher, WebhookSettings
 from ivrsim.testing.waiting import wait_until
+from ivrsim.testing.processes import free_port
 
 KEY = "test-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
 FROM = "+15559876543"
 BUSY = "+15550100486"  # the call ends busy at once: call.queued, call.busy
 FINAL = ("completed", "busy", "no-answer", "failed")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class FlakyReceiver:
