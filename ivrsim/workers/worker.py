@@ -62,8 +62,9 @@ logger = logging.getLogger(__name__)
 #: How often an idle worker looks at a queue that cannot block (SQLite), in seconds; a nudge from the API
 #: wakes it at once.
 IDLE_POLL_S = 0.5
-#: How long a new session waits for the API's welcome, in seconds.
-WELCOME_TIMEOUT_S = 10.0
+#: How long opening a session may take (connection, then the API's welcome), each, in seconds.
+OPEN_TIMEOUT_S = 5.0
+WELCOME_TIMEOUT_S = 5.0
 #: How long a worker waits before it tries an unreachable queue again, in seconds.
 QUEUE_RETRY_S = 1.0
 #: A job whose API cannot be reached goes back to the queue this many times (a second apart), then is dropped.
@@ -152,7 +153,7 @@ class ApiSession:
         try:
             self._socket = await connect(
                 session_url(self.api_url), additional_headers={"Authorization": f"Bearer {self.token}"},
-                ping_interval=PING_INTERVAL_S, ping_timeout=PING_TIMEOUT_S, max_size=MAX_MESSAGE_BYTES, open_timeout=10,
+                ping_interval=PING_INTERVAL_S, ping_timeout=PING_TIMEOUT_S, max_size=MAX_MESSAGE_BYTES, open_timeout=OPEN_TIMEOUT_S,
                 compression=None,  # small JSON on a local network: deflate costs both ends more CPU than it saves
             )
         except websockets.InvalidStatus as error:
@@ -372,6 +373,7 @@ class Worker:
                                                                                                 disk_max_bytes=options.cache_max_bytes))
         self._sessions: dict[str, ApiSession] = {}
         self._opening: dict[str, asyncio.Lock] = {}
+        self._requeues: set[asyncio.Task[None]] = set()
         self._running: dict[str, set[asyncio.Task[None]]] = {lane: set() for lane in options.lanes}
         self._room = {lane: asyncio.Event() for lane in options.lanes}
         self._wake = {lane: asyncio.Event() for lane in options.lanes}
@@ -413,6 +415,7 @@ class Worker:
         for task in running:
             task.cancel()
         await asyncio.gather(*running, *takers, return_exceptions=True)
+        await asyncio.gather(*self._requeues, return_exceptions=True)  # what goes back to the queue gets there
         for session in list(self._sessions.values()):
             await session.close()
         if watcher is not None:
@@ -504,7 +507,10 @@ class Worker:
             logger.warning("dropped %s: %s (the API that queued it has restarted and ended or queued it again)", what, refused)
             return
         except (OSError, TimeoutError) as error:
-            await self._requeue(lane, message, error)
+            # back to the queue a second later, without holding this lane meanwhile
+            task = asyncio.create_task(self._requeue(lane, message, error), name="requeue")
+            self._requeues.add(task)
+            task.add_done_callback(self._requeues.discard)
             return
         if work is None:
             logger.debug("%s was not ours to run (ended, or claimed elsewhere)", what)
