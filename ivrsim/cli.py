@@ -552,6 +552,14 @@ def serve(host: str | None, port: int | None, data_dir: str | None, phonebook: s
         except ScriptError as error:
             _error(error)
             sys.exit(EXIT_FAILED)
+    if settings.queue is not None:  # a queue that does not answer: one line now, not failed calls later
+        from ivrsim.workers.queue import JobQueue, QueueUnreachableError
+
+        try:
+            JobQueue(settings.queue).check()
+        except QueueUnreachableError as error:
+            _error(error)
+            sys.exit(EXIT_FAILED)
     key, made = settings.ensure_api_key()
     from ivrsim.api.server import PortInUseError
 
@@ -585,7 +593,7 @@ def serve(host: str | None, port: int | None, data_dir: str | None, phonebook: s
 @click.option("--max-jobs", type=click.IntRange(1, 256), default=1, show_default=True, help="Analyses this worker runs at once (each on a thread).")
 @click.option("--lane", "lanes", multiple=True, type=click.Choice(["calls", "jobs", "phone"]),
               help="Work to take (repeatable; default calls and jobs): phone = calls to the sound card, on the machine that has it.")
-@click.option("--recordings-dir", type=click.Path(file_okay=False), default=None,
+@click.option("--recordings-dir", type=click.Path(file_okay=False, exists=True), default=None,
               help="The server's recordings folder, mounted here (needed for calls with record: true).")
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=".ivrsim-worker", show_default=True, help="This worker's prompt and media caches.")
 @click.option("--prompt-cache-dir", type=click.Path(file_okay=False), default=None,
@@ -610,7 +618,9 @@ def worker(queue: str, max_calls: int, max_jobs: int, lanes: tuple[str, ...], re
     import os
     from pathlib import Path
 
-    from ivrsim.workers.queue import JobQueue, QueueUrlError, check_queue_url
+    from urllib.parse import urlsplit
+
+    from ivrsim.workers.queue import JobQueue, QueueUnreachableError, QueueUrlError, check_queue_url
     from ivrsim.workers.worker import WorkerOptions, run_worker
 
     try:
@@ -623,12 +633,15 @@ def worker(queue: str, max_calls: int, max_jobs: int, lanes: tuple[str, ...], re
                             token=os.environ.get("IVRSIM_WORKER_TOKEN"), parent_pid=parent_pid)
     if name:
         options.name = name
+    if queue.startswith("sqlite:") and not Path(urlsplit(queue).path).is_file():
+        _error(f"--queue: no queue file at {urlsplit(queue).path}; a server makes it: use its data folder's queue.sqlite3, or a Redis URL")
+        sys.exit(EXIT_USAGE)
     try:
         probe = JobQueue(queue)
-        probe.pending_count()  # reach it now: a wrong host is one line, not a traceback later
+        probe.check()  # reach it now: a wrong host is one line, not a traceback later
         probe.close()
-    except Exception as error:  # noqa: BLE001 - redis, sqlite: whatever the storage raises
-        _error(f"the queue cannot be reached: {type(error).__name__}: {error}")
+    except QueueUnreachableError as error:
+        _error(error)
         sys.exit(EXIT_FAILED)
     run_worker(queue, options, nice, verbose)
 

@@ -108,7 +108,7 @@ def test_analyses_that_cannot_run_fail_with_the_reason_and_bad_requests_are_refu
         unknown = http.get("/_sim/analyses/job_nope")
         bad_page = http.get("/_sim/analyses", params={"starting_after": "job_nope"})
     assert failed[0]["status"] == "failed" and "1 channel(s)" in failed[0]["error"] and "dual" in failed[0]["error"]
-    assert failed[1]["status"] == "failed" and "is not audio" in failed[1]["error"]
+    assert failed[1]["status"] == "failed" and "is not audio" in failed[1]["error"] and failed[1]["error"].startswith("location ")
     assert "<html>" not in failed[1]["error"]  # never the fetched content
     for what, response in refused.items():
         assert response.status_code == 422, (what, response.text)

@@ -185,12 +185,14 @@ def test_a_killed_worker_fails_its_call_within_seconds_keeps_its_recording_and_l
 
 
 def test_a_worker_that_stops_answering_its_sessions_pings_has_its_call_failed(tmp_path: Path, redis_url: str) -> None:
-    """Heartbeats: a frozen worker (SIGSTOP: its connection stays open, nothing answers) is gone within seconds."""
-    with BackgroundServer(settings_for(tmp_path / "data", workers=0, queue=redis_url, clock="realtime")) as server, \
+    """Heartbeats: a frozen worker (SIGSTOP: its connection stays open, nothing answers) is gone within
+    seconds; when it wakes, what it still writes never reaches the recording the server finalised."""
+    folder = tmp_path / "data"
+    with BackgroundServer(settings_for(folder, workers=0, queue=redis_url, clock="realtime")) as server, \
             httpx.Client(base_url=server.base_url, headers=AUTH, timeout=30) as http, \
-            WorkerProcess(redis_url, "frozen", tmp_path / "w1") as frozen:
-        placed = call(http, {"to": "+15550100002", "tts": {"text": "Please hold."}, "gather": {"type": "dtmf", "timeout": 120}})
-        wait_until(lambda: status_of(http, placed) == "in-progress", timeout_s=60)
+            WorkerProcess(redis_url, "frozen", tmp_path / "w1", folder / "recordings") as frozen:
+        placed = call(http, {"to": "+15550100002", "tts": {"text": "Please hold."}, "gather": {"type": "dtmf", "timeout": 120}, "record": True})
+        wait_until(lambda: status_of(http, placed) == "in-progress" and has_event(http, placed, "recording.started"), timeout_s=60)
         os.kill(frozen.pid, signal.SIGSTOP)
         try:
             stopped_at = time.monotonic()
@@ -200,8 +202,13 @@ def test_a_worker_that_stops_answering_its_sessions_pings_has_its_call_failed(tm
             assert workers_when(http, lambda w: not w["workers"])["workers"] == []
         finally:
             os.kill(frozen.pid, signal.SIGCONT)
+        # awake, it learns that its session is gone and stops the call (closing its recording)
+        wait_until(lambda: "call(s) and job(s) stopped" in frozen.log.read_text(errors="replace"), timeout_s=30)
+        recording = http.get(f"/v1/voice/calls/{placed}/recording").json()
+        samples, rate_hz = soundfile.read(folder / "recordings" / f"{recording['id']}.wav")
     assert "frozen" in reason and "stopped" in reason
     assert noticed_s < 15, noticed_s
+    assert len(samples) / rate_hz == pytest.approx(recording["duration_s"], abs=0.001)  # the file is what the server said
 
 
 def test_work_taken_from_the_queue_by_a_worker_that_died_before_claiming_it_is_queued_again(tmp_path: Path, redis_url: str) -> None:
@@ -311,7 +318,7 @@ def test_the_manual_clock_steps_calls_on_workers(tmp_path: Path) -> None:
         wait_until(lambda: has_event(http, placed, "call.ringing"), timeout_s=60)
         assert status_of(http, placed) == "ringing"  # one ring takes call time, which has not moved
         assert http.post("/_sim/clock", json={"advance_s": 60}).json()["now_s"] == 60.0
-        assert wait_until(lambda: ended(http, placed), timeout_s=60) == "completed"
+        assert status_of(http, placed) == "completed"  # the step answers once the workers have caught up with it
         gathered = [e for e in events_of(http, placed, server.base_url) if e["type"] == "gather.completed"]
         assert gathered[0]["digits"] == "1"
 

@@ -14,7 +14,7 @@ from types import MappingProxyType
 from typing import Any
 
 from ivrsim.analysis.timing import analyze_channels, assistant_channel_for
-from ivrsim.exceptions import IvrsimError
+from ivrsim.exceptions import AudioUrlError, IvrsimError
 from ivrsim.media.audio_url import AudioUrlLoader
 
 #: The rate analyses run at: telephone audio.
@@ -43,7 +43,10 @@ class AnalysisInput:
 def run_analysis(job_input: dict[str, Any], loader: AudioUrlLoader) -> dict[str, Any]:
     """The analysis of one recording. Blocking (fetch, decode, DSP): run it off the event loop."""
     request = AnalysisInput(**job_input)
-    audio = loader.load(request.location, ANALYSIS_RATE_HZ, keep_channels=True)
+    try:
+        audio = loader.load(request.location, ANALYSIS_RATE_HZ, keep_channels=True)
+    except AudioUrlError as error:  # the loader speaks of an audio_url: here it is the job's location
+        raise JobInputError(str(error).replace("audio_url ", "location ", 1)) from error
     channels = audio.samples.shape[1] if audio.samples.ndim == 2 else 1
     if channels != 2:
         raise JobInputError(

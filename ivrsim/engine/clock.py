@@ -17,6 +17,8 @@ from typing import Protocol
 
 #: Length of one frame of call time, in seconds (DESIGN.md: 20 ms frames).
 FRAME_S = 0.02
+#: Longest a manual step waits for the calls to catch up with it, in seconds.
+SETTLE_TIMEOUT_S = 30.0
 
 
 class Clock(Protocol):
@@ -70,8 +72,8 @@ class ManualTimeline:
     def __init__(self) -> None:
         self.now_frames = 0
         self._moved = asyncio.Condition()
-        #: Called with the new present after each step (the worker hub tells its workers).
-        self.listeners: list[Callable[[int], None]] = []
+        #: The frame each waiting call waits for (a call woken by a step stays here until it has run).
+        self._waiting_for: list[int] = []
 
     @property
     def now_s(self) -> float:
@@ -82,8 +84,6 @@ class ManualTimeline:
         async with self._moved:
             self.now_frames += int(round(seconds / FRAME_S))
             self._moved.notify_all()
-        for listener in self.listeners:
-            listener(self.now_frames)
         return self.now_s
 
     async def move_to(self, frames: int) -> float:
@@ -96,8 +96,23 @@ class ManualTimeline:
     async def wait_until(self, frame: int) -> None:
         if frame <= self.now_frames:
             return
-        async with self._moved:
-            await self._moved.wait_for(lambda: frame <= self.now_frames)
+        self._waiting_for.append(frame)
+        try:
+            async with self._moved:
+                await self._moved.wait_for(lambda: frame <= self.now_frames)
+        finally:
+            self._waiting_for.remove(frame)
+
+    async def settle(self, running: Callable[[], int], timeout_s: float = SETTLE_TIMEOUT_S) -> bool:
+        """Wait until every one of the ``running()`` calls waits for the next step (each has processed
+        the time it was given), so that a step's effects are there when ``POST /_sim/clock`` answers;
+        False when that takes longer than ``timeout_s`` (a call busy rendering a long prompt)."""
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while sum(1 for frame in self._waiting_for if frame > self.now_frames) < running():
+            if asyncio.get_running_loop().time() > deadline:
+                return False
+            await asyncio.sleep(0.002)
+        return True
 
 
 class ManualClock:

@@ -33,7 +33,7 @@ from ivrsim.engine.job import (
     TtsSpec,
 )
 from ivrsim.engine.output import StoreOutput
-from ivrsim.engine.recorder import repair_wav
+from ivrsim.engine.recorder import detach_file, repair_wav
 from ivrsim.engine.runner import (
     MAX_INJECTED_S,
     RECORDINGS_PATH,
@@ -103,7 +103,7 @@ class CallEngine:
     def _end_orphaned(self, call_id: str, reason: str, status: str | None) -> None:
         record = self.store.get_call(call_id)
         if record is not None and record.status in ("queued", "ringing", "in-progress"):
-            self.end_orphaned(record, reason, status)
+            self.end_orphaned(record, reason, status, detach=True)
 
     async def __aenter__(self) -> CallEngine:
         self.recover()
@@ -136,12 +136,14 @@ class CallEngine:
             logger.warning("recovery: call %s was live when ivrsim stopped; ended %s", record.id, status)
         return self.recovered
 
-    def end_orphaned(self, record: CallRecord, reason: str, status: str | None = None) -> str:
+    def end_orphaned(self, record: CallRecord, reason: str, status: str | None = None, detach: bool = False) -> str:
         """End a call that nothing runs any more (its server or its worker stopped), from what the store
         holds: the recording is finalised (WAV header from the file size, duration, completed_at) and
         announced with ``recording.completed``; the call ends ``status``, or by default ``completed`` when
         it was answered and ``failed`` when not, with ``reason``. The events go through the bus, so
-        webhook receivers hear of them as of any other. Returns the status it ended with."""
+        webhook receivers hear of them as of any other. ``detach``: the process that wrote the recording
+        may still be alive (a frozen worker): the file is replaced by a copy first, so that whatever it
+        writes later goes to a file nobody reads. Returns the status it ended with."""
         events = self.store.events(record.id)
         sequence = events[-1].sequence if events else 0
         end_s = events[-1].call_time_s if events else 0.0
@@ -156,6 +158,8 @@ class CallEngine:
         recording = self.store.recording_for_call(record.id)
         if recording is not None and recording.completed_at is None:
             try:
+                if detach:
+                    detach_file(recording.path)
                 duration_s = repair_wav(recording.path)
             except (OSError, ValueError) as error:
                 logger.warning("recording %s of call %s cannot be repaired (%s); its duration is 0", recording.id, record.id, error)

@@ -33,6 +33,9 @@ class CallExecutor(Protocol):
     @property
     def live_count(self) -> int: ...
 
+    async def settle_clock(self, now_frames: int) -> None:
+        """Return once every live call has processed the manual clock up to ``now_frames``."""
+
     async def wait(self, call_id: str) -> None:
         """Return once the call has ended (at once when it is not live)."""
 
@@ -95,6 +98,10 @@ class InProcessExecutor:
     @property
     def live_count(self) -> int:
         return len(self._tasks)
+
+    async def settle_clock(self, now_frames: int) -> None:
+        if self.runner.timeline is not None:
+            await self.runner.timeline.settle(lambda: self.runner.live_count)
 
     async def wait(self, call_id: str) -> None:
         task = self._tasks.get(call_id)

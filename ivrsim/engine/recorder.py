@@ -12,6 +12,7 @@ a 20 ms frame's worth of work, and half a second is all a crash can lose. After 
 from __future__ import annotations
 
 import os
+import shutil
 import struct
 from pathlib import Path
 from typing import Literal
@@ -89,6 +90,17 @@ class CallRecorder:
 
 #: The bytes of a ``fmt `` chunk that repair reads: format, channels, rate, byte rate, block align.
 _FMT_BYTES = 14
+
+
+def detach_file(path: str | os.PathLike[str]) -> None:
+    """Replace ``path`` by a copy of itself: a process that still holds the old file open writes to a file
+    no one will read (the name now points at the copy)."""
+    path = Path(path)
+    if not path.exists():
+        return
+    copy = path.with_name(f".{path.name}.detached")
+    shutil.copyfile(path, copy)
+    os.replace(copy, path)
 
 
 def repair_wav(path: str | os.PathLike[str]) -> float:

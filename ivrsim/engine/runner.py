@@ -260,6 +260,11 @@ class CallRunner:
         """The call ``call_id`` while this runner runs it, else None."""
         return self._live.get(call_id)
 
+    @property
+    def live_count(self) -> int:
+        """Calls this runner runs now."""
+        return len(self._live)
+
     async def run(self, job: CallJob, output: CallOutput) -> None:
         """Run one call to its end; it never raises (a failure ends the call ``failed``, with the reason)."""
         call = LiveCall(job, self.settings, output, self.synthesizer)

@@ -242,8 +242,6 @@ class WorkerHub:
         self.unclaimed_after_s = unclaimed_after_s
         recordings_dir.mkdir(parents=True, exist_ok=True)
         (recordings_dir / SHARE_MARKER).write_text(self.token, encoding="utf-8")
-        if timeline is not None:
-            timeline.listeners.append(self._clock_moved)
 
     # -- CallExecutor ------------------------------------------------------------------------------------
 
@@ -515,9 +513,14 @@ class WorkerHub:
         session.send({"t": "job_claimed", "job_id": job_id, "ok": job is not None,
                       "job_kind": job.kind if job else None, "input": job.input if job else None})
 
-    def _clock_moved(self, now_frames: int) -> None:
-        for session in self._sessions.values():
-            session.send({"t": "clock", "now_frames": now_frames})
+    async def settle_clock(self, now_frames: int) -> None:
+        """Tell every worker the manual clock's present, and return once each has its calls caught up
+        with it (as the server's own process would have before answering the step)."""
+        steps = [session.request({"t": "clock", "now_frames": now_frames}) for session in list(self._sessions.values())]
+        results = await asyncio.gather(*steps, return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException) and not isinstance(result, (CallNotLiveError, WorkerUnavailableError)):
+                raise result
 
     def _nudge(self) -> None:
         """Tell the workers there is work (once per loop turn, however many calls were queued in it)."""

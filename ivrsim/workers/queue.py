@@ -39,6 +39,10 @@ class QueueUrlError(ValueError):
     """A ``--queue`` value that names no queue ivrsim can use."""
 
 
+class QueueUnreachableError(OSError):
+    """The queue does not answer (Redis down, a SQLite file that cannot be opened)."""
+
+
 def embedded_queue_url(data_dir: Path) -> str:
     """The embedded queue of a data folder: a SQLite file beside the database."""
     return f"sqlite:///{(data_dir / EMBEDDED_QUEUE_FILE).resolve()}"
@@ -59,6 +63,11 @@ def check_queue_url(url: str) -> str:
     if parts.scheme in ("redis", "rediss", "unix"):
         if parts.scheme != "unix" and not parts.hostname:
             raise QueueUrlError(f"queue {shown!r}: a Redis queue needs a host, as in redis://127.0.0.1:6379/0")
+        database = parts.path.strip("/")
+        if parts.scheme != "unix" and database and not database.isdigit():
+            raise QueueUrlError(f"queue {shown!r}: the Redis database is a number, as in redis://127.0.0.1:6379/0")
+        if parts.query or parts.fragment:
+            raise QueueUrlError(f"queue {shown!r}: leave out the ?query and #fragment: redis://[user:password@]host:port/db")
         return url
     raise QueueUrlError(f"queue {shown!r}: use sqlite:///path/to/queue.sqlite3 (one machine) or redis://host:6379/0 (many machines)")
 
@@ -67,7 +76,7 @@ def redacted(url: str) -> str:
     """A queue URL without its credentials (for logs and listings)."""
     parts = urlsplit(url)
     if parts.scheme == "sqlite" or not parts.hostname:
-        return url if parts.scheme == "sqlite" else f"{parts.scheme}://{parts.path}"
+        return url if parts.scheme in ("sqlite", "") else f"{parts.scheme}://{parts.path}"
     return f"{parts.scheme}://{parts.hostname}{':' + str(parts.port) if parts.port else ''}{parts.path}"
 
 
@@ -137,6 +146,13 @@ class JobQueue:
 
     def pending_count(self) -> int:
         return int(self.storage.queue_size())
+
+    def check(self) -> None:
+        """Reach the queue now (blocking I/O); QueueUnreachableError, naming it without credentials, if not."""
+        try:
+            self.pending_count()
+        except Exception as error:  # redis, sqlite: whatever the storage raises
+            raise QueueUnreachableError(f"the queue {self.where} cannot be reached: {type(error).__name__}: {error}") from None
 
     def flush(self) -> None:
         """Forget every queued message of this lane."""

@@ -307,8 +307,8 @@ class ApiSession:
                 task = self.tasks.get(call_id)
                 if task is not None:
                     task.cancel()
-        elif kind == "clock" and self.timeline is not None:
-            self._spawn(self.timeline.move_to(int(message["now_frames"])), "clock")
+        elif kind == "clock":
+            self._spawn(self._step(message), "clock")
         elif kind == "nudge":
             self.worker.wake()
 
@@ -317,6 +317,14 @@ class ApiSession:
         task = asyncio.create_task(work, name=name)
         self._requests.add(task)
         task.add_done_callback(self._requests.discard)
+
+    async def _step(self, message: dict[str, Any]) -> None:
+        """The manual clock moved: move this worker's copy, and reply once its calls have caught up."""
+        if self.timeline is not None and self.runner is not None:
+            await self.timeline.move_to(int(message["now_frames"]))
+            runner = self.runner
+            await self.timeline.settle(lambda: runner.live_count)
+        self.send({"t": "reply", "rid": message.get("rid"), "ok": True})
 
     async def _answer(self, message: dict[str, Any]) -> None:
         """Carry out a request on a live call and reply: the call's own ``LiveCall`` checks it."""

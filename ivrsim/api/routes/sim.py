@@ -205,4 +205,7 @@ async def step_clock(body: ClockStep, services: ServicesDep) -> dict[str, Any]:
             HTTP_409_CONFLICT, "clock_not_manual",
             f"the clock is {services.settings.clock} and runs by itself; start the server with --clock manual to step it",
         )
-    return {"clock": "manual", "now_s": await timeline.advance(body.advance_s)}
+    now_s = await timeline.advance(body.advance_s)
+    with _on_the_call("*"):
+        await services.engine.executor.settle_clock(timeline.now_frames)  # the calls have caught up when this answers
+    return {"clock": "manual", "now_s": now_s}

@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from ivrsim.api.deps import ApiKeyDep, ServicesDep
-from ivrsim.api.errors import error_responses
+from ivrsim.api.errors import HTTP_503_UNAVAILABLE, ApiError, error_responses
 from ivrsim.workers.hub import SessionClosed, WorkerHub
 from ivrsim.workers.protocol import SESSION_PATH
 
@@ -30,7 +30,8 @@ class StarletteSessionSocket:
         try:
             frame = json.loads(await self.websocket.receive_text())
         except WebSocketDisconnect as gone:
-            raise SessionClosed(f"its connection closed (code {gone.code})") from None
+            why = "it stopped answering the session's pings" if gone.code == 1011 else "its connection was lost"
+            raise SessionClosed(f"{why}: the process died, froze or lost its network (WebSocket close code {gone.code})") from None
         except (KeyError, RuntimeError):  # a binary frame, or a receive after the close
             raise SessionClosed("it sent something other than JSON text") from None
         messages = frame if isinstance(frame, list) else [frame]
@@ -67,7 +68,7 @@ async def worker_session(websocket: WebSocket) -> None:
     await hub.serve_session(StarletteSessionSocket(websocket))
 
 
-@router.get("/_sim/workers", dependencies=[ApiKeyDep], summary="Where calls run: the queue and its workers", responses=error_responses(401))
+@router.get("/_sim/workers", dependencies=[ApiKeyDep], summary="Where calls run: the queue and its workers", responses=error_responses(401, 503))
 async def list_workers(services: ServicesDep) -> dict[str, Any]:
     """``live_calls``: calls not ended (queued ones too); ``running_calls``: those a worker runs now;
     ``queued`` / ``queued_jobs``: waiting in the queue (``queued_by_lane`` for each lane)."""
@@ -75,7 +76,11 @@ async def list_workers(services: ServicesDep) -> dict[str, Any]:
     if not isinstance(hub, WorkerHub):
         return {"mode": "in-process", "queue": None, "queued": 0, "queued_jobs": 0, "queued_by_lane": {}, "live_calls": services.engine.live_count,
                 "running_calls": services.engine.live_count, "workers": []}
-    pending = await asyncio.to_thread(hub.pending)
+    try:
+        pending = await asyncio.to_thread(hub.pending)
+    except Exception as error:  # redis, sqlite: whatever the storage raises
+        raise ApiError(HTTP_503_UNAVAILABLE, "queue_unreachable", f"the queue {hub.queue.where} cannot be reached ({type(error).__name__}); "
+                       "check that it runs") from error
     sessions = hub.sessions()
     return {"mode": "workers", "queue": hub.queue.where, "queued": pending["calls"] + pending["phone"], "queued_jobs": pending["jobs"],
             "queued_by_lane": pending, "live_calls": hub.live_count, "running_calls": sum(s["live_calls"] for s in sessions), "workers": sessions}
