@@ -239,6 +239,7 @@ def test_manual_time_stepped_before_a_worker_claims_a_call_counts_for_it(tmp_pat
 
 
 def test_a_worker_that_cannot_see_the_recordings_folder_fails_recorded_calls_with_the_fix(tmp_path: Path, redis_url: str) -> None:
+    (tmp_path / "not-shared").mkdir()  # a folder of this machine's, not the server's
     with BackgroundServer(settings_for(tmp_path / "data", workers=0, queue=redis_url)) as server, \
             WorkerProcess(redis_url, "elsewhere", tmp_path / "w1", recordings_dir=tmp_path / "not-shared"), \
             httpx.Client(base_url=server.base_url, headers=AUTH, timeout=30) as http:
@@ -347,6 +348,10 @@ def test_worker_cli_refuses_bad_queues_with_the_fix(tmp_path: Path) -> None:
     assert bad.returncode == 2 and "redis://host:6379/0" in bad.stderr and "hunter2" not in bad.stderr
     unreachable = worker("--queue", "redis://127.0.0.1:1/0")
     assert unreachable.returncode == 1 and "cannot be reached" in unreachable.stderr
+    assert worker("--queue", "redis://127.0.0.1:1/zero").returncode == 2  # the database is a number
+    no_file = worker("--queue", f"sqlite:///{tmp_path}/nowhere/queue.sqlite3")
+    assert no_file.returncode == 2 and "no queue file" in no_file.stderr and not (tmp_path / "nowhere").exists()
+    assert worker("--queue", "redis://127.0.0.1:1/0", "--recordings-dir", str(tmp_path / "missing")).returncode == 2
     serve = subprocess.run([sys.executable, "-m", "ivrsim", "serve", "--port", "0", "--queue", "nats://x"], capture_output=True, text=True,
                            timeout=60, cwd=tmp_path)
     assert serve.returncode == 2 and "--queue" in serve.stderr
