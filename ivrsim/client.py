@@ -52,26 +52,29 @@ class CanaryError(Exception):
         self.param = param
 
 
-class CanaryTimeoutError(CanaryError, TimeoutError):
+class _LocalError(CanaryError):
+    """An error the client finds itself, with no HTTP status (``status`` 0): only a code and a message."""
+
+    local_code = "local"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(0, self.local_code, message)
+        self.args = (message,)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class CanaryTimeoutError(_LocalError, TimeoutError):
     """The server did not answer in time (no HTTP status: ``status`` is 0, ``code`` "timeout")."""
 
-    def __init__(self, message: str) -> None:
-        super().__init__(0, "timeout", message)
-        self.args = (message,)
-
-    def __str__(self) -> str:
-        return self.message
+    local_code = "timeout"
 
 
-class ClientSettingError(CanaryError, ValueError):
+class ClientSettingError(_LocalError, ValueError):
     """A client setting from the environment is unusable (``status`` 0, ``code`` "invalid_setting")."""
 
-    def __init__(self, message: str) -> None:
-        super().__init__(0, "invalid_setting", message)
-        self.args = (message,)
-
-    def __str__(self) -> str:
-        return self.message
+    local_code = "invalid_setting"
 
 
 def _seconds(given: float | None, variable: str, default: float) -> float:

@@ -52,6 +52,8 @@ logger = logging.getLogger(__name__)
 REQUEST_TIMEOUT_S = 30.0
 #: How long shutdown waits for workers to end their calls before ending them itself, in seconds.
 STOP_WAIT_S = 5.0
+#: Why a call placed while the server stops ends at once.
+PLACED_WHILE_STOPPING = f"{STOPPED_REASON}; it was placed while ivrsim was stopping"
 #: How long a new session has to say hello, in seconds.
 HELLO_TIMEOUT_S = 10.0
 #: Work queued this long ago, unclaimed and no longer in the queue, was taken by a worker that died before
@@ -251,7 +253,7 @@ class WorkerHub:
     def submit(self, job: CallJob, output: CallOutput) -> None:
         call = self._calls[job.call_id] = QueuedCall(job, output)
         if self._closing:  # placed while the server stops: it would run nowhere
-            self._end(call, f"{STOPPED_REASON}; it was placed while ivrsim was stopping", "failed")
+            self._end(call, PLACED_WHILE_STOPPING, "failed")
             return
         self._put(self.lane_for(job), call_message(job, self.api_url, self.token), call)
 
@@ -280,7 +282,7 @@ class WorkerHub:
             queued = asyncio.get_running_loop().run_in_executor(self._enqueue, self.queues[lane].put, message)
         except RuntimeError:  # the enqueue thread has shut down: the server is stopping
             if call is not None:
-                self._end(call, f"{STOPPED_REASON}; it was placed while ivrsim was stopping", "failed")
+                self._end(call, PLACED_WHILE_STOPPING, "failed")
             return
         queued.add_done_callback(enqueued)
         if self._watchdog is None:
