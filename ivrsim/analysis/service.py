@@ -18,9 +18,8 @@ import threading
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
-from ivrsim.analysis.jobs import JOB_KINDS, MAX_JOB_ATTEMPTS, JobInputError, run_job
+from ivrsim.analysis.jobs import JOB_KINDS, MAX_JOB_ATTEMPTS, JobContext, JobInputError, run_job
 from ivrsim.exceptions import IvrsimError
-from ivrsim.media.audio_url import AudioUrlLoader
 from ivrsim.store.sqlite import JobRecord, Store
 
 logger = logging.getLogger(__name__)
@@ -127,8 +126,8 @@ def describe_failure(error: BaseException) -> str:
 class InProcessJobs:
     """``JobExecutor`` on this process's threads, ``parallel`` at a time (``--workers 0``)."""
 
-    def __init__(self, loader: AudioUrlLoader, parallel: int = 2) -> None:
-        self.loader = loader
+    def __init__(self, context: JobContext, parallel: int = 2) -> None:
+        self.context = context
         self._slots = asyncio.Semaphore(parallel)
         self._tasks: set[asyncio.Task[None]] = set()
         self._service: JobService | None = None
@@ -148,7 +147,7 @@ class InProcessJobs:
             if job is None:
                 return
             try:
-                result = await in_daemon_thread(run_job, job.kind, job.input, self.loader)
+                result = await in_daemon_thread(run_job, job.kind, job.input, self.context)
             except asyncio.CancelledError:
                 raise  # stays processing: queued again at the next start
             except Exception as error:  # noqa: BLE001 - every failure ends the job, with its reason

@@ -10,7 +10,9 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from ivrsim import __version__
+from ivrsim.analysis.jobs import JobContext
 from ivrsim.analysis.service import InProcessJobs, JobService
+from ivrsim.analysis.transcripts import CallTranscripts
 from ivrsim.api.deps import Services
 from ivrsim.api.docs import install_docs
 from ivrsim.api.errors import (
@@ -27,6 +29,7 @@ from ivrsim.engine.clock import ManualTimeline
 from ivrsim.engine.engine import CallEngine, EngineSettings
 from ivrsim.media.audio_url import AudioUrlLoader, MediaSettings
 from ivrsim.settings import Settings
+from ivrsim.speech.asr.engines import SpeechEngines
 from ivrsim.speech.tts import PromptCache, SpeechSynthesizer
 from ivrsim.speech.voices import VoiceCatalog
 from ivrsim.store.maintenance import DataDirLock, Housekeeping
@@ -122,6 +125,7 @@ async def _services(app: FastAPI, settings: Settings) -> AsyncIterator[None]:
     timeline = ManualTimeline() if settings.clock == "manual" else None
     hub = None if settings.in_process else await _worker_hub(app, settings, engine_settings, media, timeline, phonebook)
     loader = AudioUrlLoader(media)
+    speech = SpeechEngines.from_environment()  # models load on first use, once per process (--workers 0 only)
     engine = CallEngine(
         engine_settings,
         phonebook=phonebook,
@@ -131,8 +135,11 @@ async def _services(app: FastAPI, settings: Settings) -> AsyncIterator[None]:
         loader=loader,
         executor=hub,
         timeline=timeline,
+        speech=speech,
     )
-    jobs = JobService(engine.store, hub if hub is not None else InProcessJobs(loader), seed=settings.seed)
+    in_process_jobs = InProcessJobs(JobContext(loader, engine_settings.recordings_folder, _speech=speech))
+    jobs = JobService(engine.store, hub if hub is not None else in_process_jobs, seed=settings.seed)
+    transcripts = CallTranscripts(engine, jobs)
     local: LocalWorkers | None = None
 
     async def stop_calls() -> None:
@@ -164,6 +171,7 @@ async def _services(app: FastAPI, settings: Settings) -> AsyncIterator[None]:
         engine.bus.subscribe(dispatcher.on_event)
         engine.recover()  # after the subscription: receivers hear how the calls a crash left live ended
         jobs.recover()
+        transcripts.recover()
         await dispatcher.start()
         deliveries = dispatcher
         trimmer = IdleMemoryTrimmer(busy=lambda: engine.live_count > 0 or deliveries.active_calls > 0)

@@ -50,6 +50,12 @@ _HOST = f"(?:{_LABEL}\\.)*{_TOP_LABEL}|{_OCTET}(?:\\.{_OCTET}){{3}}|\\[(?:{_IPV6
 _PORT = "(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3})"
 HTTP_URL_PATTERN = f"^https?://(?:{_HOST})(?::{_PORT})?(?:[/?#][!-~]*)?$"
 
+#: A language tag: ``en``, ``en-US``, ``zh-Hans-CN`` (BCP 47's common forms).
+LANGUAGE_PATTERN = r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8}){0,2}$"
+#: Most phrases a speech gather's ``hints`` may hold, and the longest one, in characters.
+MAX_HINTS = 500
+MAX_HINT_CHARS = 100
+
 #: Statuses a call can have, in the order a call goes through them.
 CALL_STATUSES = ("queued", "ringing", "in-progress", "completed", "busy", "no-answer", "failed")
 
@@ -102,13 +108,11 @@ class TtsIn(BaseModel):
 
 
 class GatherIn(BaseModel):
-    """The ``gather`` object."""
+    """The ``gather`` object: keys, speech, or either (``"dtmf speech"``: whichever comes first ends it)."""
 
     model_config = STRICT_BODY
 
-    # 'speech' is refused with a message that says why (it arrives with the ASR engine), so the document
-    # lists only what is accepted.
-    type: str = Field(default="dtmf", json_schema_extra={"enum": ["dtmf"]}, description="'dtmf' (speech arrives with the ASR engine).")
+    type: Literal["dtmf", "speech", "dtmf speech"] = Field(default="dtmf", description="'dtmf', 'speech', or 'dtmf speech' (either ends it).")
     # Field before the validator: the other order puts raw "ge"/"le" into the JSON schema (pydantic 2.14).
     num_digits: Annotated[int, Field(ge=1, le=64), BeforeValidator(_whole_number)] | None = None
     finish_on_key: str = Field(default="#", json_schema_extra={"pattern": FINISH_KEY_PATTERN}, description="Key that ends input ('' for none).")
@@ -117,16 +121,40 @@ class GatherIn(BaseModel):
         default=None, max_length=MAX_URL_CHARS, json_schema_extra={"pattern": HTTP_URL_PATTERN},
         description="Where gather.completed goes (default: the call's webhook_url).",
     )
-    barge_in: bool = Field(default=True, description="Keys pressed during the prompt stop it and count (ivrsim addition).")
+    barge_in: bool = Field(default=True, description="Keys pressed (or speech) during the prompt stop it and count (ivrsim addition).")
+    hints: list[Annotated[str, Field(min_length=1, max_length=MAX_HINT_CHARS, json_schema_extra={"pattern": NOT_BLANK_PATTERN})]] | None = Field(
+        default=None, max_length=MAX_HINTS,
+        description="Speech: the phrases expected (recognised in grammar mode, as Twilio's hints); none: free speech.",
+    )
+    speech_timeout: float | Literal["auto"] = Field(
+        default="auto", description="Speech: seconds of silence that end it (0.1 to 10), or 'auto' (about 1 s)."
+    )
+    language: str | None = Field(
+        default=None, json_schema_extra={"pattern": LANGUAGE_PATTERN},
+        description="Speech: the language to recognise, e.g. en-US (default: the call's language).",
+    )
 
-    @field_validator("type")
+    @field_validator("hints")
     @classmethod
-    def _type(cls, value: str) -> str:
-        if value == "speech":
-            raise ValueError("'speech' arrives with the ASR engine; use 'dtmf'")
-        if value != "dtmf":
-            raise ValueError("must be 'dtmf'")
+    def _hints(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and not value:
+            raise ValueError("is empty; give the phrases to expect, or leave hints out for free speech")
+        for hint in value or ():
+            if not re.search(NOT_BLANK_PATTERN, hint):
+                raise ValueError("holds a blank phrase; every hint is a word or phrase, e.g. 'billing'")
         return value
+
+    @field_validator("speech_timeout")
+    @classmethod
+    def _speech_timeout(cls, value: float | str) -> float | str:
+        if isinstance(value, (int, float)) and not 0.1 <= value <= 10:
+            raise ValueError("must be from 0.1 to 10 seconds of silence, or 'auto'")
+        return value
+
+    @field_validator("language")
+    @classmethod
+    def _language(cls, value: str | None) -> str | None:
+        return _language_tag(value)
 
     @field_validator("finish_on_key", mode="before")
     @classmethod
@@ -139,6 +167,12 @@ class GatherIn(BaseModel):
     @classmethod
     def _url(cls, value: str | None) -> str | None:
         return _http_url(value)
+
+
+def _language_tag(value: str | None) -> str | None:
+    if value is not None and not re.fullmatch(LANGUAGE_PATTERN, value):
+        raise ValueError("must be a language tag such as en-US, es or ko-KR")
+    return value
 
 
 def _http_url(value: str | None, example: str = "https://example.com/hooks") -> str | None:
@@ -190,6 +224,17 @@ class CallCreate(BaseModel):
         default=None, max_length=MAX_URL_CHARS, json_schema_extra={"pattern": HTTP_URL_PATTERN}, description="URL for call status webhooks."
     )
     timeout: JsonSeconds = Field(default=30, ge=1, le=600, description="Ring timeout in seconds.")
+    language: str | None = Field(
+        default=None, json_schema_extra={"pattern": LANGUAGE_PATTERN},
+        description="Language of the call's transcripts and speech gathers, e.g. en-US (default: the tts voice's; ivrsim addition).",
+    )
+    machine_detection: bool = Field(default=False, description="Detect an answering machine before the prompt plays (as Twilio's synchronous "
+                                    "AMD): the call.answered_by event says human, machine_start, machine_end_beep or unknown (ivrsim addition).")
+    machine_detection_timeout: float = Field(default=4.0, ge=1, le=60, description="Seconds of the callee's audio to decide in.")
+    machine_detection_wait_for_beep: bool = Field(
+        default=False, description="With a machine, wait for its beep (or the end of its greeting) before the prompt: leave a voicemail "
+                                   "(Twilio's DetectMessageEnd)."
+    )
     max_duration: JsonSeconds = Field(default=14_400, ge=1, le=14_400, description="Longest call in seconds (ivrsim addition).")
 
     @field_validator("to", "from_")
@@ -201,6 +246,11 @@ class CallCreate(BaseModel):
     @classmethod
     def _webhook(cls, value: str | None) -> str | None:
         return _http_url(value)
+
+    @field_validator("language")
+    @classmethod
+    def _language(cls, value: str | None) -> str | None:
+        return _language_tag(value)
 
     @field_validator("audio_url")
     @classmethod
@@ -221,7 +271,9 @@ class CallCreate(BaseModel):
         gather = None
         if self.gather is not None:
             g = self.gather
-            gather = GatherSpec(g.type, g.num_digits, g.finish_on_key, g.timeout, g.webhook_url, g.barge_in)
+            speech_timeout_s = None if g.speech_timeout == "auto" else float(g.speech_timeout)
+            gather = GatherSpec(g.type, g.num_digits, g.finish_on_key, g.timeout, g.webhook_url, g.barge_in,
+                                tuple(g.hints) if g.hints else None, speech_timeout_s, g.language)
         return CallRequest(
             to=self.to,
             from_=self.from_,
@@ -234,6 +286,10 @@ class CallCreate(BaseModel):
             webhook_url=self.webhook_url,
             timeout_s=self.timeout,
             max_duration_s=float(self.max_duration),
+            language=self.language,
+            machine_detection=self.machine_detection,
+            machine_detection_timeout_s=float(self.machine_detection_timeout),
+            machine_detection_wait_for_beep=self.machine_detection_wait_for_beep,
         )
 
 
@@ -274,9 +330,27 @@ class CallList(BaseModel):
     next_starting_after: str | None = Field(description="Pass as starting_after for the next page; null on the last.")
 
 
-class TranscriptionPublic(BaseModel):
+class TranscriptSegment(BaseModel):
+    channel: Literal["platform", "callee", "mixed"]
+    start: float = Field(description="Seconds from the start of the recording.")
+    end: float
     text: str
     confidence: float
+
+
+class TranscriptionPublic(BaseModel):
+    """The documented ``text`` (the whole call, in time order) and ``confidence`` (mean word confidence),
+    null while ``status`` is ``in-progress`` or ``failed``; the rest is ivrsim's."""
+
+    text: str | None
+    confidence: float | None
+    status: Literal["in-progress", "completed", "failed"]
+    segments: list[TranscriptSegment] | None = None
+    engine: str | None = None
+    model: str | None = None
+    language: str | None = None
+    reason: str | None = Field(default=None, description="Why it failed.")
+    job_id: str | None = None
 
 
 class RecordingPublic(BaseModel):

@@ -25,7 +25,9 @@ from ivrsim.audio.levels import dbm0_to_amplitude, power_to_dbm0
 from ivrsim.engine.recorder import CallRecorder
 
 if TYPE_CHECKING:
+    from ivrsim.audio.amd import AnsweringMachineDetector
     from ivrsim.audio.dtmf_receiver import DtmfDigit
+    from ivrsim.speech.asr.base import Recognition, RecognizerStream
 
 
 class CallContext(Protocol):
@@ -103,6 +105,20 @@ class Pause(Action):
 
 
 @dataclass
+class AwaitMachineDetection(Action):
+    """Silence until answering-machine detection has decided, as Twilio's synchronous AMD: the prompt then
+    plays to a person or, with ``wait_for_beep``, after a voicemail's beep rather than over its greeting.
+    The detector is fed by the runner; its own timeouts bound the wait."""
+
+    detector: AnsweringMachineDetector
+
+    def frame(self, call: CallContext) -> np.ndarray | None:
+        if self.detector.result is not None:
+            return None
+        return np.zeros(call.frame_samples, dtype=np.float32)
+
+
+@dataclass
 class Hangup(Action):
     """Ends the call from the platform side."""
 
@@ -116,7 +132,12 @@ class Hangup(Action):
 
 @dataclass
 class Gather(Action):
-    """Collect DTMF digits while and after playing ``prompt`` (module docstring)."""
+    """Collect DTMF digits, speech, or either, while and after playing ``prompt`` (module docstring).
+
+    Speech (``speech``: a recognizer stream on what the callee sends, made by the runner with the gather's
+    hints and speech timeout): speech heard during the prompt stops it (barge-in) unless ``barge_in`` is
+    off; the timeout does not run while the callee speaks; the first utterance with words ends the gather
+    (``reason`` "speech"), its text and confidence in ``gather.completed``'s ``speech``."""
 
     prompt: list[PlayAudio]
     num_digits: int | None = None
@@ -124,9 +145,13 @@ class Gather(Action):
     timeout_s: float = 5.0
     barge_in: bool = True
     input_type: str = "dtmf"
+    speech: RecognizerStream | None = None
+    #: Call time at which the speech stream's time starts (set when it hears its first frame).
+    speech_offset_s: float | None = None
     digits: str = ""
     finished_on_key: str = ""
     reason: str | None = None
+    heard_speech: Recognition | None = None
     _started: bool = False
     _prompt_index: int = 0
     _waiting_frames: int = 0
@@ -135,16 +160,22 @@ class Gather(Action):
     def done(self) -> bool:
         return self.reason is not None
 
+    @property
+    def takes_digits(self) -> bool:
+        return "dtmf" in self.input_type.split()
+
     def frame(self, call: CallContext) -> np.ndarray | None:
         if not self._started:
             self._started = True
-            call.emit(
-                "gather.started",
-                input=self.input_type,
-                num_digits=self.num_digits,
-                finish_on_key=self.finish_on_key,
-                timeout=self.timeout_s,
-            )
+            facts: dict[str, Any] = {
+                "input": self.input_type,
+                "num_digits": self.num_digits,
+                "finish_on_key": self.finish_on_key,
+                "timeout": self.timeout_s,
+            }
+            if self.speech is not None:
+                facts.update(engine=self.speech.info.engine, model=self.speech.info.model, language=self.speech.info.language)
+            call.emit("gather.started", **facts)
         if self.done:
             return None
         while self._prompt_index < len(self.prompt):
@@ -152,7 +183,10 @@ class Gather(Action):
             if out is not None:
                 return out
             self._prompt_index += 1
-        # Prompt over: wait for input; the timeout runs from the end of the prompt or the last digit.
+        # Prompt over: wait for input; the timeout runs from the end of the prompt or the last digit, and
+        # not while the callee is speaking.
+        if self.speech is not None and self.speech.in_speech:
+            self._waiting_frames = 0
         if self._waiting_frames * call.frame_samples >= round(self.timeout_s * call.rate_hz):
             self._complete(call, "timeout")
             return None
@@ -163,14 +197,21 @@ class Gather(Action):
     def prompting(self) -> bool:
         return self._prompt_index < len(self.prompt)
 
+    def _barge_in(self) -> bool:
+        """Input during the prompt: stop it (True), or ignore the input (False) when barge-in is off."""
+        if not self.prompting:
+            return True
+        if not self.barge_in:
+            return False
+        for prompt in self.prompt[self._prompt_index :]:
+            prompt.stop()
+        return True
+
     def digit(self, call: CallContext, digit: DtmfDigit) -> None:
-        if self.done or not self._started:
+        if self.done or not self._started or not self.takes_digits:
             return
-        if self.prompting:
-            if not self.barge_in:
-                return
-            for prompt in self.prompt[self._prompt_index :]:
-                prompt.stop()
+        if not self._barge_in():
+            return
         key = str(digit.key)
         self._waiting_frames = 0
         if self.finish_on_key and key == self.finish_on_key:
@@ -181,13 +222,46 @@ class Gather(Action):
         if self.num_digits is not None and len(self.digits) >= self.num_digits:
             self._complete(call, "num_digits")
 
+    def heard(self, call: CallContext, received: np.ndarray) -> None:
+        if self.speech is None or self.done or not self._started:
+            return
+        if self.prompting and not self.barge_in:
+            return  # speech during the prompt is not listened to when barge-in is off
+        if self.speech_offset_s is None:
+            self.speech_offset_s = call.call_time_s - len(received) / call.rate_hz
+        for result in self.speech.accept(received):
+            self._hear(call, result)
+        if self.speech.in_speech and self.prompting:
+            self._barge_in()
+
+    def _hear(self, call: CallContext, result: Recognition) -> None:
+        if self.done or not result.final or not result.text:
+            return  # partials, and utterances without words (a cough, line noise), do not end a gather
+        self.heard_speech = result
+        self._complete(call, "speech")
+
     def hangup(self, call: CallContext) -> None:
+        if not self.done and self.speech is not None:
+            for result in self.speech.finish():
+                self._hear(call, result)
         if not self.done:
             self._complete(call, "hangup")
 
     def _complete(self, call: CallContext, reason: str) -> None:
         self.reason = reason
-        call.emit("gather.completed", digits=self.digits, finished_on_key=self.finished_on_key, reason=reason)
+        facts: dict[str, Any] = {"digits": self.digits, "finished_on_key": self.finished_on_key, "reason": reason}
+        if self.speech is not None:
+            heard = self.heard_speech
+            offset_s = self.speech_offset_s or 0.0
+            facts["speech"] = {
+                "text": heard.text if heard is not None else "",
+                "confidence": round(heard.confidence, 3) if heard is not None else 0.0,
+                **({"start_s": round(offset_s + heard.start_s, 3), "end_s": round(offset_s + heard.end_s, 3)} if heard is not None else {}),
+                "engine": self.speech.info.engine,
+                "model": self.speech.info.model,
+                "language": self.speech.info.language,
+            }
+        call.emit("gather.completed", **facts)
 
 
 @dataclass

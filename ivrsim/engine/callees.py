@@ -12,6 +12,7 @@ Scripted callers are YAML (see ``samples/callers/``)::
     answer_after_rings: 1          # 0 answers at once
     steps:
       - wait_for_prompt: {silence_ms: 800, timeout_s: 30}
+      - wait_for_phrase: {text: "press 1", timeout_s: 30}   # heard by ASR on the caller's side of the line
       - press: {digits: "1", on_ms: 100, off_ms: 100, level_dbm0: -10, twist_db: 0}
       - say: {text: "yes please", voice: en-US-Neural2-D}
       - play: {file: reply.wav}    # relative to the script's folder
@@ -40,6 +41,8 @@ from ivrsim.audio.resample import resample
 from ivrsim.exceptions import AudioFileError, IvrsimError
 from ivrsim.media.files import read_audio_file
 from ivrsim.exceptions import UnknownVoiceError
+from ivrsim.speech.asr.base import AsrError, RecognizerStream
+from ivrsim.speech.asr.engines import SpeechEngines
 from ivrsim.speech.tts import PITCH_RANGE_ST, SPEED_RANGE, SpeechSynthesizer, TtsRequest
 from ivrsim.speech.voices import VoiceCatalog
 
@@ -75,10 +78,13 @@ class Answer:
 
 @dataclass
 class CalleeContext:
-    """What a callee may use to prepare its audio: the line rate and the TTS engine."""
+    """What a callee may use to prepare its audio and its ears: the line rate, the TTS engine, speech
+    recognition (for ``wait_for_phrase``) and the call's language."""
 
     rate_hz: int
     synthesizer: SpeechSynthesizer | None = None
+    speech: SpeechEngines | None = None
+    language: str = "en-US"
 
 
 class Callee(ABC):
@@ -137,10 +143,15 @@ class _Step:
     kind: str
     params: dict[str, Any]
     audio: np.ndarray | None = None
+    #: What a wait_for_phrase step listens with.
+    stream: RecognizerStream | None = None
+    #: What the caller heard while waiting for its phrase (final results), for reports.
+    heard: list[str] = field(default_factory=list)
 
 
 _STEP_FIELDS: dict[str, dict[str, type | tuple[type, ...]]] = {
     "wait_for_prompt": {"silence_ms": (int, float), "timeout_s": (int, float), "threshold_dbm0": (int, float)},
+    "wait_for_phrase": {"text": str, "timeout_s": (int, float), "language": str},
     "press": {"digits": (str, int), "on_ms": (int, float), "off_ms": (int, float), "level_dbm0": (int, float), "twist_db": (int, float)},
     "say": {"text": str, "voice": str, "speed": (int, float), "pitch": (int, float)},
     "play": {"file": str},
@@ -148,7 +159,9 @@ _STEP_FIELDS: dict[str, dict[str, type | tuple[type, ...]]] = {
     "hangup": {},
     "listen": {"seconds": (int, float)},
 }
-_REQUIRED = {"press": ("digits",), "say": ("text",), "play": ("file",), "pause": ("seconds",)}
+_REQUIRED = {"press": ("digits",), "say": ("text",), "play": ("file",), "pause": ("seconds",), "wait_for_phrase": ("text",)}
+#: Silence that ends an utterance a caller listens to for its phrase, in seconds.
+PHRASE_END_SILENCE_S = 0.4
 
 
 class ScriptedCaller(Callee):
@@ -222,6 +235,16 @@ class ScriptedCaller(Callee):
                     text=p["text"], voice=p.get("voice"), speed=float(p.get("speed", 1.0)), pitch=float(p.get("pitch", 0.0)), rate_hz=context.rate_hz
                 )
                 step.audio = (await context.synthesizer.synthesize_async(request)).samples
+            elif step.kind == "wait_for_phrase":
+                if context.speech is None:
+                    raise ScriptError(f"{self.label}: a 'wait_for_phrase' step needs speech recognition")
+                language = step.params.get("language", context.language)
+                phrase = normalise_phrase(step.params["text"])
+                try:  # a model loads in seconds, a grammar compiles: off the event loop
+                    engine = await asyncio.to_thread(context.speech.engine_for, language)
+                    step.stream = await asyncio.to_thread(engine.stream, context.rate_hz, [phrase], PHRASE_END_SILENCE_S)
+                except AsrError as error:
+                    raise ScriptError(f"{self.label}: wait_for_phrase {step.params['text']!r}: {error}") from error
             elif step.kind == "play":
                 file = Path(step.params["file"])
                 if not file.is_absolute() and self.folder is not None:
@@ -272,6 +295,17 @@ class ScriptedCaller(Callee):
             silence_s = self._silent_frames * frame_s
             if (self._heard_speech and silence_s >= float(p.get("silence_ms", 800)) / 1000.0) or elapsed_s >= float(p.get("timeout_s", 30)):
                 self._next()
+        elif step.kind == "wait_for_phrase":
+            assert step.stream is not None, "prepare() makes the stream"
+            phrase = normalise_phrase(step.params["text"])
+            for result in step.stream.accept(heard):
+                if result.final and result.text:
+                    step.heard.append(result.text)
+                    if phrase in normalise_phrase(result.text):
+                        self._next()
+                        return
+            if elapsed_s >= float(step.params.get("timeout_s", 30)):
+                self._next()
         elif step.kind in ("pause", "listen"):
             seconds = step.params.get("seconds")
             if seconds is not None and elapsed_s >= float(seconds):
@@ -285,6 +319,16 @@ class ScriptedCaller(Callee):
         self._silent_frames = 0
         if self._index < len(self.steps):
             self.timeline.append((self.steps[self._index].kind, self._frame_count))
+
+
+_DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+
+
+def normalise_phrase(text: str) -> str:
+    """Lower case, words only, single spaces, digits as English words ("Press 1!" -> "press one"): what a
+    transcript and a phrase are compared as (recognisers spell digits out)."""
+    words = "".join(c if c.isalnum() or c == "'" else " " for c in text.lower()).split()
+    return " ".join(" ".join(_DIGIT_WORDS[int(d)] for d in word) if word.isdigit() and word.isascii() else word for word in words)
 
 
 def read_script(path: Path) -> Any:

@@ -45,6 +45,7 @@ from ivrsim.engine.runner import (
     recording_url,
 )
 from ivrsim.media.audio_url import AudioUrlLoader
+from ivrsim.speech.asr.engines import SpeechEngines
 from ivrsim.speech.tts import SpeechSynthesizer
 from ivrsim.store.sqlite import CallRecord, Store
 
@@ -81,6 +82,7 @@ class CallEngine:
         loader: AudioUrlLoader | None = None,
         executor: CallExecutor | None = None,
         timeline: ManualTimeline | None = None,
+        speech: SpeechEngines | None = None,
     ) -> None:
         self.settings = settings
         settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -94,7 +96,7 @@ class CallEngine:
         #: Simulated time for the manual clock (None on the virtual and realtime clocks).
         self.timeline = timeline or (ManualTimeline() if settings.clock == "manual" else None)
         self.executor: CallExecutor = executor or InProcessExecutor(
-            CallRunner(settings, self.phonebook, self.synthesizer, self.loader, self.timeline)
+            CallRunner(settings, self.phonebook, self.synthesizer, self.loader, self.timeline, speech)
         )
         self.executor.bind(self._end_orphaned)
         #: Ids of the calls ``recover()`` ended; None until it has run.
@@ -145,15 +147,12 @@ class CallEngine:
         may still be alive (a frozen worker): the file is replaced by a copy first, so that whatever it
         writes later goes to a file nobody reads. Returns the status it ended with."""
         events = self.store.events(record.id)
-        sequence = events[-1].sequence if events else 0
         end_s = events[-1].call_time_s if events else 0.0
         answered = next((e for e in events if e.type == "call.in-progress"), None)
         answered_s = answered.call_time_s if answered is not None else None
 
         def emit(event_type: str, call_time_s: float, data: dict[str, Any]) -> None:
-            nonlocal sequence
-            sequence += 1
-            self.output.event(CallEvent(record.id, sequence, event_type, round(call_time_s, 3), utc_now(), data))
+            self.append_event(record.id, event_type, data, call_time_s)
 
         recording = self.store.recording_for_call(record.id)
         if recording is not None and recording.completed_at is None:
@@ -178,6 +177,17 @@ class CallEngine:
         self.output.update_call(record.id, status=status, **fields)
         emit(f"call.{status}", end_s, {"status": status, "reason": reason})
         return status
+
+    def append_event(self, call_id: str, event_type: str, data: dict[str, Any], call_time_s: float | None = None) -> CallEvent:
+        """An event of a call that nothing runs any more (it ended, or its runner stopped), numbered after
+        the call's last one, at ``call_time_s`` (default: the last event's call time), through the store
+        and the bus like any other."""
+        events = self.store.events(call_id)
+        sequence = events[-1].sequence + 1 if events else 1
+        at_s = call_time_s if call_time_s is not None else (events[-1].call_time_s if events else 0.0)
+        event = CallEvent(call_id, sequence, event_type, round(at_s, 3), utc_now(), data)
+        self.output.event(event)
+        return event
 
     def new_id(self, prefix: str) -> str:
         token = f"{self._ids.getrandbits(80):020x}" if self._ids is not None else secrets.token_hex(10)

@@ -30,7 +30,9 @@ class TtsSpec:
 
 @dataclass(frozen=True)
 class GatherSpec:
-    """The Canary ``gather`` object. ``timeout_s`` is the documented ``timeout``; ``barge_in`` ours."""
+    """The Canary ``gather`` object. ``timeout_s`` is the documented ``timeout``; ``barge_in`` ours; for
+    speech (``type`` "speech" or "dtmf speech"): ``hints`` (grammar phrases), ``speech_timeout_s`` (silence
+    that ends speech; None is "auto") and ``language`` (None: the call's)."""
 
     type: str = "dtmf"
     num_digits: int | None = None
@@ -38,6 +40,17 @@ class GatherSpec:
     timeout_s: float = 5.0
     webhook_url: str | None = None
     barge_in: bool = True
+    hints: tuple[str, ...] | None = None
+    speech_timeout_s: float | None = None
+    language: str | None = None
+
+    @property
+    def wants_speech(self) -> bool:
+        return "speech" in self.type.split()
+
+    @property
+    def wants_dtmf(self) -> bool:
+        return "dtmf" in self.type.split()
 
 
 @dataclass(frozen=True)
@@ -56,6 +69,11 @@ class CallRequest:
     webhook_url: str | None = None
     timeout_s: float = DEFAULT_RING_TIMEOUT_S
     max_duration_s: float = DEFAULT_MAX_DURATION_S
+    #: Transcripts' and speech gathers' language; None: the tts voice's (``language_of``).
+    language: str | None = None
+    machine_detection: bool = False
+    machine_detection_timeout_s: float = 4.0
+    machine_detection_wait_for_beep: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         document = asdict(self)
@@ -70,7 +88,10 @@ class CallRequest:
         if fields.get("tts") is not None:
             fields["tts"] = TtsSpec(**fields["tts"])
         if fields.get("gather") is not None:
-            fields["gather"] = GatherSpec(**fields["gather"])
+            gather = dict(fields["gather"])
+            if gather.get("hints") is not None:
+                gather["hints"] = tuple(gather["hints"])
+            fields["gather"] = GatherSpec(**gather)
         return cls(**fields)
 
 

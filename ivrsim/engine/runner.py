@@ -30,15 +30,19 @@ import numpy as np
 from ivrsim.audio.dtmf_generator import DtmfToneSpec, generate_dtmf
 from ivrsim.audio.dtmf_receiver import DtmfReceiver
 from ivrsim.audio.line import LineModel, LineSettings
-from ivrsim.engine.actions import Action, Gather, Hangup, PlayAudio
+from ivrsim.audio.amd import AnsweringMachineDetector
+from ivrsim.engine.actions import Action, AwaitMachineDetection, Gather, Hangup, PlayAudio
 from ivrsim.engine.callees import Callee, CalleeContext, Phonebook
 from ivrsim.engine.clock import FRAME_S, Clock, ManualTimeline, make_clock
 from ivrsim.engine.events import CallEvent, iso_after, utc_now
-from ivrsim.engine.job import CallJob, EngineSettings
+from ivrsim.engine.job import CallJob, CallRequest, EngineSettings
+from ivrsim.engine.listening import LiveTranscriber
 from ivrsim.engine.output import CallOutput
 from ivrsim.engine.recorder import CallRecorder
 from ivrsim.exceptions import InvalidRequestError, IvrsimError
 from ivrsim.media.audio_url import AudioUrlLoader
+from ivrsim.speech.asr.base import AsrError, SpeechEngine
+from ivrsim.speech.asr.engines import SpeechEngines, language_of_voice
 from ivrsim.speech.tts import SpeechSynthesizer, TtsRequest
 
 logger = logging.getLogger(__name__)
@@ -46,6 +50,10 @@ logger = logging.getLogger(__name__)
 #: Most injected audio (/_sim DTMF and speech) that may wait to be played into one call, in seconds; one
 #: request's audio counts against it, so no request may inject more.
 MAX_INJECTED_S = 60.0
+#: Silence that ends a speech gather's input when its ``speech_timeout`` is "auto", in seconds.
+AUTO_SPEECH_TIMEOUT_S = 1.0
+#: Longest a machine-detection call waits for a voicemail's beep before it plays anyway, in seconds.
+BEEP_TIMEOUT_S = 30.0
 #: Why a call cut by a shutdown ended; recovery adds when it was ended.
 STOPPED_REASON = "ivrsim stopped while the call was live"
 #: Where the API serves a recording (``{public_url}{RECORDINGS_PATH}/{id}.wav``).
@@ -152,6 +160,11 @@ class LiveCall:
         self._injected: list[np.ndarray] = []
         #: Set by ``hangup`` (/_sim): the callee hangs up at the next frame.
         self.hangup_requested = False
+        #: Real-time transcription (``transcribe``): the engine, or why there is none.
+        self.listening: SpeechEngine | None = None
+        self.listening_error: str | None = None
+        #: Answering-machine detection (``machine_detection``).
+        self.machine_detector: AnsweringMachineDetector | None = None
 
     def inject(self, samples: np.ndarray) -> float:
         """Mix audio into the callee's side from the next frame on (the /_sim DTMF and speech injection);
@@ -248,12 +261,15 @@ class CallRunner:
         synthesizer: SpeechSynthesizer,
         loader: AudioUrlLoader,
         timeline: ManualTimeline | None = None,
+        speech: SpeechEngines | None = None,
     ) -> None:
         self.settings = settings
         self.phonebook = phonebook
         self.synthesizer = synthesizer
         self.loader = loader
         self.timeline = timeline
+        #: Speech recognition (transcripts, speech gathers, callers that listen): models load once per process.
+        self.speech = speech or SpeechEngines.from_environment()
         self._live: dict[str, LiveCall] = {}
 
     def live_call(self, call_id: str) -> LiveCall | None:
@@ -288,7 +304,7 @@ class CallRunner:
         clock = make_clock(self.settings.clock, self.timeline, call.start_frame)
         try:
             callee = self.phonebook.callee_for(request.to)
-            await callee.prepare(CalleeContext(call.rate_hz, self.synthesizer))
+            await callee.prepare(CalleeContext(call.rate_hz, self.synthesizer, self.speech, call_language(request)))
             program = await self._program(call)
         except IvrsimError as error:
             call.set_status("failed", reason=str(error))
@@ -327,10 +343,33 @@ class CallRunner:
             audio = await self.loader.load_async(request.audio_url, call.rate_hz)
             prompts.append(PlayAudio("play", audio.samples, request.audio_url))
         program: list[Action] = []
+        language = call_language(request)
+        if request.transcribe:
+            try:  # a model loads in seconds: never on the event loop
+                call.listening = await asyncio.to_thread(self.speech.engine_for, language)
+            except AsrError as error:  # the call goes on; the transcript's events say why there is none
+                call.listening_error = str(error)
+        if request.machine_detection:
+            call.machine_detector = AnsweringMachineDetector(
+                call.rate_hz, decision_s=request.machine_detection_timeout_s, wait_for_beep=request.machine_detection_wait_for_beep,
+                beep_timeout_s=max(BEEP_TIMEOUT_S, request.machine_detection_timeout_s),
+            )
+            # As Twilio's synchronous AMD: the call's prompt starts once the detector has decided.
+            program.append(AwaitMachineDetection(call.machine_detector))
         if request.gather is not None:
             g = request.gather
-            if g.type != "dtmf":
-                raise InvalidRequestError("gather.type", f"{g.type!r} is not supported yet: speech input arrives with the ASR engine; use 'dtmf'")
+            speech = None
+            input_type = g.type
+            if g.wants_speech:
+                end_silence_s = g.speech_timeout_s if g.speech_timeout_s is not None else AUTO_SPEECH_TIMEOUT_S
+                try:
+                    engine = await asyncio.to_thread(self.speech.engine_for, g.language or language)
+                    speech = await asyncio.to_thread(engine.stream, call.rate_hz, list(g.hints) if g.hints else None, end_silence_s)
+                except AsrError as error:
+                    if not g.wants_dtmf:
+                        raise InvalidRequestError("gather.language", str(error)) from error
+                    input_type = "dtmf"  # keys still work; gather.started says why speech does not
+                    call.emit("gather.warning", warning=f"speech input is off for this gather: {error}")
             program.append(
                 Gather(
                     prompt=prompts,
@@ -338,7 +377,8 @@ class CallRunner:
                     finish_on_key=g.finish_on_key,
                     timeout_s=g.timeout_s,
                     barge_in=g.barge_in,
-                    input_type=g.type,
+                    input_type=input_type,
+                    speech=speech,
                 )
             )
         else:
@@ -362,6 +402,10 @@ class CallRunner:
             call.output.recording_started(recording_id, call.id, str(path), request.recording_channels)
             call.emit("recording.started", recording_id=recording_id, channels=request.recording_channels)
         answered_s = call.call_time_s
+        transcriber = LiveTranscriber(call.listening, call.rate_hz, answered_s) if call.listening is not None else None
+        if request.transcribe and call.listening_error is not None:
+            call.emit("transcription.failed", reason=call.listening_error, language=call_language(request))
+        detector = call.machine_detector
         max_frames = int(round(request.max_duration_s / FRAME_S))
         index = 0
         reason = "the platform hung up"
@@ -391,6 +435,12 @@ class CallRunner:
                 if recorder is not None:
                     recorder.write(out, received)
                 call.frame_index += 1
+                if detector is not None and detector.result is None:
+                    decided = detector.feed(received)
+                    if decided is not None:
+                        call.emit("call.answered_by", **answered_by_facts(decided, answered_s))
+                if transcriber is not None:
+                    transcriber.feed(call, out, received)
                 program[index].heard(call, received)
                 # A callee that hangs up may still be mid-key: what the receiver holds counts first.
                 hung_up = callee.hung_up or call.hangup_requested
@@ -410,6 +460,12 @@ class CallRunner:
                     reason = "the callee hung up" if callee.hung_up else "the callee hung up (/_sim hangup)"
                     break
                 await clock.advance(1)
+            if transcriber is not None:
+                transcriber.finish(call)
+            if detector is not None and detector.result is None:
+                decided = detector.finish()
+                if decided is not None:
+                    call.emit("call.answered_by", **answered_by_facts(decided, answered_s))
         finally:
             if recorder is not None and recording_id is not None:
                 recorder.close()
@@ -419,6 +475,22 @@ class CallRunner:
                     **recording_completed_facts(recording_id, recorder.duration_s, request.recording_channels, self.settings.public_url),
                 )
         call.set_status("completed", reason=reason)
+
+
+def call_language(request: CallRequest) -> str:
+    """The language of a call's transcripts and speech: its ``language``, else its tts voice's."""
+    return request.language or language_of_voice(request.tts.voice if request.tts is not None else None)
+
+
+def answered_by_facts(result: Any, answered_s: float) -> dict[str, Any]:
+    """``call.answered_by``'s facts: Twilio's ``AnsweredBy`` value, and when (call time) and why."""
+    return {
+        "answered_by": result.answered_by,
+        "decided_after_s": round(result.decided_at_s, 3),
+        "beep_s": round(answered_s + result.beep_at_s, 3) if result.beep_at_s is not None else None,
+        "speech_s": round(result.speech_s, 3),
+        "reason": result.reason,
+    }
 
 
 def _seed(call_id: str, base: int, direction: int) -> int:

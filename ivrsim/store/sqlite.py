@@ -88,6 +88,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     completed_at TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (status, created_at);
+-- A recording's transcript is the transcription job whose input names it.
+CREATE INDEX IF NOT EXISTS jobs_by_recording ON jobs (json_extract(input_json, '$.recording_id')) WHERE kind = 'transcription';
 DROP TABLE IF EXISTS pending_work;
 """
 
@@ -340,6 +342,27 @@ class Store:
                 "SELECT call_id, sequence, type, call_time_s, timestamp, data_json FROM events ORDER BY rowid DESC LIMIT ?", (limit,)
             ).fetchall()
         return [CallEvent(r[0], r[1], r[2], r[3], r[4], json.loads(r[5])) for r in reversed(rows)]
+
+    def transcription_job(self, recording_id: str) -> JobRecord | None:
+        """The newest transcription job of a recording, or None."""
+        with self._lock:
+            row = self._db.execute(
+                f"{_JOB_SELECT} WHERE kind = 'transcription' AND json_extract(input_json, '$.recording_id') = ? ORDER BY created_at DESC LIMIT 1",
+                (recording_id,),
+            ).fetchone()
+        return _job(row) if row else None
+
+    def calls_missing_transcripts(self) -> list[str]:
+        """Ended calls placed with ``transcribe: true`` whose finished recording has no transcription job."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT c.id FROM calls c JOIN recordings r ON r.call_id = c.id"
+                " WHERE json_extract(c.request_json, '$.transcribe') = 1 AND r.completed_at IS NOT NULL"
+                " AND c.status NOT IN ('queued', 'ringing', 'in-progress')"
+                " AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.kind = 'transcription'"
+                " AND json_extract(j.input_json, '$.recording_id') = r.id)"
+            ).fetchall()
+        return [row[0] for row in rows]
 
     def recording_for_call(self, call_id: str) -> RecordingRecord | None:
         with self._lock:

@@ -1,7 +1,8 @@
 """Delivers call events to webhook URLs: in order per call, at least once, never holding up the call.
 
 Which events go where (DESIGN.md, "Events and webhooks"): a call's ``webhook_url`` gets its status events
-(``call.*``), ``recording.completed`` and ``transcription.completed``; ``gather.completed`` goes to the
+(``call.*``), ``recording.completed``, ``transcription.completed`` / ``.failed`` (the recording's transcript)
+and ``transcription.final`` (real time, each utterance); ``gather.completed`` goes to the
 gather's own ``webhook_url``, or the call's when it has none. The body is the event payload: ``call_id``
 and ``type`` first, then the facts, then ``sequence``, ``call_time_s`` and ``timestamp``.
 
@@ -47,7 +48,7 @@ SIGNATURE_HEADER = "X-Ivrsim-Signature"
 #: number of requests queued on it, so hundreds of calls each posting at once would starve the server.
 MAX_CONCURRENT_DELIVERIES = 16
 #: Event types that go to the call's webhook_url (besides gather.completed, routed by its gather).
-CALL_WEBHOOK_EVENTS = ("recording.completed", "transcription.completed")
+CALL_WEBHOOK_EVENTS = ("recording.completed", "transcription.completed", "transcription.failed", "transcription.final")
 #: The events that end a call.
 FINAL_EVENTS = ("call.completed", "call.busy", "call.no-answer", "call.failed")
 #: Longest reply body read (and thrown away) to keep a connection; longer or undeclared ones close it.

@@ -31,7 +31,7 @@ from urllib.parse import urlsplit, urlunsplit
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
-from ivrsim.analysis.jobs import run_job
+from ivrsim.analysis.jobs import JobContext, run_job
 from ivrsim.analysis.service import describe_failure, in_daemon_thread
 from ivrsim.audio.dtmf_generator import DtmfToneSpec
 from ivrsim.blas import one_blas_thread
@@ -42,6 +42,7 @@ from ivrsim.engine.job import CallJob
 from ivrsim.engine.runner import CallRunner, InjectionLimitError
 from ivrsim.exceptions import IvrsimError, SpeechError
 from ivrsim.media.audio_url import AudioUrlLoader
+from ivrsim.speech.asr.engines import SpeechEngines
 from ivrsim.speech.tts import PromptCache, SpeechSynthesizer
 from ivrsim.speech.voices import VoiceCatalog
 from ivrsim.workers.protocol import (
@@ -141,6 +142,7 @@ class ApiSession:
         #: Running calls and jobs, by id.
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.loader: AudioUrlLoader | None = None
+        self.job_context: JobContext | None = None
         self._socket: ClientConnection | None = None
         self._outbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
         self._claims: dict[str, asyncio.Future[dict[str, Any]]] = {}  # by call or job id
@@ -192,7 +194,9 @@ class ApiSession:
                 self.phonebook_error = f"worker {options.name} cannot use the server's phonebook ({error}); pass --phonebook with a copy"
         loader = self.loader = AudioUrlLoader(config.media_settings(options.cache_dir / "media", options.cache_max_bytes))
         settings = config.engine_settings(options.cache_dir, recordings or options.cache_dir / "recordings")
-        self.runner = CallRunner(settings, phonebook, self.worker.synthesizer, loader, self.timeline)
+        self.runner = CallRunner(settings, phonebook, self.worker.synthesizer, loader, self.timeline, self.worker.speech)
+        # Transcripts read recordings where the API serves them: only a worker that shares that folder can.
+        self.job_context = JobContext(loader, recordings if self.recordings_shared else None, _speech=self.worker.speech)
 
     def send(self, message: dict[str, Any]) -> None:
         if not self.closed.is_set():
@@ -282,9 +286,9 @@ class ApiSession:
 
     async def run_job(self, job_id: str, kind: str, job_input: dict[str, Any]) -> None:
         """Run a job on a thread and report its result or error (never raises, but for cancellation)."""
-        assert self.loader is not None
+        assert self.job_context is not None
         try:
-            result = await in_daemon_thread(run_job, kind, job_input, self.loader)
+            result = await in_daemon_thread(run_job, kind, job_input, self.job_context)
         except asyncio.CancelledError:
             raise  # the session is gone: the API queues the job again
         except Exception as error:  # noqa: BLE001 - every failure ends the job, with its reason
@@ -379,6 +383,8 @@ class Worker:
         catalog = VoiceCatalog.load()
         self.synthesizer = SpeechSynthesizer(catalog=catalog, cache=PromptCache(options.prompt_cache_dir or options.cache_dir / "prompts",
                                                                                                 disk_max_bytes=options.cache_max_bytes))
+        #: Speech recognition for every session's calls and transcripts: each model loads once per process.
+        self.speech = SpeechEngines.from_environment()
         self._sessions: dict[str, ApiSession] = {}
         self._opening: dict[str, asyncio.Lock] = {}
         self._requeues: set[asyncio.Task[None]] = set()

@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 
+from ivrsim.analysis.transcripts import transcription_document
 from ivrsim.api.deps import ApiKeyDep, Services, ServicesDep
 from ivrsim.api.errors import BODY_ERRORS, HTTP_404_NOT_FOUND, HTTP_409_CONFLICT, HTTP_422_UNPROCESSABLE, ApiError, error_responses
 from ivrsim.api.idempotency import IdempotencyKey, idempotent
@@ -225,9 +226,17 @@ async def get_recording(call_id: str, services: ServicesDep) -> dict[str, Any]:
         duration=int(round(duration_s)),
         duration_s=round(duration_s, 3),
         url=services.engine.recording_url(recording.id),  # the same URL recording.completed carried
-        transcription=None,
+        transcription=_transcription(services, record, recording.id),
         channels=recording.channels,
     ).model_dump()
+
+
+def _transcription(services: Services, record: CallRecord, recording_id: str) -> dict[str, Any] | None:
+    """The recording's transcript: null without ``transcribe``; in progress until its job has ended."""
+    if not record.request.get("transcribe"):
+        return None
+    job = services.engine.store.transcription_job(recording_id)
+    return transcription_document(job) if job is not None else {"status": "in-progress", "text": None, "confidence": None}
 
 
 @router.get("/calls/{call_id}/webhooks", dependencies=[ApiKeyDep], summary="The call's webhook delivery log", responses=error_responses(404))

@@ -1,0 +1,155 @@
+"""Transcripts of recorded calls: a ``transcription`` job per recording of a call placed with
+``transcribe: true``, run after the call on a worker (never on the API's event loop), and stored, so that a
+restart finishes it (DESIGN.md: nothing acknowledged is lost).
+
+``run_transcription`` is the job (worker side): the recording, per channel, through the speech engine of
+the call's language. ``CallTranscripts`` is the API side: it queues the job when such a call ends, and
+announces the outcome as the call's ``transcription.completed`` (or ``transcription.failed``, with the
+reason) event, which the webhook dispatcher sends to the call's ``webhook_url``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import soundfile as sf
+
+from ivrsim.analysis.jobs import JobContext, JobInputError
+
+if TYPE_CHECKING:
+    from ivrsim.analysis.service import JobService
+    from ivrsim.engine.engine import CallEngine
+    from ivrsim.engine.events import CallEvent
+    from ivrsim.store.sqlite import JobRecord
+
+logger = logging.getLogger(__name__)
+
+#: The job's kind.
+TRANSCRIPTION = "transcription"
+#: A recording id as the runner makes them: nothing else may name a file to read.
+RECORDING_ID = re.compile(r"rec_[0-9a-f]{20}")
+#: Names of a dual recording's channels, in order (left: what the platform sent; right: what it received).
+DUAL_CHANNELS = ("platform", "callee")
+#: The call's end, as events.
+FINAL_CALL_EVENTS = ("call.completed", "call.busy", "call.no-answer", "call.failed")
+
+
+@dataclass(frozen=True)
+class TranscriptionInput:
+    """What a transcription needs: which recording (by id, read from the recordings folder), its layout,
+    and the language (and, optionally, the engine) to transcribe it with."""
+
+    call_id: str
+    recording_id: str
+    channels: str = "dual"
+    language: str = "en-US"
+    engine: str | None = None
+
+
+def run_transcription(job_input: dict[str, Any], context: JobContext) -> dict[str, Any]:
+    """The transcript of one call's recording (blocking: decode and ASR; run it off the event loop)."""
+    from ivrsim.speech.asr.transcribe import transcribe_signal
+
+    request = TranscriptionInput(**job_input)
+    if not RECORDING_ID.fullmatch(request.recording_id):
+        raise JobInputError(f"recording_id: {request.recording_id!r} is not a recording id (rec_ and 20 hex digits)")
+    if context.recordings_folder is None:
+        raise JobInputError("recording: this worker cannot read the API's recordings; start it with --recordings-dir on the "
+                            "API's recordings folder (shared with this machine)")
+    path = context.recordings_folder / f"{request.recording_id}.wav"
+    try:
+        samples, rate_hz = sf.read(str(path), dtype="float32", always_2d=True)
+    except (OSError, RuntimeError, sf.LibsndfileError) as error:
+        raise JobInputError(f"recording {request.recording_id}: cannot be read ({type(error).__name__}); was it deleted?") from None
+    engine = context.speech.engine_for(request.language, request.engine)
+    names = DUAL_CHANNELS if samples.shape[1] == 2 else ("mixed",) * samples.shape[1]
+    transcript = transcribe_signal(np.ascontiguousarray(samples), int(rate_hz), engine, channel_names=names)
+    return {"status": "completed", **transcript.as_dict()}
+
+
+def transcription_document(job: JobRecord | None) -> dict[str, Any] | None:
+    """The recording's ``transcription`` as served: the documented ``text`` and ``confidence`` (the whole
+    call in time order, mean word confidence), our ``segments``, ``engine``, ``model``, ``language``; while
+    the job runs, ``{"status": "in-progress"}``; a failure says why."""
+    if job is None:
+        return None
+    if job.status in ("queued", "processing"):
+        return {"status": "in-progress", "text": None, "confidence": None, "job_id": job.id}
+    if job.status == "failed":
+        return {"status": "failed", "text": None, "confidence": None, "reason": job.error, "job_id": job.id}
+    return {**(job.result or {}), "status": "completed", "job_id": job.id}
+
+
+class CallTranscripts:
+    """Queues the transcript of each recorded call placed with ``transcribe: true`` once it has ended, and
+    announces its outcome on the call. ``language_of``: a stored request's language (its ``language``, or
+    its tts voice's)."""
+
+    def __init__(self, engine: CallEngine, jobs: JobService) -> None:
+        self.engine = engine
+        self.jobs = jobs
+        engine.bus.subscribe(self.on_event)
+        jobs.listeners.append(self.on_job)
+
+    def on_event(self, event: CallEvent) -> None:
+        """Bus subscriber: a call that ends with a recording to transcribe gets its job (once)."""
+        if event.type not in FINAL_CALL_EVENTS:
+            return
+        record = self.engine.store.get_call(event.call_id)
+        if record is None or not record.request.get("transcribe"):
+            return
+        recording = self.engine.store.recording_for_call(event.call_id)
+        if recording is None or recording.completed_at is None:
+            return
+        if self.engine.store.transcription_job(recording.id) is not None:
+            return
+        self.jobs.submit(TRANSCRIPTION, {
+            "call_id": event.call_id,
+            "recording_id": recording.id,
+            "channels": recording.channels,
+            "language": language_of(record.request),
+        })
+
+    def on_job(self, job: JobRecord) -> None:
+        """Job listener: a transcription that ended becomes the call's event (and so its webhook)."""
+        if job.kind != TRANSCRIPTION:
+            return
+        call_id = str(job.input.get("call_id"))
+        facts: dict[str, Any] = {"recording_id": job.input.get("recording_id")}
+        if job.status == "completed" and job.result is not None:
+            result = job.result
+            facts.update(text=result.get("text"), confidence=result.get("confidence"), segments=result.get("segments"),
+                         engine=result.get("engine"), model=result.get("model"), language=result.get("language"))
+            self.engine.append_event(call_id, "transcription.completed", facts)
+        else:
+            facts.update(reason=job.error, language=job.input.get("language"))
+            self.engine.append_event(call_id, "transcription.failed", facts)
+
+    def recover(self) -> int:
+        """Queue the transcripts a crash left unasked (a call that ended, recorded, with no job yet)."""
+        count = 0
+        for call_id in self.engine.store.calls_missing_transcripts():
+            record = self.engine.store.get_call(call_id)
+            recording = self.engine.store.recording_for_call(call_id)
+            if record is None or recording is None:
+                continue
+            self.jobs.submit(TRANSCRIPTION, {"call_id": call_id, "recording_id": recording.id, "channels": recording.channels,
+                                             "language": language_of(record.request)})
+            count += 1
+        if count:
+            logger.warning("recovery: %d recorded call(s) had no transcript queued; queued now", count)
+        return count
+
+
+def language_of(request: dict[str, Any]) -> str:
+    """A stored call request's language: its ``language``, else its tts voice's, else en-US."""
+    if request.get("language"):
+        return str(request["language"])
+    from ivrsim.speech.asr.engines import language_of_voice
+
+    tts = request.get("tts") or {}
+    return language_of_voice(tts.get("voice"))

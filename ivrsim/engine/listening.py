@@ -1,0 +1,70 @@
+"""Real-time transcription of a live call (the Canary document's "Enable real-time transcription"): both
+sides of the line, each through its own recognizer stream, reported as ``transcription.partial`` and
+``transcription.final`` events at the call time they were heard.
+
+The platform's channel is what the platform sent (its prompts), the callee's what the platform received
+(after the line), as a dual recording holds them. Times in the events are call times: the stream's own
+times (from the answer) plus the call time of the answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ivrsim.engine.actions import CallContext
+from ivrsim.speech.asr.base import EngineInfo, Recognition, RecognizerStream, SpeechEngine
+
+#: Silence that ends an utterance of a live transcript, in seconds (a final result per utterance).
+LIVE_END_SILENCE_S = 0.6
+
+
+def recognition_facts(result: Recognition, offset_s: float) -> dict[str, object]:
+    """An ASR result as event facts: text, confidence, when it was spoken (call time), what made it."""
+    return {
+        "text": result.text,
+        "confidence": round(result.confidence, 3),
+        "start_s": round(offset_s + result.start_s, 3),
+        "end_s": round(offset_s + result.end_s, 3),
+        **engine_facts(EngineInfo(result.engine, result.model, result.language)),
+    }
+
+
+def engine_facts(info: EngineInfo) -> dict[str, str]:
+    return {"engine": info.engine, "model": info.model, "language": info.language}
+
+
+@dataclass
+class _Channel:
+    name: str
+    stream: RecognizerStream
+
+
+class LiveTranscriber:
+    """Transcribes both channels of a call as it runs. ``answered_s``: the call time of the answer (the
+    streams' time zero)."""
+
+    CHANNELS: Sequence[str] = ("platform", "callee")
+
+    def __init__(self, engine: SpeechEngine, rate_hz: int, answered_s: float) -> None:
+        self.answered_s = answered_s
+        self._channels = [_Channel(name, engine.stream(rate_hz, end_silence_s=LIVE_END_SILENCE_S)) for name in self.CHANNELS]
+
+    def feed(self, call: CallContext, sent: np.ndarray, received: np.ndarray) -> None:
+        """One frame of each side; emits what the streams recognised."""
+        for channel, samples in zip(self._channels, (sent, received), strict=True):
+            self._report(call, channel, channel.stream.accept(samples))
+
+    def finish(self, call: CallContext) -> None:
+        """The call ended: what each stream was still hearing becomes its last final result."""
+        for channel in self._channels:
+            self._report(call, channel, channel.stream.finish())
+
+    def _report(self, call: CallContext, channel: _Channel, results: list[Recognition]) -> None:
+        for result in results:
+            if not result.text:
+                continue  # an utterance that held no words (noise, a cough): nothing was said
+            kind = "transcription.final" if result.final else "transcription.partial"
+            call.emit(kind, channel=channel.name, **recognition_facts(result, self.answered_s))

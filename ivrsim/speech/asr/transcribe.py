@@ -1,0 +1,103 @@
+"""Transcripts of whole recordings: per channel (``platform`` = left, ``callee`` = right), VAD segments
+decoded and merged in time order. The shape ``Transcript.as_dict()`` is what the recording API serves."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ivrsim.exceptions import AudioFileError
+from ivrsim.speech.asr.base import Segment, SpeechEngine
+
+#: Channel names of a dual-channel call recording (DESIGN.md: left = platform, right = callee).
+CHANNEL_NAMES = ("platform", "callee")
+
+
+@dataclass(frozen=True)
+class Transcript:
+    """A whole recording: ``text`` is every segment in time order; ``confidence`` the mean word confidence."""
+
+    text: str
+    confidence: float
+    segments: tuple[Segment, ...]
+    engine: str
+    model: str
+    language: str
+    duration_s: float = field(default=0.0, compare=False)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "text": self.text,
+            "confidence": self.confidence,
+            "segments": [
+                {"channel": s.channel, "start": s.start, "end": s.end, "text": s.text, "confidence": s.confidence}
+                for s in self.segments
+            ],
+            "engine": self.engine,
+            "model": self.model,
+            "language": self.language,
+        }
+
+
+def transcribe_signal(
+    samples: np.ndarray,
+    rate_hz: int,
+    engine: SpeechEngine,
+    channel_names: Sequence[str] = CHANNEL_NAMES,
+    hints: Sequence[str] | None = None,
+) -> Transcript:
+    """Transcribe a mono (N,) or multi-channel (N, channels) signal, each channel on its own."""
+    x = np.asarray(samples, dtype=np.float32)
+    if x.ndim == 1:
+        x = x[:, None]
+    if x.ndim != 2:
+        raise ValueError(f"samples must be (N,) or (N, channels), got shape {x.shape}")
+    segments: list[Segment] = []
+    for index in range(x.shape[1]):
+        name = channel_names[index] if index < len(channel_names) else f"channel{index + 1}"
+        if not len(x):
+            continue
+        for result in engine.transcribe(x[:, index], rate_hz, hints):
+            segments.append(Segment(name, result.start_s, result.end_s, result.text, result.confidence, result.words))
+    segments.sort(key=lambda s: (s.start, s.channel))
+    words = [w for s in segments for w in s.words]
+    confidence = round(float(np.mean([w.confidence for w in words])), 4) if words else 0.0
+    info = engine.info
+    return Transcript(
+        text=" ".join(s.text for s in segments),
+        confidence=confidence,
+        segments=tuple(segments),
+        engine=info.engine,
+        model=info.model,
+        language=info.language,
+        duration_s=len(x) / rate_hz if rate_hz else 0.0,
+    )
+
+
+def read_audio_file(path: Path | str) -> tuple[np.ndarray, int]:
+    """(samples (N, channels) float32, rate) of any file libsndfile reads; ``AudioFileError`` otherwise."""
+    import soundfile
+
+    path = Path(path)
+    if not path.is_file():
+        raise AudioFileError(str(path), "no such file")
+    try:
+        samples, rate_hz = soundfile.read(str(path), dtype="float32", always_2d=True)
+    except (soundfile.LibsndfileError, RuntimeError, ValueError) as error:
+        raise AudioFileError(str(path), "not an audio file libsndfile can read (WAV, FLAC, OGG, MP3)") from error
+    return samples, int(rate_hz)
+
+
+def transcribe_file(
+    path: Path | str,
+    engine: SpeechEngine,
+    channel_names: Sequence[str] = CHANNEL_NAMES,
+    hints: Sequence[str] | None = None,
+) -> Transcript:
+    """Transcribe an audio file at its own rate, channels kept (stereo call recordings per party)."""
+    samples, rate_hz = read_audio_file(path)
+    return transcribe_signal(samples, rate_hz, engine, channel_names, hints)

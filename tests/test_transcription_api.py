@@ -1,0 +1,138 @@
+"""Speech through the API, end to end with real engines: speech gathers answered by scripted callers,
+recorded calls transcribed after they end (the transcript job, its webhook), real-time transcription
+events, callers that listen for a phrase, answering-machine detection, and a language with no model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from ivrsim.api.server import BackgroundServer
+from ivrsim.settings import Settings
+from ivrsim.testing.waiting import wait_until
+from ivrsim.webhooks.receiver import WebhookReceiver
+
+KEY = "test-key"
+AUTH = {"Authorization": f"Bearer {KEY}"}
+FROM = "+15559876543"
+SAYS_BILLING = "+15550100007"
+LISTENS_FOR_PRESS_2 = "+15550100008"
+SAYS_HELLO = "+15550100009"
+VOICEMAIL = "+15550100004"
+
+
+def settings_for(folder: Path, **overrides: Any) -> Settings:
+    return Settings(**{"api_key": KEY, "port": 0, "data_dir": folder, "seed": 7, **overrides})
+
+
+def place(http: httpx.Client, **body: Any) -> str:
+    response = http.post("/v1/voice/calls", json={"from": FROM, **body})
+    assert response.status_code == 200, response.text
+    return str(response.json()["id"])
+
+
+def ended_events(http: httpx.Client, call_id: str) -> list[dict[str, Any]]:
+    """The call's timeline, once the call has ended."""
+    wait_until(lambda: http.get(f"/v1/voice/calls/{call_id}").json()["status"] not in ("queued", "ringing", "in-progress"), timeout_s=90)
+    return list(http.get(f"/v1/voice/calls/{call_id}/events").json()["data"])
+
+
+def of_type(events: list[dict[str, Any]], event_type: str) -> list[dict[str, Any]]:
+    return [e for e in events if e["type"] == event_type]
+
+
+def test_a_speech_gather_hears_billing_from_a_scripted_caller(tmp_path: Path) -> None:
+    with BackgroundServer(settings_for(tmp_path, workers=0)) as server, httpx.Client(base_url=server.base_url, headers=AUTH, timeout=30) as http:
+        call_id = place(http, to=SAYS_BILLING, tts={"text": "Which department? Say billing, sales or technical support."},
+                        gather={"type": "speech", "hints": ["billing", "sales", "technical support"], "timeout": 8})
+        events = ended_events(http, call_id)
+    [completed] = of_type(events, "gather.completed")
+    assert completed["reason"] == "speech", completed
+    assert completed["speech"]["text"] == "billing"
+    assert 0 < completed["speech"]["confidence"] <= 1
+    assert completed["speech"]["engine"] == "pocketsphinx" and completed["speech"]["language"] == "en-US"
+    assert completed["digits"] == "" and completed["finished_on_key"] == ""
+    prompt_end = of_type(events, "prompt.completed")[0]["call_time_s"]
+    assert completed["speech"]["start_s"] >= prompt_end  # the caller spoke after the prompt, and the times say so
+
+
+def test_a_recorded_call_is_transcribed_after_it_ends_with_a_webhook(tmp_path: Path) -> None:
+    with WebhookReceiver() as receiver, BackgroundServer(settings_for(tmp_path, workers=1)) as server, \
+            httpx.Client(base_url=server.base_url, headers=AUTH, timeout=30) as http:
+        call_id = place(http, to=SAYS_BILLING, record=True, transcribe=True, webhook_url=f"{receiver.url}/hooks",
+                        tts={"text": "Thank you for calling. Please tell us the department you need."})
+        events = ended_events(http, call_id)
+        first = http.get(f"/v1/voice/calls/{call_id}/recording").json()["transcription"]
+        assert receiver.wait_for(call_id, "transcription.completed", timeout_s=90)
+        recording = http.get(f"/v1/voice/calls/{call_id}/recording").json()
+    assert first["status"] in ("in-progress", "completed")
+    transcription = recording["transcription"]
+    assert transcription["status"] == "completed", transcription
+    assert transcription["engine"] == "pocketsphinx" and transcription["language"] == "en-US"
+    by_channel = {channel: " ".join(s["text"] for s in transcription["segments"] if s["channel"] == channel) for channel in ("platform", "callee")}
+    assert "department" in by_channel["platform"], by_channel
+    assert "billing" in by_channel["callee"], by_channel
+    starts = [s["start"] for s in transcription["segments"]]
+    assert starts == sorted(starts) and transcription["text"].split()  # the whole call, in time order
+    assert 0 < transcription["confidence"] <= 1
+    [hook] = [w.payload for w in receiver.received if w.payload["type"] == "transcription.completed"]
+    assert hook["text"] == transcription["text"] and hook["recording_id"] == recording["id"]
+    # real time: each side's words as the call ran, at the call time they were spoken
+    finals = of_type(events, "transcription.final")
+    assert any(e["channel"] == "platform" and "department" in e["text"] for e in finals), finals
+    assert any(e["channel"] == "callee" and "billing" in e["text"] for e in finals), finals
+    assert all(e["start_s"] <= e["end_s"] <= e["call_time_s"] for e in finals)
+
+
+def test_a_caller_waits_for_the_phrase_then_presses_the_key(tmp_path: Path) -> None:
+    with BackgroundServer(settings_for(tmp_path, workers=0)) as server, httpx.Client(base_url=server.base_url, headers=AUTH, timeout=30) as http:
+        call_id = place(http, to=LISTENS_FOR_PRESS_2, tts={"text": "For sales, press 1. For billing, press 2."},
+                        gather={"type": "dtmf", "num_digits": 1, "barge_in": False, "timeout": 10})
+        events = ended_events(http, call_id)
+    [completed] = of_type(events, "gather.completed")
+    assert completed["digits"] == "2" and completed["reason"] == "num_digits"
+    [key] = of_type(events, "dtmf.received")
+    assert key["start_s"] > of_type(events, "prompt.started")[0]["call_time_s"] + 2.0  # after "press 2" was said, not at once
+
+
+@pytest.mark.parametrize(("to", "expected"), [(VOICEMAIL, {"machine_start", "machine_end_beep"}), (SAYS_HELLO, {"human"})])
+def test_machine_detection_tells_a_voicemail_from_a_person(tmp_path: Path, to: str, expected: set[str]) -> None:
+    with BackgroundServer(settings_for(tmp_path, workers=0)) as server, httpx.Client(base_url=server.base_url, headers=AUTH, timeout=30) as http:
+        call_id = place(http, to=to, tts={"text": "This is a reminder of your appointment tomorrow."}, machine_detection=True)
+        events = ended_events(http, call_id)
+    [decided] = of_type(events, "call.answered_by")
+    assert decided["answered_by"] in expected, decided
+    answered_s = of_type(events, "call.in-progress")[0]["call_time_s"]
+    assert decided["call_time_s"] - answered_s <= 4.0 + 0.02
+
+
+def test_waiting_for_the_beep_starts_the_message_after_it(tmp_path: Path) -> None:
+    with BackgroundServer(settings_for(tmp_path, workers=0)) as server, httpx.Client(base_url=server.base_url, headers=AUTH, timeout=30) as http:
+        call_id = place(http, to=VOICEMAIL, tts={"text": "Hello Sam, your order has shipped."},
+                        machine_detection=True, machine_detection_wait_for_beep=True)
+        events = ended_events(http, call_id)
+    [decided] = of_type(events, "call.answered_by")
+    assert decided["answered_by"] == "machine_end_beep" and decided["beep_s"] is not None
+    prompt = of_type(events, "prompt.started")[0]
+    assert prompt["call_time_s"] >= decided["beep_s"]  # the message starts after the beep, not over the greeting
+
+
+def test_a_language_without_a_model_says_which_to_pull_and_nothing_is_stuck(tmp_path: Path) -> None:
+    with WebhookReceiver() as receiver, BackgroundServer(settings_for(tmp_path, workers=0)) as server, \
+            httpx.Client(base_url=server.base_url, headers=AUTH, timeout=30) as http:
+        call_id = place(http, to="+15550100002", record=True, transcribe=True, webhook_url=f"{receiver.url}/hooks",
+                        tts={"text": "Hola, gracias por llamar.", "voice": "es-ES-Neural2-A"})
+        speech_only = place(http, to="+15550100002", tts={"text": "Diga su departamento."}, gather={"type": "speech", "language": "es-ES"})
+        events = ended_events(http, call_id)
+        assert receiver.wait_for(call_id, "transcription.failed", timeout_s=60)
+        recording = http.get(f"/v1/voice/calls/{call_id}/recording").json()
+        refused = wait_until(lambda: (r := http.get(f"/v1/voice/calls/{speech_only}").json())["status"] == "failed" and r, timeout_s=60)
+    [live] = of_type(events, "transcription.failed")
+    assert "ivrsim models pull vosk-model-small-es" in live["reason"] and live["language"] == "es-ES"
+    assert events[-1]["type"] == "call.completed"  # the call itself went on
+    assert recording["transcription"]["status"] == "failed"
+    assert "ivrsim models pull vosk-model-small-es" in recording["transcription"]["reason"]
+    assert "gather.language" in refused["reason"] and "vosk-model-small-es" in refused["reason"]
