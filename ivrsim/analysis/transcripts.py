@@ -19,6 +19,8 @@ import numpy as np
 import soundfile as sf
 
 from ivrsim.analysis.jobs import JobContext, JobInputError
+from ivrsim.engine.job import CallRequest
+from ivrsim.engine.listening import VOCABULARY_ENGINES, call_vocabulary
 
 if TYPE_CHECKING:
     from ivrsim.analysis.service import JobService
@@ -48,6 +50,8 @@ class TranscriptionInput:
     channels: str = "dual"
     language: str = "en-US"
     engine: str | None = None
+    #: The words each side is known to hold (``ivrsim.engine.listening.call_vocabulary``), by channel name.
+    vocabulary: dict[str, list[str] | None] | None = None
 
 
 def run_transcription(job_input: dict[str, Any], context: JobContext) -> dict[str, Any]:
@@ -67,8 +71,14 @@ def run_transcription(job_input: dict[str, Any], context: JobContext) -> dict[st
         raise JobInputError(f"recording {request.recording_id}: cannot be read ({type(error).__name__}); was it deleted?") from None
     engine = context.speech.engine_for(request.language, request.engine)
     names = DUAL_CHANNELS if samples.shape[1] == 2 else ("mixed",) * samples.shape[1]
-    transcript = transcribe_signal(np.ascontiguousarray(samples), int(rate_hz), engine, channel_names=names)
-    return {"status": "completed", **transcript.as_dict()}
+    channel_hints = None
+    vocabulary = request.vocabulary or {}
+    if engine.info.engine in VOCABULARY_ENGINES and any(vocabulary.values()):
+        both = [*(vocabulary.get("platform") or []), *(vocabulary.get("callee") or [])]
+        channel_hints = [vocabulary.get(name) if name in DUAL_CHANNELS else both for name in names]
+    transcript = transcribe_signal(np.ascontiguousarray(samples), int(rate_hz), engine, channel_names=names, channel_hints=channel_hints)
+    return {"status": "completed", **transcript.as_dict(),
+            "vocabulary": {name: bool(hints) for name, hints in zip(names, channel_hints or [None] * len(names), strict=True)}}
 
 
 def transcription_document(job: JobRecord | None) -> dict[str, Any] | None:
@@ -86,8 +96,7 @@ def transcription_document(job: JobRecord | None) -> dict[str, Any] | None:
 
 class CallTranscripts:
     """Queues the transcript of each recorded call placed with ``transcribe: true`` once it has ended, and
-    announces its outcome on the call. ``language_of``: a stored request's language (its ``language``, or
-    its tts voice's)."""
+    announces its outcome on the call."""
 
     def __init__(self, engine: CallEngine, jobs: JobService) -> None:
         self.engine = engine
@@ -107,12 +116,7 @@ class CallTranscripts:
             return
         if self.engine.store.transcription_job(recording.id) is not None:
             return
-        self.jobs.submit(TRANSCRIPTION, {
-            "call_id": event.call_id,
-            "recording_id": recording.id,
-            "channels": recording.channels,
-            "language": language_of(record.request),
-        })
+        self.jobs.submit(TRANSCRIPTION, transcription_input(event.call_id, recording.id, recording.channels, record.request))
 
     def on_job(self, job: JobRecord) -> None:
         """Job listener: a transcription that ended becomes the call's event (and so its webhook)."""
@@ -137,19 +141,18 @@ class CallTranscripts:
             recording = self.engine.store.recording_for_call(call_id)
             if record is None or recording is None:
                 continue
-            self.jobs.submit(TRANSCRIPTION, {"call_id": call_id, "recording_id": recording.id, "channels": recording.channels,
-                                             "language": language_of(record.request)})
+            self.jobs.submit(TRANSCRIPTION, transcription_input(call_id, recording.id, recording.channels, record.request))
             count += 1
         if count:
             logger.warning("recovery: %d recorded call(s) had no transcript queued; queued now", count)
         return count
 
 
-def language_of(request: dict[str, Any]) -> str:
-    """A stored call request's language: its ``language``, else its tts voice's, else en-US."""
-    if request.get("language"):
-        return str(request["language"])
-    from ivrsim.speech.asr.engines import language_of_voice
+def transcription_input(call_id: str, recording_id: str, channels: str, stored_request: dict[str, Any]) -> dict[str, Any]:
+    """The job's input for a call's recording, from the call's stored request."""
+    from ivrsim.engine.runner import call_language
 
-    tts = request.get("tts") or {}
-    return language_of_voice(tts.get("voice"))
+    request = CallRequest.from_dict(stored_request)
+    platform, callee = call_vocabulary(request)
+    return {"call_id": call_id, "recording_id": recording_id, "channels": channels, "language": call_language(request),
+            "vocabulary": {"platform": platform, "callee": callee}}

@@ -43,6 +43,7 @@ from ivrsim.media.files import read_audio_file
 from ivrsim.exceptions import UnknownVoiceError
 from ivrsim.speech.asr.base import AsrError, RecognizerStream
 from ivrsim.speech.asr.engines import SpeechEngines
+from ivrsim.speech.asr.phrases import listening_hints, normalise_phrase
 from ivrsim.speech.tts import PITCH_RANGE_ST, SPEED_RANGE, SpeechSynthesizer, TtsRequest
 from ivrsim.speech.voices import VoiceCatalog
 
@@ -143,8 +144,9 @@ class _Step:
     kind: str
     params: dict[str, Any]
     audio: np.ndarray | None = None
-    #: What a wait_for_phrase step listens with.
+    #: What a wait_for_phrase step listens with, and for (normalised words, space-padded).
     stream: RecognizerStream | None = None
+    phrase: str = ""
     #: What the caller heard while waiting for its phrase (final results), for reports.
     heard: list[str] = field(default_factory=list)
 
@@ -239,10 +241,12 @@ class ScriptedCaller(Callee):
                 if context.speech is None:
                     raise ScriptError(f"{self.label}: a 'wait_for_phrase' step needs speech recognition")
                 language = step.params.get("language", context.language)
-                phrase = normalise_phrase(step.params["text"])
+                english = language.lower().startswith("en")
                 try:  # a model loads in seconds, a grammar compiles: off the event loop
                     engine = await asyncio.to_thread(context.speech.engine_for, language)
-                    step.stream = await asyncio.to_thread(engine.stream, context.rate_hz, [phrase], PHRASE_END_SILENCE_S)
+                    hints = listening_hints(step.params["text"], english)
+                    step.phrase = f" {' '.join(normalise_phrase(step.params['text'], english))} "
+                    step.stream = await asyncio.to_thread(engine.stream, context.rate_hz, hints, PHRASE_END_SILENCE_S)
                 except AsrError as error:
                     raise ScriptError(f"{self.label}: wait_for_phrase {step.params['text']!r}: {error}") from error
             elif step.kind == "play":
@@ -297,11 +301,10 @@ class ScriptedCaller(Callee):
                 self._next()
         elif step.kind == "wait_for_phrase":
             assert step.stream is not None, "prepare() makes the stream"
-            phrase = normalise_phrase(step.params["text"])
             for result in step.stream.accept(heard):
                 if result.final and result.text:
                     step.heard.append(result.text)
-                    if phrase in normalise_phrase(result.text):
+                    if step.phrase in f" {' '.join(normalise_phrase(result.text))} ":
                         self._next()
                         return
             if elapsed_s >= float(step.params.get("timeout_s", 30)):
@@ -319,16 +322,6 @@ class ScriptedCaller(Callee):
         self._silent_frames = 0
         if self._index < len(self.steps):
             self.timeline.append((self.steps[self._index].kind, self._frame_count))
-
-
-_DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
-
-
-def normalise_phrase(text: str) -> str:
-    """Lower case, words only, single spaces, digits as English words ("Press 1!" -> "press one"): what a
-    transcript and a phrase are compared as (recognisers spell digits out)."""
-    words = "".join(c if c.isalnum() or c == "'" else " " for c in text.lower()).split()
-    return " ".join(" ".join(_DIGIT_WORDS[int(d)] for d in word) if word.isdigit() and word.isascii() else word for word in words)
 
 
 def read_script(path: Path) -> Any:

@@ -5,6 +5,13 @@ sides of the line, each through its own recognizer stream, reported as ``transcr
 The platform's channel is what the platform sent (its prompts), the callee's what the platform received
 (after the line), as a dual recording holds them. Times in the events are call times: the stream's own
 times (from the answer) plus the call time of the answer.
+
+The call's own vocabulary (``call_vocabulary``): pocketsphinx, the engine English has without a download,
+transcribes free telephone speech poorly (DESIGN.md: word error rate about 0.66 on recorded prompts, and
+worse on espeak-ng's voices), so with it each channel is decoded against the words the call is known to
+hold, where it has them: the platform's against its prompt's text, the callee's against its gather's
+hints, as a speech service's phrase boosting does. Words outside them cannot be heard in that mode; a
+Vosk model transcribes freely.
 """
 
 from __future__ import annotations
@@ -15,7 +22,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from ivrsim.engine.actions import CallContext
+from ivrsim.engine.job import CallRequest
 from ivrsim.speech.asr.base import EngineInfo, Recognition, RecognizerStream, SpeechEngine
+from ivrsim.speech.asr.phrases import vocabulary_of
+from ivrsim.speech.ssml import SpeechSegment, looks_like_ssml, parse_ssml
+
+#: The engines whose free transcription is too weak to stand alone: they decode against the call's vocabulary.
+VOCABULARY_ENGINES = ("pocketsphinx",)
 
 #: Silence that ends an utterance of a live transcript, in seconds (a final result per utterance).
 LIVE_END_SILENCE_S = 0.6
@@ -48,9 +61,13 @@ class LiveTranscriber:
 
     CHANNELS: Sequence[str] = ("platform", "callee")
 
-    def __init__(self, engine: SpeechEngine, rate_hz: int, answered_s: float) -> None:
+    def __init__(self, engine: SpeechEngine, rate_hz: int, answered_s: float, request: CallRequest) -> None:
         self.answered_s = answered_s
-        self._channels = [_Channel(name, engine.stream(rate_hz, end_silence_s=LIVE_END_SILENCE_S)) for name in self.CHANNELS]
+        hints = call_vocabulary(request) if engine.info.engine in VOCABULARY_ENGINES else (None, None)
+        self._channels = [
+            _Channel(name, engine.stream(rate_hz, hints=channel_hints, end_silence_s=LIVE_END_SILENCE_S))
+            for name, channel_hints in zip(self.CHANNELS, hints, strict=True)
+        ]
 
     def feed(self, call: CallContext, sent: np.ndarray, received: np.ndarray) -> None:
         """One frame of each side; emits what the streams recognised."""
@@ -68,3 +85,25 @@ class LiveTranscriber:
                 continue  # an utterance that held no words (noise, a cough): nothing was said
             kind = "transcription.final" if result.final else "transcription.partial"
             call.emit(kind, channel=channel.name, **recognition_facts(result, self.answered_s))
+
+
+def spoken_text(text: str) -> str:
+    """What a tts text says aloud: SSML's spoken segments, or the plain text."""
+    if not looks_like_ssml(text):
+        return text
+    try:
+        parsed = parse_ssml(text)
+    except Exception:  # noqa: BLE001 - a prompt that played was valid; be safe anyway
+        return ""
+    return " ".join(segment.text for segment in parsed.segments if isinstance(segment, SpeechSegment))
+
+
+def call_vocabulary(request: CallRequest) -> tuple[list[str] | None, list[str] | None]:
+    """The words each side of the call is known to hold (module docstring): the platform's prompt words
+    (when it says a tts text and plays nothing else), the callee's gather hints; None where unknown."""
+    platform = None
+    if request.tts is not None and request.audio_url is None:
+        platform = vocabulary_of([spoken_text(request.tts.text)]) or None
+    gather = request.gather
+    callee = list(gather.hints) if gather is not None and gather.hints else None
+    return platform, callee

@@ -402,7 +402,7 @@ class CallRunner:
             call.output.recording_started(recording_id, call.id, str(path), request.recording_channels)
             call.emit("recording.started", recording_id=recording_id, channels=request.recording_channels)
         answered_s = call.call_time_s
-        transcriber = LiveTranscriber(call.listening, call.rate_hz, answered_s) if call.listening is not None else None
+        transcriber = LiveTranscriber(call.listening, call.rate_hz, answered_s, request) if call.listening is not None else None
         if request.transcribe and call.listening_error is not None:
             call.emit("transcription.failed", reason=call.listening_error, language=call_language(request))
         detector = call.machine_detector

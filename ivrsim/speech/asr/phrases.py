@@ -66,3 +66,31 @@ def split_known(phrases: Sequence[Sequence[str]], known) -> tuple[list[list[str]
             seen.add(tuple(words))
             kept.append(words)
     return kept, sorted(set(dropped))
+
+
+#: Common words of phone menus: the competitors a listening caller's phrase is heard among. A grammar with
+#: only the phrase hears it in any speech (pocketsphinx maps every utterance to some hint); with these
+#: beside it, speech without the phrase decodes as other words.
+IVR_VOCABULARY = tuple(
+    "zero one two three four five six seven eight nine star pound hash press say for to and or the a an your "
+    "you please thank calling call sales billing support technical customer service account number menu main "
+    "repeat hold agent representative operator yes no this while we connect is are our options listen "
+    "carefully have changed hello goodbye welcome enter pin code followed by key".split()
+)
+
+
+def listening_hints(phrase: str, english: bool = True) -> list[str] | None:
+    """Hints to listen for ``phrase`` in free speech: in English, the phrase among ``IVR_VOCABULARY`` as
+    single words, so that a grammar decoder finds the phrase only where it was said; in other languages,
+    None (free transcription: there is no vocabulary of competitors to give)."""
+    return [phrase, *IVR_VOCABULARY] if english else None
+
+
+def vocabulary_of(texts: Iterable[str], english_digits: bool = True) -> list[str]:
+    """The distinct words of ``texts`` (normalised as hints are), in order of first use: a call's own
+    vocabulary (its prompt's words, its gathers' hints)."""
+    seen: dict[str, None] = {}
+    for text in texts:
+        for word in normalise_phrase(text, english_digits):
+            seen.setdefault(word, None)
+    return list(seen)

@@ -137,7 +137,7 @@ class SphinxEngine:
         result: tuple[str, str] | None = None
         if phrases:
             body = " | ".join(" ".join(p) for p in phrases)
-            jsgf = f"#JSGF V1.0;\ngrammar ivrsim;\npublic <phrase> = ( {body} ) ;\n"
+            jsgf = f"#JSGF V1.0;\ngrammar ivrsim;\npublic <phrase> = ( {body} )+ ;\n"
             result = ("g" + hashlib.sha1(jsgf.encode()).hexdigest()[:16], jsgf)
         else:
             logger.info("hints: no hint word is in the pocketsphinx dictionary: free transcription")

@@ -49,8 +49,10 @@ def transcribe_signal(
     engine: SpeechEngine,
     channel_names: Sequence[str] = CHANNEL_NAMES,
     hints: Sequence[str] | None = None,
+    channel_hints: Sequence[Sequence[str] | None] | None = None,
 ) -> Transcript:
-    """Transcribe a mono (N,) or multi-channel (N, channels) signal, each channel on its own."""
+    """Transcribe a mono (N,) or multi-channel (N, channels) signal, each channel on its own; with
+    ``hints`` for every channel, or ``channel_hints`` for each (None: free transcription)."""
     x = np.asarray(samples, dtype=np.float32)
     if x.ndim == 1:
         x = x[:, None]
@@ -61,7 +63,8 @@ def transcribe_signal(
         name = channel_names[index] if index < len(channel_names) else f"channel{index + 1}"
         if not len(x):
             continue
-        for result in engine.transcribe(x[:, index], rate_hz, hints):
+        own_hints = channel_hints[index] if channel_hints is not None and index < len(channel_hints) else hints
+        for result in engine.transcribe(x[:, index], rate_hz, own_hints):
             segments.append(Segment(name, result.start_s, result.end_s, result.text, result.confidence, result.words))
     segments.sort(key=lambda s: (s.start, s.channel))
     words = [w for s in segments for w in s.words]
