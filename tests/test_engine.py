@@ -429,9 +429,19 @@ def test_answering_machine_hangs_up_after_its_longest_message(tmp_path: Path, sy
     assert 2.0 < final.duration_s < 4.5  # greeting, 0.3 s gap, 0.5 s beep, 1 s of message
 
 
-def test_speech_gather_fails_the_call_with_a_clear_reason_until_asr_exists(tmp_path: Path, synthesizer: SpeechSynthesizer) -> None:
-    final, _ = one_call(tmp_path, synthesizer, CallRequest(to="+15550100006", from_=FROM, tts=TtsSpec("Say yes."), gather=GatherSpec(type="speech")))
-    assert final.status == "failed" and final.reason.startswith("gather.type: 'speech' is not supported yet")
+def test_a_dtmf_speech_gather_ends_on_speech_or_on_a_key(tmp_path: Path, synthesizer: SpeechSynthesizer) -> None:
+    either = GatherSpec(type="dtmf speech", hints=("yes", "no"), timeout_s=8)
+    (_, said), (_, pressed), (_, silent) = run_calls(tmp_path, synthesizer, [
+        CallRequest(to=to, from_=FROM, tts=TtsSpec("Do you confirm? Say yes or no."), gather=either)
+        for to in ("+15550100006", "+15551234567", "+15550100002")
+    ])
+    [by_voice] = of_type(said, "gather.completed")
+    assert by_voice.data["reason"] == "speech" and by_voice.data["speech"]["text"] == "yes" and by_voice.data["digits"] == ""
+    [by_key] = of_type(pressed, "gather.completed")
+    # the key came first: the tone is not taken for speech, and the gather waits for more keys
+    assert by_key.data["reason"] == "timeout" and by_key.data["digits"] == "1" and by_key.data["speech"]["text"] == ""
+    [nothing] = of_type(silent, "gather.completed")
+    assert nothing.data["reason"] == "timeout" and nothing.data["speech"]["text"] == "" and nothing.data["digits"] == ""
 
 
 def test_audio_injected_into_a_live_call_reaches_the_gather(tmp_path: Path, synthesizer: SpeechSynthesizer) -> None:

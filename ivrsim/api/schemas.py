@@ -70,6 +70,13 @@ def _whole_number(value: object) -> object:
     return value
 
 
+def _seconds_or_auto(value: object) -> object:
+    """A number of seconds or the word 'auto': one message for any other type (not pydantic's per-branch pair)."""
+    if value == "auto" or (isinstance(value, (int, float)) and not isinstance(value, bool)):
+        return value
+    raise ValueError("must be a number of seconds (0.1 to 10) or 'auto'")
+
+
 def _whole_seconds(value: object) -> object:
     """As ``_whole_number``, but 30.5 is refused in the field's own unit."""
     if isinstance(value, float) and not value.is_integer():
@@ -126,7 +133,7 @@ class GatherIn(BaseModel):
         default=None, max_length=MAX_HINTS,
         description="Speech: the phrases expected (recognised in grammar mode, as Twilio's hints); none: free speech.",
     )
-    speech_timeout: float | Literal["auto"] = Field(
+    speech_timeout: Annotated[float | Literal["auto"], BeforeValidator(_seconds_or_auto)] = Field(
         default="auto", description="Speech: seconds of silence that end it (0.1 to 10), or 'auto' (about 1 s)."
     )
     language: str | None = Field(

@@ -152,6 +152,8 @@ class Gather(Action):
     finished_on_key: str = ""
     reason: str | None = None
     heard_speech: Recognition | None = None
+    #: A key was pressed: a "dtmf speech" gather then takes keys only.
+    keyed: bool = False
     _started: bool = False
     _prompt_index: int = 0
     _waiting_frames: int = 0
@@ -185,7 +187,7 @@ class Gather(Action):
             self._prompt_index += 1
         # Prompt over: wait for input; the timeout runs from the end of the prompt or the last digit, and
         # not while the callee is speaking.
-        if self.speech is not None and self.speech.in_speech:
+        if self.speech is not None and self.speech.in_speech and not self.keyed:
             self._waiting_frames = 0
         if self._waiting_frames * call.frame_samples >= round(self.timeout_s * call.rate_hz):
             self._complete(call, "timeout")
@@ -214,6 +216,7 @@ class Gather(Action):
             return
         key = str(digit.key)
         self._waiting_frames = 0
+        self.keyed = True  # keys first: the rest of the input is keys (a tone is not speech)
         if self.finish_on_key and key == self.finish_on_key:
             self.finished_on_key = key
             self._complete(call, "finish_on_key")
@@ -223,7 +226,7 @@ class Gather(Action):
             self._complete(call, "num_digits")
 
     def heard(self, call: CallContext, received: np.ndarray) -> None:
-        if self.speech is None or self.done or not self._started:
+        if self.speech is None or self.done or not self._started or self.keyed:
             return
         if self.prompting and not self.barge_in:
             return  # speech during the prompt is not listened to when barge-in is off
@@ -241,7 +244,7 @@ class Gather(Action):
         self._complete(call, "speech")
 
     def hangup(self, call: CallContext) -> None:
-        if not self.done and self.speech is not None:
+        if not self.done and self.speech is not None and not self.keyed:
             for result in self.speech.finish():
                 self._hear(call, result)
         if not self.done:
