@@ -139,3 +139,19 @@ def test_a_language_without_a_model_says_which_to_pull_and_nothing_is_stuck(tmp_
     assert recording["transcription"]["status"] == "failed"
     assert "ivrsim models pull vosk-model-small-es" in recording["transcription"]["reason"]
     assert "gather.language" in refused["reason"] and "vosk-model-small-es" in refused["reason"]
+
+
+def test_speech_injected_through_sim_reaches_a_speech_gather(tmp_path: Path) -> None:
+    with BackgroundServer(settings_for(tmp_path, workers=0, clock="manual")) as server, \
+            httpx.Client(base_url=server.base_url, headers=AUTH, timeout=30) as http:
+        call_id = place(http, to="+15550100002", tts={"text": "Say sales or billing."},
+                        gather={"type": "speech", "hints": ["sales", "billing"], "timeout": 6})
+        http.post("/_sim/clock", json={"advance_s": 5.0})  # rings, answers, plays the prompt
+        wait_until(lambda: of_type(http.get(f"/v1/voice/calls/{call_id}/events").json()["data"], "prompt.completed"))
+        injected = http.post(f"/_sim/calls/{call_id}/speech", json={"text": "sales", "voice": "en-US-Neural2-D"})
+        assert injected.status_code == 200, injected.text
+        http.post("/_sim/clock", json={"advance_s": 10.0})
+        events = ended_events(http, call_id)
+    [completed] = of_type(events, "gather.completed")
+    assert completed["reason"] == "speech" and completed["speech"]["text"] == "sales", completed
+    assert completed["speech"]["start_s"] >= injected.json()["call_time_s"] - 0.5  # heard where it was injected (with VAD pre-roll)
