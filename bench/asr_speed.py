@@ -123,11 +123,12 @@ def measure(engine: Any, set_: list[tuple[str, np.ndarray]], hints: list[str] | 
 def probe(engine_name: str) -> None:
     """In a fresh process: load one engine, print its load time and RSS delta as JSON."""
     one_blas_thread()
+    # The libraries are imported before the baseline: the figures are the model's, not the library's.
+    import pocketsphinx  # type: ignore[import-untyped]  # noqa: F401
+    import vosk  # type: ignore[import-untyped]  # noqa: F401
+
     from ivrsim.speech.asr import SpeechEngines
     from ivrsim.speech.tts import SpeechSynthesizer, TtsRequest
-
-    import vosk  # noqa: F401 - imported before the baseline: the figures are the model's, not the library's
-    import pocketsphinx  # noqa: F401
 
     language, voice, text = ("en-US", "en-US-Neural2-F", "billing") if engine_name == "pocketsphinx" else ("ko-KR", KO_VOICE, "하나")
     synthesizer = SpeechSynthesizer()
@@ -145,7 +146,7 @@ def probe(engine_name: str) -> None:
 def load_figures() -> list[dict[str, Any]]:
     out = []
     for name in ("pocketsphinx", "vosk"):
-        done = subprocess.run([sys.executable, __file__, "--probe", name], capture_output=True, text=True, timeout=300)
+        done = subprocess.run([sys.executable, __file__, "--probe", name], check=False, capture_output=True, text=True, timeout=300)
         out.append(json.loads(done.stdout.strip().splitlines()[-1]) if done.returncode == 0 else {"engine": name, "failed": done.stderr[-300:]})
     return out
 

@@ -89,7 +89,7 @@ def error_of(response: httpx.Response, status: int) -> dict[str, Any]:
         ({"webhook_url": "http://exa mple.com/"}, "webhook_url", "http:// or https://"),
         ({"gather": {"webhook_url": "http://[::1/x"}}, "gather.webhook_url", "does not parse"),
         ({"gather": {"type": "voice"}}, "gather.type", "'dtmf', 'speech' or 'dtmf speech'"),
-        ({"gather": {"type": "speech", "hints": []}}, "gather.hints", "is empty"),
+        ({"gather": {"type": "speech", "hints": []}}, "gather.hints", "at least 1 item"),
         ({"gather": {"type": "speech", "hints": ["billing", " "]}}, "gather.hints", "blank"),
         ({"gather": {"type": "speech", "speech_timeout": 30}}, "gather.speech_timeout", "0.1 to 10"),
         ({"gather": {"type": "speech", "speech_timeout": "1"}}, "gather.speech_timeout", "auto"),

@@ -88,7 +88,8 @@ def test_document_has_the_real_shapes(server: BackgroundServer) -> None:
     call = schemas["CallCreate"]["properties"]
     assert call["to"]["pattern"] == r"^\+[1-9][0-9]{7,14}$"
     assert call["from"]["enum"] == ["+15559876543"]  # the server's verified numbers
-    assert schemas["GatherIn"]["properties"]["type"]["enum"] == ["dtmf"]  # speech is refused until the ASR issue
+    assert schemas["GatherIn"]["properties"]["type"]["enum"] == ["dtmf", "speech", "dtmf speech"]
+    assert schemas["GatherIn"]["properties"]["hints"]["anyOf"][0]["minItems"] == 1
     assert schemas["GatherIn"]["properties"]["finish_on_key"]["pattern"] == "^[0-9*#A-Da-d]?$"
     assert schemas["DtmfInjection"]["properties"]["digits"]["pattern"] == "^[0-9*#A-Da-dwW]+$"
     assert "en-US-Neural2-F" in schemas["TtsIn"]["properties"]["voice"]["enum"]

@@ -130,11 +130,12 @@ class GatherIn(BaseModel):
     )
     barge_in: bool = Field(default=True, description="Keys pressed (or speech) during the prompt stop it and count (ivrsim addition).")
     hints: list[Annotated[str, Field(min_length=1, max_length=MAX_HINT_CHARS, json_schema_extra={"pattern": NOT_BLANK_PATTERN})]] | None = Field(
-        default=None, max_length=MAX_HINTS,
+        default=None, min_length=1, max_length=MAX_HINTS,
         description="Speech: the phrases expected (recognised in grammar mode, as Twilio's hints); none: free speech.",
     )
     speech_timeout: Annotated[float | Literal["auto"], BeforeValidator(_seconds_or_auto)] = Field(
-        default="auto", description="Speech: seconds of silence that end it (0.1 to 10), or 'auto' (about 1 s)."
+        default="auto", description="Speech: seconds of silence that end it (0.1 to 10), or 'auto' (about 1 s).",
+        json_schema_extra={"anyOf": [{"type": "number", "minimum": 0.1, "maximum": 10}, {"type": "string", "enum": ["auto"]}]},
     )
     language: str | None = Field(
         default=None, json_schema_extra={"pattern": LANGUAGE_PATTERN},
@@ -144,8 +145,6 @@ class GatherIn(BaseModel):
     @field_validator("hints")
     @classmethod
     def _hints(cls, value: list[str] | None) -> list[str] | None:
-        if value is not None and not value:
-            raise ValueError("is empty; give the phrases to expect, or leave hints out for free speech")
         for hint in value or ():
             if not re.search(NOT_BLANK_PATTERN, hint):
                 raise ValueError("holds a blank phrase; every hint is a word or phrase, e.g. 'billing'")
