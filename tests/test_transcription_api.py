@@ -86,6 +86,25 @@ def test_a_recorded_call_is_transcribed_after_it_ends_with_a_webhook(tmp_path: P
     assert any(e["channel"] == "platform" and "department" in e["text"] for e in finals), finals
     assert any(e["channel"] == "callee" and "billing" in e["text"] for e in finals), finals
     assert all(e["start_s"] <= e["end_s"] <= e["call_time_s"] for e in finals)
+    assert transcription["source"] == "live"  # heard whole during the call: not decoded twice
+
+
+def test_a_mono_recording_is_decoded_by_a_job_on_a_worker(tmp_path: Path) -> None:
+    with WebhookReceiver() as receiver, BackgroundServer(settings_for(tmp_path, workers=1)) as server, \
+            httpx.Client(base_url=server.base_url, headers=AUTH, timeout=30) as http:
+        call_id = place(http, to=SAYS_BILLING, record=True, transcribe=True, recording_channels="mono", webhook_url=f"{receiver.url}/hooks",
+                        tts={"text": "Please tell us the department you need."}, gather={"type": "dtmf", "timeout": 4})
+        events = ended_events(http, call_id)
+        assert receiver.wait_for(call_id, "transcription.completed", timeout_s=90)
+        transcription = http.get(f"/v1/voice/calls/{call_id}/recording").json()["transcription"]
+        job = http.get(f"/_sim/analyses/{transcription['job_id']}")
+    assert transcription["status"] == "completed" and transcription["source"] == "recording", transcription
+    assert {s["channel"] for s in transcription["segments"]} == {"mixed"}
+    assert "department" in transcription["text"].split()
+    answered_s = of_type(events, "call.in-progress")[0]["call_time_s"]
+    reply_s = of_type(events, "prompt.completed")[0]["call_time_s"] - answered_s
+    assert any(s["start"] > reply_s for s in transcription["segments"]), transcription  # the caller's reply, after the prompt
+    assert job.status_code == 404  # a transcript is not an analysis: /_sim/analyses does not serve it
 
 
 def test_a_caller_waits_for_the_phrase_then_presses_the_key(tmp_path: Path) -> None:

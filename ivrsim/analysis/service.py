@@ -51,10 +51,21 @@ class JobService:
     def submit(self, kind: str, job_input: dict[str, Any]) -> JobRecord:
         if kind not in JOB_KINDS:
             raise JobInputError(f"kind: no job kind {kind!r}; kinds are {', '.join(JOB_KINDS)}")
-        token = f"{self._ids.getrandbits(80):020x}" if self._ids is not None else secrets.token_hex(10)
-        job = self.store.insert_job(f"job_{token}", kind, job_input)
+        job = self.store.insert_job(self._new_id(), kind, job_input)
         self.executor.submit_job(job)
         return job
+
+    def _new_id(self) -> str:
+        token = f"{self._ids.getrandbits(80):020x}" if self._ids is not None else secrets.token_hex(10)
+        return f"job_{token}"
+
+    def record_done(self, kind: str, job_input: dict[str, Any], result: dict[str, Any], worker: str) -> JobRecord:
+        """A job whose result is already known (its work was done elsewhere: a live transcript): stored
+        as started and completed by ``worker``, and announced to the listeners like any other."""
+        job = self.store.insert_job(self._new_id(), kind, job_input)
+        self.store.start_job(job.id, worker)
+        self.finish(job.id, result)
+        return self.store.job(job.id) or job
 
     def recover(self) -> int:
         """Run again what a previous run left unfinished (a job that was processing starts over)."""

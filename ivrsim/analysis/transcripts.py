@@ -10,6 +10,7 @@ reason) event, which the webhook dispatcher sends to the call's ``webhook_url``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from dataclasses import dataclass
@@ -77,8 +78,28 @@ def run_transcription(job_input: dict[str, Any], context: JobContext) -> dict[st
         both = [*(vocabulary.get("platform") or []), *(vocabulary.get("callee") or [])]
         channel_hints = [vocabulary.get(name) if name in DUAL_CHANNELS else both for name in names]
     transcript = transcribe_signal(np.ascontiguousarray(samples), int(rate_hz), engine, channel_names=names, channel_hints=channel_hints)
-    return {"status": "completed", **transcript.as_dict(),
-            "vocabulary": {name: bool(hints) for name, hints in zip(names, channel_hints or [None] * len(names), strict=True)}}
+    return {"status": "completed", **transcript.as_dict(), "source": "recording"}
+
+
+def transcript_from_events(events: list[CallEvent]) -> dict[str, Any] | None:
+    """The recording's transcript from the call's live one (its ``transcription.final`` events), when
+    the runner says the live transcript covered the whole recording (``recording.completed``'s
+    ``transcribed_live``); None otherwise (a call cut short: the recording is decoded again)."""
+    completed = next((e for e in events if e.type == "recording.completed"), None)
+    started = next((e for e in events if e.type == "recording.started"), None)
+    if completed is None or started is None or not completed.data.get("transcribed_live"):
+        return None
+    origin_s = started.call_time_s
+    segments = [
+        {"channel": e.data["channel"], "start": round(e.data["start_s"] - origin_s, 3), "end": round(e.data["end_s"] - origin_s, 3),
+         "text": e.data["text"], "confidence": e.data["confidence"]}
+        for e in events if e.type == "transcription.final"
+    ]
+    segments.sort(key=lambda s: (s["start"], s["channel"]))
+    counts = [len(s["text"].split()) for s in segments]
+    confidence = sum(s["confidence"] * n for s, n in zip(segments, counts, strict=True)) / sum(counts) if sum(counts) else 0.0
+    return {"status": "completed", "text": " ".join(s["text"] for s in segments), "confidence": round(confidence, 4),
+            "segments": segments, **completed.data["transcribed_live"], "source": "live"}
 
 
 def transcription_document(job: JobRecord | None) -> dict[str, Any] | None:
@@ -105,18 +126,30 @@ class CallTranscripts:
         jobs.listeners.append(self.on_job)
 
     def on_event(self, event: CallEvent) -> None:
-        """Bus subscriber: a call that ends with a recording to transcribe gets its job (once)."""
+        """Bus subscriber: a call that ends with a recording to transcribe gets its job (once), after every
+        other subscriber has heard of the end (so that the transcript's event never overtakes it)."""
         if event.type not in FINAL_CALL_EVENTS:
             return
-        record = self.engine.store.get_call(event.call_id)
+        try:
+            asyncio.get_running_loop().call_soon(self._transcribe, event.call_id)
+        except RuntimeError:  # no loop (a synchronous caller): now
+            self._transcribe(event.call_id)
+
+    def _transcribe(self, call_id: str) -> None:
+        record = self.engine.store.get_call(call_id)
         if record is None or not record.request.get("transcribe"):
             return
-        recording = self.engine.store.recording_for_call(event.call_id)
+        recording = self.engine.store.recording_for_call(call_id)
         if recording is None or recording.completed_at is None:
             return
         if self.engine.store.transcription_job(recording.id) is not None:
             return
-        self.jobs.submit(TRANSCRIPTION, transcription_input(event.call_id, recording.id, recording.channels, record.request))
+        job_input = transcription_input(call_id, recording.id, recording.channels, record.request)
+        live = transcript_from_events(self.engine.store.events(call_id))
+        if live is not None:  # heard during the call, every frame: no need to decode the recording again
+            self.jobs.record_done(TRANSCRIPTION, job_input, live, worker="live")
+        else:
+            self.jobs.submit(TRANSCRIPTION, job_input)
 
     def on_job(self, job: JobRecord) -> None:
         """Job listener: a transcription that ended becomes the call's event (and so its webhook)."""

@@ -356,6 +356,9 @@ class TranscriptionPublic(BaseModel):
     model: str | None = None
     language: str | None = None
     reason: str | None = Field(default=None, description="Why it failed.")
+    source: Literal["live", "recording"] | None = Field(
+        default=None, description="'live': the call's real-time transcript, heard whole; 'recording': the recording decoded after the call."
+    )
     job_id: str | None = None
 
 

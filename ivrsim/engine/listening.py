@@ -7,11 +7,12 @@ The platform's channel is what the platform sent (its prompts), the callee's wha
 times (from the answer) plus the call time of the answer.
 
 The call's own vocabulary (``call_vocabulary``): pocketsphinx, the engine English has without a download,
-transcribes free telephone speech poorly (DESIGN.md: word error rate about 0.66 on recorded prompts, and
-worse on espeak-ng's voices), so with it each channel is decoded against the words the call is known to
-hold, where it has them: the platform's against its prompt's text, the callee's against its gather's
-hints, as a speech service's phrase boosting does. Words outside them cannot be heard in that mode; a
-Vosk model transcribes freely.
+transcribes free telephone speech poorly and slowly (DESIGN.md: word error rate about 0.66 on recorded
+prompts; on espeak-ng's voices over 1.0, at under 2x real time: ``bench/asr_speed.py``), so with it each
+channel is decoded against a closed vocabulary, at about 28x real time: the platform's against its
+prompt's words (ivrsim knows what it says), the callee's against its gather's hints (as a speech service's
+phrase boosting) and the common words of phone menus (``IVR_VOCABULARY``). Words outside it cannot be
+heard in that mode; a Vosk model transcribes freely.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import numpy as np
 from ivrsim.engine.actions import CallContext
 from ivrsim.engine.job import CallRequest
 from ivrsim.speech.asr.base import EngineInfo, Recognition, RecognizerStream, SpeechEngine
-from ivrsim.speech.asr.phrases import vocabulary_of
+from ivrsim.speech.asr.phrases import IVR_VOCABULARY, vocabulary_of
 from ivrsim.speech.ssml import SpeechSegment, looks_like_ssml, parse_ssml
 
 #: The engines whose free transcription is too weak to stand alone: they decode against the call's vocabulary.
@@ -63,6 +64,9 @@ class LiveTranscriber:
 
     def __init__(self, engine: SpeechEngine, rate_hz: int, answered_s: float, request: CallRequest) -> None:
         self.answered_s = answered_s
+        self.info = engine.info
+        #: ``finish`` ran: every frame of the call was heard.
+        self.finished = False
         hints = call_vocabulary(request) if engine.info.engine in VOCABULARY_ENGINES else (None, None)
         self._channels = [
             _Channel(name, engine.stream(rate_hz, hints=channel_hints, end_silence_s=LIVE_END_SILENCE_S))
@@ -78,6 +82,7 @@ class LiveTranscriber:
         """The call ended: what each stream was still hearing becomes its last final result."""
         for channel in self._channels:
             self._report(call, channel, channel.stream.finish())
+        self.finished = True
 
     def _report(self, call: CallContext, channel: _Channel, results: list[Recognition]) -> None:
         for result in results:
@@ -98,12 +103,11 @@ def spoken_text(text: str) -> str:
     return " ".join(segment.text for segment in parsed.segments if isinstance(segment, SpeechSegment))
 
 
-def call_vocabulary(request: CallRequest) -> tuple[list[str] | None, list[str] | None]:
-    """The words each side of the call is known to hold (module docstring): the platform's prompt words
-    (when it says a tts text and plays nothing else), the callee's gather hints; None where unknown."""
-    platform = None
-    if request.tts is not None and request.audio_url is None:
-        platform = vocabulary_of([spoken_text(request.tts.text)]) or None
+def call_vocabulary(request: CallRequest) -> tuple[list[str], list[str]]:
+    """The closed vocabulary of each side of the call (module docstring): the platform's, its prompt's
+    words when it only says a tts text (what it says is known), else the common words of phone menus;
+    the callee's, its gather's hints with the common words of phone menus (what it says is not known)."""
+    platform = vocabulary_of([spoken_text(request.tts.text)]) if request.tts is not None and request.audio_url is None else []
     gather = request.gather
-    callee = list(gather.hints) if gather is not None and gather.hints else None
-    return platform, callee
+    callee = list(gather.hints) if gather is not None and gather.hints else []
+    return platform or list(IVR_VOCABULARY), [*callee, *IVR_VOCABULARY]

@@ -36,7 +36,7 @@ from ivrsim.engine.callees import Callee, CalleeContext, Phonebook
 from ivrsim.engine.clock import FRAME_S, Clock, ManualTimeline, make_clock
 from ivrsim.engine.events import CallEvent, iso_after, utc_now
 from ivrsim.engine.job import CallJob, CallRequest, EngineSettings
-from ivrsim.engine.listening import LiveTranscriber
+from ivrsim.engine.listening import LiveTranscriber, engine_facts
 from ivrsim.engine.output import CallOutput
 from ivrsim.engine.recorder import CallRecorder
 from ivrsim.exceptions import InvalidRequestError, IvrsimError
@@ -470,10 +470,11 @@ class CallRunner:
             if recorder is not None and recording_id is not None:
                 recorder.close()
                 call.output.recording_completed(recording_id, recorder.duration_s)
-                call.emit(
-                    "recording.completed",
-                    **recording_completed_facts(recording_id, recorder.duration_s, request.recording_channels, self.settings.public_url),
-                )
+                facts = recording_completed_facts(recording_id, recorder.duration_s, request.recording_channels, self.settings.public_url)
+                if transcriber is not None and transcriber.finished and request.recording_channels == "dual":
+                    # the live transcript covered the whole recording: it is the recording's transcript
+                    facts["transcribed_live"] = engine_facts(transcriber.info)
+                call.emit("recording.completed", **facts)
         call.set_status("completed", reason=reason)
 
 
