@@ -87,8 +87,8 @@ def _output_file(_ctx: click.Context, _param: click.Parameter, value: Any) -> An
     return value
 
 
-def _base_url(_ctx: click.Context, _param: click.Parameter, value: Any) -> Any:
-    """The server's URL: an http(s) URL with a host, else a usage error naming where it came from."""
+def _check_http_url(value: Any, fix: str) -> None:
+    """A usage error unless ``value`` is an http(s) URL with a host; ``fix`` says where to set it."""
     import httpx
 
     try:
@@ -97,8 +97,12 @@ def _base_url(_ctx: click.Context, _param: click.Parameter, value: Any) -> Any:
     except (httpx.InvalidURL, ValueError, TypeError):
         ok = False
     if not ok:
-        raise click.BadParameter(f"{value!r} is not an http(s) URL; set --base-url or IVRSIM_BASE_URL to the running server's URL, "
-                                 "e.g. http://127.0.0.1:8080")
+        raise click.BadParameter(f"{value!r} is not an http(s) URL; {fix}")
+
+
+def _base_url(_ctx: click.Context, _param: click.Parameter, value: Any) -> Any:
+    """The server's URL: an http(s) URL with a host, else a usage error naming where it came from."""
+    _check_http_url(value, "set --base-url or IVRSIM_BASE_URL to the running server's URL, e.g. http://127.0.0.1:8080")
     return value
 
 
@@ -473,18 +477,8 @@ def _models_exit(error: Exception) -> None:
 
 def _models_url(_ctx: click.Context, _param: click.Parameter, value: Any) -> Any:
     """The models' base URL: an http(s) URL with a host, else a usage error."""
-    import httpx
-
-    if value is None:
-        return value
-    try:
-        url = httpx.URL(value)
-        ok = url.scheme in ("http", "https") and bool(url.host)
-    except (httpx.InvalidURL, ValueError, TypeError):
-        ok = False
-    if not ok:
-        raise click.BadParameter(f"{value!r} is not an http(s) URL; set --url or IVRSIM_MODELS_URL to the folder the model zips are in, "
-                                 "e.g. https://alphacephei.com/vosk/models")
+    if value is not None:
+        _check_http_url(value, "set --url or IVRSIM_MODELS_URL to the folder the model zips are in, e.g. https://alphacephei.com/vosk/models")
     return value
 
 

@@ -4,6 +4,7 @@ events, callers that listen for a phrase, answering-machine detection, and a lan
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -174,3 +175,17 @@ def test_speech_injected_through_sim_reaches_a_speech_gather(tmp_path: Path) -> 
     [completed] = of_type(events, "gather.completed")
     assert completed["reason"] == "speech" and completed["speech"]["text"] == "sales", completed
     assert completed["speech"]["start_s"] >= injected.json()["call_time_s"] - 0.5  # heard where it was injected (with VAD pre-roll)
+
+
+def test_a_transcript_a_crash_left_unasked_is_made_at_the_next_start(tmp_path: Path) -> None:
+    with BackgroundServer(settings_for(tmp_path, workers=0)) as server, httpx.Client(base_url=server.base_url, headers=AUTH, timeout=30) as http:
+        call_id = place(http, to=SAYS_BILLING, record=True, transcribe=True, tts={"text": "Please tell us the department you need."},
+                        gather={"type": "dtmf", "timeout": 3})
+        ended_events(http, call_id)
+        wait_until(lambda: http.get(f"/v1/voice/calls/{call_id}/recording").json()["transcription"]["status"] == "completed", timeout_s=60)
+    with sqlite3.connect(tmp_path / "ivrsim.sqlite3") as db:  # as if the server died between the call's end and the job
+        assert db.execute("DELETE FROM jobs WHERE kind = 'transcription'").rowcount == 1
+    with BackgroundServer(settings_for(tmp_path, workers=0)) as server, httpx.Client(base_url=server.base_url, headers=AUTH, timeout=30) as http:
+        transcription = wait_until(lambda: (t := http.get(f"/v1/voice/calls/{call_id}/recording").json()["transcription"])["status"] == "completed" and t,
+                                   timeout_s=60)
+    assert "department" in transcription["text"].split()

@@ -168,17 +168,12 @@ class CallTranscripts:
 
     def recover(self) -> int:
         """Queue the transcripts a crash left unasked (a call that ended, recorded, with no job yet)."""
-        count = 0
-        for call_id in self.engine.store.calls_missing_transcripts():
-            record = self.engine.store.get_call(call_id)
-            recording = self.engine.store.recording_for_call(call_id)
-            if record is None or recording is None:
-                continue
-            self.jobs.submit(TRANSCRIPTION, transcription_input(call_id, recording.id, recording.channels, record.request))
-            count += 1
-        if count:
-            logger.warning("recovery: %d recorded call(s) had no transcript queued; queued now", count)
-        return count
+        missing = self.engine.store.calls_missing_transcripts()
+        for call_id in missing:
+            self._transcribe(call_id)
+        if missing:
+            logger.warning("recovery: %d recorded call(s) had no transcript queued; queued now", len(missing))
+        return len(missing)
 
 
 def transcription_input(call_id: str, recording_id: str, channels: str, stored_request: dict[str, Any]) -> dict[str, Any]:
