@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from functools import partial
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -246,7 +247,7 @@ class ScriptedCaller(Callee):
                     engine = await asyncio.to_thread(context.speech.engine_for, language)
                     hints = listening_hints(step.params["text"], english)
                     step.phrase = f" {' '.join(normalise_phrase(step.params['text'], english))} "
-                    step.stream = await asyncio.to_thread(engine.stream, context.rate_hz, hints, PHRASE_END_SILENCE_S)
+                    step.stream = await asyncio.to_thread(partial(engine.stream, context.rate_hz, hints, PHRASE_END_SILENCE_S, repeat=True))
                 except AsrError as error:
                     raise ScriptError(f"{self.label}: wait_for_phrase {step.params['text']!r}: {error}") from error
             elif step.kind == "play":

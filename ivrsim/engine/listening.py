@@ -69,7 +69,7 @@ class LiveTranscriber:
         self.finished = False
         hints = call_vocabulary(request) if engine.info.engine in VOCABULARY_ENGINES else (None, None)
         self._channels = [
-            _Channel(name, engine.stream(rate_hz, hints=channel_hints, end_silence_s=LIVE_END_SILENCE_S))
+            _Channel(name, engine.stream(rate_hz, hints=channel_hints, end_silence_s=LIVE_END_SILENCE_S, repeat=True))
             for name, channel_hints in zip(self.CHANNELS, hints, strict=True)
         ]
 

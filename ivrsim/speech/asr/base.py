@@ -101,13 +101,13 @@ class SpeechEngine(Protocol):
     info: EngineInfo
 
     def stream(
-        self, rate_hz: int, hints: Sequence[str] | None = None, end_silence_s: float = 0.8, partials: bool = True
+        self, rate_hz: int, hints: Sequence[str] | None = None, end_silence_s: float = 0.8, partials: bool = True, repeat: bool = False
     ) -> RecognizerStream:
-        """A new VAD-gated stream; with ``hints``, only those phrases (grammar mode) plus an unknown-word
-        filler. An utterance ends (a final result) after ``end_silence_s`` of silence; ``partials=False``
-        skips partial results."""
+        """A new VAD-gated stream; with ``hints``, only those phrases (grammar mode; an utterance is one
+        phrase, or with ``repeat`` any sequence of them: a closed vocabulary). An utterance ends (a final
+        result) after ``end_silence_s`` of silence; ``partials=False`` skips partial results."""
 
-    def transcribe(self, samples: np.ndarray, rate_hz: int, hints: Sequence[str] | None = None) -> list[Recognition]:
+    def transcribe(self, samples: np.ndarray, rate_hz: int, hints: Sequence[str] | None = None, repeat: bool = False) -> list[Recognition]:
         """The final results of a whole signal, in time order."""
 
 

@@ -119,11 +119,13 @@ class SphinxEngine:
             if len(self._idle) < POOL_IDLE_MAX:
                 self._idle.append(pooled)
 
-    def grammar(self, hints: Sequence[str] | None) -> tuple[str, str] | None:
-        """(search name, JSGF text) for ``hints``, or None for free transcription."""
+    def grammar(self, hints: Sequence[str] | None, repeat: bool = False) -> tuple[str, str] | None:
+        """(search name, JSGF text) for ``hints``, or None for free transcription. An utterance is one of
+        the phrases, or with ``repeat`` a sequence of them (a vocabulary rather than a menu's choices: a
+        loop makes single choices worse, the decoder then splits "six" into "three eight")."""
         if not hints:
             return None
-        key = tuple(str(h) for h in hints)
+        key = (*(str(h) for h in hints), f"repeat={repeat}")
         with self._lock:
             if key in self._grammars:
                 return self._grammars[key]
@@ -137,7 +139,7 @@ class SphinxEngine:
         result: tuple[str, str] | None = None
         if phrases:
             body = " | ".join(" ".join(p) for p in phrases)
-            jsgf = f"#JSGF V1.0;\ngrammar ivrsim;\npublic <phrase> = ( {body} )+ ;\n"
+            jsgf = f"#JSGF V1.0;\ngrammar ivrsim;\npublic <phrase> = ( {body} ){'+' if repeat else ''} ;\n"
             result = ("g" + hashlib.sha1(jsgf.encode()).hexdigest()[:16], jsgf)
         else:
             logger.info("hints: no hint word is in the pocketsphinx dictionary: free transcription")
@@ -185,13 +187,13 @@ class SphinxEngine:
         return words
 
     def stream(
-        self, rate_hz: int, hints: Sequence[str] | None = None, end_silence_s: float = 0.8, partials: bool = True
+        self, rate_hz: int, hints: Sequence[str] | None = None, end_silence_s: float = 0.8, partials: bool = True, repeat: bool = False
     ) -> GatedStream:
         """A VAD-gated stream; ``partials=False`` skips partial results (whole-signal transcription)."""
-        grammar = self.grammar(hints)
+        grammar = self.grammar(hints, repeat)
         return GatedStream(self.info, rate_hz, lambda: _SphinxUtterance(self, int(rate_hz), grammar), end_silence_s, partials=partials)
 
-    def transcribe(self, samples: np.ndarray, rate_hz: int, hints: Sequence[str] | None = None) -> list[Recognition]:
-        stream = self.stream(rate_hz, hints, partials=False)
+    def transcribe(self, samples: np.ndarray, rate_hz: int, hints: Sequence[str] | None = None, repeat: bool = False) -> list[Recognition]:
+        stream = self.stream(rate_hz, hints, partials=False, repeat=repeat)
         results = stream.accept(samples) + stream.finish()
         return [r for r in results if r.final]

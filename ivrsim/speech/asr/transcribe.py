@@ -64,7 +64,7 @@ def transcribe_signal(
         if not len(x):
             continue
         own_hints = channel_hints[index] if channel_hints is not None and index < len(channel_hints) else hints
-        for result in engine.transcribe(x[:, index], rate_hz, own_hints):
+        for result in engine.transcribe(x[:, index], rate_hz, own_hints, repeat=True):  # a transcript is any sequence of the hints
             segments.append(Segment(name, result.start_s, result.end_s, result.text, result.confidence, result.words))
     segments.sort(key=lambda s: (s.start, s.channel))
     words = [w for s in segments for w in s.words]

@@ -139,13 +139,14 @@ class VoskEngine:
         return json.dumps(entries, ensure_ascii=False)
 
     def stream(
-        self, rate_hz: int, hints: Sequence[str] | None = None, end_silence_s: float = 0.8, partials: bool = True
+        self, rate_hz: int, hints: Sequence[str] | None = None, end_silence_s: float = 0.8, partials: bool = True, repeat: bool = False
     ) -> GatedStream:
-        """A VAD-gated stream; ``partials=False`` skips partial results (whole-signal transcription)."""
+        """A VAD-gated stream; ``partials=False`` skips partial results (whole-signal transcription).
+        ``repeat`` changes nothing: a Vosk grammar is a list of phrases any sequence of which is heard."""
         grammar = self.grammar(hints)
         return GatedStream(self.info, rate_hz, lambda: _VoskUtterance(self.model, int(rate_hz), grammar), end_silence_s, partials=partials)
 
-    def transcribe(self, samples: np.ndarray, rate_hz: int, hints: Sequence[str] | None = None) -> list[Recognition]:
+    def transcribe(self, samples: np.ndarray, rate_hz: int, hints: Sequence[str] | None = None, repeat: bool = False) -> list[Recognition]:
         stream = self.stream(rate_hz, hints, partials=False)
         results = stream.accept(samples) + stream.finish()
         return [r for r in results if r.final]
