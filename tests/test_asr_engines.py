@@ -172,7 +172,7 @@ def test_stereo_file_gives_segments_per_channel(registry: SpeechEngines, synthes
 def test_non_audio_file_is_a_clear_error(registry: SpeechEngines, tmp_path: Path) -> None:
     path = tmp_path / "notes.wav"
     path.write_text("not audio at all")
-    with pytest.raises(AudioFileError, match="notes.wav: not an audio file"):
+    with pytest.raises(AudioFileError, match="notes.wav: not a readable audio file"):
         transcribe_file(path, registry.engine_for("en-US"))
     with pytest.raises(AudioFileError, match="no such file"):
         transcribe_file(tmp_path / "missing.wav", registry.engine_for("en-US"))

@@ -160,10 +160,10 @@ class CallTranscripts:
         if job.status == "completed" and job.result is not None:
             result = job.result
             facts.update(text=result.get("text"), confidence=result.get("confidence"), segments=result.get("segments"),
-                         engine=result.get("engine"), model=result.get("model"), language=result.get("language"))
+                         engine=result.get("engine"), model=result.get("model"), language=result.get("language"), source=result.get("source"))
             self.engine.append_event(call_id, "transcription.completed", facts)
         else:
-            facts.update(reason=job.error, language=job.input.get("language"))
+            facts.update(reason=job.error, language=job.input.get("language"), source="recording")
             self.engine.append_event(call_id, "transcription.failed", facts)
 
     def recover(self) -> int:

@@ -14,6 +14,7 @@ callee hangs up, and says which in ``reason``.
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,9 @@ if TYPE_CHECKING:
     from ivrsim.audio.amd import AnsweringMachineDetector
     from ivrsim.audio.dtmf_receiver import DtmfDigit
     from ivrsim.speech.asr.base import Recognition, RecognizerStream
+
+
+logger = logging.getLogger(__name__)
 
 
 class CallContext(Protocol):
@@ -154,6 +158,8 @@ class Gather(Action):
     heard_speech: Recognition | None = None
     #: A key was pressed: a "dtmf speech" gather then takes keys only.
     keyed: bool = False
+    #: Why speech input is off (no model for the language, an engine that failed), if it is.
+    speech_error: str | None = None
     _started: bool = False
     _prompt_index: int = 0
     _waiting_frames: int = 0
@@ -177,6 +183,8 @@ class Gather(Action):
             }
             if self.speech is not None:
                 facts.update(engine=self.speech.info.engine, model=self.speech.info.model, language=self.speech.info.language)
+            if self.speech_error is not None:
+                facts["speech_error"] = self.speech_error
             call.emit("gather.started", **facts)
         if self.done:
             return None
@@ -226,16 +234,25 @@ class Gather(Action):
             self._complete(call, "num_digits")
 
     def heard(self, call: CallContext, received: np.ndarray) -> None:
-        if self.speech is None or self.done or not self._started or self.keyed:
+        if self.speech is None or self.done or not self._started or self.keyed or self.speech_error is not None:
             return
         if self.prompting and not self.barge_in:
             return  # speech during the prompt is not listened to when barge-in is off
         if self.speech_offset_s is None:
             self.speech_offset_s = call.call_time_s - len(received) / call.rate_hz
-        for result in self.speech.accept(received):
+        try:
+            results = self.speech.accept(received)
+        except Exception as error:  # noqa: BLE001 - the engine failed: keys still work, the call goes on
+            self._speech_failed(error)
+            return
+        for result in results:
             self._hear(call, result)
         if self.speech.in_speech and self.prompting:
             self._barge_in()
+
+    def _speech_failed(self, error: Exception) -> None:
+        logger.exception("a speech gather's recognizer failed")
+        self.speech_error = f"the speech engine failed: {type(error).__name__}: {error}"
 
     def _hear(self, call: CallContext, result: Recognition) -> None:
         if self.done or not result.final or not result.text:
@@ -244,8 +261,13 @@ class Gather(Action):
         self._complete(call, "speech")
 
     def hangup(self, call: CallContext) -> None:
-        if not self.done and self.speech is not None and not self.keyed:
-            for result in self.speech.finish():
+        if not self.done and self.speech is not None and not self.keyed and self.speech_error is None:
+            try:
+                results = self.speech.finish()
+            except Exception as error:  # noqa: BLE001 - as in heard
+                self._speech_failed(error)
+                results = []
+            for result in results:
                 self._hear(call, result)
         if not self.done:
             self._complete(call, "hangup")
@@ -263,7 +285,9 @@ class Gather(Action):
                 "engine": self.speech.info.engine,
                 "model": self.speech.info.model,
                 "language": self.speech.info.language,
+                **({"error": self.speech_error} if self.speech_error is not None else {}),
             }
+            self.speech.close()  # its recognizer is not needed for the rest of the call
         call.emit("gather.completed", **facts)
 
 

@@ -316,6 +316,9 @@ class ScriptedCaller(Callee):
                 self._next()
 
     def _next(self) -> None:
+        done = self.steps[self._index] if self._index < len(self.steps) else None
+        if done is not None and done.stream is not None:
+            done.stream.close()  # heard or timed out: its recognizer is not needed any more
         self._index += 1
         self._position = 0
         self._frames_in_step = 0

@@ -17,6 +17,7 @@ heard in that mode; a Vosk model transcribes freely.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -30,6 +31,8 @@ from ivrsim.speech.ssml import SpeechSegment, looks_like_ssml, parse_ssml
 
 #: The engines whose free transcription is too weak to stand alone: they decode against the call's vocabulary.
 VOCABULARY_ENGINES = ("pocketsphinx",)
+
+logger = logging.getLogger(__name__)
 
 #: Silence that ends an utterance of a live transcript, in seconds (a final result per utterance).
 LIVE_END_SILENCE_S = 0.6
@@ -67,6 +70,8 @@ class LiveTranscriber:
         self.info = engine.info
         #: ``finish`` ran: every frame of the call was heard.
         self.finished = False
+        #: The engine failed: nothing more is heard (the recording is decoded after the call instead).
+        self.failed = False
         hints = call_vocabulary(request) if engine.info.engine in VOCABULARY_ENGINES else (None, None)
         self._channels = [
             _Channel(name, engine.stream(rate_hz, hints=channel_hints, end_silence_s=LIVE_END_SILENCE_S, repeat=True))
@@ -74,15 +79,33 @@ class LiveTranscriber:
         ]
 
     def feed(self, call: CallContext, sent: np.ndarray, received: np.ndarray) -> None:
-        """One frame of each side; emits what the streams recognised."""
-        for channel, samples in zip(self._channels, (sent, received), strict=True):
-            self._report(call, channel, channel.stream.accept(samples))
+        """One frame of each side; emits what the streams recognised. An engine that fails ends the live
+        transcript (``transcription.failed``, with the reason), never the call."""
+        if self.failed:
+            return
+        try:
+            for channel, samples in zip(self._channels, (sent, received), strict=True):
+                self._report(call, channel, channel.stream.accept(samples))
+        except Exception as error:  # noqa: BLE001 - a transcript is an extra: the call goes on
+            self._fail(call, error)
 
     def finish(self, call: CallContext) -> None:
         """The call ended: what each stream was still hearing becomes its last final result."""
-        for channel in self._channels:
-            self._report(call, channel, channel.stream.finish())
+        if self.failed:
+            return
+        try:
+            for channel in self._channels:
+                self._report(call, channel, channel.stream.finish())
+        except Exception as error:  # noqa: BLE001 - as in feed
+            self._fail(call, error)
+            return
         self.finished = True
+
+    def _fail(self, call: CallContext, error: Exception) -> None:
+        logger.exception("live transcription of %s failed", getattr(call, "id", "a call"))
+        self.failed = True
+        call.emit("transcription.failed", source="live", reason=f"the speech engine failed: {type(error).__name__}: {error}",
+                  **engine_facts(self.info))
 
     def _report(self, call: CallContext, channel: _Channel, results: list[Recognition]) -> None:
         for result in results:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from functools import partial
 import logging
 import secrets
 from dataclasses import asdict, dataclass
@@ -36,13 +37,14 @@ from ivrsim.engine.callees import Callee, CalleeContext, Phonebook
 from ivrsim.engine.clock import FRAME_S, Clock, ManualTimeline, make_clock
 from ivrsim.engine.events import CallEvent, iso_after, utc_now
 from ivrsim.engine.job import CallJob, CallRequest, EngineSettings
-from ivrsim.engine.listening import LiveTranscriber, engine_facts
+from ivrsim.engine.listening import VOCABULARY_ENGINES, LiveTranscriber, engine_facts
 from ivrsim.engine.output import CallOutput
 from ivrsim.engine.recorder import CallRecorder
 from ivrsim.exceptions import InvalidRequestError, IvrsimError
 from ivrsim.media.audio_url import AudioUrlLoader
 from ivrsim.speech.asr.base import AsrError, SpeechEngine
 from ivrsim.speech.asr.engines import SpeechEngines, language_of_voice
+from ivrsim.speech.asr.phrases import IVR_VOCABULARY
 from ivrsim.speech.tts import SpeechSynthesizer, TtsRequest
 
 logger = logging.getLogger(__name__)
@@ -359,17 +361,21 @@ class CallRunner:
         if request.gather is not None:
             g = request.gather
             speech = None
+            speech_error = None
             input_type = g.type
             if g.wants_speech:
                 end_silence_s = g.speech_timeout_s if g.speech_timeout_s is not None else AUTO_SPEECH_TIMEOUT_S
                 try:
                     engine = await asyncio.to_thread(self.speech.engine_for, g.language or language)
-                    speech = await asyncio.to_thread(engine.stream, call.rate_hz, list(g.hints) if g.hints else None, end_silence_s)
+                    hints, repeat = (list(g.hints), False) if g.hints else (None, False)
+                    if hints is None and engine.info.engine in VOCABULARY_ENGINES:
+                        hints, repeat = list(IVR_VOCABULARY), True  # free speech: pocketsphinx's closed vocabulary (listening.py)
+                    speech = await asyncio.to_thread(partial(engine.stream, call.rate_hz, hints, end_silence_s, repeat=repeat))
                 except AsrError as error:
                     if not g.wants_dtmf:
                         raise InvalidRequestError("gather.language", str(error)) from error
                     input_type = "dtmf"  # keys still work; gather.started says why speech does not
-                    call.emit("gather.warning", warning=f"speech input is off for this gather: {error}")
+                    speech_error = f"speech input is off for this gather: {error}"
             program.append(
                 Gather(
                     prompt=prompts,
@@ -379,6 +385,7 @@ class CallRunner:
                     barge_in=g.barge_in,
                     input_type=input_type,
                     speech=speech,
+                    speech_error=speech_error,
                 )
             )
         else:
@@ -404,7 +411,7 @@ class CallRunner:
         answered_s = call.call_time_s
         transcriber = LiveTranscriber(call.listening, call.rate_hz, answered_s, request) if call.listening is not None else None
         if request.transcribe and call.listening_error is not None:
-            call.emit("transcription.failed", reason=call.listening_error, language=call_language(request))
+            call.emit("transcription.failed", source="live", reason=call.listening_error, language=call_language(request))
         detector = call.machine_detector
         max_frames = int(round(request.max_duration_s / FRAME_S))
         index = 0

@@ -94,6 +94,9 @@ class RecognizerStream(Protocol):
     def finish(self) -> list[Recognition]:
         """The end of the audio: the last final result, if anything was still being heard."""
 
+    def close(self) -> None:
+        """Give back what the stream holds (its recognizer), without a result: it is not needed any more."""
+
 
 class SpeechEngine(Protocol):
     """An engine with its model loaded (loading is done once per process: ``ivrsim.speech.asr.engines``)."""

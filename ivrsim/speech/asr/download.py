@@ -33,6 +33,7 @@ from ivrsim.speech.asr.catalog import (
 )
 from ivrsim.speech.asr.engines import (
     MODEL_INFO_FILE,
+    folder_size_bytes,
     installed_models,
     is_vosk_model_dir,
 )
@@ -166,7 +167,7 @@ def pull(
         _label(root, model)
         replaced = _install(root, target, force)
     return PullResult(name=model.name, path=target.resolve(), url=url, download_bytes=download_bytes,
-                      size_bytes=_tree_size_bytes(target), replaced=replaced)
+                      size_bytes=folder_size_bytes(target), replaced=replaced)
 
 
 @contextlib.contextmanager
@@ -313,15 +314,6 @@ def _install(root: Path, target: Path, force: bool) -> bool:
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
     return old is not None
-
-
-def _tree_size_bytes(path: Path) -> int:
-    total = 0
-    for root, _dirs, files in os.walk(path):
-        for file in files:
-            with contextlib.suppress(OSError):
-                total += (Path(root) / file).stat().st_size
-    return total
 
 
 def find_installed(name: str, models_dirs: Sequence[Path] | None = None) -> Path | None:

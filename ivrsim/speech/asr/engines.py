@@ -104,7 +104,8 @@ def language_of_model_folder(path: Path) -> str:
     return ""
 
 
-def _folder_size_bytes(path: Path) -> int:
+def folder_size_bytes(path: Path) -> int:
+    """Bytes of every file under ``path`` (files that vanish meanwhile count 0)."""
     total = 0
     for root, _dirs, files in os.walk(path):
         for file in files:
@@ -141,7 +142,7 @@ def installed_models(models_dirs: Sequence[Path] | None = None, vosk_model: Path
                 name=name or path.name,
                 language=language if language is not None else language_of_model_folder(path),
                 path=resolved,
-                size_bytes=_folder_size_bytes(path),
+                size_bytes=folder_size_bytes(path),
                 source=source,
             )
         )

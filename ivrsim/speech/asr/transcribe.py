@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from ivrsim.exceptions import AudioFileError
+from ivrsim.media.files import read_audio_file
 from ivrsim.speech.asr.base import Segment, SpeechEngine
 
 #: Channel names of a dual-channel call recording (DESIGN.md: left = platform, right = callee).
@@ -81,26 +81,13 @@ def transcribe_signal(
     )
 
 
-def read_audio_file(path: Path | str) -> tuple[np.ndarray, int]:
-    """(samples (N, channels) float32, rate) of any file libsndfile reads; ``AudioFileError`` otherwise."""
-    import soundfile
-
-    path = Path(path)
-    if not path.is_file():
-        raise AudioFileError(str(path), "no such file")
-    try:
-        samples, rate_hz = soundfile.read(str(path), dtype="float32", always_2d=True)
-    except (soundfile.LibsndfileError, RuntimeError, ValueError) as error:
-        raise AudioFileError(str(path), "not an audio file libsndfile can read (WAV, FLAC, OGG, MP3)") from error
-    return samples, int(rate_hz)
-
-
 def transcribe_file(
     path: Path | str,
     engine: SpeechEngine,
     channel_names: Sequence[str] = CHANNEL_NAMES,
     hints: Sequence[str] | None = None,
 ) -> Transcript:
-    """Transcribe an audio file at its own rate, channels kept (stereo call recordings per party)."""
-    samples, rate_hz = read_audio_file(path)
-    return transcribe_signal(samples, rate_hz, engine, channel_names, hints)
+    """Transcribe an audio file at its own rate, channels kept (stereo call recordings per party);
+    ``AudioFileError`` names a file that cannot be read."""
+    clip = read_audio_file(path)
+    return transcribe_signal(clip.samples, clip.rate_hz, engine, channel_names, hints)
