@@ -617,9 +617,9 @@ def transcribe(files: tuple[str, ...], as_json: bool, engine: str | None, model:
     """Transcribe the speech in audio FILES offline (WAV, FLAC, OGG, MP3; any sample rate).
 
     Prints one line per file, PATH<TAB>TEXT; a multichannel file gets one line per channel, named
-    PATH:chN. A file that cannot be read is reported on stderr and the others are still transcribed; the
-    exit code is then 1. No model for the language (or a broken one) is exit 1, with the command that
-    installs one.
+    PATH:chN. A file that cannot be read, or in which no speech is recognised, is reported on stderr and
+    the others are still transcribed; the exit code is then 1. No model for the language (or a broken one)
+    is exit 1, with the command that installs one.
     """
     from ivrsim.speech.asr.base import AsrError
     from ivrsim.speech.asr.engines import SpeechEngines
@@ -642,6 +642,7 @@ def transcribe(files: tuple[str, ...], as_json: bool, engine: str | None, model:
                 failed += 1
                 progress.advance(task)
                 continue
+            heard = False
             for channel in range(clip.channels):
                 name = "mono" if clip.channels == 1 else f"ch{channel + 1}"
                 try:
@@ -662,6 +663,10 @@ def transcribe(files: tuple[str, ...], as_json: bool, engine: str | None, model:
                 else:
                     label = path if clip.channels == 1 else f"{path}:ch{channel + 1}"
                     click.echo(f"{label}\t{transcript.text}")
+                heard = heard or bool(transcript.segments)
+            if not heard:
+                _error(f"{path}: no speech recognised in any channel (silence, noise, or words outside --hints)")
+                failed += 1
             progress.advance(task)
     sys.exit(EXIT_FAILED if failed else EXIT_OK)
 

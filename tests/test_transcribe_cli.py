@@ -60,11 +60,15 @@ def test_bad_files_and_missing_models_are_one_line_errors(stereo_call: Path, tmp
     mixed = runner.invoke(main, ["transcribe", "--hints", "billing,sales", str(not_audio), str(stereo_call)])
     spanish = runner.invoke(main, ["transcribe", "--language", "es", str(stereo_call)])
     no_folder = runner.invoke(main, ["transcribe", "--model", str(tmp_path / "nowhere"), str(stereo_call)])
+    silent = tmp_path / "silent.wav"
+    soundfile.write(silent, np.zeros(8000 * 2, dtype=np.float32), 8000, subtype="PCM_16")
+    quiet = runner.invoke(main, ["transcribe", str(silent)])
     bad_engine = runner.invoke(main, ["transcribe", "--engine", "whisper", str(stereo_call)])
     empty_hints = runner.invoke(main, ["transcribe", "--hints", " , ", str(stereo_call)])
     assert mixed.exit_code == 1 and f"{stereo_call}:ch1\tbilling" in mixed.output  # the good file is still transcribed
     assert f"ivrsim: error: {not_audio}" in mixed.output and "these are not samples" not in mixed.output
     assert spanish.exit_code == 1 and "ivrsim models pull vosk-model-small-es" in spanish.output
     assert no_folder.exit_code == 1 and "nowhere" in no_folder.output
+    assert quiet.exit_code == 1 and f"{silent}: no speech recognised" in quiet.output
     assert bad_engine.exit_code == 2 and "whisper" in bad_engine.output
     assert empty_hints.exit_code == 2 and "--hints" in empty_hints.output
