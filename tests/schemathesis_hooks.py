@@ -5,6 +5,9 @@ real hosts on the internet: before each call, every URL the server would accept 
 sink in IVRSIM_TEST_SINK, so that the fuzzed server never contacts anything but this machine (an analysis's
 ``location``, a URL or a path on this machine, always is). The value
 stays schema-valid (it matches the same pattern), so no check changes meaning.
+
+A speech-only gather is refused (422) when no installed model hears its language, which no schema can say:
+its ``language`` is set to ``en-US`` (always heard), a value the schema allows.
 """
 
 from __future__ import annotations
@@ -30,6 +33,9 @@ def _contain(body: Any, sink: str) -> None:
     if isinstance(body.get("location"), str):  # an analysis's recording: a URL or a local path, fetched later: always the sink
         body["location"] = sink
     _contain(body.get("gather"), sink)
+    gather = body.get("gather")
+    if isinstance(gather, dict) and gather.get("type") == "speech":
+        gather["language"] = "en-US"
 
 
 @schemathesis.hook

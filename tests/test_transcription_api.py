@@ -148,19 +148,25 @@ def test_a_language_without_a_model_says_which_to_pull_and_nothing_is_stuck(tmp_
             httpx.Client(base_url=server.base_url, headers=AUTH, timeout=30) as http:
         call_id = place(http, to="+15550100002", record=True, transcribe=True, webhook_url=f"{receiver.url}/hooks",
                         tts={"text": "Hola, gracias por llamar.", "voice": "es-ES-Neural2-A"})
-        speech_only = place(http, to="+15550100002", tts={"text": "Diga su departamento."}, gather={"type": "speech", "language": "es-ES"})
+        refused = http.post("/v1/voice/calls", json={"from": FROM, "to": "+15550100002", "tts": {"text": "Diga su departamento."},
+                                                      "gather": {"type": "speech", "language": "es-ES"}})
+        either = place(http, to="+15550100002", tts={"text": "Diga su departamento."}, gather={"type": "dtmf speech", "language": "es-ES", "timeout": 1})
         events = ended_events(http, call_id)
         # two failures are announced: the live transcript's (at the answer) and the recording's (after the call)
         wait_until(lambda: any(w.payload.get("type") == "transcription.failed" and w.payload.get("recording_id")
                                for w in list(receiver.received)), timeout_s=60)
         recording = http.get(f"/v1/voice/calls/{call_id}/recording").json()
-        refused = wait_until(lambda: (r := http.get(f"/v1/voice/calls/{speech_only}").json())["status"] == "failed" and r, timeout_s=60)
+        keys_only = ended_events(http, either)
     [live] = [e for e in of_type(events, "transcription.failed") if "recording_id" not in e]  # the real-time one
     assert "ivrsim models pull vosk-model-small-es" in live["reason"] and live["language"] == "es-ES"
     assert of_type(events, "call.completed") and of_type(events, "prompt.completed")  # the call itself went on
     assert recording["transcription"]["status"] == "failed"
     assert "ivrsim models pull vosk-model-small-es" in recording["transcription"]["reason"]
-    assert "gather.language" in refused["reason"] and "vosk-model-small-es" in refused["reason"]
+    error = refused.json()["error"]  # a speech-only gather that cannot hear its language is refused before the call
+    assert refused.status_code == 422 and error["param"] == "gather.language" and "ivrsim models pull vosk-model-small-es" in error["message"]
+    [started] = of_type(keys_only, "gather.started")  # with keys as well, the call goes on and says why speech is off
+    assert started["input"] == "dtmf" and "vosk-model-small-es" in started["speech_error"]
+    assert of_type(keys_only, "gather.completed")[0]["reason"] == "timeout"
 
 
 def test_speech_injected_through_sim_reaches_a_speech_gather(tmp_path: Path) -> None:

@@ -179,7 +179,7 @@ async def _services(app: FastAPI, settings: Settings) -> AsyncIterator[None]:
         trimmer.start()
         housekeeping = await Housekeeping.start(settings.data_dir, engine.store, settings.retain_days, settings.retention_interval_s,
                                                 idempotency_ttl_s=settings.idempotency_ttl_s)
-        app.state.services = Services(settings=settings, engine=engine, dispatcher=dispatcher, catalog=catalog, jobs=jobs)
+        app.state.services = Services(settings=settings, engine=engine, dispatcher=dispatcher, catalog=catalog, jobs=jobs, speech=speech)
         if hub is not None and settings.local_workers:
             local = LocalWorkers(settings.local_workers, LocalWorkerSpec(
                 hub.queue.url, getattr(app.state, "bound_url", None) or hub.api_url, hub.token, hub.recordings_dir.resolve(), (settings.data_dir / "workers").resolve(),

@@ -14,6 +14,7 @@ from ivrsim.api.errors import HTTP_401_UNAUTHORIZED, ApiError
 from ivrsim.engine.engine import CallEngine
 from ivrsim.media.transcode import Mp3Transcoder
 from ivrsim.settings import Settings
+from ivrsim.speech.asr.engines import SpeechEngines
 from ivrsim.speech.voices import VoiceCatalog
 from ivrsim.webhooks.dispatcher import WebhookDispatcher
 
@@ -30,6 +31,8 @@ class Services:
     jobs: JobService
     #: MP3s of recordings, encoded once per recording on their own thread (GET /recordings/{id}.mp3).
     mp3: Mp3Transcoder = field(default_factory=Mp3Transcoder)
+    #: Speech engines (which languages have a model: a speech gather's language is checked at POST).
+    speech: SpeechEngines = field(default_factory=SpeechEngines.from_environment)
 
 
 async def get_services(request: Request) -> Services:

@@ -17,6 +17,7 @@ from ivrsim.api.errors import BODY_ERRORS, HTTP_404_NOT_FOUND, HTTP_409_CONFLICT
 from ivrsim.api.idempotency import IdempotencyKey, idempotent
 from ivrsim.api.schemas import CallCreate, CallCreated, CallList, CallPublic, RecordingPublic
 from ivrsim.exceptions import AudioUrlError, SsmlError, UnknownVoiceError
+from ivrsim.speech.asr.engines import language_of_voice
 from ivrsim.speech.tts import PromptTooLongError, check_prompt_length
 from ivrsim.store.sqlite import CallRecord
 from ivrsim.webhooks.dispatcher import FINAL_EVENTS
@@ -106,6 +107,14 @@ async def _place(body: CallCreate, services: Services) -> dict[str, Any]:
             services.engine.loader.check(body.audio_url)  # local paths outside the media roots, bad schemes
         except AudioUrlError as error:
             raise ApiError(HTTP_422_UNPROCESSABLE, error.code, str(error), "audio_url") from error
+    gather = body.gather
+    if gather is not None and gather.type == "speech":  # speech only: without a model the gather cannot work
+        language = gather.language or body.language or language_of_voice(body.tts.voice if body.tts is not None else None)
+        missing = await asyncio.to_thread(services.speech.missing_model, language)  # lists model folders: off the loop
+        if missing is not None:
+            where = "gather.language" if gather.language else ("language" if body.language else "the tts voice's language")
+            raise ApiError(HTTP_422_UNPROCESSABLE, "no_speech_model", f"gather: speech in {language} ({where}): {missing}; "
+                           "or use gather.type 'dtmf speech' to take keys as well", "gather.language")
     record = await services.engine.place(body.to_request())
     return {
         "id": record.id,

@@ -216,6 +216,15 @@ class SpeechEngines:
     def installed(self) -> list[InstalledModel]:
         return installed_models(self.models_dirs, self.vosk_model)
 
+    def missing_model(self, language: str | None) -> str | None:
+        """Why no engine hears ``language`` (the message ``engine_for`` would raise), or None when one does;
+        nothing is loaded (the API checks a speech gather's language with it before placing the call)."""
+        asked = (language or DEFAULT_LANGUAGE).strip() or DEFAULT_LANGUAGE
+        wanted = normalise_language(asked)
+        if primary_language(wanted) == "en" or self._find_vosk(wanted) is not None:
+            return None
+        return f"no model for {asked}: {_pull_hint(asked)}"
+
     def engine_for(self, language: str | None, engine: str | None = None, model: Path | str | None = None) -> SpeechEngine:
         """The engine for ``language`` (``en-US``, ``ko-KR``, ``ko``): Vosk when a model for it is installed,
         else pocketsphinx for English, else ``NoSpeechModelError`` saying which model to pull."""
@@ -239,7 +248,7 @@ class SpeechEngines:
             return self._vosk(found.path, found.language or wanted, found.name)
         if engine is None and primary_language(wanted) == "en":
             return self._sphinx()
-        raise NoSpeechModelError(f"no model for {asked}: {_pull_hint(asked)}")
+        raise NoSpeechModelError(self.missing_model(asked) or f"no model for {asked}")
 
     def _model_path(self, model: Path | str) -> Path:
         path = Path(model).expanduser()
