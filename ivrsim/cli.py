@@ -597,6 +597,16 @@ def models_path(name: str) -> None:
     click.echo(str(path))
 
 
+def _language_option(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    import re
+
+    from ivrsim.speech.asr.engines import LANGUAGE_PATTERN
+
+    if not re.fullmatch(LANGUAGE_PATTERN, value):
+        raise click.BadParameter(f"{value!r} is not a language tag; give one such as en-US, es or ko-KR")
+    return value
+
+
 def _hints_option(_ctx: click.Context, _param: click.Parameter, value: str | None) -> list[str] | None:
     if value is None:
         return None
@@ -611,7 +621,7 @@ def _hints_option(_ctx: click.Context, _param: click.Parameter, value: str | Non
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per file and channel, with segments and words (times, confidences).")
 @click.option("--engine", type=click.Choice(["vosk", "pocketsphinx"]), default=None, help="Engine (default: Vosk when a model for the language is installed, else pocketsphinx for English).")
 @click.option("--model", default=None, type=click.Path(file_okay=False), help="A Vosk model folder (or a name from `ivrsim models list`).")
-@click.option("--language", default="en-US", show_default=True, help="Language of the speech, e.g. en-US, ko.")
+@click.option("--language", default="en-US", show_default=True, callback=_language_option, help="Language of the speech, e.g. en-US, ko.")
 @click.option("--hints", default=None, callback=_hints_option, help="Comma-separated phrases to expect: recognised in grammar mode, nothing else.")
 def transcribe(files: tuple[str, ...], as_json: bool, engine: str | None, model: str | None, language: str, hints: list[str] | None) -> None:
     """Transcribe the speech in audio FILES offline (WAV, FLAC, OGG, MP3; any sample rate).

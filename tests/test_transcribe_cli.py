@@ -65,6 +65,7 @@ def test_bad_files_and_missing_models_are_one_line_errors(stereo_call: Path, tmp
     quiet = runner.invoke(main, ["transcribe", str(silent)])
     bad_engine = runner.invoke(main, ["transcribe", "--engine", "whisper", str(stereo_call)])
     empty_hints = runner.invoke(main, ["transcribe", "--hints", " , ", str(stereo_call)])
+    not_a_language = runner.invoke(main, ["transcribe", "--language", "klingon!", str(stereo_call)])
     assert mixed.exit_code == 1 and f"{stereo_call}:ch1\tbilling" in mixed.output  # the good file is still transcribed
     assert f"ivrsim: error: {not_audio}" in mixed.output and "these are not samples" not in mixed.output
     assert spanish.exit_code == 1 and "ivrsim models pull vosk-model-small-es" in spanish.output
@@ -72,3 +73,4 @@ def test_bad_files_and_missing_models_are_one_line_errors(stereo_call: Path, tmp
     assert quiet.exit_code == 1 and f"{silent}: no speech recognised" in quiet.output
     assert bad_engine.exit_code == 2 and "whisper" in bad_engine.output
     assert empty_hints.exit_code == 2 and "--hints" in empty_hints.output
+    assert not_a_language.exit_code == 2 and "language tag" in not_a_language.output

@@ -138,9 +138,10 @@ def test_waiting_for_the_beep_starts_the_message_after_it(tmp_path: Path) -> Non
                         machine_detection=True, machine_detection_wait_for_beep=True)
         events = ended_events(http, call_id)
     [decided] = of_type(events, "call.answered_by")
-    assert decided["answered_by"] == "machine_end_beep" and decided["beep_s"] is not None
+    assert decided["answered_by"] == "machine_end_beep" and decided["beep_after_s"] is not None
+    answered_s = of_type(events, "call.in-progress")[0]["call_time_s"]
     prompt = of_type(events, "prompt.started")[0]
-    assert prompt["call_time_s"] >= decided["beep_s"]  # the message starts after the beep, not over the greeting
+    assert prompt["call_time_s"] >= answered_s + decided["beep_after_s"]  # the message starts after the beep, not over the greeting
 
 
 def test_a_language_without_a_model_says_which_to_pull_and_nothing_is_stuck(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 
 from ivrsim.engine.engine import CallRequest, GatherSpec, TtsSpec
 from ivrsim.phone_numbers import E164_PATTERN, is_e164
+from ivrsim.speech.asr.engines import LANGUAGE_PATTERN
 from ivrsim.speech.tts import PITCH_RANGE_ST, SPEED_RANGE
 
 DTMF_KEYS = set("0123456789*#ABCD")
@@ -50,8 +51,6 @@ _HOST = f"(?:{_LABEL}\\.)*{_TOP_LABEL}|{_OCTET}(?:\\.{_OCTET}){{3}}|\\[(?:{_IPV6
 _PORT = "(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3})"
 HTTP_URL_PATTERN = f"^https?://(?:{_HOST})(?::{_PORT})?(?:[/?#][!-~]*)?$"
 
-#: A language tag: ``en``, ``en-US``, ``zh-Hans-CN`` (BCP 47's common forms).
-LANGUAGE_PATTERN = r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8}){0,2}$"
 #: Most phrases a speech gather's ``hints`` may hold, and the longest one, in characters.
 MAX_HINTS = 500
 MAX_HINT_CHARS = 100

@@ -445,7 +445,7 @@ class CallRunner:
                 if detector is not None and detector.result is None:
                     decided = detector.feed(received)
                     if decided is not None:
-                        call.emit("call.answered_by", **answered_by_facts(decided, answered_s))
+                        call.emit("call.answered_by", **answered_by_facts(decided))
                 if transcriber is not None:
                     transcriber.feed(call, out, received)
                 program[index].heard(call, received)
@@ -472,7 +472,7 @@ class CallRunner:
             if detector is not None and detector.result is None:
                 decided = detector.finish()
                 if decided is not None:
-                    call.emit("call.answered_by", **answered_by_facts(decided, answered_s))
+                    call.emit("call.answered_by", **answered_by_facts(decided))
         finally:
             if recorder is not None and recording_id is not None:
                 recorder.close()
@@ -490,12 +490,13 @@ def call_language(request: CallRequest) -> str:
     return request.language or language_of_voice(request.tts.voice if request.tts is not None else None)
 
 
-def answered_by_facts(result: Any, answered_s: float) -> dict[str, Any]:
-    """``call.answered_by``'s facts: Twilio's ``AnsweredBy`` value, and when (call time) and why."""
+def answered_by_facts(result: Any) -> dict[str, Any]:
+    """``call.answered_by``'s facts: Twilio's ``AnsweredBy`` value, when it was decided and where the beep
+    started (seconds after the answer, as the reason says them), the greeting's speech, and why."""
     return {
         "answered_by": result.answered_by,
         "decided_after_s": round(result.decided_at_s, 3),
-        "beep_s": round(answered_s + result.beep_at_s, 3) if result.beep_at_s is not None else None,
+        "beep_after_s": round(result.beep_at_s, 3) if result.beep_at_s is not None else None,
         "speech_s": round(result.speech_s, 3),
         "reason": result.reason,
     }

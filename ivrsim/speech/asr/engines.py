@@ -29,6 +29,8 @@ logger = logging.getLogger(__name__)
 ENGINE_NAMES = ("vosk", "pocketsphinx")
 #: The file a model folder may carry to state its language: ``{"language": "en-us"}``.
 MODEL_INFO_FILE = "ivrsim-model.json"
+#: A language tag: ``en``, ``en-US``, ``zh-Hans-CN`` (BCP 47's common forms).
+LANGUAGE_PATTERN = r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8}){0,2}$"
 #: Language of a call whose voice says nothing about it.
 DEFAULT_LANGUAGE = "en-US"
 
