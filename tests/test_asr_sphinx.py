@@ -173,6 +173,8 @@ def test_streams_in_threads_share_the_decoder_pool(engine, say) -> None:  # type
 def test_free_transcription_is_measured_not_asserted(engine, say) -> None:  # type: ignore[no-untyped-def]
     sentences = ["please hold for the next available agent", "thank you for calling technical support", "your account balance is due"]
     errors = words = 0
+    right: list[float] = []
+    wrong: list[float] = []
     for index, sentence in enumerate(sentences):
         speech = say(sentence, "en-US-Neural2-D")
         finals = engine.transcribe(on_the_line(speech, index), RATE_HZ)
@@ -180,8 +182,12 @@ def test_free_transcription_is_measured_not_asserted(engine, say) -> None:  # ty
         errors += word_errors(sentence.split(), hypothesis)
         words += len(sentence.split())
         assert all(r.engine == "pocketsphinx" for r in finals)
+        for word in (w for r in finals for w in r.words):
+            (right if word.text in sentence.split() else wrong).append(word.confidence)
     logger.info("pocketsphinx free transcription WER %.2f on %d words", errors / words, words)
     print(f"\npocketsphinx free transcription word error rate {errors / words:.2f} on {words} words")
+    # Confidences are word posteriors, not a constant: words that were not said are mostly less sure.
+    assert wrong and min(wrong) < 0.5 and len(set(right + wrong)) > 1, (right, wrong)
 
 
 def word_errors(reference: list[str], hypothesis: list[str]) -> int:

@@ -49,16 +49,20 @@ MODEL_NAME = "pocketsphinx-en-us"
 
 
 class _PooledDecoder:
-    def __init__(self, decoder: Any) -> None:
+    def __init__(self, decoder: Any, bestpath: bool) -> None:
         self.decoder = decoder
+        self.bestpath = bestpath
         self.grammars: OrderedDict[str, None] = OrderedDict()
 
 
-def _new_decoder() -> _PooledDecoder:
+def _new_decoder(bestpath: bool) -> _PooledDecoder:
+    """A decoder; ``bestpath`` (a lattice pass) for free transcription, whose word posteriors are then real
+    confidences (without it every word says 1.0). Grammars decode without it: the pass drops words of
+    longer phrases there ("talk to a person" became "talk to a")."""
     try:
         from pocketsphinx import Decoder
 
-        return _PooledDecoder(Decoder(samprate=SPHINX_RATE_HZ, cmn="batch", bestpath=False, loglevel="FATAL"))
+        return _PooledDecoder(Decoder(samprate=SPHINX_RATE_HZ, cmn="batch", bestpath=bestpath, loglevel="FATAL"), bestpath)
     except Exception as error:  # a broken install: say which package
         raise AsrError(f"pocketsphinx could not start its bundled en-US model ({error}): reinstall `pocketsphinx`") from error
 
@@ -105,19 +109,19 @@ class SphinxEngine:
     def __init__(self) -> None:
         self.info = EngineInfo("pocketsphinx", MODEL_NAME, "en-US")
         self._lock = threading.Lock()
-        self._idle: list[_PooledDecoder] = [_new_decoder()]
+        self._idle: dict[bool, list[_PooledDecoder]] = {False: [_new_decoder(False)], True: []}
         self._grammars: dict[tuple[str, ...], tuple[str, str] | None] = {}
 
-    def _take(self) -> _PooledDecoder:
+    def _take(self, bestpath: bool = False) -> _PooledDecoder:
         with self._lock:
-            if self._idle:
-                return self._idle.pop()
-        return _new_decoder()
+            if self._idle[bestpath]:
+                return self._idle[bestpath].pop()
+        return _new_decoder(bestpath)
 
     def _give(self, pooled: _PooledDecoder) -> None:
         with self._lock:
-            if len(self._idle) < POOL_IDLE_MAX:
-                self._idle.append(pooled)
+            if len(self._idle[pooled.bestpath]) < POOL_IDLE_MAX:
+                self._idle[pooled.bestpath].append(pooled)
 
     def grammar(self, hints: Sequence[str] | None, repeat: bool = False) -> tuple[str, str] | None:
         """(search name, JSGF text) for ``hints``, or None for free transcription. An utterance is one of
@@ -152,7 +156,7 @@ class SphinxEngine:
     def decode(self, audio_16k: np.ndarray, grammar: tuple[str, str] | None) -> list[Word]:
         """Words of one whole utterance at 16 kHz, on a pooled decoder (batch CMN). A decoder that raised
         may be left mid-utterance: it is dropped, not given back to the pool."""
-        pooled = self._take()
+        pooled = self._take(bestpath=grammar is None)
         words = self._decode_on(pooled, audio_16k, grammar)
         self._give(pooled)
         return words
