@@ -429,6 +429,20 @@ def test_answering_machine_hangs_up_after_its_longest_message(tmp_path: Path, sy
     assert 2.0 < final.duration_s < 4.5  # greeting, 0.3 s gap, 0.5 s beep, 1 s of message
 
 
+def test_a_listening_caller_that_never_hears_its_phrase_hangs_up_when_told(tmp_path: Path, synthesizer: SpeechSynthesizer) -> None:
+    script = {"name": "impatient", "steps": [{"wait_for_phrase": {"text": "representative", "timeout_s": 3, "on_timeout": "hangup"}},
+                                             {"press": "1"}]}
+    final, events = one_call(tmp_path, synthesizer, CallRequest(to="+15557770006", from_=FROM, tts=TtsSpec("Please hold."), gather=GatherSpec(timeout_s=10)),
+                             {"+15557770006": {"kind": "scripted", "script": script}})
+    assert (final.status, final.reason) == ("completed", "the callee hung up")
+    [gathered] = of_type(events, "gather.completed")
+    assert gathered.data["reason"] == "hangup" and gathered.data["digits"] == ""  # it never pressed 1
+    answered = of_type(events, "call.in-progress")[0].call_time_s
+    assert 3.0 <= gathered.call_time_s - answered <= 3.2  # at its timeout, not before
+    with pytest.raises(ScriptError, match="on_timeout must be 'continue' or 'hangup'"):
+        Phonebook(entries={"+1": {"kind": "scripted", "script": {"steps": [{"wait_for_phrase": {"text": "x", "on_timeout": "sulk"}}]}}}).callee_for("+1")
+
+
 def test_a_dtmf_speech_gather_ends_on_speech_or_on_a_key(tmp_path: Path, synthesizer: SpeechSynthesizer) -> None:
     either = GatherSpec(type="dtmf speech", hints=("yes", "no"), timeout_s=8)
     (_, said), (_, pressed), (_, silent) = run_calls(tmp_path, synthesizer, [

@@ -12,7 +12,8 @@ Scripted callers are YAML (see ``samples/callers/``)::
     answer_after_rings: 1          # 0 answers at once
     steps:
       - wait_for_prompt: {silence_ms: 800, timeout_s: 30}
-      - wait_for_phrase: {text: "press 1", timeout_s: 30}   # heard by ASR on the caller's side of the line
+      - wait_for_phrase: {text: "billing", timeout_s: 30, on_timeout: hangup}   # heard by ASR on the caller's side
+                                   # of the line; on_timeout: continue (the next step) or hangup (the phrase never came)
       - press: {digits: "1", on_ms: 100, off_ms: 100, level_dbm0: -10, twist_db: 0}
       - say: {text: "yes please", voice: en-US-Neural2-D}
       - play: {file: reply.wav}    # relative to the script's folder
@@ -154,7 +155,7 @@ class _Step:
 
 _STEP_FIELDS: dict[str, dict[str, type | tuple[type, ...]]] = {
     "wait_for_prompt": {"silence_ms": (int, float), "timeout_s": (int, float), "threshold_dbm0": (int, float)},
-    "wait_for_phrase": {"text": str, "timeout_s": (int, float), "language": str},
+    "wait_for_phrase": {"text": str, "timeout_s": (int, float), "language": str, "on_timeout": str},
     "press": {"digits": (str, int), "on_ms": (int, float), "off_ms": (int, float), "level_dbm0": (int, float), "twist_db": (int, float)},
     "say": {"text": str, "voice": str, "speed": (int, float), "pitch": (int, float)},
     "play": {"file": str},
@@ -309,6 +310,8 @@ class ScriptedCaller(Callee):
                         self._next()
                         return
             if elapsed_s >= float(step.params.get("timeout_s", 30)):
+                if step.params.get("on_timeout", "continue") == "hangup":
+                    self.hung_up = True  # a test call then ends "the callee hung up", its gather with reason hangup
                 self._next()
         elif step.kind in ("pause", "listen"):
             seconds = step.params.get("seconds")
@@ -404,6 +407,8 @@ def _parse_step(raw: Any, where: str) -> _Step:
     for name in _REQUIRED.get(kind, ()):
         if name not in params:
             raise ScriptError(f"{where}: {kind} needs {name!r}")
+    if kind == "wait_for_phrase" and params.get("on_timeout", "continue") not in ("continue", "hangup"):
+        raise ScriptError(f"{where}: wait_for_phrase.on_timeout must be 'continue' or 'hangup', got {params['on_timeout']!r}")
     if kind == "press":
         try:
             params = {**params, "digits": validate_digits(str(params["digits"]))}

@@ -367,7 +367,7 @@ class CallRunner:
                 end_silence_s = g.speech_timeout_s if g.speech_timeout_s is not None else AUTO_SPEECH_TIMEOUT_S
                 try:
                     engine = await asyncio.to_thread(self.speech.engine_for, g.language or language)
-                    hints, repeat = (list(g.hints), False) if g.hints else (None, False)
+                    hints, repeat = list(g.hints) if g.hints else None, False
                     if hints is None and engine.info.engine in VOCABULARY_ENGINES:
                         hints, repeat = list(IVR_VOCABULARY), True  # free speech: pocketsphinx's closed vocabulary (listening.py)
                     speech = await asyncio.to_thread(partial(engine.stream, call.rate_hz, hints, end_silence_s, repeat=repeat))
