@@ -9,7 +9,7 @@ times (from the answer) plus the call time of the answer.
 The call's own vocabulary (``call_vocabulary``): pocketsphinx, the engine English has without a download,
 transcribes free telephone speech poorly and slowly (DESIGN.md: word error rate about 0.66 on recorded
 prompts; on espeak-ng's voices over 1.0, at under 2x real time: ``bench/asr_speed.py``), so with it each
-channel is decoded against a closed vocabulary, at about 28x real time: the platform's against its
+channel is decoded against a closed vocabulary, at about 30x real time: the platform's against its
 prompt's words (ivrsim knows what it says), the callee's against its gather's hints (as a speech service's
 phrase boosting) and the common words of phone menus (``IVR_VOCABULARY``). Words outside it cannot be
 heard in that mode; a Vosk model transcribes freely.
