@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import asdict
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 import numpy as np
@@ -161,24 +161,34 @@ def dtmf_decode(files: tuple[str, ...], as_json: bool) -> None:
     PATH:chN. A file that cannot be read is reported on stderr and the others are still decoded; the
     exit code is then 1.
     """
+    def decode(path: str) -> bool:
+        for result in _decode_channels(path):
+            click.echo(json.dumps(result) if as_json else f"{_channel_label(path, result['channel'])}\t{result['digits']}")
+        return True
+
+    _each_file(files, "decoding", decode)
+
+
+def _channel_label(path: str, channel: int | None) -> str:
+    """How a line names a file's channel: PATH alone (mono), else PATH:chN."""
+    return path if channel is None else f"{path}:ch{channel}"
+
+
+def _each_file(files: tuple[str, ...], description: str, handle: Callable[[str], bool]) -> NoReturn:
+    """Run ``handle`` on every file (a progress bar on a terminal when there are several) and exit: 1 when
+    a file could not be read (``AudioFileError``, one line on stderr, the others still run) or ``handle``
+    said it failed, else 0."""
     failed = 0
     show_progress = len(files) > 1 and sys.stderr.isatty()
     with Progress(console=Console(stderr=True), transient=True, disable=not show_progress) as progress:
-        task = progress.add_task("decoding", total=len(files))
+        task = progress.add_task(description, total=len(files))
         for path in files:
             try:
-                results = _decode_channels(path)
+                ok = handle(path)
             except AudioFileError as error:
                 _error(error)
-                failed += 1
-                progress.advance(task)
-                continue
-            for result in results:
-                if as_json:
-                    click.echo(json.dumps(result))
-                else:
-                    name = path if result["channel"] is None else f"{path}:ch{result['channel']}"
-                    click.echo(f"{name}\t{result['digits']}")
+                ok = False
+            failed += not ok
             progress.advance(task)
     sys.exit(EXIT_FAILED if failed else EXIT_OK)
 
@@ -640,45 +650,36 @@ def transcribe(files: tuple[str, ...], as_json: bool, engine: str | None, model:
     except AsrError as error:
         _error(error)
         sys.exit(EXIT_FAILED)
-    failed = 0
-    show_progress = len(files) > 1 and sys.stderr.isatty()
-    with Progress(console=Console(stderr=True), transient=True, disable=not show_progress) as progress:
-        task = progress.add_task("transcribing", total=len(files))
-        for path in files:
+
+    def transcribe_file(path: str) -> bool:
+        clip = read_audio_file(path)
+        ok, heard = True, False
+        for channel in range(clip.channels):
+            number = channel + 1 if clip.channels > 1 else None
             try:
-                clip = read_audio_file(path)
-            except AudioFileError as error:
-                _error(error)
-                failed += 1
-                progress.advance(task)
+                transcript = transcribe_signal(clip.samples[:, channel], clip.rate_hz, speech, channel_names=(f"ch{number}" if number else "mono",),
+                                               hints=hints)
+            except AsrError as error:
+                _error(f"{path}: {error}")
+                ok = False
                 continue
-            heard = False
-            for channel in range(clip.channels):
-                name = "mono" if clip.channels == 1 else f"ch{channel + 1}"
-                try:
-                    transcript = transcribe_signal(clip.samples[:, channel], clip.rate_hz, speech, channel_names=(name,), hints=hints)
-                except AsrError as error:
-                    _error(f"{path}: {error}")
-                    failed += 1
-                    continue
-                if as_json:
-                    click.echo(json.dumps({
-                        "path": path,
-                        "channel": channel + 1 if clip.channels > 1 else None,
-                        "rate_hz": clip.rate_hz,
-                        "duration_s": round(clip.duration_s, 3),
-                        **transcript.as_dict(),
-                        "words": [asdict(word) for segment in transcript.segments for word in segment.words],
-                    }))
-                else:
-                    label = path if clip.channels == 1 else f"{path}:ch{channel + 1}"
-                    click.echo(f"{label}\t{transcript.text}")
-                heard = heard or bool(transcript.segments)
-            if not heard:
-                _error(f"{path}: no speech recognised in any channel (silence, noise, or words outside --hints)")
-                failed += 1
-            progress.advance(task)
-    sys.exit(EXIT_FAILED if failed else EXIT_OK)
+            if as_json:
+                click.echo(json.dumps({
+                    "path": path,
+                    "channel": number,
+                    "rate_hz": clip.rate_hz,
+                    "duration_s": round(clip.duration_s, 3),
+                    **transcript.as_dict(),
+                    "words": [asdict(word) for segment in transcript.segments for word in segment.words],
+                }))
+            else:
+                click.echo(f"{_channel_label(path, number)}\t{transcript.text}")
+            heard = heard or bool(transcript.segments)
+        if not heard:
+            _error(f"{path}: no speech recognised in any channel (silence, noise, or words outside --hints)")
+        return ok and heard
+
+    _each_file(files, "transcribing", transcribe_file)
 
 
 @main.command()

@@ -14,14 +14,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ivrsim.analysis.timing import analyze_channels, assistant_channel_for
 from ivrsim.exceptions import AudioUrlError, IvrsimError
 from ivrsim.media.audio_url import AudioUrlLoader
+from ivrsim.speech.asr.engines import SpeechEngines
 
-if TYPE_CHECKING:
-    from ivrsim.speech.asr.engines import SpeechEngines
 
 #: The rate analyses run at: telephone audio.
 ANALYSIS_RATE_HZ = 8000
@@ -38,20 +37,12 @@ class JobInputError(IvrsimError):
 @dataclass
 class JobContext:
     """What a job may use, as its process has it: the media loader, the folder recordings are written to
-    (None: this process cannot read them) and the speech engines (made, and their models loaded, on first
-    use: once per process)."""
+    (None: this process cannot read them) and the speech engines (the process's own, shared with its
+    calls: a model loads on first use, once per process)."""
 
     loader: AudioUrlLoader
     recordings_folder: Path | None = None
-    _speech: SpeechEngines | None = field(default=None, repr=False)
-
-    @property
-    def speech(self) -> SpeechEngines:
-        if self._speech is None:
-            from ivrsim.speech.asr.engines import SpeechEngines
-
-            self._speech = SpeechEngines.from_environment()
-        return self._speech
+    speech: SpeechEngines = field(default_factory=SpeechEngines.from_environment, repr=False)
 
 
 @dataclass(frozen=True)

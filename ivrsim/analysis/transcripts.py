@@ -17,11 +17,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import soundfile as sf
 
 from ivrsim.analysis.jobs import JobContext, JobInputError
 from ivrsim.engine.job import CallRequest
-from ivrsim.engine.listening import VOCABULARY_ENGINES, call_vocabulary
+from ivrsim.engine.listening import VOCABULARY_ENGINES, call_language, call_vocabulary
+from ivrsim.exceptions import AudioFileError
+from ivrsim.media.files import read_audio_file
+from ivrsim.webhooks.dispatcher import FINAL_EVENTS
 
 if TYPE_CHECKING:
     from ivrsim.analysis.service import JobService
@@ -37,8 +39,6 @@ TRANSCRIPTION = "transcription"
 RECORDING_ID = re.compile(r"rec_[0-9a-f]{20}")
 #: Names of a dual recording's channels, in order (left: what the platform sent; right: what it received).
 DUAL_CHANNELS = ("platform", "callee")
-#: The call's end, as events.
-FINAL_CALL_EVENTS = ("call.completed", "call.busy", "call.no-answer", "call.failed")
 
 
 @dataclass(frozen=True)
@@ -67,9 +67,10 @@ def run_transcription(job_input: dict[str, Any], context: JobContext) -> dict[st
                             "API's recordings folder (shared with this machine)")
     path = context.recordings_folder / f"{request.recording_id}.wav"
     try:
-        samples, rate_hz = sf.read(str(path), dtype="float32", always_2d=True)
-    except (OSError, RuntimeError, sf.LibsndfileError) as error:
-        raise JobInputError(f"recording {request.recording_id}: cannot be read ({type(error).__name__}); was it deleted?") from None
+        clip = read_audio_file(path)
+    except AudioFileError as error:
+        raise JobInputError(f"recording {request.recording_id}: {error.problem}; was it deleted?") from None
+    samples = clip.samples
     engine = context.speech.engine_for(request.language, request.engine)
     names = DUAL_CHANNELS if samples.shape[1] == 2 else ("mixed",) * samples.shape[1]
     channel_hints = None
@@ -77,7 +78,7 @@ def run_transcription(job_input: dict[str, Any], context: JobContext) -> dict[st
     if engine.info.engine in VOCABULARY_ENGINES and any(vocabulary.values()):
         both = [*(vocabulary.get("platform") or []), *(vocabulary.get("callee") or [])]
         channel_hints = [vocabulary.get(name) if name in DUAL_CHANNELS else both for name in names]
-    transcript = transcribe_signal(np.ascontiguousarray(samples), int(rate_hz), engine, channel_names=names, channel_hints=channel_hints)
+    transcript = transcribe_signal(np.ascontiguousarray(samples), clip.rate_hz, engine, channel_names=names, channel_hints=channel_hints)
     return {"status": "completed", **transcript.as_dict(), "source": "recording"}
 
 
@@ -102,12 +103,13 @@ def transcript_from_events(events: list[CallEvent]) -> dict[str, Any] | None:
             "segments": segments, **completed.data["transcribed_live"], "source": "live"}
 
 
-def transcription_document(job: JobRecord | None) -> dict[str, Any] | None:
+def transcription_document(job: JobRecord | None) -> dict[str, Any]:
     """The recording's ``transcription`` as served: the documented ``text`` and ``confidence`` (the whole
     call in time order, mean word confidence), our ``segments``, ``engine``, ``model``, ``language``; while
-    the job runs, ``{"status": "in-progress"}``; a failure says why."""
+    the job runs, or before it exists (the call has just ended), ``{"status": "in-progress"}``; a failure
+    says why."""
     if job is None:
-        return None
+        return {"status": "in-progress", "text": None, "confidence": None}
     if job.status in ("queued", "processing"):
         return {"status": "in-progress", "text": None, "confidence": None, "job_id": job.id}
     if job.status == "failed":
@@ -128,7 +130,7 @@ class CallTranscripts:
     def on_event(self, event: CallEvent) -> None:
         """Bus subscriber: a call that ends with a recording to transcribe gets its job (once), after every
         other subscriber has heard of the end (so that the transcript's event never overtakes it)."""
-        if event.type not in FINAL_CALL_EVENTS:
+        if event.type not in FINAL_EVENTS:
             return
         try:
             asyncio.get_running_loop().call_soon(self._transcribe, event.call_id)
@@ -178,8 +180,6 @@ class CallTranscripts:
 
 def transcription_input(call_id: str, recording_id: str, channels: str, stored_request: dict[str, Any]) -> dict[str, Any]:
     """The job's input for a call's recording, from the call's stored request."""
-    from ivrsim.engine.runner import call_language
-
     request = CallRequest.from_dict(stored_request)
     platform, callee = call_vocabulary(request)
     return {"call_id": call_id, "recording_id": recording_id, "channels": channels, "language": call_language(request),

@@ -137,7 +137,7 @@ async def _services(app: FastAPI, settings: Settings) -> AsyncIterator[None]:
         timeline=timeline,
         speech=speech,
     )
-    in_process_jobs = InProcessJobs(JobContext(loader, engine_settings.recordings_folder, _speech=speech))
+    in_process_jobs = InProcessJobs(JobContext(loader, engine_settings.recordings_folder, speech))
     jobs = JobService(engine.store, hub if hub is not None else in_process_jobs, seed=settings.seed)
     transcripts = CallTranscripts(engine, jobs)
     local: LocalWorkers | None = None

@@ -149,8 +149,6 @@ class _Step:
     #: What a wait_for_phrase step listens with, and for (normalised words, space-padded).
     stream: RecognizerStream | None = None
     phrase: str = ""
-    #: What the caller heard while waiting for its phrase (final results), for reports.
-    heard: list[str] = field(default_factory=list)
 
 
 _STEP_FIELDS: dict[str, dict[str, type | tuple[type, ...]]] = {
@@ -304,11 +302,9 @@ class ScriptedCaller(Callee):
         elif step.kind == "wait_for_phrase":
             assert step.stream is not None, "prepare() makes the stream"
             for result in step.stream.accept(heard):
-                if result.final and result.text:
-                    step.heard.append(result.text)
-                    if step.phrase in f" {' '.join(normalise_phrase(result.text))} ":
-                        self._next()
-                        return
+                if result.final and step.phrase in f" {' '.join(normalise_phrase(result.text))} ":
+                    self._next()
+                    return
             if elapsed_s >= float(step.params.get("timeout_s", 30)):
                 if step.params.get("on_timeout", "continue") == "hangup":
                     self.hung_up = True  # a test call then ends "the callee hung up", its gather with reason hangup

@@ -151,9 +151,6 @@ class CallEngine:
         answered = next((e for e in events if e.type == "call.in-progress"), None)
         answered_s = answered.call_time_s if answered is not None else None
 
-        def emit(event_type: str, call_time_s: float, data: dict[str, Any]) -> None:
-            self.append_event(record.id, event_type, data, call_time_s)
-
         recording = self.store.recording_for_call(record.id)
         if recording is not None and recording.completed_at is None:
             try:
@@ -165,7 +162,8 @@ class CallEngine:
                 duration_s = 0.0
             self.output.recording_completed(recording.id, duration_s)
             end_s = max(end_s, (answered_s if answered_s is not None else end_s) + duration_s)
-            emit("recording.completed", end_s, recording_completed_facts(recording.id, duration_s, recording.channels, self.settings.public_url))
+            self.append_event(record.id, "recording.completed",
+                              recording_completed_facts(recording.id, duration_s, recording.channels, self.settings.public_url), end_s)
         fields: dict[str, Any] = {"ended_at": iso_after(record.created_at, end_s), "reason": reason}
         was_answered = answered_s is not None or record.status == "in-progress"
         if was_answered:
@@ -175,7 +173,7 @@ class CallEngine:
                 fields["answered_at"] = iso_after(record.created_at, start_s)
         status = status or ("completed" if was_answered else "failed")
         self.output.update_call(record.id, status=status, **fields)
-        emit(f"call.{status}", end_s, {"status": status, "reason": reason})
+        self.append_event(record.id, f"call.{status}", {"status": status, "reason": reason}, end_s)
         return status
 
     def append_event(self, call_id: str, event_type: str, data: dict[str, Any], call_time_s: float | None = None) -> CallEvent:

@@ -26,6 +26,7 @@ import numpy as np
 from ivrsim.engine.actions import CallContext
 from ivrsim.engine.job import CallRequest
 from ivrsim.speech.asr.base import EngineInfo, Recognition, RecognizerStream, SpeechEngine
+from ivrsim.speech.asr.engines import language_of_voice
 from ivrsim.speech.asr.phrases import IVR_VOCABULARY, vocabulary_of
 from ivrsim.speech.ssml import SpeechSegment, looks_like_ssml, parse_ssml
 
@@ -124,6 +125,11 @@ def spoken_text(text: str) -> str:
     except Exception:  # noqa: BLE001 - a prompt that played was valid; be safe anyway
         return ""
     return " ".join(segment.text for segment in parsed.segments if isinstance(segment, SpeechSegment))
+
+
+def call_language(request: CallRequest) -> str:
+    """The language of a call's transcripts and speech: its ``language``, else its tts voice's."""
+    return request.language or language_of_voice(request.tts.voice if request.tts is not None else None)
 
 
 def call_vocabulary(request: CallRequest) -> tuple[list[str], list[str]]:

@@ -36,14 +36,14 @@ from ivrsim.engine.actions import Action, AwaitMachineDetection, Gather, Hangup,
 from ivrsim.engine.callees import Callee, CalleeContext, Phonebook
 from ivrsim.engine.clock import FRAME_S, Clock, ManualTimeline, make_clock
 from ivrsim.engine.events import CallEvent, iso_after, utc_now
-from ivrsim.engine.job import CallJob, CallRequest, EngineSettings
-from ivrsim.engine.listening import VOCABULARY_ENGINES, LiveTranscriber, engine_facts
+from ivrsim.engine.job import CallJob, EngineSettings
+from ivrsim.engine.listening import VOCABULARY_ENGINES, LiveTranscriber, call_language, engine_facts
 from ivrsim.engine.output import CallOutput
 from ivrsim.engine.recorder import CallRecorder
 from ivrsim.exceptions import InvalidRequestError, IvrsimError
 from ivrsim.media.audio_url import AudioUrlLoader
 from ivrsim.speech.asr.base import AsrError, SpeechEngine
-from ivrsim.speech.asr.engines import SpeechEngines, language_of_voice
+from ivrsim.speech.asr.engines import SpeechEngines
 from ivrsim.speech.asr.phrases import IVR_VOCABULARY
 from ivrsim.speech.tts import SpeechSynthesizer, TtsRequest
 
@@ -483,11 +483,6 @@ class CallRunner:
                     facts["transcribed_live"] = engine_facts(transcriber.info)
                 call.emit("recording.completed", **facts)
         call.set_status("completed", reason=reason)
-
-
-def call_language(request: CallRequest) -> str:
-    """The language of a call's transcripts and speech: its ``language``, else its tts voice's."""
-    return request.language or language_of_voice(request.tts.voice if request.tts is not None else None)
 
 
 def answered_by_facts(result: Any) -> dict[str, Any]:

@@ -196,7 +196,7 @@ class ApiSession:
         settings = config.engine_settings(options.cache_dir, recordings or options.cache_dir / "recordings")
         self.runner = CallRunner(settings, phonebook, self.worker.synthesizer, loader, self.timeline, self.worker.speech)
         # Transcripts read recordings where the API serves them: only a worker that shares that folder can.
-        self.job_context = JobContext(loader, recordings if self.recordings_shared else None, _speech=self.worker.speech)
+        self.job_context = JobContext(loader, recordings if self.recordings_shared else None, self.worker.speech)
 
     def send(self, message: dict[str, Any]) -> None:
         if not self.closed.is_set():

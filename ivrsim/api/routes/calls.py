@@ -244,8 +244,7 @@ def _transcription(services: Services, record: CallRecord, recording_id: str) ->
     """The recording's transcript: null without ``transcribe``; in progress until its job has ended."""
     if not record.request.get("transcribe"):
         return None
-    job = services.engine.store.transcription_job(recording_id)
-    return transcription_document(job) if job is not None else {"status": "in-progress", "text": None, "confidence": None}
+    return transcription_document(services.engine.store.transcription_job(recording_id))
 
 
 @router.get("/calls/{call_id}/webhooks", dependencies=[ApiKeyDep], summary="The call's webhook delivery log", responses=error_responses(404))
