@@ -14,8 +14,10 @@ Exit codes (the same for every command; ``ivrsim --help`` shows them):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -441,6 +443,33 @@ def snapshot_load(file: str, data_dir: str, force: bool, as_json: bool) -> None:
 
 
 @main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the devices as a JSON array.")
+def devices(as_json: bool) -> None:
+    """List the sound devices (PortAudio): index, name, host API, channels, default rate, the defaults.
+
+    Pick one for the sound card with --input/--output or IVRSIM_INPUT_DEVICE/IVRSIM_OUTPUT_DEVICE (an index or
+    a unique part of the name). Exit 1 when PortAudio is missing or cannot list devices.
+    """
+    from ivrsim.devices.catalog import DeviceError, list_devices
+
+    try:
+        found = list_devices()
+    except DeviceError as error:
+        _error(error)
+        sys.exit(EXIT_FAILED)
+    if as_json:
+        click.echo(json.dumps([d.as_dict() for d in found], indent=2))
+        return
+    table = Table(title=f"{len(found)} sound devices", caption=None if found else "none: is PulseAudio or ALSA running?")
+    for column in ("index", "name", "host API", "in", "out", "default rate (Hz)", "default"):
+        table.add_column(column, no_wrap=column != "name", justify="right" if column in ("index", "in", "out", "default rate (Hz)") else "left")
+    for d in found:
+        default = ", ".join(kind for kind, flag in (("input", d.default_input), ("output", d.default_output)) if flag)
+        table.add_row(str(d.index), d.name, d.host_api, str(d.input_channels), str(d.output_channels), f"{d.default_rate_hz:g}", default)
+    Console(highlight=False).print(table)
+
+
+@main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the catalog as a JSON array.")
 @click.option("--language", default=None, help="Only voices whose language tag starts with this (e.g. en, fr-FR).")
 def voices(as_json: bool, language: str | None) -> None:
@@ -736,10 +765,14 @@ DOCUMENTED_TTS = "Hello! This is a call from Canary. Press 1 to confirm."
 @click.option("--queue", default=None, metavar="URL",
               help="Job queue (IVRSIM_QUEUE): redis://host:6379/0 to share calls with `ivrsim worker` on other machines (default: embedded, in the data folder).")
 @click.option("--seed", type=click.IntRange(0), default=None, help="Seed of call and recording ids (IVRSIM_SEED): the same requests give the same ids.")
+@click.option("--answer", type=click.Choice(["phonebook", "soundcard"]), default=None,
+              help="Who answers (IVRSIM_ANSWER): the phonebook's callees (default), or this machine's sound card for every number.")
+@click.option("--auto-answer", "auto_answer", type=click.IntRange(0, 20), default=None,
+              help="With --answer soundcard: pick up by itself after this many rings (IVRSIM_AUTO_ANSWER_RINGS; default 1, 0 at once).")
 @click.option("--access-log", is_flag=True, help="Print a line per HTTP request.")
 def serve(host: str | None, port: int | None, data_dir: str | None, phonebook: str | None, clock: str | None,
           verified: tuple[str, ...], media_roots: tuple[str, ...], webhook_secret: str | None, retain_days: float | None,
-          workers: int | None, queue: str | None, seed: int | None, access_log: bool) -> None:
+          workers: int | None, queue: str | None, seed: int | None, answer: str | None, auto_answer: int | None, access_log: bool) -> None:
     """Serve the Canary Voice API and /_sim on localhost.
 
     The key both APIs accept comes from IVRSIM_API_KEY; without one a dev key is made and printed.
@@ -773,7 +806,8 @@ def serve(host: str | None, port: int | None, data_dir: str | None, phonebook: s
             _error(f"--queue: {error}")
             sys.exit(EXIT_USAGE)
     overrides = {"host": host, "port": port, "data_dir": Path(data_dir) if data_dir else None, "phonebook": Path(phonebook) if phonebook else None,
-                 "clock": clock, "webhook_secret": webhook_secret, "retain_days": retain_days, "workers": workers, "queue": queue, "seed": seed}
+                 "clock": clock, "webhook_secret": webhook_secret, "retain_days": retain_days, "workers": workers, "queue": queue, "seed": seed,
+                 "answer": answer, "auto_answer_rings": auto_answer}
     for name, value in overrides.items():
         if value is not None:
             setattr(settings, name, value)
@@ -801,6 +835,9 @@ def serve(host: str | None, port: int | None, data_dir: str | None, phonebook: s
         click.echo(f"ivrsim {__version__}: Canary Voice API on {url} ({settings.clock} clock, data in {settings.data_dir})", err=True)
         click.echo(f"API key: {key}" + (" (a dev key made now; set IVRSIM_API_KEY to choose one)" if made else ""), err=True)
         click.echo(f"verified caller ids: {', '.join(settings.verified_numbers)}", err=True)
+        if settings.answer == "soundcard":
+            rings = f"after {settings.auto_answer_rings} ring(s)" if settings.auto_answer_rings else "at once"
+            click.echo(f"every call rings this machine's sound card, which answers by itself {rings}", err=True)
         if settings.in_process:
             click.echo("calls run in this process (--workers 0)", err=True)
         else:
@@ -825,7 +862,8 @@ def serve(host: str | None, port: int | None, data_dir: str | None, phonebook: s
 @click.option("--max-calls", type=click.IntRange(1, 10_000), default=100, show_default=True, help="Calls this worker runs at once.")
 @click.option("--max-jobs", type=click.IntRange(1, 256), default=1, show_default=True, help="Analyses this worker runs at once (each on a thread).")
 @click.option("--lane", "lanes", multiple=True, type=click.Choice(["calls", "jobs", "phone"]),
-              help="Work to take (repeatable; default calls and jobs): phone = calls to the sound card, on the machine that has it.")
+              help="Work to take (repeatable; default calls and jobs): phone = calls to the sound card, answered headless on this "
+                   "machine's sound card after IVRSIM_AUTO_ANSWER_RINGS rings (default 1); `ivrsim phone` is the interactive one.")
 @click.option("--recordings-dir", type=click.Path(file_okay=False, exists=True), default=None,
               help="The server's recordings folder, mounted here (needed for calls with record: true).")
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=".ivrsim-worker", show_default=True, help="This worker's prompt and media caches.")
@@ -866,6 +904,17 @@ def worker(queue: str, max_calls: int, max_jobs: int, lanes: tuple[str, ...], re
                             token=os.environ.get("IVRSIM_WORKER_TOKEN"), parent_pid=parent_pid)
     if name:
         options.name = name
+    if "phone" in options.lanes:  # a headless desktop phone: the sound card answers by itself
+        from ivrsim.devices.catalog import DeviceError
+        from ivrsim.devices.soundcard import SoundCardSettings
+        from ivrsim.phone.desktop import PhoneSettings
+        from ivrsim.settings import Settings
+
+        try:
+            options.phone = PhoneSettings(SoundCardSettings.from_environment(), auto_answer_rings=Settings().auto_answer_rings)
+        except DeviceError as error:
+            _error(error)
+            sys.exit(EXIT_USAGE)
     if queue.startswith("sqlite:") and not Path(urlsplit(queue).path).is_file():
         _error(f"--queue: no queue file at {urlsplit(queue).path}; a server makes it: use its data folder's queue.sqlite3, or a Redis URL")
         sys.exit(EXIT_USAGE)
@@ -877,6 +926,80 @@ def worker(queue: str, max_calls: int, max_jobs: int, lanes: tuple[str, ...], re
         _error(error)
         sys.exit(EXIT_FAILED)
     run_worker(queue, options, nice, verbose)
+
+
+@main.command()
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None,
+              help="The server's data folder, on this machine (default .ivrsim; IVRSIM_DATA_DIR): its queue and recordings.")
+@click.option("--queue", default=None, metavar="URL", help="The server's job queue instead (redis://...; IVRSIM_QUEUE), with --recordings-dir.")
+@click.option("--recordings-dir", type=click.Path(file_okay=False, exists=True), default=None,
+              help="The server's recordings folder (default: the data folder's), for calls with record: true.")
+@click.option("--input", "input_device", default=None, envvar="IVRSIM_INPUT_DEVICE", help="Microphone: device index or name (IVRSIM_INPUT_DEVICE; see `ivrsim devices`).")
+@click.option("--output", "output_device", default=None, envvar="IVRSIM_OUTPUT_DEVICE", help="Speakers: device index or name (IVRSIM_OUTPUT_DEVICE).")
+@click.option("--auto-answer", "auto_answer", type=click.IntRange(0, 20), default=None,
+              help="Pick up by itself after this many rings (0 at once); default: only when you press Enter.")
+@click.option("--json", "as_json", is_flag=True, help="Print every event as a JSON line instead of the screen (keys still work).")
+@click.option("-v", "--verbose", is_flag=True, help="Log every session and call (stderr).")
+def phone(data_dir: str | None, queue: str | None, recordings_dir: str | None, input_device: str | None, output_device: str | None,
+          auto_answer: int | None, as_json: bool, verbose: bool) -> None:
+    """Be the person called: calls to the sound card's number ring here.
+
+    Run it beside `ivrsim serve` (same folder, or --data-dir). A call to the phonebook's sound-card number
+    (+15550100100) rings on the speakers; Enter answers, the microphone is your side of the line, the keys
+    0-9 * # A-D play real DTMF tones into it, h hangs up, q quits. Exits 0 when it stops, 1 when the sound
+    card cannot be opened (the devices there are are listed) or the queue cannot be reached, 2 on a usage error.
+    """
+    import asyncio
+    import logging
+    from pathlib import Path
+
+    from ivrsim.devices.catalog import DeviceError, choose_device
+    from ivrsim.devices.soundcard import SoundCardSettings
+    from ivrsim.phone.console import PhoneConsole, run_phone
+    from ivrsim.phone.desktop import PhoneSettings
+    from ivrsim.settings import Settings
+    from ivrsim.workers.queue import EMBEDDED_QUEUE_FILE, JobQueue, QueueUnreachableError, QueueUrlError, check_queue_url, embedded_queue_url, redacted
+    from ivrsim.workers.worker import WorkerOptions
+
+    folder = Path(data_dir) if data_dir else Settings().data_dir
+    if queue is None:
+        if not (folder / EMBEDDED_QUEUE_FILE).is_file():
+            _error(f"--data-dir: no server's queue in {folder}: start `ivrsim serve` there first (or pass --data-dir / --queue)")
+            sys.exit(EXIT_USAGE)
+        queue = embedded_queue_url(folder)
+    try:
+        check_queue_url(queue)
+    except QueueUrlError as error:
+        _error(f"--queue: {error}")
+        sys.exit(EXIT_USAGE)
+    recordings = Path(recordings_dir) if recordings_dir else folder / "recordings"
+    card = SoundCardSettings.from_environment()
+    card = SoundCardSettings(input_device=input_device if input_device is not None else card.input_device,
+                             output_device=output_device if output_device is not None else card.output_device,
+                             latency=card.latency, device_rate_hz=card.device_rate_hz)
+    try:  # the devices now: a wrong name is one line listing the devices there are, not a failed call later
+        microphone = choose_device(card.input_device, "input")
+        speakers = choose_device(card.output_device, "output")
+    except DeviceError as error:
+        _error(error)
+        sys.exit(EXIT_FAILED)
+    try:
+        probe = JobQueue(queue)
+        probe.check()
+        probe.close()
+    except QueueUnreachableError as error:
+        _error(error)
+        sys.exit(EXIT_FAILED)
+    options = WorkerOptions(name=f"phone:{os.getpid()}", max_calls=1, max_jobs=1, lanes=("phone",),
+                            recordings_dir=recordings.resolve() if recordings.is_dir() else None,
+                            cache_dir=folder / "phone", prompt_cache_dir=folder / "prompts" if (folder / "prompts").is_dir() else None)
+    devices = f"speakers: {speakers.name} (#{speakers.index}), microphone: {microphone.name} (#{microphone.index})"
+    ui = PhoneConsole(PhoneSettings(card, auto_answer_rings=auto_answer), devices, redacted(queue), as_json=as_json)
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(asctime)s %(levelname)s phone: %(message)s")
+    if not as_json:
+        click.echo(f"ivrsim phone: {devices}; waiting for calls on {redacted(queue)}", err=True)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run_phone(queue, options, ui))
 
 
 @main.command()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-from typing import Annotated
+from typing import Annotated, Literal
 
 from ivrsim.phone_numbers import check_e164
 
@@ -58,6 +58,8 @@ class Settings(BaseSettings):
     queue: str | None = Field(default=None, description="The job queue (IVRSIM_QUEUE): redis://host:6379/0 to share calls with `ivrsim worker` on other machines; default: an embedded SQLite queue in the data folder.")
     unclaimed_requeue_s: float = Field(default=30.0, gt=0, le=3600, description="Work taken from the queue but not claimed for this long (its worker died in between) is queued again (IVRSIM_UNCLAIMED_REQUEUE_S), in seconds.")
     worker_max_calls: int = Field(default=100, ge=1, le=10_000, description="Calls one local worker runs at once (IVRSIM_WORKER_MAX_CALLS).")
+    answer: Literal["phonebook", "soundcard"] = Field(default="phonebook", description="Who answers calls (IVRSIM_ANSWER): the phonebook's callees, or the desktop phone on this machine's sound card for every number.")
+    auto_answer_rings: int = Field(default=1, ge=0, le=20, description="With answer soundcard: the desktop phone picks up by itself after this many rings (IVRSIM_AUTO_ANSWER_RINGS; 0 at once).")
     retention_interval_s: float = Field(default=3600.0, gt=0, description="How often retention runs while the server is up, in seconds.")
 
     @field_validator("verified_numbers", "media_roots", mode="before")

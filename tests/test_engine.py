@@ -144,7 +144,7 @@ def test_callee_hanging_up_ends_the_gather_and_the_call(tmp_path: Path, synthesi
         ("+15550100486", "busy", "SIP 486"),
         ("+15550100503", "failed", "SIP 503"),
         ("+15550100408", "no-answer", "no answer within 12 s"),
-        ("+15550100100", "failed", "sound-card callee"),
+        ("+15550100100", "failed", "no desktop phone answers in this process"),
     ],
 )
 def test_forced_outcomes(tmp_path: Path, synthesizer: SpeechSynthesizer, number: str, status: str, reason: str) -> None:

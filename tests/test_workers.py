@@ -300,16 +300,28 @@ def test_local_workers_by_default_route_sim_requests_and_replace_a_killed_worker
         assert wait_until(lambda: ended(http, after), timeout_s=60) == "completed"
 
 
-def test_calls_to_the_sound_card_run_in_the_one_local_worker_that_owns_it(tmp_path: Path) -> None:
+def test_calls_to_the_sound_card_fail_after_their_ring_timeout_when_no_phone_takes_them(tmp_path: Path) -> None:
     with BackgroundServer(settings_for(tmp_path, workers=2)) as server, httpx.Client(base_url=server.base_url, headers=AUTH, timeout=30) as http:
         listing = workers_when(http, lambda w: len(w["workers"]) == 2)
-        owners = [w["name"] for w in listing["workers"] if "phone" in w["lanes"]]
-        placed = [call(http, {"to": "+15550100100", "tts": {"text": "Hello, desk."}}) for _ in range(3)]
-        reasons = [http.get(f"/v1/voice/calls/{c}").json()["reason"] for c in placed if wait_until(lambda c=c: ended(http, c))]
-        ran = workers_when(http, lambda w: sum(s["calls_run"] for s in w["workers"]) == 3)
-    assert owners == ["local-1"]
-    assert {s["name"]: s["calls_run"] for s in ran["workers"]} == {"local-1": 3, "local-2": 0}
-    assert all("sound-card callee" in reason for reason in reasons)  # the device itself arrives with the sound-card issue
+        placed = call(http, {"to": "+15550100100", "tts": {"text": "Hello, desk."}, "timeout": 1})
+        assert wait_until(lambda: ended(http, placed), timeout_s=30) == "failed"
+        record = http.get(f"/v1/voice/calls/{placed}").json()
+        queued = http.get("/_sim/workers").json()["queued_by_lane"]
+    assert [w["name"] for w in listing["workers"] if "phone" in w["lanes"]] == []  # `ivrsim phone` takes that lane
+    assert "no desktop phone took the call" in record["reason"] and "ivrsim phone" in record["reason"]
+    assert queued["phone"] == 1  # still in the queue: a phone that starts now takes it, and its claim is refused
+
+
+def test_with_answer_soundcard_every_call_goes_to_the_one_local_worker_that_owns_the_sound_card(tmp_path: Path) -> None:
+    with BackgroundServer(settings_for(tmp_path, workers=2, answer="soundcard")) as server, \
+            httpx.Client(base_url=server.base_url, headers=AUTH, timeout=30) as http:
+        listing = workers_when(http, lambda w: len(w["workers"]) == 2)
+        placed = [call(http, {"to": number, "tts": {"text": "Hello, desk."}}) for number in ("+15551234567", "+15550100002")]
+        for c in placed:
+            wait_until(lambda c=c: ended(http, c), timeout_s=60)
+        ran = workers_when(http, lambda w: sum(s["calls_run"] for s in w["workers"]) == 2)
+    assert [w["name"] for w in listing["workers"] if "phone" in w["lanes"]] == ["local-1"]
+    assert {s["name"]: s["calls_run"] for s in ran["workers"]} == {"local-1": 2, "local-2": 0}
 
 
 def test_the_manual_clock_steps_calls_on_workers(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ import asyncio
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 
@@ -24,7 +25,7 @@ from ivrsim.api.errors import (
 from ivrsim.api.memory import IdleMemoryTrimmer
 from ivrsim.api.routes import analyses, calls, sim, voices, webhooks, workers
 from ivrsim.audio.line import LineSettings
-from ivrsim.engine.callees import Phonebook
+from ivrsim.engine.callees import DeskPhone, Phonebook
 from ivrsim.engine.clock import ManualTimeline
 from ivrsim.engine.engine import CallEngine, EngineSettings
 from ivrsim.media.audio_url import AudioUrlLoader, MediaSettings
@@ -38,6 +39,9 @@ from ivrsim.workers.hub import WorkerHub
 from ivrsim.workers.local import LocalWorkers, LocalWorkerSpec
 from ivrsim.workers.protocol import WorkerConfig
 from ivrsim.workers.queue import embedded_queue_url
+
+if TYPE_CHECKING:
+    from ivrsim.phone.desktop import PhoneSettings
 
 #: How long shutdown waits for webhook deliveries in flight, in seconds.
 SHUTDOWN_DRAIN_S = 5.0
@@ -88,6 +92,26 @@ def create_app(settings: Settings, data_lock: DataDirLock | None = None) -> Fast
     return app
 
 
+def _phone_settings(settings: Settings) -> PhoneSettings | None:
+    """The desktop phone of ``--answer soundcard``: this machine's sound card (IVRSIM_INPUT_DEVICE and
+    IVRSIM_OUTPUT_DEVICE choose it), picking up by itself after ``auto_answer_rings``; None otherwise."""
+    if settings.answer != "soundcard":
+        return None
+    from ivrsim.devices.soundcard import SoundCardSettings
+    from ivrsim.phone.desktop import PhoneSettings
+
+    return PhoneSettings(SoundCardSettings.from_environment(), auto_answer_rings=settings.auto_answer_rings)
+
+
+def _desk_phone(settings: Settings) -> DeskPhone | None:
+    phone = _phone_settings(settings)
+    if phone is None:
+        return None
+    from ivrsim.phone.desktop import DesktopPhone
+
+    return DesktopPhone(phone)
+
+
 async def _worker_hub(app: FastAPI, settings: Settings, engine_settings: EngineSettings, media: MediaSettings,
                       timeline: ManualTimeline | None, phonebook: Phonebook) -> WorkerHub:
     """The executor of worker mode: the queue (the embedded one unless ``settings.queue``), where workers
@@ -98,7 +122,6 @@ async def _worker_hub(app: FastAPI, settings: Settings, engine_settings: EngineS
         raise RuntimeError("worker mode needs the server's URL: serve the app with ivrsim.api.server, or set IVRSIM_PUBLIC_URL")
     config = WorkerConfig.of(engine_settings, settings.phonebook, media)
     hub = WorkerHub(settings.queue or embedded_queue_url(settings.data_dir), config, api_url, engine_settings.recordings_folder, timeline,
-                    lane_for=lambda job: "phone" if phonebook.kind_of(job.request.to) == "soundcard" else "calls",
                     unclaimed_after_s=settings.unclaimed_requeue_s)
     if settings.queue is None:  # the embedded queue is this folder's own: recovery ends its calls and queues its jobs again
         for queue in hub.queues.values():
@@ -136,6 +159,8 @@ async def _services(app: FastAPI, settings: Settings) -> AsyncIterator[None]:
         executor=hub,
         timeline=timeline,
         speech=speech,
+        phone=_desk_phone(settings) if settings.in_process else None,  # else the first local worker owns the sound card
+        soundcard_answers_all=settings.answer == "soundcard",
     )
     in_process_jobs = InProcessJobs(JobContext(loader, engine_settings.recordings_folder, speech))
     jobs = JobService(engine.store, hub if hub is not None else in_process_jobs, seed=settings.seed)
@@ -185,6 +210,7 @@ async def _services(app: FastAPI, settings: Settings) -> AsyncIterator[None]:
                 hub.queue.url, getattr(app.state, "bound_url", None) or hub.api_url, hub.token, hub.recordings_dir.resolve(), (settings.data_dir / "workers").resolve(),
                 (settings.data_dir / "prompts").resolve(),
                 settings.worker_max_calls,
+                phone=_phone_settings(settings),
             ))
             await local.start()
             app.state.local_workers = local

@@ -32,14 +32,16 @@ from functools import partial
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import yaml
 
+from ivrsim.audio.call_progress import RING_OFF_S, RING_ON_S
 from ivrsim.audio.dtmf_generator import DtmfToneSpec, generate_dtmf, validate_digits
 from ivrsim.audio.levels import dbm0_to_amplitude, power_to_dbm0
 from ivrsim.audio.resample import resample
+from ivrsim.engine.clock import FRAME_S, Clock
 from ivrsim.exceptions import AudioFileError, IvrsimError
 from ivrsim.media.files import read_audio_file
 from ivrsim.exceptions import UnknownVoiceError
@@ -51,12 +53,17 @@ from ivrsim.speech.voices import VoiceCatalog
 
 #: The phonebook that ships with ivrsim (numbers documented in README.md).
 DEFAULT_PHONEBOOK = Path(__file__).resolve().parents[2] / "samples" / "phonebook.yaml"
-#: One ring cycle, in seconds: 2 s of ring tone and 4 s of silence (North American cadence).
-RING_CYCLE_S = 6.0
-#: Ring tone within a cycle, in seconds: a callee answering after N rings answers N - 1 cycles plus this.
-RING_ON_S = 2.0
+#: One ring cycle, in seconds: 2 s of ring tone and 4 s of silence (North American cadence); a callee
+#: answering after N rings answers N - 1 cycles plus one ``RING_ON_S`` after ringing starts.
+RING_CYCLE_S = RING_ON_S + RING_OFF_S
 #: Below this level a frame the callee hears counts as silence, in dBm0.
 SILENCE_THRESHOLD_DBM0 = -45.0
+
+
+class CalleeBusyError(IvrsimError):
+    """The callee cannot take this call now (the desktop phone is on another call): the call ends busy."""
+
+    code = "callee_busy"
 
 
 class ScriptError(IvrsimError):
@@ -79,15 +86,54 @@ class Answer:
         return 0.0 if self.rings <= 0 else (self.rings - 1) * RING_CYCLE_S + RING_ON_S
 
 
+@dataclass(frozen=True)
+class Pickup:
+    """How ringing ended: ``frames`` of call time after ringing started, and ``outcome`` "answer",
+    "no-answer" or "busy" (a person who declined), with the ``rings`` heard and a ``reason``."""
+
+    frames: int
+    outcome: str = "answer"
+    rings: int = 1
+    reason: str | None = None
+
+
+class PhoneLine(Protocol):
+    """One call on the desktop phone (``ivrsim.phone`` implements it over the sound card): it rings, paces
+    the call with the device's own clock, and exchanges frames with the person at the computer."""
+
+    clock: Clock
+    hung_up: bool
+
+    async def ring(self, timeout_frames: int) -> Pickup: ...
+
+    def exchange(self, heard: np.ndarray) -> np.ndarray: ...
+
+    def report(self) -> list[tuple[str, dict[str, Any]]]:
+        """Events the line has to report since the last call (device glitches: ``soundcard.xrun``)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class DeskPhone(Protocol):
+    """The process's desktop phone: it owns the sound card and opens one line per call (blocking I/O: the
+    caller runs it in a thread); IvrsimError (busy with another call, no such device) says why not."""
+
+    def open_line(self, call_id: str, rate_hz: int, frame_samples: int) -> PhoneLine: ...
+
+
 @dataclass
 class CalleeContext:
     """What a callee may use to prepare its audio and its ears: the line rate, the TTS engine, speech
-    recognition (for ``wait_for_phrase``) and the call's language."""
+    recognition (for ``wait_for_phrase``), the call's language, and the process's desktop phone (only a
+    process that owns the sound card has one) with the call's id."""
 
     rate_hz: int
     synthesizer: SpeechSynthesizer | None = None
     speech: SpeechEngines | None = None
     language: str = "en-US"
+    phone: DeskPhone | None = None
+    call_id: str = ""
 
 
 class Callee(ABC):
@@ -95,6 +141,8 @@ class Callee(ABC):
 
     hung_up: bool = False
     label: str = "callee"
+    #: The clock that paces this callee's calls, when it has its own (the sound card's); None: the engine's.
+    clock: Clock | None = None
 
     @abstractmethod
     def answer(self) -> Answer: ...
@@ -103,9 +151,26 @@ class Callee(ABC):
         """Render or load audio before the call is answered (may await TTS or file I/O)."""
         self.rate_hz = context.rate_hz
 
+    async def ring(self, clock: Clock, timeout_frames: int) -> Pickup:
+        """Ring until the callee picks up (``answer()``'s rings) or ``timeout_frames`` pass."""
+        answer = self.answer()
+        frames = int(round(answer.answer_time_s / FRAME_S))
+        if answer.outcome == "no-answer" or frames > timeout_frames:
+            await clock.advance(timeout_frames)
+            return Pickup(timeout_frames, "no-answer", answer.rings)
+        await clock.advance(frames)
+        return Pickup(frames, "answer", answer.rings)
+
     @abstractmethod
     def exchange(self, heard: np.ndarray) -> np.ndarray:
         """Hear one frame from the platform; return one frame (same length) to send back."""
+
+    def report(self) -> list[tuple[str, dict[str, Any]]]:
+        """Events the callee has to report (its device's glitches); none for simulated callees."""
+        return []
+
+    def close(self) -> None:
+        """Release what the call held (the sound card); called once the call has ended, however it ended."""
 
 
 class ForcedOutcome(Callee):
@@ -126,16 +191,55 @@ class ForcedOutcome(Callee):
 
 
 class SoundCardCallee(Callee):
-    """A person at the sound card. The device transport arrives with the devices issue; until then a call
-    routed here fails with a reason that says so."""
+    """A person at the computer: the platform's audio goes to the speakers, the microphone (plus the keys
+    typed on the desktop phone, as real tones) is the callee's side of the line, and the sound card's own
+    clock paces the call. Only a process with a desktop phone (``ivrsim phone``, or ``ivrsim serve
+    --answer soundcard``) can answer; anywhere else the call fails with a reason that says where to go."""
 
     label = "soundcard"
 
-    def answer(self) -> Answer:
-        return Answer(rings=0, outcome="failed", reason="the sound-card callee is not available yet in this version of ivrsim")
+    def __init__(self) -> None:
+        self.line: PhoneLine | None = None
+        self._busy: str | None = None
 
-    def exchange(self, heard: np.ndarray) -> np.ndarray:  # pragma: no cover - never answered
-        return np.zeros_like(heard)
+    async def prepare(self, context: CalleeContext) -> None:
+        self.rate_hz = context.rate_hz
+        if context.phone is None:
+            raise IvrsimError(
+                "no desktop phone answers in this process: calls to the sound card ring `ivrsim phone` (run it on the "
+                "machine with the sound card, beside the server) or every call with `ivrsim serve --answer soundcard`"
+            )
+        frame_samples = int(round(context.rate_hz * FRAME_S))
+        try:
+            self.line = await asyncio.to_thread(context.phone.open_line, context.call_id, context.rate_hz, frame_samples)
+        except CalleeBusyError as error:
+            self._busy = str(error)
+            return
+        self.clock = self.line.clock
+
+    def answer(self) -> Answer:
+        if self._busy is not None:
+            return Answer(rings=0, outcome="busy", reason=self._busy)
+        return Answer(rings=1)
+
+    async def ring(self, clock: Clock, timeout_frames: int) -> Pickup:
+        assert self.line is not None, "prepare() opens the line"
+        return await self.line.ring(timeout_frames)
+
+    @property  # type: ignore[override]
+    def hung_up(self) -> bool:
+        return self.line is not None and self.line.hung_up
+
+    def exchange(self, heard: np.ndarray) -> np.ndarray:
+        assert self.line is not None, "prepare() opens the line"
+        return self.line.exchange(heard)
+
+    def report(self) -> list[tuple[str, dict[str, Any]]]:
+        return self.line.report() if self.line is not None else []
+
+    def close(self) -> None:
+        if self.line is not None:
+            self.line.close()
 
 
 # -- scripted callers -------------------------------------------------------------------------------------

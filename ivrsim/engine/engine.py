@@ -19,7 +19,7 @@ import secrets
 from typing import Any
 
 from ivrsim.engine.actions import Action
-from ivrsim.engine.callees import Phonebook
+from ivrsim.engine.callees import DeskPhone, Phonebook
 from ivrsim.engine.clock import ManualTimeline
 from ivrsim.engine.events import CallEvent, EventBus, iso_after, utc_now
 from ivrsim.engine.executor import CallExecutor, InProcessExecutor
@@ -83,8 +83,12 @@ class CallEngine:
         executor: CallExecutor | None = None,
         timeline: ManualTimeline | None = None,
         speech: SpeechEngines | None = None,
+        phone: DeskPhone | None = None,
+        soundcard_answers_all: bool = False,
     ) -> None:
         self.settings = settings
+        #: Every call rings the desktop phone, whatever its number (``ivrsim serve --answer soundcard``).
+        self.soundcard_answers_all = soundcard_answers_all
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.store = store or Store(settings.data_dir / "ivrsim.sqlite3")
         self.phonebook = phonebook or Phonebook.default_book()
@@ -96,7 +100,7 @@ class CallEngine:
         #: Simulated time for the manual clock (None on the virtual and realtime clocks).
         self.timeline = timeline or (ManualTimeline() if settings.clock == "manual" else None)
         self.executor: CallExecutor = executor or InProcessExecutor(
-            CallRunner(settings, self.phonebook, self.synthesizer, self.loader, self.timeline, speech)
+            CallRunner(settings, self.phonebook, self.synthesizer, self.loader, self.timeline, speech, phone)
         )
         self.executor.bind(self._end_orphaned)
         #: Ids of the calls ``recover()`` ended; None until it has run.
@@ -200,7 +204,9 @@ class CallEngine:
         record = self.store.insert_call(self.new_id("call"), request.to, request.from_, request.as_dict())
         self.output.event(CallEvent(record.id, 1, "call.queued", 0.0, utc_now(), {"status": "queued", "to": request.to, "from": request.from_}))
         start_frame = self.timeline.now_frames if self.timeline is not None else None
-        self.executor.submit(CallJob(record.id, record.created_at, request, sequence=1, then=tuple(then or ()), start_frame=start_frame), self.output)
+        soundcard = self.soundcard_answers_all or self.phonebook.kind_of(request.to) == "soundcard"
+        job = CallJob(record.id, record.created_at, request, sequence=1, then=tuple(then or ()), start_frame=start_frame, soundcard=soundcard)
+        self.executor.submit(job, self.output)
         return record
 
     def live_call(self, call_id: str) -> LiveCallHandle | None:

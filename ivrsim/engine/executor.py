@@ -101,7 +101,7 @@ class InProcessExecutor:
 
     async def settle_clock(self, now_frames: int) -> None:
         if self.runner.timeline is not None:
-            await self.runner.timeline.settle(lambda: self.runner.live_count)
+            await self.runner.timeline.settle(lambda: self.runner.timeline_count)
 
     async def wait(self, call_id: str) -> None:
         task = self._tasks.get(call_id)

@@ -132,3 +132,5 @@ class CallJob:
     #: The manual clock's present when the call was placed (None on the other clocks): the call's time
     #: starts there, wherever it runs and however long it waited to start.
     start_frame: int | None = None
+    #: Answered by the desktop phone whatever the number (the ``phone`` lane, or ``serve --answer soundcard``).
+    soundcard: bool = False

@@ -33,7 +33,7 @@ from ivrsim.audio.dtmf_receiver import DtmfReceiver
 from ivrsim.audio.line import LineModel, LineSettings
 from ivrsim.audio.amd import AnsweringMachineDetector
 from ivrsim.engine.actions import Action, AwaitMachineDetection, Gather, Hangup, PlayAudio
-from ivrsim.engine.callees import Callee, CalleeContext, Phonebook
+from ivrsim.engine.callees import Callee, CalleeContext, DeskPhone, Phonebook, SoundCardCallee
 from ivrsim.engine.clock import FRAME_S, Clock, ManualTimeline, make_clock
 from ivrsim.engine.events import CallEvent, iso_after, utc_now
 from ivrsim.engine.job import CallJob, EngineSettings
@@ -150,6 +150,10 @@ class LiveCall:
         self.request = job.request
         self.then: list[Action] = list(job.then)
         self.start_frame = job.start_frame
+        #: Answered by the desktop phone (the job came on the ``phone`` lane), whatever the number.
+        self.soundcard = job.soundcard
+        #: The clock pacing the call once it rings: the engine's, or "device" (the sound card's).
+        self.clock_name = settings.clock
         self.settings = settings
         self.output = output
         self.synthesizer = synthesizer
@@ -234,7 +238,7 @@ class LiveCall:
 
     def now(self) -> str:
         """Wall time of this moment of the call: real on the realtime clock, created_at + call time otherwise."""
-        if self.settings.clock == "realtime":
+        if self.clock_name in ("realtime", "device"):
             return utc_now()
         return iso_after(self.created_at, self.call_time_s)
 
@@ -264,6 +268,7 @@ class CallRunner:
         loader: AudioUrlLoader,
         timeline: ManualTimeline | None = None,
         speech: SpeechEngines | None = None,
+        phone: DeskPhone | None = None,
     ) -> None:
         self.settings = settings
         self.phonebook = phonebook
@@ -272,6 +277,8 @@ class CallRunner:
         self.timeline = timeline
         #: Speech recognition (transcripts, speech gathers, callers that listen): models load once per process.
         self.speech = speech or SpeechEngines.from_environment()
+        #: The desktop phone, in the one process that owns the sound card (``ivrsim phone``); None elsewhere.
+        self.phone = phone
         self._live: dict[str, LiveCall] = {}
 
     def live_call(self, call_id: str) -> LiveCall | None:
@@ -282,6 +289,12 @@ class CallRunner:
     def live_count(self) -> int:
         """Calls this runner runs now."""
         return len(self._live)
+
+    @property
+    def timeline_count(self) -> int:
+        """Calls this runner runs on the manual timeline (a step waits for these; a sound card's call keeps
+        its own time, and calls still being prepared are counted until they know their clock)."""
+        return sum(1 for call in self._live.values() if call.clock_name == "manual")
 
     async def run(self, job: CallJob, output: CallOutput) -> None:
         """Run one call to its end; it never raises (a failure ends the call ``failed``, with the reason)."""
@@ -303,32 +316,43 @@ class CallRunner:
 
     async def _call(self, call: LiveCall) -> None:
         request = call.request
-        clock = make_clock(self.settings.clock, self.timeline, call.start_frame)
+        callee: Callee | None = None
         try:
-            callee = self.phonebook.callee_for(request.to)
-            await callee.prepare(CalleeContext(call.rate_hz, self.synthesizer, self.speech, call_language(request)))
+            callee = SoundCardCallee() if call.soundcard else self.phonebook.callee_for(request.to)
+            context = CalleeContext(call.rate_hz, self.synthesizer, self.speech, call_language(request), self.phone, call.id)
+            await callee.prepare(context)
             program = await self._program(call)
         except IvrsimError as error:
+            if callee is not None:
+                callee.close()
             call.set_status("failed", reason=str(error))
             return
+        try:
+            await self._ring_and_converse(call, callee, program)
+        except IvrsimError as error:  # the device went away (DeviceLostError): the call fails, its recording is kept
+            call.set_status("failed", reason=str(error))
+        finally:
+            callee.close()
 
+    async def _ring_and_converse(self, call: LiveCall, callee: Callee, program: list[Action]) -> None:
+        request = call.request
+        # A sound card paces its own calls; every other callee runs on the engine's clock.
+        clock = callee.clock or make_clock(self.settings.clock, self.timeline, call.start_frame)
+        call.clock_name = clock.name
         answer = callee.answer()
         if answer.outcome in ("busy", "failed"):
             default = "the callee is busy" if answer.outcome == "busy" else "the call could not be connected"
             call.set_status(answer.outcome, reason=answer.reason or default)
             return
         call.set_status("ringing", callee=callee.label)
-        ring_timeout_frames = int(round(request.timeout_s / FRAME_S))
-        answer_frames = int(round(answer.answer_time_s / FRAME_S))
-        if answer.outcome == "no-answer" or answer_frames > ring_timeout_frames:
-            await clock.advance(ring_timeout_frames)
-            call.frame_index += ring_timeout_frames
-            call.set_status("no-answer", reason=f"no answer within {request.timeout_s:g} s")
+        pickup = await callee.ring(clock, int(round(request.timeout_s / FRAME_S)))
+        call.frame_index += pickup.frames
+        if pickup.outcome != "answer":
+            reason = pickup.reason or (f"no answer within {request.timeout_s:g} s" if pickup.outcome == "no-answer" else "the callee is busy")
+            call.set_status(pickup.outcome, reason=reason)
             return
-        await clock.advance(answer_frames)
-        call.frame_index += answer_frames
         call.answered_frame = call.frame_index
-        call.set_status("in-progress", rings=answer.rings)
+        call.set_status("in-progress", rings=pickup.rings)
         await self._converse(call, callee, program, clock)
 
     async def _program(self, call: LiveCall) -> list[Action]:
@@ -439,6 +463,8 @@ class CallRunner:
                 if injected is not None:
                     back = back + injected
                 received = to_platform.process(back)
+                for event_type, facts in callee.report():  # the sound card's glitches, as they happen
+                    call.emit(event_type, **facts)
                 if recorder is not None:
                     recorder.write(out, received)
                 call.frame_index += 1

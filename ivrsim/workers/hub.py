@@ -66,6 +66,18 @@ RECORDING_ID = re.compile(r"^rec_[0-9a-f]{8,64}$")
 OrphanEnder = Callable[[str, str, "str | None"], None]
 
 
+#: Why a call to the desktop phone failed when no phone took it.
+NO_PHONE_REASON = (
+    "no desktop phone took the call within its ring timeout: run `ivrsim phone` on the machine with the sound card "
+    "(in the server's folder, or with --queue), or start the server with --answer soundcard"
+)
+
+
+def lane_of(job: CallJob) -> str:
+    """The queue's lane for a call: ``phone`` when the desktop phone answers it, ``calls`` otherwise."""
+    return "phone" if job.soundcard else "calls"
+
+
 class SessionClosed(Exception):
     """The worker's session ended."""
 
@@ -206,7 +218,8 @@ class WorkerHub:
 
     ``api_url``: where workers reach this API (it goes in each job, so a worker needs only the queue).
     ``recordings_dir``: where this API serves recordings from; the path stored for a worker's recording.
-    ``timeline``: the manual clock's, whose steps go to every worker. ``lane_for``: the lane of a call."""
+    ``timeline``: the manual clock's, whose steps go to every worker. Calls the desktop phone answers
+    (``CallJob.soundcard``) go to the ``phone`` lane, which only the process that owns the sound card takes."""
 
     def __init__(
         self,
@@ -216,15 +229,12 @@ class WorkerHub:
         recordings_dir: Path,
         timeline: ManualTimeline | None = None,
         token: str | None = None,
-        lane_for: Callable[[CallJob], str] | None = None,
         unclaimed_after_s: float = UNCLAIMED_AFTER_S,
     ) -> None:
         #: The queue's lanes: calls, background jobs, and calls to the sound card.
         self.queues = {lane: JobQueue(queue_url, lane) for lane in LANES}
         self.queue = self.queues["calls"]
         self.config = config
-        #: Which lane a call goes to: ``phone`` for the sound card's number, ``calls`` for the rest.
-        self.lane_for = lane_for or (lambda job: "calls")
         self.api_url = api_url.rstrip("/")
         self.recordings_dir = recordings_dir
         self.token = token or secrets.token_urlsafe(24)
@@ -255,7 +265,9 @@ class WorkerHub:
         if self._closing:  # placed while the server stops: it would run nowhere
             self._end(call, PLACED_WHILE_STOPPING, "failed")
             return
-        self._put(self.lane_for(job), call_message(job, self.api_url, self.token), call)
+        self._put(lane_of(job), call_message(job, self.api_url, self.token), call)
+        if job.soundcard:  # a phone that is not there never rings: the call ends when its ring timeout has passed
+            asyncio.get_running_loop().call_later(job.request.timeout_s, self._phone_unanswered, call)
 
     def _put(self, lane: str, message: dict[str, Any], call: QueuedCall | None = None) -> None:
         """Enqueue off the event loop (one thread: the queue keeps the order); on success nudge the
@@ -308,12 +320,23 @@ class WorkerHub:
                 if call.job.call_id not in waiting_calls and call.session is None and not call.ending:
                     logger.warning("call %s was taken from the queue but never claimed (its worker stopped); queued again", call.job.call_id)
                     call.enqueued_at = None
-                    self._put(self.lane_for(call.job), call_message(call.job, self.api_url, self.token), call)
+                    self._put(lane_of(call.job), call_message(call.job, self.api_url, self.token), call)
             for job_id in jobs:
                 if job_id not in waiting_jobs and job_id in self._unclaimed_jobs:
                     logger.warning("job %s was taken from the queue but never claimed (its worker stopped); queued again", job_id)
                     del self._unclaimed_jobs[job_id]
                     self._put("jobs", job_message(job_id, self.api_url, self.token))
+
+    def _phone_unanswered(self, call: QueuedCall) -> None:
+        """A call to the desktop phone that no phone took within its ring timeout: busy when a phone is
+        connected (it is on another call), failed when none is (SIP 480: nobody is registered there)."""
+        if call.session is not None or call.ending or self._calls.get(call.job.call_id) is not call:
+            return
+        phones = [session for session in self._sessions.values() if "phone" in session.lanes]
+        if phones:
+            self._end(call, f"the desktop phone was on another call for the whole ring timeout ({call.job.request.timeout_s:g} s)", "busy")
+        else:
+            self._end(call, NO_PHONE_REASON, "failed")
 
     def live_call(self, call_id: str) -> LiveCallHandle | None:
         call = self._calls.get(call_id)

@@ -11,8 +11,12 @@ import multiprocessing
 from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ivrsim.workers.worker import WorkerOptions, run_local_worker
+
+if TYPE_CHECKING:
+    from ivrsim.phone.desktop import PhoneSettings
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +43,9 @@ class LocalWorkerSpec:
     cache_root: Path
     prompt_cache_dir: Path
     max_calls: int = 100
+    #: The desktop phone (``--answer soundcard``): the first worker owns the sound card and takes the ``phone``
+    #: lane; None: no local worker does (``ivrsim phone`` takes it).
+    phone: PhoneSettings | None = None
 
 
 class LocalWorkers:
@@ -59,9 +66,10 @@ class LocalWorkers:
 
     def _spawn(self, index: int) -> BaseProcess:
         spec = self.spec
-        lanes = ("calls", "jobs", "phone") if index == 1 else ("calls", "jobs")  # the sound card is this machine's: one process owns it
+        owns_phone = index == 1 and spec.phone is not None  # the sound card is this machine's: one process owns it
+        lanes = ("calls", "jobs", "phone") if owns_phone else ("calls", "jobs")
         options = WorkerOptions(
-            name=f"local-{index}", max_calls=spec.max_calls, lanes=lanes, recordings_dir=spec.recordings_dir,
+            name=f"local-{index}", max_calls=spec.max_calls, lanes=lanes, recordings_dir=spec.recordings_dir, phone=spec.phone if owns_phone else None,
             cache_dir=spec.cache_root / f"worker-{index}", prompt_cache_dir=spec.prompt_cache_dir, connect=spec.api_url, token=spec.token,
         )
         process = self._context.Process(target=run_local_worker, args=(spec.queue_url, options, LOCAL_NICE), name=f"ivrsim-worker-{index}")

@@ -106,6 +106,7 @@ def call_message(job: CallJob, api_url: str, token: str) -> dict[str, Any]:
         "created_at": job.created_at,
         "sequence": job.sequence,
         "start_frame": job.start_frame,
+        "soundcard": job.soundcard,
         "request": job.request.as_dict(),
     }
 
@@ -117,7 +118,7 @@ def job_message(job_id: str, api_url: str, token: str) -> dict[str, Any]:
 
 def job_of(message: dict[str, Any]) -> CallJob:
     return CallJob(message["call_id"], message["created_at"], CallRequest.from_dict(message["request"]), sequence=message["sequence"],
-                   start_frame=message.get("start_frame"))
+                   start_frame=message.get("start_frame"), soundcard=bool(message.get("soundcard", False)))
 
 
 def event_message(event: CallEvent) -> dict[str, Any]:

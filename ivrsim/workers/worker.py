@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from collections.abc import Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 import websockets
@@ -35,10 +35,11 @@ from ivrsim.analysis.jobs import JobContext, run_job
 from ivrsim.analysis.service import describe_failure, in_daemon_thread
 from ivrsim.audio.dtmf_generator import DtmfToneSpec
 from ivrsim.blas import one_blas_thread
-from ivrsim.engine.callees import Phonebook
+from ivrsim.engine.callees import DeskPhone, Phonebook
 from ivrsim.engine.clock import ManualTimeline
 from ivrsim.engine.events import CallEvent
 from ivrsim.engine.job import CallJob
+from ivrsim.engine.output import CallOutput
 from ivrsim.engine.runner import CallRunner, InjectionLimitError
 from ivrsim.exceptions import IvrsimError, SpeechError
 from ivrsim.media.audio_url import AudioUrlLoader
@@ -57,6 +58,9 @@ from ivrsim.workers.protocol import (
     job_of,
 )
 from ivrsim.workers.queue import JobQueue
+
+if TYPE_CHECKING:
+    from ivrsim.phone.desktop import PhoneSettings
 
 logger = logging.getLogger(__name__)
 
@@ -95,9 +99,44 @@ class WorkerOptions:
     #: state from one render to the next, so two first renders of a text can differ by a few samples).
     prompt_cache_dir: Path | None = None
     phonebook: Path | None = None
+    #: The desktop phone this worker answers ``phone`` calls with (``ivrsim serve --answer soundcard``'s first
+    #: local worker); ``ivrsim phone`` hands its own to ``Worker``.
+    phone: PhoneSettings | None = None
     connect: str | None = None
     token: str | None = None
     parent_pid: int | None = None
+
+
+class CallObserver(Protocol):
+    """Watches the calls a worker runs (the desktop phone's console): each call as it starts, its events."""
+
+    def call_started(self, job: CallJob) -> None: ...
+
+    def call_event(self, event: CallEvent) -> None: ...
+
+
+class ObservedOutput:
+    """A ``CallOutput`` that also shows every event to an observer."""
+
+    def __init__(self, output: CallOutput, observer: CallObserver) -> None:
+        self.output = output
+        self.observer = observer
+
+    def event(self, event: CallEvent) -> None:
+        self.output.event(event)
+        try:
+            self.observer.call_event(event)
+        except Exception:  # what is shown never breaks what is reported
+            logger.exception("the call observer failed on %s", event.type)
+
+    def update_call(self, call_id: str, **fields: Any) -> None:
+        self.output.update_call(call_id, **fields)
+
+    def recording_started(self, recording_id: str, call_id: str, path: str, channels: str) -> None:
+        self.output.recording_started(recording_id, call_id, path, channels)
+
+    def recording_completed(self, recording_id: str, duration_s: float) -> None:
+        self.output.recording_completed(recording_id, duration_s)
 
 
 class SessionOutput:
@@ -194,7 +233,7 @@ class ApiSession:
                 self.phonebook_error = f"worker {options.name} cannot use the server's phonebook ({error}); pass --phonebook with a copy"
         loader = self.loader = AudioUrlLoader(config.media_settings(options.cache_dir / "media", options.cache_max_bytes))
         settings = config.engine_settings(options.cache_dir, recordings or options.cache_dir / "recordings")
-        self.runner = CallRunner(settings, phonebook, self.worker.synthesizer, loader, self.timeline, self.worker.speech)
+        self.runner = CallRunner(settings, phonebook, self.worker.synthesizer, loader, self.timeline, self.worker.speech, self.worker.phone)
         # Transcripts read recordings where the API serves them: only a worker that shares that folder can.
         self.job_context = JobContext(loader, recordings if self.recordings_shared else None, self.worker.speech)
 
@@ -327,7 +366,7 @@ class ApiSession:
         if self.timeline is not None and self.runner is not None:
             await self.timeline.move_to(int(message["now_frames"]))
             runner = self.runner
-            await self.timeline.settle(lambda: runner.live_count)
+            await self.timeline.settle(lambda: runner.timeline_count)
         self.send({"t": "reply", "rid": message.get("rid"), "ok": True})
 
     async def _answer(self, message: dict[str, Any]) -> None:
@@ -356,7 +395,11 @@ class ApiSession:
 
     async def run_call(self, call_job: CallJob) -> None:
         assert self.runner is not None
-        output = SessionOutput(self, call_job.call_id)
+        output: CallOutput = SessionOutput(self, call_job.call_id)
+        observer = self.worker.observer
+        if observer is not None:
+            observer.call_started(call_job)
+            output = ObservedOutput(output, observer)
         try:
             if self.phonebook_error is not None:
                 await self.runner.refuse(call_job, output, self.phonebook_error)
@@ -376,9 +419,12 @@ class Worker:
     """Takes calls and jobs from the queue at ``queue_url`` while it has room for each, and runs them in the
     session of the API that queued them."""
 
-    def __init__(self, queue_url: str, options: WorkerOptions) -> None:
+    def __init__(self, queue_url: str, options: WorkerOptions, phone: DeskPhone | None = None, observer: CallObserver | None = None) -> None:
         self.queues = {lane: JobQueue(queue_url, lane) for lane in options.lanes}
         self.options = options
+        #: The desktop phone that answers the ``phone`` lane's calls (None: such a call fails, saying why).
+        self.phone = phone if phone is not None else _phone_of(options.phone)
+        self.observer = observer
         options.cache_dir.mkdir(parents=True, exist_ok=True)
         catalog = VoiceCatalog.load()
         self.synthesizer = SpeechSynthesizer(catalog=catalog, cache=PromptCache(options.prompt_cache_dir or options.cache_dir / "prompts",
@@ -394,6 +440,8 @@ class Worker:
         self._stopping = asyncio.Event()
 
     def _capacity(self, lane: str) -> int:
+        if lane == "phone":
+            return 1  # one person at one phone: the next call waits for this one to end
         return self.options.max_jobs if lane == "jobs" else self.options.max_calls
 
     def wake(self) -> None:
@@ -553,6 +601,16 @@ class Worker:
             await asyncio.to_thread(self.queues[lane].put, {**message, "requeued": attempts})
         except Exception as failure:  # the API puts back what nobody claimed, in time
             logger.error("could not put %s back in the queue (%s); its server will queue it again", what, failure)
+
+
+def _phone_of(settings: PhoneSettings | None) -> DeskPhone | None:
+    """A headless desktop phone from plain settings (sound-card code loads only where one is asked for)."""
+    if settings is None:
+        return None
+    from ivrsim.phone.desktop import DesktopPhone
+
+    os.environ.update(dict(settings.environment))  # the sound server of the process that asked for the phone
+    return DesktopPhone(settings)
 
 
 def run_worker(queue_url: str, options: WorkerOptions, nice: int = 0, verbose: bool = False) -> None:
