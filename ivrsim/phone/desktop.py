@@ -25,7 +25,7 @@ from ivrsim.audio.dtmf_generator import DtmfToneSpec, generate_dtmf
 from ivrsim.audio.dtmf_keys import KEYS_BY_INDEX
 from ivrsim.audio.levels import db_to_power_ratio
 from ivrsim.devices.soundcard import DeviceClock, SoundCard, SoundCardSettings
-from ivrsim.engine.callees import RING_CYCLE_S, CalleeBusyError, Pickup
+from ivrsim.engine.callees import RING_CYCLE_S, Answer, CalleeBusyError, Pickup
 from ivrsim.engine.clock import FRAME_S
 
 logger = logging.getLogger(__name__)
@@ -162,8 +162,8 @@ class SoundCardLine:
         itself after ``auto_answer_rings``, or ``timeout_frames`` pass; the microphone is not on the line yet."""
         cycle = ring_cycle(self.rate_hz)
         auto_rings = self.phone.settings.auto_answer_rings
-        # as the phonebook's callees: N rings end N - 1 cycles and one ring tone after ringing starts
-        auto_frames = None if auto_rings is None else int(round(((max(auto_rings, 1) - 1) * RING_CYCLE_S + 2.0) / FRAME_S))
+        # as the phonebook's callees: N rings end N - 1 cycles and one ring tone after ringing starts; 0 at once
+        auto_frames = None if auto_rings is None else int(round(Answer(rings=auto_rings).answer_time_s / FRAME_S))
         self._ringing = True
         self.phone.notify("ringing", self.call_id, auto_answer_rings=auto_rings)
         position = 0
