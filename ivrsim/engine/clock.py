@@ -4,8 +4,9 @@ The engine counts call time in frames; a clock only decides how fast those frame
 ``VirtualClock`` as fast as the CPU allows (yielding to the event loop between frames, so that many calls
 interleave), ``RealtimeClock`` one frame per 20 ms of wall time, ``ManualClock`` only as far as a shared
 ``ManualTimeline`` has been stepped (``POST /_sim/clock``). Events depend only on frames, never on the
-clock, so the same call gives the same events at the same call times on both. A sound card drives its own
-clock by blocking until its frames are played (the devices issue implements that ``Clock``).
+clock, so the same call gives the same events at the same call times on both. A call answered by the
+sound card runs on the card's own clock (``ivrsim.devices.soundcard.DeviceClock``, "device"): a frame is due
+when the card's input has delivered it.
 """
 
 from __future__ import annotations

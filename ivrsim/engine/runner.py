@@ -5,14 +5,15 @@ phonebook's callee is prepared; the call rings (``ringing``) until the callee an
 the ring timeout passes (``no-answer``); once ``in-progress``, every 20 ms frame the platform's audio
 crosses the line model to the callee, the callee's audio crosses back, the streaming DTMF receiver decodes
 it, the current action hears the digits, and the recorder writes both sides. The call ends ``completed``
-when either side hangs up.
+when either side hangs up. A callee with a clock of its own (the desktop phone's sound card) paces the
+call from the first ring; a ``DeviceLostError`` from it ends the call ``failed``, its recording kept.
 
 Everything a call reports goes to a ``CallOutput``; the runner holds what a worker process holds (phonebook,
 TTS, media loader, line and clock settings, the recordings folder) and nothing of the API's. An
 error in one call fails that call (with the reason) and never the others; a call cancelled (shutdown) ends
 ``completed`` when answered, ``failed`` otherwise, with ``STOPPED_REASON``.
 
-Times: ``answered_at`` / ``ended_at`` are wall time on the realtime clock, and ``created_at`` plus call
+Times: ``answered_at`` / ``ended_at`` are wall time on the realtime and device clocks, and ``created_at`` plus call
 time on the virtual and manual clocks, so that they agree with ``duration``.
 """
 
