@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +15,7 @@ from ivrsim.audio.levels import dbm0_to_amplitude, dbm0_to_power
 from ivrsim.blas import one_blas_thread
 from ivrsim.audio.resample import resample
 from ivrsim.media.files import read_audio_file
+from ivrsim.testing.pulse import PulseAudioServer, available
 
 # As in ivrsim's own processes (ivrsim/blas.py): the servers the tests start in this process run calls here.
 one_blas_thread()
@@ -110,3 +113,21 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
     seed = getattr(config.option, "randomly_seed", None)
     if isinstance(seed, int):
         terminalreporter.write_line(f"test order: pytest-randomly seed {seed} (replay with -p randomly --randomly-seed={seed})")
+
+
+def require_pulseaudio() -> None:
+    """Skip where PulseAudio, its ALSA plugin or PortAudio is missing (a developer's machine), with the
+    reason; fail in CI (``CI`` set), where setup.sh installs them and the sound-card tests must run."""
+    reason = available()
+    if reason is not None:
+        if os.environ.get("CI"):
+            pytest.fail(f"the sound-card tests must run in CI: {reason}")
+        pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def pulse() -> Iterator[PulseAudioServer]:
+    """A PulseAudio daemon with null sinks ``speaker`` and ``micfeed`` for the module: the sound card."""
+    require_pulseaudio()
+    with PulseAudioServer() as server:
+        yield server

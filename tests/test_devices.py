@@ -31,7 +31,6 @@ from ivrsim.devices.soundcard import (
     SoundCard,
     SoundCardSettings,
 )
-from ivrsim.testing import pulse
 from ivrsim.testing.pulse import PulseAudioServer
 
 RATE_HZ = 8000
@@ -39,23 +38,8 @@ FRAME_SAMPLES = 160
 RECORD_RATE_HZ = 48000
 
 
-def _skip_or_fail() -> None:
-    reason = pulse.available()
-    if reason is not None:
-        if os.environ.get("CI"):
-            pytest.fail(f"the device tests must run in CI: {reason}")
-        pytest.skip(reason)
-
-
-@pytest.fixture(scope="module")
-def pa() -> Iterator[PulseAudioServer]:
-    _skip_or_fail()
-    with PulseAudioServer() as server:
-        yield server
-
-
 @pytest.fixture
-def card(pa: PulseAudioServer) -> Iterator[SoundCard]:
+def card(pulse: PulseAudioServer) -> Iterator[SoundCard]:
     with SoundCard(RATE_HZ, FRAME_SAMPLES, SoundCardSettings()) as opened:
         yield opened
 
@@ -126,7 +110,7 @@ def test_settings_from_environment() -> None:
 
 # -- listing and choosing ---------------------------------------------------------------------------
 
-def test_list_devices_shows_pulseaudio_with_defaults(pa: PulseAudioServer) -> None:
+def test_list_devices_shows_pulseaudio_with_defaults(pulse: PulseAudioServer) -> None:
     devices = list_devices()
     assert devices, "PortAudio sees no device with PulseAudio running"
     assert sum(d.default_input for d in devices) == 1 and sum(d.default_output for d in devices) == 1
@@ -135,7 +119,7 @@ def test_list_devices_shows_pulseaudio_with_defaults(pa: PulseAudioServer) -> No
                                          "default_input", "default_output"}
 
 
-def test_choose_by_default_index_and_name(pa: PulseAudioServer) -> None:
+def test_choose_by_default_index_and_name(pulse: PulseAudioServer) -> None:
     default_in = choose_device(None, "input")
     assert default_in.default_input and default_in.input_channels > 0
     assert choose_device(None, "output").default_output
@@ -144,7 +128,7 @@ def test_choose_by_default_index_and_name(pa: PulseAudioServer) -> None:
     assert choose_device("PULSE", "output").name == "pulse"
 
 
-def test_ambiguous_or_missing_names_list_the_devices(pa: PulseAudioServer) -> None:
+def test_ambiguous_or_missing_names_list_the_devices(pulse: PulseAudioServer) -> None:
     devices = list_devices()
     names = [d.name.lower() for d in devices if d.input_channels > 0]
     shared = next(c for c in string.ascii_lowercase if sum(c in n for n in names) >= 2 and c not in names)
@@ -161,22 +145,22 @@ def test_ambiguous_or_missing_names_list_the_devices(pa: PulseAudioServer) -> No
         SoundCard(RATE_HZ, FRAME_SAMPLES, SoundCardSettings(input_device="no-such-card")).open()
 
 
-def test_cli_devices_json(pa: PulseAudioServer) -> None:
-    done = subprocess.run([sys.executable, "-m", "ivrsim", "devices", "--json"], env={**os.environ, **pa.env},
+def test_cli_devices_json(pulse: PulseAudioServer) -> None:
+    done = subprocess.run([sys.executable, "-m", "ivrsim", "devices", "--json"], env={**os.environ, **pulse.env},
                           capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
     listed = json.loads(done.stdout)
     assert {d["name"] for d in listed} >= {"pulse"}
     assert any(d["default_input"] for d in listed)
-    table = subprocess.run([sys.executable, "-m", "ivrsim", "devices"], env={**os.environ, **pa.env}, capture_output=True, text=True, timeout=60, check=False)
+    table = subprocess.run([sys.executable, "-m", "ivrsim", "devices"], env={**os.environ, **pulse.env}, capture_output=True, text=True, timeout=60, check=False)
     assert table.returncode == 0 and "pulse" in table.stdout
 
 
 # -- the sound card ---------------------------------------------------------------------------------
 
-def test_written_frames_are_heard_on_the_speaker_monitor(pa: PulseAudioServer, card: SoundCard) -> None:
+def test_written_frames_are_heard_on_the_speaker_monitor(pulse: PulseAudioServer, card: SoundCard) -> None:
     recorded: list[np.ndarray] = []
-    recorder = threading.Thread(target=lambda: recorded.append(pa.record(pa.speaker_monitor, 1.6, RECORD_RATE_HZ)))
+    recorder = threading.Thread(target=lambda: recorded.append(pulse.record(pulse.speaker_monitor, 1.6, RECORD_RATE_HZ)))
     sine = tone(1000.0, 1.2, RATE_HZ)
 
     async def play() -> None:
@@ -211,13 +195,13 @@ def test_output_resampler_keeps_state_across_frame_edges() -> None:
     assert all(len(resampler(sine[:FRAME_SAMPLES])) > 0 for _ in range(5)), "output every frame, not in bursts"
 
 
-def test_dtmf_played_into_the_microphone_is_decoded(pa: PulseAudioServer, card: SoundCard) -> None:
+def test_dtmf_played_into_the_microphone_is_decoded(pulse: PulseAudioServer, card: SoundCard) -> None:
     keys = "159#*0"
     receiver = DtmfReceiver(RATE_HZ)
     decoded: list[str] = []
 
     async def listen() -> None:
-        player = pa.play(pa.micfeed, generate_dtmf(keys, RECORD_RATE_HZ), RECORD_RATE_HZ, wait=False)
+        player = pulse.play(pulse.micfeed, generate_dtmf(keys, RECORD_RATE_HZ), RECORD_RATE_HZ, wait=False)
         for _ in range(int(8.0 * RATE_HZ / FRAME_SAMPLES)):
             await card.wait_frames(1)
             decoded.extend(d.key.value for d in receiver.feed(card.read_frame()))
@@ -229,11 +213,11 @@ def test_dtmf_played_into_the_microphone_is_decoded(pa: PulseAudioServer, card: 
     assert "".join(decoded) == keys
 
 
-def test_input_resampling_is_continuous_across_frames(pa: PulseAudioServer, card: SoundCard) -> None:
+def test_input_resampling_is_continuous_across_frames(pulse: PulseAudioServer, card: SoundCard) -> None:
     frames: list[np.ndarray] = []
 
     async def listen() -> None:
-        pa.play(pa.micfeed, tone(697.0, 1.5, RECORD_RATE_HZ), RECORD_RATE_HZ, wait=False)
+        pulse.play(pulse.micfeed, tone(697.0, 1.5, RECORD_RATE_HZ), RECORD_RATE_HZ, wait=False)
         while len(frames) < int(2.5 * RATE_HZ / FRAME_SAMPLES):
             await card.wait_frames(1)
             frames.append(card.read_frame())
@@ -247,7 +231,7 @@ def test_input_resampling_is_continuous_across_frames(pa: PulseAudioServer, card
     assert worst_sine_residual_db(middle, 697.0, RATE_HZ) < -50
 
 
-def test_underruns_are_counted_when_writing_stops(pa: PulseAudioServer, card: SoundCard) -> None:
+def test_underruns_are_counted_when_writing_stops(pulse: PulseAudioServer, card: SoundCard) -> None:
     async def run() -> None:
         clock = DeviceClock(card)
         for i in range(200):  # until the speakers play (bounded: 4 s)
@@ -268,7 +252,7 @@ def test_underruns_are_counted_when_writing_stops(pa: PulseAudioServer, card: So
     assert stats["input_device"] and stats["device_rate_hz"] > 0 and stats["output_latency_s"] > 0
 
 
-def test_device_lost_when_the_server_stops(pa: PulseAudioServer) -> None:
+def test_device_lost_when_the_server_stops(pulse: PulseAudioServer) -> None:
     with PulseAudioServer(speaker="speaker2", micfeed="micfeed2") as doomed:
         card = SoundCard(RATE_HZ, FRAME_SAMPLES).open()
         try:

@@ -31,22 +31,15 @@ from ivrsim.media.audio_url import AudioUrlLoader, MediaSettings
 from ivrsim.phone.desktop import DesktopPhone, PhoneSettings
 from ivrsim.settings import Settings
 from ivrsim.speech.tts import PromptCache, SpeechSynthesizer
-from ivrsim.testing.pulse import PulseAudioServer, available
+from ivrsim.testing.pulse import PulseAudioServer
 from ivrsim.testing.waiting import wait_until
+
+from conftest import require_pulseaudio
 
 FROM = "+15559876543"
 KEY = "test-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
 RATE_HZ = 8000
-
-
-@pytest.fixture(scope="module")
-def pulse() -> Any:
-    reason = available()
-    if reason is not None:  # a developer machine without PulseAudio; CI installs it (setup.sh), so these run there
-        pytest.skip(reason)
-    with PulseAudioServer() as server:
-        yield server
 
 
 @pytest.fixture(scope="module")
@@ -166,8 +159,7 @@ def test_a_device_that_does_not_exist_fails_the_call_with_the_devices_there_are(
 
 
 def test_a_sound_card_that_disappears_mid_call_fails_the_call_and_keeps_its_recording(tmp_path: Path, synthesizer: SpeechSynthesizer) -> None:
-    if available() is not None:
-        pytest.skip(str(available()))
+    require_pulseaudio()
     phone = DesktopPhone(PhoneSettings(SoundCardSettings(), auto_answer_rings=0))
     with PulseAudioServer() as doomed:  # its own daemon: the module's stays up for the other tests
 
