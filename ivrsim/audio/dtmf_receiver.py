@@ -556,6 +556,10 @@ def _grow(array: np.ndarray, capacity: int, fill: float = 0) -> np.ndarray:
     return grown
 
 
+#: How much input the streaming receiver gathers before it analyses, in ms (``DtmfReceiver``'s ``chunk_ms``).
+DEFAULT_CHUNK_MS = 40.0
+
+
 class DtmfReceiver:
     """Streaming DTMF receiver: feed float samples in frames of any size, get digits as they end.
 
@@ -571,7 +575,7 @@ class DtmfReceiver:
     release. ``flush`` reports a digit still sounding at the end of the stream and resets the receiver.
     """
 
-    def __init__(self, rate_hz: int, thresholds: DtmfThresholds | None = None, chunk_ms: float = 40.0) -> None:
+    def __init__(self, rate_hz: int, thresholds: DtmfThresholds | None = None, chunk_ms: float = DEFAULT_CHUNK_MS) -> None:
         if not MIN_RATE_HZ <= rate_hz <= MAX_RATE_HZ:
             raise ValueError(f"rate_hz must be between {MIN_RATE_HZ} and {MAX_RATE_HZ} Hz, got {rate_hz}")
         if chunk_ms < 0:

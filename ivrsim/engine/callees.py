@@ -226,13 +226,11 @@ class SoundCardCallee(Callee):
         assert self.line is not None, "prepare() opens the line"
         return await self.line.ring(timeout_frames)
 
-    @property  # type: ignore[override]
-    def hung_up(self) -> bool:
-        return self.line is not None and self.line.hung_up
-
     def exchange(self, heard: np.ndarray) -> np.ndarray:
         assert self.line is not None, "prepare() opens the line"
-        return self.line.exchange(heard)
+        back = self.line.exchange(heard)
+        self.hung_up = self.line.hung_up  # the person's hang-up key, as of this frame
+        return back
 
     def report(self) -> list[tuple[str, dict[str, Any]]]:
         return self.line.report() if self.line is not None else []

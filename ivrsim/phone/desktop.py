@@ -26,7 +26,7 @@ from ivrsim.audio.dtmf_keys import KEYS_BY_INDEX
 from ivrsim.audio.levels import db_to_power_ratio
 from ivrsim.devices.soundcard import DeviceClock, SoundCard, SoundCardSettings
 from ivrsim.engine.callees import RING_CYCLE_S, Answer, CalleeBusyError, Pickup
-from ivrsim.engine.clock import FRAME_S
+from ivrsim.engine.clock import FRAME_S, Clock
 
 logger = logging.getLogger(__name__)
 
@@ -141,7 +141,7 @@ class SoundCardLine:
         self.card = card
         self.rate_hz = rate_hz
         self.frame_samples = frame_samples
-        self.clock = DeviceClock(card)
+        self.clock: Clock = DeviceClock(card)
         self.hung_up = False
         self.answered = False
         self._ringing = False
