@@ -128,6 +128,26 @@ def test_the_person_hanging_up_ends_the_call_completed_with_the_callee_as_the_on
     assert phone.line is None  # the card is closed and the phone free for the next call
 
 
+def test_a_sound_card_call_is_transcribed_live_in_a_process_of_its_own_and_its_transcript_covers_the_recording(
+        tmp_path: Path, pulse: PulseAudioServer, synthesizer: SpeechSynthesizer) -> None:
+    phone = DesktopPhone(PhoneSettings(SoundCardSettings(), auto_answer_rings=0))
+
+    async def scenario() -> list[CallEvent]:
+        async with engine_for(tmp_path, synthesizer, phone) as engine:
+            record = await engine.place(CallRequest(to="+15551234567", from_=FROM, tts=TtsSpec("Thank you for calling. Press 1 for billing."),
+                                                    transcribe=True, record=True, gather=GatherSpec(timeout_s=2)))
+            await asyncio.wait_for(engine.wait(record.id), 60)
+            return engine.store.events(record.id)
+
+    events = asyncio.run(scenario())
+    finals = [e.data for e in of_type(events, "transcription.final") if e.data["channel"] == "platform"]
+    assert finals and "billing" in finals[0]["text"] and finals[0]["engine"] == "pocketsphinx"
+    assert 0.0 <= finals[0]["start_s"] < finals[0]["end_s"] < 6.0  # call times of the prompt, as an in-process transcript gives
+    [completed] = of_type(events, "recording.completed")
+    assert completed.data["transcribed_live"]["engine"] == "pocketsphinx"  # the live transcript is the recording's
+    assert not of_type(events, "transcription.failed")
+
+
 def test_a_second_call_while_the_phone_is_on_one_is_busy(tmp_path: Path, pulse: PulseAudioServer, synthesizer: SpeechSynthesizer) -> None:
     phone = DesktopPhone(PhoneSettings(SoundCardSettings(), auto_answer_rings=0))
 

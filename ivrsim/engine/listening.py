@@ -102,6 +102,10 @@ class LiveTranscriber:
             return
         self.finished = True
 
+    async def end(self, call: CallContext) -> None:
+        """The call ended (``ProcessTranscriber``'s interface: there it waits for the child)."""
+        self.finish(call)
+
     def _fail(self, call: CallContext, error: Exception) -> None:
         logger.exception("live transcription of %s failed", getattr(call, "id", "a call"))
         self.failed = True

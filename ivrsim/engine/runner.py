@@ -39,6 +39,7 @@ from ivrsim.engine.clock import FRAME_S, Clock, ManualTimeline, make_clock
 from ivrsim.engine.events import CallEvent, iso_after, utc_now
 from ivrsim.engine.job import CallJob, EngineSettings
 from ivrsim.engine.listening import VOCABULARY_ENGINES, LiveTranscriber, call_language, engine_facts
+from ivrsim.engine.listening_process import ProcessTranscriber
 from ivrsim.engine.output import CallOutput
 from ivrsim.engine.recorder import CallRecorder
 from ivrsim.exceptions import InvalidRequestError, IvrsimError
@@ -170,6 +171,8 @@ class LiveCall:
         #: Real-time transcription (``transcribe``): the engine, or why there is none.
         self.listening: SpeechEngine | None = None
         self.listening_error: str | None = None
+        #: The live transcript's child process, on a sound card's call (``listening_process``).
+        self.listening_process: ProcessTranscriber | None = None
         #: Answering-machine detection (``machine_detection``).
         self.machine_detector: AnsweringMachineDetector | None = None
 
@@ -322,7 +325,7 @@ class CallRunner:
             callee = SoundCardCallee() if call.soundcard else self.phonebook.callee_for(request.to)
             context = CalleeContext(call.rate_hz, self.synthesizer, self.speech, call_language(request), self.phone, call.id)
             await callee.prepare(context)
-            program = await self._program(call)
+            program = await self._program(call, device_paced=callee.clock is not None)
         except IvrsimError as error:
             if callee is not None:
                 callee.close()
@@ -334,6 +337,8 @@ class CallRunner:
             call.set_status("failed", reason=str(error))
         finally:
             callee.close()
+            if call.listening_process is not None:
+                call.listening_process.close()
 
     async def _ring_and_converse(self, call: LiveCall, callee: Callee, program: list[Action]) -> None:
         request = call.request
@@ -356,8 +361,9 @@ class CallRunner:
         call.set_status("in-progress", rings=pickup.rings)
         await self._converse(call, callee, program, clock)
 
-    async def _program(self, call: LiveCall) -> list[Action]:
-        """The Canary request as actions: prompt(s), in a gather if asked, then hang-up."""
+    async def _program(self, call: LiveCall, device_paced: bool = False) -> list[Action]:
+        """The Canary request as actions: prompt(s), in a gather if asked, then hang-up. ``device_paced``:
+        the call runs on a sound card's clock, so its live transcript is decoded in a process of its own."""
         request = call.request
         prompts: list[PlayAudio] = []
         if request.tts is not None:
@@ -376,6 +382,13 @@ class CallRunner:
                 call.listening = await asyncio.to_thread(self.speech.engine_for, language)
             except AsrError as error:  # the call goes on; the transcript's events say why there is none
                 call.listening_error = str(error)
+            if call.listening is not None and device_paced:  # its decoding would starve the card (listening_process.py)
+                transcriber = ProcessTranscriber(call.listening.info, call.id, language, call.rate_hz, request)
+                try:
+                    call.listening_process = await asyncio.to_thread(transcriber.start)
+                except Exception as error:  # no process to decode in: no live transcript (the recording's comes after)
+                    logger.exception("the live transcriber of %s could not start", call.id)
+                    call.listening, call.listening_error = None, f"the live transcriber could not start: {type(error).__name__}: {error}"
         if request.machine_detection:
             call.machine_detector = AnsweringMachineDetector(
                 call.rate_hz, decision_s=request.machine_detection_timeout_s, wait_for_beep=request.machine_detection_wait_for_beep,
@@ -436,7 +449,11 @@ class CallRunner:
             call.output.recording_started(recording_id, call.id, str(path), request.recording_channels)
             call.emit("recording.started", recording_id=recording_id, channels=request.recording_channels)
         answered_s = call.call_time_s
-        transcriber = LiveTranscriber(call.listening, call.rate_hz, answered_s, request) if call.listening is not None else None
+        transcriber: LiveTranscriber | ProcessTranscriber | None = None
+        if call.listening_process is not None:
+            transcriber = call.listening_process.begin(answered_s)
+        elif call.listening is not None:
+            transcriber = LiveTranscriber(call.listening, call.rate_hz, answered_s, request)
         if request.transcribe and call.listening_error is not None:
             call.emit("transcription.failed", source="live", reason=call.listening_error, language=call_language(request))
         detector = call.machine_detector
@@ -497,7 +514,7 @@ class CallRunner:
                     break
                 await clock.advance(1)
             if transcriber is not None:
-                transcriber.finish(call)
+                await transcriber.end(call)
             if detector is not None and detector.result is None:
                 decided = detector.finish()
                 if decided is not None:
