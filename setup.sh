@@ -45,3 +45,10 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     | { grep -v "is ignored: it is neither a file nor a directory" || true; }
   touch "$stamp"
 fi
+
+# axios, for the test that runs the Canonical API's Node example (where node and npm are installed; the test
+# skips without node): tests/node/package-lock.json pins it.
+if command -v npm >/dev/null 2>&1 && [ ! -d tests/node/node_modules/axios ]; then
+  echo "setup: installing axios into tests/node"
+  npm ci --prefix tests/node --no-audit --no-fund --silent
+fi

@@ -711,6 +711,92 @@ def transcribe(files: tuple[str, ...], as_json: bool, engine: str | None, model:
     _each_file(files, "transcribing", transcribe_file)
 
 
+def _analysis_summary(path: str, result: dict[str, Any]) -> None:
+    """The readable form of an analysis (``ivrsim analyze``): one table per speaker, then the call."""
+    from ivrsim.analysis.conversation import SPEAKERS
+
+    def fmt(value: Any, unit: str = "", none: str = "-") -> str:
+        return none if value is None else f"{value:g}{unit}" if isinstance(value, float) else f"{value}{unit}"
+
+    speakers = result["speakers"]
+    how = "diarized mono" if result.get("diarized") else "stereo"
+    table = Table(title=f"{path}: {result['duration_s']:g} s, {how}")
+    table.add_column("")
+    for name in SPEAKERS:
+        channel = "" if result.get("diarized") else f" (ch{speakers[name]['channel']})"
+        table.add_column(f"{name}{channel}", justify="right")
+    rows = (("talk time", "talk_time_s", " s"), ("talk ratio", "talk_ratio", ""), ("turns", "turns", ""),
+            ("words", "words", ""), ("words per minute", "words_per_minute", ""), ("SNR", "snr_db", " dB"))
+    for label, key, unit in rows:
+        value = {name: speakers[name].get(key) for name in SPEAKERS}
+        if key == "talk_ratio":
+            table.add_row(label, *(f"{value[n] * 100:.1f} %" for n in SPEAKERS))
+        else:
+            table.add_row(label, *(fmt(value[n], unit) for n in SPEAKERS))
+    table.add_row("DTMF", *(result["dtmf"][n]["digits"] or "-" for n in SPEAKERS))
+    latency, interruptions, dead_air = result["latency_ms"], result["interruptions"], result["dead_air"]
+    facts = Table(show_header=False, box=None)
+    facts.add_row("latency (user end of turn to assistant)",
+                  f"p50 {fmt(latency['p50'])} ms, p90 {fmt(latency['p90'])} ms, p99 {fmt(latency['p99'])} ms over {latency['num']} turn change(s)")
+    facts.add_row("time to first assistant word", fmt(result["time_to_first_assistant_word_ms"], " ms"))
+    facts.add_row("interruptions", f"assistant interrupted by the user {interruptions['num_assistant_interrupted']}, "
+                                   f"user interrupted by the assistant {interruptions['num_user_interrupted']}; talk-over {interruptions['talk_over_s']:g} s")
+    facts.add_row(f"dead air (over {dead_air['threshold_s']:g} s)", f"{dead_air['count']}, {dead_air['total_s']:g} s in all, longest {dead_air['longest_s']:g} s")
+    transcript = result["transcript"]
+    if transcript["source"] is not None:
+        source = f"{transcript['source']} ({transcript['engine']}, {transcript['language']})" if transcript["engine"] else transcript["source"]
+        facts.add_row("transcript", f"{source}: {len(transcript['utterances'])} utterance(s)"
+                                    + (f"; none made: {transcript['reason']}" if transcript.get("reason") else ""))
+    console = Console(highlight=False)
+    console.print(table)
+    console.print(facts)
+    for utterance in transcript["utterances"]:
+        start = "" if utterance["start_s"] is None else f"{utterance['start_s']:7.2f} s  "
+        console.print(f"  {start}{utterance['speaker']:>9}: {utterance['text']}", markup=False)
+
+
+@main.command()
+@click.argument("file", type=click.Path(dir_okay=True, allow_dash=False))
+@click.option("--speaks-first/--no-speaks-first", default=True, show_default=True,
+              help="Whether the assistant speaks first (the party that speaks first is then the assistant).")
+@click.option("--assistant-channel", type=click.IntRange(1, 2), default=None, help="The assistant's channel of a stereo file (1 = left); overrides --speaks-first.")
+@click.option("--dead-air-s", type=click.FloatRange(0.5, 600), default=3.0, show_default=True, help="Silences longer than this count as dead air, in seconds.")
+@click.option("--transcribe", "transcribe_", is_flag=True, help="Transcribe each party offline (words, timings, words per minute).")
+@click.option("--language", default="en-US", show_default=True, callback=_language_option, help="Language of the speech, for --transcribe.")
+@click.option("--json", "as_json", is_flag=True, help="Print the whole analysis as one JSON object (the analysis job's result).")
+def analyze(file: str, speaks_first: bool, assistant_channel: int | None, dead_air_s: float, transcribe_: bool, language: str, as_json: bool) -> None:
+    """Analyse a call recording FILE offline, as the Canonical API does: talk time and ratio, turns,
+    latency, interruptions, dead air, time to first word, DTMF; with --transcribe, what each party said
+    and words per minute.
+
+    A stereo file has one party per channel; a mono file is diarized into two speakers by voice
+    (--speaks-first names its assistant; --assistant-channel is for stereo). A file that cannot be read,
+    or has more than two channels, is exit 1 with one line on stderr.
+    """
+    from ivrsim.analysis.conversation import ConversationOptions, analyze_conversation
+    from ivrsim.analysis.jobs import ANALYSIS_RATE_HZ
+
+    try:
+        clip = read_audio_file(file)
+    except AudioFileError as error:
+        _error(error)
+        sys.exit(EXIT_FAILED)
+    samples = np.stack([resample(clip.samples[:, c], clip.rate_hz, ANALYSIS_RATE_HZ) for c in range(clip.channels)], axis=1)
+    options = ConversationOptions(speaks_first, assistant_channel, dead_air_s, transcribe_, language)
+    try:
+        result = analyze_conversation(samples, ANALYSIS_RATE_HZ, options)
+    except ValueError as error:
+        _error(f"{file}: {str(error).removeprefix('audio: ')}")
+        sys.exit(EXIT_FAILED)
+    result["source"] = {"path": file, "channels": clip.channels, "source_rate_hz": clip.rate_hz}
+    if as_json:
+        click.echo(json.dumps(result))
+    else:
+        _analysis_summary(file, result)
+    if result["transcript"].get("reason"):
+        _error(f"{file}: no transcript: {result['transcript']['reason']}")
+
+
 @main.command()
 @click.argument("text")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), callback=_output_file, help="File to write; its extension picks the format (.wav, .flac, .ogg, .mp3).")
@@ -813,6 +899,15 @@ def serve(host: str | None, port: int | None, data_dir: str | None, phonebook: s
             setattr(settings, name, value)
     settings.verified_numbers = [*settings.verified_numbers, *verified]  # each checked by --verified-number's callback
     settings.media_roots = [*settings.media_roots, *(Path(m) for m in media_roots)]
+    if settings.answer == "soundcard":  # the sound card's settings now: a bad one is one line, not a failed start-up
+        from ivrsim.devices.catalog import DeviceError
+        from ivrsim.devices.soundcard import SoundCardSettings
+
+        try:
+            SoundCardSettings.from_environment()
+        except DeviceError as error:
+            _error(error)
+            sys.exit(EXIT_USAGE)
     if settings.phonebook is not None:  # the server loads it again; here it fails as one line, not a traceback
         try:
             Phonebook.load(settings.phonebook)
@@ -965,7 +1060,7 @@ def phone(data_dir: str | None, queue: str | None, recordings_dir: str | None, i
     if queue is None:
         if not (folder / EMBEDDED_QUEUE_FILE).is_file():
             _error(f"--data-dir: no server's queue in {folder}: start `ivrsim serve` there first (or pass --data-dir / --queue)")
-            sys.exit(EXIT_USAGE)
+            sys.exit(EXIT_FAILED)
         queue = embedded_queue_url(folder)
     try:
         check_queue_url(queue)
@@ -973,7 +1068,11 @@ def phone(data_dir: str | None, queue: str | None, recordings_dir: str | None, i
         _error(f"--queue: {error}")
         sys.exit(EXIT_USAGE)
     recordings = Path(recordings_dir) if recordings_dir else folder / "recordings"
-    card = SoundCardSettings.from_environment()
+    try:
+        card = SoundCardSettings.from_environment()
+    except DeviceError as error:  # IVRSIM_DEVICE_LATENCY=abc: a bad setting
+        _error(error)
+        sys.exit(EXIT_USAGE)
     card = SoundCardSettings(input_device=input_device if input_device is not None else card.input_device,
                              output_device=output_device if output_device is not None else card.output_device,
                              latency=card.latency, device_rate_hz=card.device_rate_hz)
@@ -996,10 +1095,11 @@ def phone(data_dir: str | None, queue: str | None, recordings_dir: str | None, i
     devices = f"speakers: {speakers.name} (#{speakers.index}), microphone: {microphone.name} (#{microphone.index})"
     ui = PhoneConsole(PhoneSettings(card, auto_answer_rings=auto_answer), devices, redacted(queue), as_json=as_json)
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(asctime)s %(levelname)s phone: %(message)s")
+    log_path = folder / "phone" / "phone.log"
     if not as_json:
-        click.echo(f"ivrsim phone: {devices}; waiting for calls on {redacted(queue)}", err=True)
+        click.echo(f"ivrsim phone: {devices}; waiting for calls on {redacted(queue)} (log: {log_path})", err=True)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run_phone(queue, options, ui))
+        asyncio.run(run_phone(queue, options, ui, log_path))
 
 
 @main.command()

@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     media_cache_max_bytes: int = Field(default=500 * 1024 * 1024, ge=0, description="Bound of the audio_url cache folder, in bytes; least recently used files go first.")
     prompt_cache_max_bytes: int = Field(default=500 * 1024 * 1024, ge=0, description="Bound of the rendered-prompt cache folder, in bytes; least recently used prompts go first.")
     webhook_secret: str | None = None
+    canonical_api_key: str | None = Field(default=None, description="The key /api/v1 (the Canonical API) accepts in X-Canonical-Api-Key (IVRSIM_CANONICAL_API_KEY); default: the server's API key.")
+    retell_api_key: str | None = Field(default=None, description="Retell API key (IVRSIM_RETELL_API_KEY): when set, POST /api/v1/webhooks/retell requires a valid x-retell-signature made with it.")
     # Webhook retries (Stripe/Twilio practice): attempt n+1 waits backoff_s * factor**(n-1), capped, with
     # +-jitter; the defaults retry 8 times over about 3 days (10 s, 1 min, 6 min, 36 min, 3.6 h, 22 h, 48 h).
     webhook_attempts: int = Field(default=8, ge=1, le=20)
@@ -61,6 +63,13 @@ class Settings(BaseSettings):
     answer: Literal["phonebook", "soundcard"] = Field(default="phonebook", description="Who answers calls (IVRSIM_ANSWER): the phonebook's callees, or the desktop phone on this machine's sound card for every number.")
     auto_answer_rings: int = Field(default=1, ge=0, le=20, description="With answer soundcard: the desktop phone picks up by itself after this many rings (IVRSIM_AUTO_ANSWER_RINGS; 0 at once).")
     retention_interval_s: float = Field(default=3600.0, gt=0, description="How often retention runs while the server is up, in seconds.")
+    # Canonical multipart uploads (pipecat's CanonicalMetricsService): pre-signed part URLs, bounded on disk.
+    upload_url_ttl_s: float = Field(default=3600.0, gt=0, description="How long a pre-signed upload part URL is valid, in seconds (IVRSIM_UPLOAD_URL_TTL_S).")
+    upload_session_ttl_s: float = Field(default=7200.0, gt=0, description="An upload not completed this long after uploadRequest is deleted with its parts, in seconds (IVRSIM_UPLOAD_SESSION_TTL_S).")
+    upload_part_max_bytes: int = Field(default=100 * 1024 * 1024, ge=1, description="Largest part one PUT may store, in bytes (IVRSIM_UPLOAD_PART_MAX_BYTES).")
+    upload_max_parts: int = Field(default=100, ge=1, le=10_000, description="Most parts one upload may have (IVRSIM_UPLOAD_MAX_PARTS).")
+    upload_pending_max_bytes: int = Field(default=2 * 1024**3, ge=1, description="Disk that parts of uploads not yet completed may use in all, in bytes (IVRSIM_UPLOAD_PENDING_MAX_BYTES); a PUT past it is refused with 507.")
+    upload_part_timeout_s: float = Field(default=300.0, gt=0, description="A part's PUT body must arrive whole within this many seconds, else 408 (IVRSIM_UPLOAD_PART_TIMEOUT_S).")
 
     @field_validator("verified_numbers", "media_roots", mode="before")
     @classmethod

@@ -91,13 +91,13 @@ def test_a_job_running_when_the_server_stops_runs_again_after_the_restart(tmp_pa
 
 
 def test_analyses_that_cannot_run_fail_with_the_reason_and_bad_requests_are_refused(tmp_path: Path) -> None:
-    mono = io.BytesIO()
-    soundfile.write(mono, np.zeros(8000, dtype=np.float32), 8000, format="WAV", subtype="PCM_16")
-    with serve_bytes(mono.getvalue(), "audio/wav") as mono_url, serve_bytes(b"<html>hi</html>", "text/html") as page, \
+    three = io.BytesIO()  # mono is diarized, stereo is one party per channel: three channels cannot be analysed
+    soundfile.write(three, np.zeros((8000, 3), dtype=np.float32), 8000, format="WAV", subtype="PCM_16")
+    with serve_bytes(three.getvalue(), "audio/wav") as three_url, serve_bytes(b"<html>hi</html>", "text/html") as page, \
             BackgroundServer(settings_for(tmp_path, workers=1)) as server, httpx.Client(base_url=server.base_url, headers=AUTH, timeout=30) as http:
-        one_channel = analyse(http, location=f"{mono_url}/mono.wav")
+        three_channels = analyse(http, location=f"{three_url}/three.wav")
         not_audio = analyse(http, location=f"{page}/page")
-        failed = [wait_until(lambda j=j: finished(http, j["id"]), timeout_s=60) for j in (one_channel, not_audio)]
+        failed = [wait_until(lambda j=j: finished(http, j["id"]), timeout_s=60) for j in (three_channels, not_audio)]
         refused = {
             "outside the media roots": http.post("/_sim/analyses", json={"location": "/etc/passwd"}),
             "no location": http.post("/_sim/analyses", json={}),
@@ -107,7 +107,7 @@ def test_analyses_that_cannot_run_fail_with_the_reason_and_bad_requests_are_refu
         }
         unknown = http.get("/_sim/analyses/job_nope")
         bad_page = http.get("/_sim/analyses", params={"starting_after": "job_nope"})
-    assert failed[0]["status"] == "failed" and "1 channel(s)" in failed[0]["error"] and "dual" in failed[0]["error"]
+    assert failed[0]["status"] == "failed" and failed[0]["error"].startswith("location: the recording has 3 channels")
     assert failed[1]["status"] == "failed" and "is not audio" in failed[1]["error"] and failed[1]["error"].startswith("location ")
     assert "<html>" not in failed[1]["error"]  # never the fetched content
     for what, response in refused.items():

@@ -289,7 +289,11 @@ def test_ivrsim_phone_refuses_a_device_that_is_not_there_listing_those_that_are(
     assert "no-such-mic" in done.stderr and "pulse" in done.stderr and "Traceback" not in done.stderr
     nowhere = subprocess.run([sys.executable, "-m", "ivrsim", "phone", "--data-dir", str(tmp_path / "empty")],
                              env={**os.environ, **pulse.env}, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
-    assert nowhere.returncode == 2 and "start `ivrsim serve` there first" in nowhere.stderr
+    assert nowhere.returncode == 1 and "start `ivrsim serve` there first" in nowhere.stderr
+    bad_setting = subprocess.run([sys.executable, "-m", "ivrsim", "phone", "--data-dir", str(tmp_path / "data")],
+                                 env={**os.environ, **pulse.env, "IVRSIM_DEVICE_LATENCY": "abc"}, capture_output=True, text=True, timeout=60,
+                                 stdin=subprocess.DEVNULL)
+    assert bad_setting.returncode == 2 and "IVRSIM_DEVICE_LATENCY" in bad_setting.stderr and "Traceback" not in bad_setting.stderr
 
 
 def test_the_phone_screen_shows_the_prompt_the_digits_the_gather_and_the_live_transcript() -> None:
@@ -341,3 +345,25 @@ def test_serve_answer_soundcard_rings_the_card_for_every_number_from_the_local_w
     assert gathered["digits"] == "31"  # the phonebook's listener would have pressed nothing: the card answered
     assert any(e["type"] == "soundcard.opened" for e in events)
     assert [w["name"] for w in workers if "phone" in w["lanes"]] == ["local-1"]
+
+
+def test_ivrsim_phone_without_a_keyboard_or_a_screen_answers_by_itself_and_prints_plain_lines(tmp_path: Path, pulse: PulseAudioServer) -> None:
+    import signal
+    import subprocess
+
+    settings = Settings(api_key=KEY, port=0, data_dir=tmp_path / "data", seed=9, workers=1)
+    with BackgroundServer(settings) as server, httpx.Client(base_url=server.base_url, headers=AUTH, timeout=30) as http:
+        phone = subprocess.Popen([sys.executable, "-m", "ivrsim", "phone", "--data-dir", str(tmp_path / "data"), "--auto-answer", "0"],
+                                 env={**os.environ, **pulse.env, "TERM": "dumb"}, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                 stderr=subprocess.DEVNULL, text=True)
+        try:
+            call_id = http.post("/v1/voice/calls", json={"to": "+15550100100", "from": FROM, "tts": {"text": "Enter one digit."},
+                                                         "gather": {"num_digits": 1, "timeout": 20}}).json()["id"]
+            wait_until(lambda: any(e["type"] == "prompt.completed" for e in http.get(f"/v1/voice/calls/{call_id}/events").json()["data"]), timeout_s=60)
+            pulse.play("micfeed", keys("8"), RATE_HZ)
+            assert wait_until(lambda: ended(http, call_id), timeout_s=30) == "completed"
+        finally:
+            phone.send_signal(signal.SIGTERM)
+            out, _ = phone.communicate(timeout=30)
+    assert phone.returncode == 0
+    assert f"RINGING: {call_id}" in out and "IN-PROGRESS" in out and "digit: 8" in out and "gather completed: digits 8" in out

@@ -306,9 +306,12 @@ def test_calls_to_the_sound_card_fail_after_their_ring_timeout_when_no_phone_tak
         placed = call(http, {"to": "+15550100100", "tts": {"text": "Hello, desk."}, "timeout": 1})
         assert wait_until(lambda: ended(http, placed), timeout_s=30) == "failed"
         record = http.get(f"/v1/voice/calls/{placed}").json()
+        last = http.get(f"/v1/voice/calls/{placed}/events").json()["data"][-1]
         queued = http.get("/_sim/workers").json()["queued_by_lane"]
     assert [w["name"] for w in listing["workers"] if "phone" in w["lanes"]] == []  # `ivrsim phone` takes that lane
     assert "no desktop phone took the call" in record["reason"] and "ivrsim phone" in record["reason"]
+    assert (last["type"], last["call_time_s"]) == ("call.failed", 1.0)  # it ended when its ring timeout had passed
+    assert record["ended_at"] > record["created_at"]
     assert queued["phone"] == 1  # still in the queue: a phone that starts now takes it, and its claim is refused
 
 

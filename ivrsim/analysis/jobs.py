@@ -1,9 +1,12 @@
 """Background jobs: what each kind does, as a plain function of its input, run by whoever runs jobs (a
 worker process, or the server's own thread pool with ``--workers 0``).
 
-``analysis``: fetch a dual-channel recording (``location``: an http(s) URL or a path inside the media roots,
-with the media loader's limits) and measure how the call went: talk time, turns, latency, interruptions,
-dead air, SNR, DTMF (``ivrsim.analysis.timing``). The Canonical API puts its requests on this job.
+``analysis``: fetch a recording (``location``: an http(s) URL or a path inside the media roots, with the
+media loader's limits; or ``upload``: a stored upload, relative to the recordings folder) and measure how
+the call went: talk time, turns, latency, interruptions, dead air, SNR, DTMF (``ivrsim.analysis.timing``);
+a mono recording is diarized first (``ivrsim.analysis.diarization``); with ``transcribe`` or Retell's
+``transcript_object``, what each party said and words per minute (``ivrsim.analysis.conversation``). The
+Canonical API puts its requests on this job.
 
 ``transcription``: transcribe a call's recording, per channel (``ivrsim.analysis.transcripts``).
 """
@@ -11,14 +14,14 @@ dead air, SNR, DTMF (``ivrsim.analysis.timing``). The Canonical API puts its req
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from ivrsim.analysis.timing import analyze_channels, assistant_channel_for
+from ivrsim.analysis.conversation import ConversationOptions, analyze_conversation
 from ivrsim.exceptions import AudioUrlError, IvrsimError
-from ivrsim.media.audio_url import AudioUrlLoader
+from ivrsim.media.audio_url import AudioUrlLoader, LoadedAudio, MediaSettings
 from ivrsim.speech.asr.engines import SpeechEngines
 
 
@@ -47,34 +50,72 @@ class JobContext:
 
 @dataclass(frozen=True)
 class AnalysisInput:
-    """What an analysis needs: the recording, and which channel is the assistant (1-based), or whether
-    the assistant speaks first (the channel that speaks first is then the assistant's)."""
+    """What an analysis needs: the recording (``location`` or ``upload``, exactly one), which party is the
+    assistant (``assistant_channel``, 1-based, or whether the assistant speaks first: the party that
+    speaks first is then the assistant), the dead-air threshold, and the transcript wanted: by ASR
+    (``transcribe``, in ``language``) or Retell's ``transcript_object``. ``call_id`` and
+    ``assistant_id`` pass through to the result's ``call`` block."""
 
-    location: str
+    location: str | None = None
+    upload: str | None = None
     speaks_first: bool = True
     assistant_channel: int | None = None
     dead_air_threshold_s: float = 3.0
+    transcribe: bool = False
+    language: str | None = None
+    transcript_object: list[Any] | None = None
+    call_id: str | None = None
+    assistant_id: str | None = None
+
+    @classmethod
+    def from_dict(cls, job_input: Mapping[str, Any]) -> AnalysisInput:
+        """The input of a stored job; ``JobInputError`` naming what is wrong with it."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(job_input) - known)
+        if unknown:
+            raise JobInputError(f"{unknown[0]}: not an analysis input; the inputs are {', '.join(sorted(known))}")
+        request = cls(**job_input)
+        if (request.location is None) == (request.upload is None):
+            raise JobInputError("location: give exactly one of location (a URL or media path) and upload (a stored upload)")
+        return request
+
+    def options(self) -> ConversationOptions:
+        return ConversationOptions(self.speaks_first, self.assistant_channel, self.dead_air_threshold_s, self.transcribe,
+                                   self.language, self.transcript_object)
+
+
+def _load_upload(upload: str, context: JobContext) -> LoadedAudio:
+    """A stored upload, read from the recordings folder with the loader's limits (and never outside it)."""
+    if context.recordings_folder is None:
+        raise JobInputError("upload: this worker cannot read the API's uploads; start it with --recordings-dir on the "
+                            "API's recordings folder (shared with this machine)")
+    loader = AudioUrlLoader(MediaSettings(allowed_roots=(context.recordings_folder,), max_bytes=context.loader.settings.max_bytes))
+    try:
+        return loader.load(upload, ANALYSIS_RATE_HZ, keep_channels=True)
+    except AudioUrlError as error:
+        raise JobInputError(str(error).replace("audio_url ", "upload ", 1)) from error
+    finally:
+        loader.close()
 
 
 def run_analysis(job_input: dict[str, Any], context: JobContext) -> dict[str, Any]:
-    """The analysis of one recording. Blocking (fetch, decode, DSP): run it off the event loop."""
-    request = AnalysisInput(**job_input)
-    try:
-        audio = context.loader.load(request.location, ANALYSIS_RATE_HZ, keep_channels=True)
-    except AudioUrlError as error:  # the loader speaks of an audio_url: here it is the job's location
-        raise JobInputError(str(error).replace("audio_url ", "location ", 1)) from error
+    """The analysis of one recording. Blocking (fetch, decode, DSP, ASR): run it off the event loop."""
+    request = AnalysisInput.from_dict(job_input)
+    if request.upload is not None:
+        audio = _load_upload(request.upload, context)
+    else:
+        try:
+            audio = context.loader.load(str(request.location), ANALYSIS_RATE_HZ, keep_channels=True)
+        except AudioUrlError as error:  # the loader speaks of an audio_url: here it is the job's location
+            raise JobInputError(str(error).replace("audio_url ", "location ", 1)) from error
     channels = audio.samples.shape[1] if audio.samples.ndim == 2 else 1
-    if channels != 2:
-        raise JobInputError(
-            f"location: the recording has {channels} channel(s); analysis needs one party per channel "
-            "(a dual-channel recording, as ivrsim records with recording_channels 'dual')"
-        )
-    assistant = request.assistant_channel - 1 if request.assistant_channel is not None else assistant_channel_for(
-        audio.samples, ANALYSIS_RATE_HZ, request.speaks_first
-    )
-    result = analyze_channels(audio.samples, ANALYSIS_RATE_HZ, assistant, request.dead_air_threshold_s)
-    result["source"] = {"location": request.location, "channels": channels, "source_rate_hz": audio.source_rate_hz,
-                        "size_bytes": audio.size_bytes}
+    try:
+        result = analyze_conversation(audio.samples, ANALYSIS_RATE_HZ, request.options(), context.speech)
+    except ValueError as error:
+        raise JobInputError(str(error).replace("audio: ", "location: " if request.location is not None else "upload: ", 1)) from error
+    where = {"location": request.location} if request.location is not None else {"upload": request.upload}
+    result["source"] = {**where, "channels": channels, "source_rate_hz": audio.source_rate_hz, "size_bytes": audio.size_bytes}
+    result["call"] = {"call_id": request.call_id, "assistant_id": request.assistant_id}
     return result
 
 

@@ -35,8 +35,9 @@ Vapi's and Cekura's turn-taking metrics) and the open hotato methodology:
 - SNR per channel: the mean power of the frames above the threshold, in dB, minus the noise floor.
 - DTMF: the digits each party sent, heard by ``ivrsim.audio.detect_dtmf``.
 
-Mono recordings are not handled here: splitting one channel into two speakers is diarization, a separate
-step. ``analyze_channels`` takes stereo audio and a channel for the assistant; every number in its result
+Mono recordings are not handled here: splitting one channel into two speakers is diarization
+(``ivrsim.analysis.diarization``), whose per-speaker activity ``activity_metrics`` measures the same way.
+``analyze_channels`` takes stereo audio and a channel for the assistant; every number in its result
 is a plain float (seconds rounded to the millisecond, ms as whole numbers), int, list or dict.
 """
 
@@ -349,7 +350,8 @@ def _dead_air(assistant: np.ndarray, user: np.ndarray, threshold_s: float) -> di
     }
 
 
-def _dtmf(samples: np.ndarray, rate_hz: int) -> dict[str, Any]:
+def dtmf_digits(samples: np.ndarray, rate_hz: int) -> dict[str, Any]:
+    """The DTMF digits in one channel and when each began: ``{"digits", "times_s"}``."""
     if len(samples) == 0:
         return {"digits": "", "times_s": []}
     if not DTMF_MIN_RATE_HZ <= rate_hz <= DTMF_MAX_RATE_HZ:
@@ -412,18 +414,32 @@ def analyze_channels(
     user_channel = 1 - assistant_channel
     assistant = channel_activity(x[:, assistant_channel], rate_hz)
     user = channel_activity(x[:, user_channel], rate_hz)
+    dtmf = {
+        "assistant": dtmf_digits(np.asarray(x[:, assistant_channel], dtype=np.float32), rate_hz),
+        "user": dtmf_digits(np.asarray(x[:, user_channel], dtype=np.float32), rate_hz),
+    }
+    return activity_metrics(assistant, user, len(x) / rate_hz, dtmf, dead_air_threshold_s, (assistant_channel, user_channel))
+
+
+def activity_metrics(
+    assistant: ChannelActivity,
+    user: ChannelActivity,
+    duration_s: float,
+    dtmf: dict[str, Any],
+    dead_air_threshold_s: float = DEFAULT_DEAD_AIR_THRESHOLD_S,
+    channels: tuple[int, int] = (0, 1),
+) -> dict[str, Any]:
+    """The metrics of ``analyze_channels`` from each party's voice activity, however it was found (one
+    channel each, or one mono channel split by diarization); ``channels`` are the parties' 0-based
+    channels, ``dtmf`` the digits per party (``dtmf_digits``)."""
     total_talk_s = assistant.talk_time_s + user.talk_time_s
     assistant_first = assistant.first_speech_s
-    dtmf = {
-        "assistant": _dtmf(np.asarray(x[:, assistant_channel], dtype=np.float32), rate_hz),
-        "user": _dtmf(np.asarray(x[:, user_channel], dtype=np.float32), rate_hz),
-    }
     return {
-        "duration_s": _s(len(x) / rate_hz),
+        "duration_s": _s(duration_s),
         "diarized": False,
         "speakers": {
-            "assistant": _speaker(assistant, assistant_channel, total_talk_s),
-            "user": _speaker(user, user_channel, total_talk_s),
+            "assistant": _speaker(assistant, channels[0], total_talk_s),
+            "user": _speaker(user, channels[1], total_talk_s),
         },
         "latency_ms": _latency_summary(_latencies_s(assistant.turns, user.turns)),
         "time_to_first_assistant_word_ms": None if assistant_first is None else _ms(assistant_first),

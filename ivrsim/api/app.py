@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from fastapi import FastAPI
 
 from ivrsim import __version__
+from ivrsim.analysis.canonical import CanonicalService
 from ivrsim.analysis.jobs import JobContext
 from ivrsim.analysis.service import InProcessJobs, JobService
 from ivrsim.analysis.transcripts import CallTranscripts
@@ -23,7 +24,7 @@ from ivrsim.api.errors import (
     install_error_handlers,
 )
 from ivrsim.api.memory import IdleMemoryTrimmer
-from ivrsim.api.routes import analyses, calls, sim, voices, webhooks, workers
+from ivrsim.api.routes import analyses, calls, canonical, canonical_upload, sim, voices, webhooks, workers
 from ivrsim.audio.line import LineSettings
 from ivrsim.engine.callees import DeskPhone, Phonebook
 from ivrsim.engine.clock import ManualTimeline
@@ -82,13 +83,17 @@ def create_app(settings: Settings, data_lock: DataDirLock | None = None) -> Fast
         redoc_url=None,
     )
     install_error_handlers(app)
+    canonical.install_canonical_errors(app)
     install_docs(app)
     # The last added runs first: size limit, then the body deadline, then the content type.
-    app.add_middleware(JsonOnlyMiddleware)
-    app.add_middleware(BodyTimeoutMiddleware, timeout_s=settings.body_timeout_s)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
-    for router in (calls.router, calls.public, voices.router, sim.router, webhooks.router, workers.router, analyses.router):
+    # Upload parts (pre-signed PUTs) are raw bytes under their own cap and deadline (routes/canonical_upload.py).
+    parts = (canonical_upload.PARTS_PREFIX,)
+    app.add_middleware(JsonOnlyMiddleware, exempt_prefixes=parts)
+    app.add_middleware(BodyTimeoutMiddleware, timeout_s=settings.body_timeout_s, slow_prefixes=parts, slow_timeout_s=settings.upload_part_timeout_s)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, exempt_prefixes=parts)
+    for router in (calls.router, calls.public, voices.router, sim.router, webhooks.router, workers.router, analyses.router, canonical.router):
         app.include_router(router)
+    app.include_router(canonical_upload.router)
     return app
 
 
@@ -194,8 +199,10 @@ async def _services(app: FastAPI, settings: Settings) -> AsyncIterator[None]:
             ),
         )
         engine.bus.subscribe(dispatcher.on_event)
+        canonical_calls = CanonicalService(engine.store, jobs, dispatcher)  # listens to jobs before any is recovered
         engine.recover()  # after the subscription: receivers hear how the calls a crash left live ended
         jobs.recover()
+        canonical_calls.recover()
         transcripts.recover()
         await dispatcher.start()
         deliveries = dispatcher
@@ -204,7 +211,8 @@ async def _services(app: FastAPI, settings: Settings) -> AsyncIterator[None]:
         trimmer.start()
         housekeeping = await Housekeeping.start(settings.data_dir, engine.store, settings.retain_days, settings.retention_interval_s,
                                                 idempotency_ttl_s=settings.idempotency_ttl_s)
-        app.state.services = Services(settings=settings, engine=engine, dispatcher=dispatcher, catalog=catalog, jobs=jobs, speech=speech)
+        app.state.services = Services(settings=settings, engine=engine, dispatcher=dispatcher, catalog=catalog, jobs=jobs, speech=speech,
+                                      canonical=canonical_calls)
         if hub is not None and settings.local_workers:
             local = LocalWorkers(settings.local_workers, LocalWorkerSpec(
                 hub.queue.url, getattr(app.state, "bound_url", None) or hub.api_url, hub.token, hub.recordings_dir.resolve(), (settings.data_dir / "workers").resolve(),

@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from ivrsim.analysis.canonical import CanonicalService
 from ivrsim.analysis.service import JobService
 from ivrsim.api.errors import HTTP_401_UNAUTHORIZED, ApiError
 from ivrsim.engine.engine import CallEngine
@@ -33,6 +34,8 @@ class Services:
     mp3: Mp3Transcoder = field(default_factory=Mp3Transcoder)
     #: Speech engines (which languages have a model: a speech gather's language is checked at POST).
     speech: SpeechEngines = field(default_factory=SpeechEngines.from_environment)
+    #: The Canonical API's calls (/api/v1): stored, analysed by ``jobs``, summed per assistant.
+    canonical: CanonicalService | None = None
 
 
 async def get_services(request: Request) -> Services:

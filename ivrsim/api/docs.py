@@ -13,7 +13,12 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
-from ivrsim.api.errors import BODY_ERRORS, ErrorResponse, error_responses
+from ivrsim.api.errors import (
+    BODY_ERRORS,
+    FASTIFY_SHAPED_PREFIX,
+    ErrorResponse,
+    error_responses,
+)
 from ivrsim.api.schemas import HTTP_URL_PATTERN
 
 #: Where the vendored files are served.
@@ -21,6 +26,8 @@ STATIC_PREFIX = "/_static"
 #: FastAPI's own validation-error schemas: never answered by this server (errors.py answers instead).
 _UNUSED_SCHEMAS = ("HTTPValidationError", "ValidationError")
 _ERROR_REF = {"$ref": "#/components/schemas/ErrorResponse"}
+#: The error of /api/v1 (the Canonical API answers in Fastify's shape: ivrsim/api/routes/canonical.py).
+_CANONICAL_ERROR_REF = {"$ref": "#/components/schemas/CanonicalErrorResponse"}
 
 
 def static_dir() -> str:
@@ -69,16 +76,17 @@ def _document_errors(document: dict[str, Any]) -> None:
     components = document.setdefault("components", {})
     components.setdefault("schemas", {})["ErrorResponse"] = ErrorResponse.model_json_schema(ref_template="#/components/schemas/{model}")
     components["schemas"].update(components["schemas"]["ErrorResponse"].pop("$defs", {}))
-    for operations in document.get("paths", {}).values():
+    for path, operations in document.get("paths", {}).items():
+        fastify = path.startswith(FASTIFY_SHAPED_PREFIX)  # parses its own bodies (no 422), in Fastify's shape
         for operation in operations.values():
             statuses: list[int] = []
             if operation.get("security"):  # the API key (deps.require_api_key)
                 statuses.append(401)
             parameters = operation.get("parameters", [])
-            if parameters or "requestBody" in operation:
+            if (parameters or "requestBody" in operation) and not fastify:
                 statuses.append(422)
             if "requestBody" in operation:
-                statuses.extend(BODY_ERRORS)
+                statuses.extend(status for status in BODY_ERRORS if not (fastify and status == 422))
             if any(p.get("in") == "path" for p in parameters):
                 statuses.append(404)
             responses = operation.setdefault("responses", {})
@@ -89,7 +97,7 @@ def _document_errors(document: dict[str, Any]) -> None:
                 if str(status) not in responses:
                     responses[str(status)] = {
                         "description": entry["description"],
-                        "content": {"application/json": {"schema": dict(_ERROR_REF)}},
+                        "content": {"application/json": {"schema": dict(_CANONICAL_ERROR_REF if fastify else _ERROR_REF)}},
                         **({"headers": entry["headers"]} if "headers" in entry else {}),
                     }
 

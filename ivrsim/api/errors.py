@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
+from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -47,6 +49,30 @@ class ApiError(Exception):
 
 def error_body(code: str, message: str, param: str | None = None) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "param": param}}
+
+
+#: Paths answered in the shape of the hosted Canonical service (Fastify's), not ours: ivrsim/api/routes/canonical.py.
+FASTIFY_SHAPED_PREFIX = "/api/v1/"
+#: Fastify's codes for the errors the middlewares and handlers below give.
+_FASTIFY_CODES = {"body_too_large": "FST_ERR_CTP_BODY_TOO_LARGE", "unsupported_media_type": "FST_ERR_CTP_INVALID_MEDIA_TYPE",
+                  "invalid_json": "FST_ERR_CTP_INVALID_JSON_BODY", "not_found": "FST_ERR_NOT_FOUND"}
+
+
+def fastify_body(status: int, message: str, param: str | None = None, code: str | None = None) -> dict[str, Any]:
+    """Fastify's error shape (``statusCode``, ``error``: the status' name, ``message``, ``code`` where there is
+    one) plus our ``param``."""
+    body: dict[str, Any] = {"statusCode": status, "error": "Payload Too Large" if status == 413 else HTTPStatus(status).phrase, "message": message}
+    if code is not None:
+        body["code"] = code
+    body["param"] = param
+    return body
+
+
+def shaped_error(path: str, status: int, code: str, message: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
+    """An error in the shape ``path`` answers in: ours, or Fastify's under ``FASTIFY_SHAPED_PREFIX``."""
+    if path.startswith(FASTIFY_SHAPED_PREFIX):
+        return JSONResponse(fastify_body(status, message, None, _FASTIFY_CODES.get(code)), status_code=status, headers=headers)
+    return JSONResponse(error_body(code, message), status_code=status, headers=headers)
 
 
 class ErrorDetail(BaseModel):
@@ -132,7 +158,7 @@ def install_error_handlers(app: FastAPI) -> None:
             allowed = _methods_for(app, request)
             headers = {**(error.headers or {}), "Allow": ", ".join(allowed)}
             message = f"{request.url.path} does not take {request.method}; it takes {', '.join(allowed)}"
-        return JSONResponse(error_body(code, message), status_code=error.status_code, headers=headers)
+        return shaped_error(request.url.path, error.status_code, code, message, headers)
 
 
 def _unparsable_because(cause: Exception) -> str:
@@ -234,19 +260,21 @@ def _required_body_fields(request: Request) -> str:
 
 
 class BodyLimitMiddleware:
-    """Refuses request bodies over ``max_bytes`` with 413, whether or not Content-Length is sent."""
+    """Refuses request bodies over ``max_bytes`` with 413, whether or not Content-Length is sent.
+    Paths under ``exempt_prefixes`` (raw uploads) stream to disk under their route's own cap."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, exempt_prefixes: tuple[str, ...] = ()) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.exempt_prefixes = exempt_prefixes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["path"].startswith(self.exempt_prefixes):
             await self.app(scope, receive, send)
             return
         declared = dict(scope.get("headers", [])).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._refuse(send)
+            await self._refuse(scope, send)
             return
         received = 0
         refused = False
@@ -267,32 +295,30 @@ class BodyLimitMiddleware:
 
         await self.app(scope, limited, guarded_send)
         if refused:
-            await self._refuse(send)
+            await self._refuse(scope, send)
 
-    async def _refuse(self, send: Send) -> None:
-        response = JSONResponse(
-            error_body("body_too_large", f"the request body is larger than {self.max_bytes} bytes"), status_code=HTTP_413_TOO_LARGE
-        )
+    async def _refuse(self, scope: Scope, send: Send) -> None:
+        response = shaped_error(scope["path"], HTTP_413_TOO_LARGE, "body_too_large", f"the request body is larger than {self.max_bytes} bytes")
         await response({"type": "http"}, _no_receive, send)
 
 
 class JsonOnlyMiddleware:
-    """Answers 415 to a POST, PUT or PATCH whose body is not declared as JSON, before anything parses it."""
+    """Answers 415 to a POST, PUT or PATCH whose body is not declared as JSON, before anything parses it.
+    Paths under ``exempt_prefixes`` take raw bytes (pre-signed upload parts, any Content-Type, as S3's)."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, exempt_prefixes: tuple[str, ...] = ()) -> None:
         self.app = app
+        self.exempt_prefixes = exempt_prefixes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] in ("POST", "PUT", "PATCH"):
+        if scope["type"] == "http" and scope["method"] in ("POST", "PUT", "PATCH") and not scope["path"].startswith(self.exempt_prefixes):
             headers = dict(scope.get("headers", []))
             has_body = headers.get(b"content-length", b"0") != b"0" or b"transfer-encoding" in headers
             kind = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
             if has_body and kind != b"application/json":
                 shown = kind.decode("latin-1") or "none"
-                response = JSONResponse(
-                    error_body("unsupported_media_type", f"the body must be JSON: send 'Content-Type: application/json' (got {shown})"),
-                    status_code=HTTP_415_UNSUPPORTED_MEDIA_TYPE,
-                )
+                response = shaped_error(scope["path"], HTTP_415_UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type",
+                                        f"the body must be JSON: send 'Content-Type: application/json' (got {shown})")
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
@@ -300,18 +326,22 @@ class JsonOnlyMiddleware:
 
 class BodyTimeoutMiddleware:
     """Answers 408 when a request body has not fully arrived ``timeout_s`` after the request began, so a
-    client that trickles (or stops) cannot hold a connection and a task for ever."""
+    client that trickles (or stops) cannot hold a connection and a task for ever. Paths under
+    ``slow_prefixes`` (large upload parts) get ``slow_timeout_s`` instead."""
 
-    def __init__(self, app: ASGIApp, timeout_s: float) -> None:
+    def __init__(self, app: ASGIApp, timeout_s: float, slow_prefixes: tuple[str, ...] = (), slow_timeout_s: float | None = None) -> None:
         self.app = app
         self.timeout_s = timeout_s
+        self.slow_prefixes = slow_prefixes
+        self.slow_timeout_s = slow_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.timeout_s
+        timeout_s = self.slow_timeout_s if self.slow_timeout_s is not None and scope["path"].startswith(self.slow_prefixes) else self.timeout_s
+        deadline = loop.time() + timeout_s
         body_done = False
         timed_out = False
         started = False
@@ -342,15 +372,10 @@ class BodyTimeoutMiddleware:
             if not (timed_out and not started):
                 raise
         if timed_out and not started:
-            logger.info("request body from %s not complete after %.1f s: answered 408", (scope.get("client") or ("?",))[0], self.timeout_s)
-            response = JSONResponse(
-                error_body(
-                    "request_timeout",
-                    f"the request body did not arrive within {self.timeout_s:g} s; send the whole body at once (check Content-Length)",
-                ),
-                status_code=HTTP_408_REQUEST_TIMEOUT,
-                headers={"Connection": "close"},
-            )
+            logger.info("request body from %s not complete after %.1f s: answered 408", (scope.get("client") or ("?",))[0], timeout_s)
+            response = shaped_error(scope["path"], HTTP_408_REQUEST_TIMEOUT, "request_timeout",
+                                    f"the request body did not arrive within {timeout_s:g} s; send the whole body at once (check Content-Length)",
+                                    {"Connection": "close"})
             await response({"type": "http"}, _no_receive, send)
 
 

@@ -388,8 +388,9 @@ class SoundCard:
             raise DeviceLostError(self.error)
         name = self.input_device.name if self.input_device else "?"
         if self._finished or self._in_stream is None or not self._in_stream.active:
-            stopped = ", ".join(self._finished) or "input"
-            self.error = f"the sound card stopped: the {stopped} stream of device {name} ended (device unplugged or its server gone)"
+            ended = sorted(set(self._finished)) or ["input"]
+            streams = " and ".join(ended) + (" streams" if len(ended) > 1 else " stream")
+            self.error = f"the sound card stopped: the {streams} of device {name} ended (device unplugged or its server gone)"
         elif time.monotonic() - self._last_input_at > STALL_TIMEOUT_S:
             self.error = f"the sound card stopped: input device {name} delivered nothing for {STALL_TIMEOUT_S:g} s (device unplugged or its server gone)"
         if self.error is not None:

@@ -106,10 +106,10 @@ class CallEngine:
         #: Ids of the calls ``recover()`` ended; None until it has run.
         self.recovered: list[str] | None = None
 
-    def _end_orphaned(self, call_id: str, reason: str, status: str | None) -> None:
+    def _end_orphaned(self, call_id: str, reason: str, status: str | None, at_s: float | None = None) -> None:
         record = self.store.get_call(call_id)
         if record is not None and record.status in ("queued", "ringing", "in-progress"):
-            self.end_orphaned(record, reason, status, detach=True)
+            self.end_orphaned(record, reason, status, detach=True, at_s=at_s)
 
     async def __aenter__(self) -> CallEngine:
         self.recover()
@@ -142,16 +142,17 @@ class CallEngine:
             logger.warning("recovery: call %s was live when ivrsim stopped; ended %s", record.id, status)
         return self.recovered
 
-    def end_orphaned(self, record: CallRecord, reason: str, status: str | None = None, detach: bool = False) -> str:
+    def end_orphaned(self, record: CallRecord, reason: str, status: str | None = None, detach: bool = False, at_s: float | None = None) -> str:
         """End a call that nothing runs any more (its server or its worker stopped), from what the store
         holds: the recording is finalised (WAV header from the file size, duration, completed_at) and
         announced with ``recording.completed``; the call ends ``status``, or by default ``completed`` when
         it was answered and ``failed`` when not, with ``reason``. The events go through the bus, so
         webhook receivers hear of them as of any other. ``detach``: the process that wrote the recording
         may still be alive (a frozen worker): the file is replaced by a copy first, so that whatever it
-        writes later goes to a file nobody reads. Returns the status it ended with."""
+        writes later goes to a file nobody reads. ``at_s``: the call time it ended at, when its events are
+        behind it (a call that waited in the queue for its ring timeout). Returns the status it ended with."""
         events = self.store.events(record.id)
-        end_s = events[-1].call_time_s if events else 0.0
+        end_s = max(events[-1].call_time_s if events else 0.0, at_s or 0.0)
         answered = next((e for e in events if e.type == "call.in-progress"), None)
         answered_s = answered.call_time_s if answered is not None else None
 

@@ -21,7 +21,7 @@ from ivrsim.engine.runner import CallRunner, Injected, LiveCallHandle
 class CallExecutor(Protocol):
     """Runs placed calls. A call counts as live from ``submit`` until it has reported its end."""
 
-    def bind(self, end_orphaned: Callable[[str, str, str | None], None]) -> None:
+    def bind(self, end_orphaned: Callable[[str, str, str | None, float | None], None]) -> None:
         """Hear how to end a call that nothing runs any more: (call_id, reason, status or None)."""
 
     def submit(self, job: CallJob, output: CallOutput) -> None:
@@ -72,7 +72,7 @@ class InProcessExecutor:
         self.runner = runner
         self._tasks: dict[str, asyncio.Task[None]] = {}
 
-    def bind(self, end_orphaned: Callable[[str, str, str | None], None]) -> None:
+    def bind(self, end_orphaned: Callable[[str, str, str | None, float | None], None]) -> None:
         """Nothing to do: in this process a call always reports its own end."""
 
     def submit(self, job: CallJob, output: CallOutput) -> None:

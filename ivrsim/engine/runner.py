@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 from functools import partial
 import logging
 import secrets
@@ -36,7 +37,7 @@ from ivrsim.audio.amd import AnsweringMachineDetector
 from ivrsim.engine.actions import Action, AwaitMachineDetection, Gather, Hangup, PlayAudio
 from ivrsim.engine.callees import Callee, CalleeContext, DeskPhone, Phonebook, SoundCardCallee
 from ivrsim.engine.clock import FRAME_S, Clock, ManualTimeline, make_clock
-from ivrsim.engine.events import CallEvent, iso_after, utc_now
+from ivrsim.engine.events import CallEvent, epoch_of, iso_after, utc_now
 from ivrsim.engine.job import CallJob, EngineSettings
 from ivrsim.engine.listening import VOCABULARY_ENGINES, LiveTranscriber, call_language, engine_facts
 from ivrsim.engine.listening_process import ProcessTranscriber
@@ -351,7 +352,10 @@ class CallRunner:
             call.set_status(answer.outcome, reason=answer.reason or default)
             return
         call.set_status("ringing", callee=callee.label)
-        pickup = await callee.ring(clock, int(round(request.timeout_s / FRAME_S)))
+        ring_s = request.timeout_s
+        if clock.name == "device":  # it may have waited in the queue for the phone: its ring timeout runs from the POST
+            ring_s = max(0.0, request.timeout_s - (time.time() - epoch_of(call.created_at)))
+        pickup = await callee.ring(clock, int(round(ring_s / FRAME_S)))
         call.frame_index += pickup.frames
         if pickup.outcome != "answer":
             reason = pickup.reason or (f"no answer within {request.timeout_s:g} s" if pickup.outcome == "no-answer" else "the callee is busy")

@@ -13,11 +13,13 @@ import asyncio
 import contextlib
 import json
 import os
+import stat
 import sys
 import termios
 import tty
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TextIO
 
 from rich.console import Console, Group
@@ -72,6 +74,9 @@ class PhoneConsole:
         self.phone = DesktopPhone(phone_settings, listener=self.phone_changed)
         self.live: Live | None = None
         self.quit: Callable[[], None] = lambda: None
+        #: Plain lines instead of the live screen (a terminal that cannot redraw: TERM=dumb, or no terminal).
+        self.plain = not as_json and (not self.console.is_terminal or self.console.is_dumb_terminal)
+        self._quitting = False
 
     # -- what happens -------------------------------------------------------------------------------------
 
@@ -114,6 +119,8 @@ class PhoneConsole:
     def phone_changed(self, change: PhoneChange) -> None:
         view = self.view
         facts = change.facts
+        if change.kind == "ended" and self._quitting:
+            self.quit()  # q hung the call up; now the phone stops
         if change.kind == "ringing":
             view.status = "ringing"
             view.detail = "press Enter to answer" if facts.get("auto_answer_rings") is None else f"answers by itself after {facts['auto_answer_rings']} ring(s)"
@@ -125,8 +132,34 @@ class PhoneConsole:
         if self.as_json:
             self.out.write(json.dumps(document, default=str) + "\n")
             self.out.flush()
+        elif self.plain:
+            line = self._plain_line(document)
+            if line:
+                self.console.print(line, markup=False, highlight=False)
         elif self.live is not None:
             self.live.update(self.render())
+
+    def _plain_line(self, document: dict[str, Any]) -> str:
+        """One line per thing a person needs to know, for a terminal that cannot redraw a screen."""
+        kind = str(document.get("type", ""))
+        view = self.view
+        if kind == "phone.ready":
+            return f"ivrsim phone: {self.devices}. {HELP}"
+        if kind == "phone.ringing":
+            return f"RINGING: {view.call_id} from {view.from_} ({view.detail})"
+        if kind.startswith("call.") and "status" in document and kind != "call.ringing":
+            return f"{view.status.upper()}" + (f": {view.detail}" if view.detail else "")
+        if kind == "prompt.started":
+            return f"prompt: {view.prompt}"
+        if kind == "dtmf.received":
+            return f"digit: {document.get('digit')}"
+        if kind == "gather.completed":
+            return f"gather {view.gather}"
+        if kind == "transcription.final":
+            return f"heard {view.transcript[-1]}" if view.transcript else ""
+        if kind == "soundcard.xrun":
+            return f"sound card: {view.glitches}"
+        return ""
 
     # -- the screen ---------------------------------------------------------------------------------------
 
@@ -162,7 +195,9 @@ class PhoneConsole:
             self.phone.press(char)
         elif char in ("q", "Q", "\x04"):
             self._emit({"type": "phone.quit"})
-            self.quit()
+            self._quitting = True
+            if not self.phone.hang_up():  # a live call is hung up first; the phone stops once it has ended
+                self.quit()
 
     @contextlib.contextmanager
     def keyboard(self, loop: asyncio.AbstractEventLoop, stdin: TextIO | None = None) -> Iterator[None]:
@@ -173,6 +208,9 @@ class PhoneConsole:
             fd = stream.fileno()
         except (AttributeError, OSError, ValueError):
             yield
+            return
+        if stat.S_ISREG(os.fstat(fd).st_mode) or stat.S_ISDIR(os.fstat(fd).st_mode):
+            yield  # a file (`< /dev/null` is a character device, a file is not pollable): no keys to wait for
             return
         saved = None
         if os.isatty(fd):
@@ -190,7 +228,13 @@ class PhoneConsole:
             for char in chunk.decode(errors="ignore"):
                 self.key(char)
 
-        loop.add_reader(fd, readable)
+        try:
+            loop.add_reader(fd, readable)
+        except (OSError, ValueError):  # not pollable here: the phone runs without keys
+            if saved is not None:
+                termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+            yield
+            return
         try:
             yield
         finally:
@@ -200,18 +244,35 @@ class PhoneConsole:
                 termios.tcsetattr(fd, termios.TCSADRAIN, saved)
 
 
-async def run_phone(queue_url: str, options: WorkerOptions, ui: PhoneConsole) -> None:
-    """The phone's life: a one-call worker on the ``phone`` lane, its screen and its keyboard, until ``q``,
-    Ctrl-C or SIGTERM (a live call then ends)."""
+@contextlib.contextmanager
+def stderr_to(path: Path) -> Iterator[None]:
+    """Send this process's stderr (file descriptor 2: the log, and what ALSA and PortAudio print from C,
+    such as "underrun occurred") to ``path`` while the live screen is drawn, so that nothing writes over it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    saved = os.dup(2)
+    with open(path, "ab") as log:
+        os.dup2(log.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+async def run_phone(queue_url: str, options: WorkerOptions, ui: PhoneConsole, log_path: Path | None = None) -> None:
+    """The phone's life: a one-call worker on the ``phone`` lane, its screen and its keyboard, until ``q``
+    (which hangs up a live call first), Ctrl-C or SIGTERM (a live call then ends). On the live screen,
+    stderr goes to ``log_path``."""
     worker = Worker(queue_url, options, phone=ui.phone, observer=ui)
     ui.quit = worker.stop
     loop = asyncio.get_running_loop()
     ui._emit({"type": "phone.ready", "devices": ui.devices, "server": ui.server})
     with ui.keyboard(loop):
-        if ui.as_json:
+        if ui.as_json or ui.plain:
             await worker.run()
         else:
-            with Live(ui.render(), console=ui.console, refresh_per_second=10, transient=False) as live:
+            redirect = stderr_to(log_path) if log_path is not None else contextlib.nullcontext()
+            with redirect, Live(ui.render(), console=ui.console, refresh_per_second=10, transient=False) as live:
                 ui.live = live
                 refresher = asyncio.create_task(_refresh(ui))
                 try:

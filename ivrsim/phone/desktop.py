@@ -171,7 +171,7 @@ class SoundCardLine:
         try:
             await self.card.wait_frames(1)
             while True:
-                rings = int(frames * FRAME_S // RING_CYCLE_S) + 1
+                rings = int(frames * FRAME_S // RING_CYCLE_S) + 1 if frames else 0  # picked up before the first ring: 0
                 if self.hung_up:
                     self.phone.notify("declined", self.call_id)
                     return Pickup(frames, "busy", rings, reason="the call was declined at the desktop phone")

@@ -108,6 +108,44 @@ CREATE TABLE IF NOT EXISTS idempotency_keys (
 CREATE INDEX IF NOT EXISTS idempotency_by_age ON idempotency_keys (created_at);
 """
 
+# The Canonical API (/api/v1): one row per callId, whose analysis is the job ``job_id`` (NULL only between
+# the row and its job, or when a crash fell in between: recovery submits ``job_input_json``). ``seq`` orders the calls (newest
+# first, pages by ``starting_after``). ``counted_at`` is set once, when the call's end has been added to its
+# assistant's aggregates, so that a job that runs again after a restart is never counted twice.
+# canonical_assistants holds those aggregates incrementally (bounded work per read, however many calls):
+# counts, sums, and a histogram of every latency value (whole ms -> count; ms is what the analysis reports).
+_CANONICAL_SCHEMA = """
+CREATE TABLE IF NOT EXISTS canonical_calls (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    call_id TEXT NOT NULL UNIQUE,
+    assistant_id TEXT NOT NULL,
+    assistant_json TEXT NOT NULL,
+    source TEXT NOT NULL,
+    job_id TEXT,
+    webhook_url TEXT,
+    job_input_json TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    counted_at TEXT
+);
+CREATE INDEX IF NOT EXISTS canonical_by_assistant ON canonical_calls (assistant_id, seq);
+CREATE INDEX IF NOT EXISTS canonical_by_job ON canonical_calls (job_id);
+CREATE TABLE IF NOT EXISTS canonical_assistants (
+    assistant_id TEXT PRIMARY KEY,
+    assistant_json TEXT NOT NULL,
+    calls INTEGER NOT NULL DEFAULT 0,
+    completed INTEGER NOT NULL DEFAULT 0,
+    failed INTEGER NOT NULL DEFAULT 0,
+    analysed_s REAL NOT NULL DEFAULT 0,
+    user_interrupted INTEGER NOT NULL DEFAULT 0,
+    assistant_interrupted INTEGER NOT NULL DEFAULT 0,
+    dead_air_count INTEGER NOT NULL DEFAULT 0,
+    dead_air_total_s REAL NOT NULL DEFAULT 0,
+    latency_histogram_json TEXT NOT NULL DEFAULT '{}',
+    first_call_at TEXT NOT NULL,
+    last_call_at TEXT NOT NULL
+);
+"""
+
 
 @dataclass(frozen=True)
 class IdempotencyRecord:
@@ -187,6 +225,55 @@ def _job(row: tuple[Any, ...]) -> JobRecord:
 
 
 @dataclass(frozen=True)
+class CanonicalCallRecord:
+    """A call of the Canonical API as stored, with its analysis job's status, result or error (the job
+    holds them; ``status`` is queued until the job exists)."""
+
+    call_id: str
+    assistant_id: str
+    assistant: dict[str, Any]
+    source: str
+    job_id: str | None
+    webhook_url: str | None
+    created_at: str
+    counted_at: str | None
+    status: str
+    result: dict[str, Any] | None
+    error: str | None
+    attempts: int
+    started_at: str | None
+    completed_at: str | None
+
+
+@dataclass(frozen=True)
+class CanonicalOutcome:
+    """What one ended call adds to its assistant's aggregates."""
+
+    completed: bool
+    duration_s: float = 0.0
+    latency_ms: tuple[int, ...] = ()
+    user_interrupted: int = 0
+    assistant_interrupted: int = 0
+    dead_air_count: int = 0
+    dead_air_total_s: float = 0.0
+
+
+_CANONICAL_SELECT = (
+    "SELECT c.call_id, c.assistant_id, c.assistant_json, c.source, c.job_id, c.webhook_url, c.created_at, c.counted_at,"
+    " COALESCE(j.status, 'queued'), j.result_json, j.error, COALESCE(j.attempts, 0), j.started_at, j.completed_at"
+    " FROM canonical_calls c LEFT JOIN jobs j ON j.id = c.job_id"
+)
+
+
+def _canonical(row: tuple[Any, ...]) -> CanonicalCallRecord:
+    return CanonicalCallRecord(
+        call_id=row[0], assistant_id=row[1], assistant=json.loads(row[2]), source=row[3], job_id=row[4], webhook_url=row[5], created_at=row[6],
+        counted_at=row[7], status=row[8], result=json.loads(row[9]) if row[9] else None, error=row[10], attempts=row[11], started_at=row[12],
+        completed_at=row[13],
+    )
+
+
+@dataclass(frozen=True)
 class RecordingRecord:
     id: str
     call_id: str
@@ -213,6 +300,7 @@ class Store:
             self._db.execute("PRAGMA foreign_keys=ON")
             self._db.executescript(_SCHEMA)
             self._db.executescript(_IDEMPOTENCY_SCHEMA)
+            self._db.executescript(_CANONICAL_SCHEMA)
             # A claim without a response belonged to a process that stopped mid-request: let the key be retried.
             self._db.execute("DELETE FROM idempotency_keys WHERE status_code IS NULL")
             columns = {row[1] for row in self._db.execute("PRAGMA table_info(webhook_deliveries)")}
@@ -319,7 +407,8 @@ class Store:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 recordings = [(row[0], row[1]) for row in self._db.execute("SELECT id, path FROM recordings")]
-                for table in ("webhook_deliveries", "events", "recordings", "jobs", "idempotency_keys", "calls"):
+                for table in ("webhook_deliveries", "events", "recordings", "jobs", "idempotency_keys", "calls", "canonical_calls",
+                              "canonical_assistants"):
                     self._db.execute(f"DELETE FROM {table}")
                 self._db.execute("COMMIT")
             except BaseException:
@@ -427,6 +516,147 @@ class Store:
         with self._lock:
             rows = self._db.execute(f"{_JOB_SELECT}{where} ORDER BY created_at DESC, id DESC LIMIT ?", (*params, limit)).fetchall()
         return [_job(row) for row in rows]
+
+    # -- the Canonical API's calls --------------------------------------------------------------------
+
+    def insert_canonical_call(self, call_id: str, assistant: dict[str, Any], source: str, webhook_url: str | None,
+                              job_input: dict[str, Any]) -> bool:
+        """Store a Canonical call and count it for its assistant, in one transaction; False (nothing
+        written) when ``call_id`` was stored before."""
+        now = utc_now()
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                inserted = self._db.execute(
+                    "INSERT OR IGNORE INTO canonical_calls (call_id, assistant_id, assistant_json, source, webhook_url, job_input_json, created_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (call_id, assistant["id"], json.dumps(assistant), source, webhook_url, json.dumps(job_input), now),
+                ).rowcount == 1
+                if inserted:
+                    self._db.execute(
+                        "INSERT INTO canonical_assistants (assistant_id, assistant_json, calls, first_call_at, last_call_at) VALUES (?, ?, 1, ?, ?)"
+                        " ON CONFLICT (assistant_id) DO UPDATE SET calls = calls + 1, assistant_json = excluded.assistant_json,"
+                        " last_call_at = excluded.last_call_at",
+                        (assistant["id"], json.dumps(assistant), now, now),
+                    )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return inserted
+
+    def forget_canonical_call(self, call_id: str) -> None:
+        """Undo ``insert_canonical_call`` for a call whose job could not be submitted."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                row = self._db.execute("SELECT assistant_id FROM canonical_calls WHERE call_id = ? AND job_id IS NULL", (call_id,)).fetchone()
+                if row is not None:
+                    self._db.execute("DELETE FROM canonical_calls WHERE call_id = ?", (call_id,))
+                    self._db.execute("UPDATE canonical_assistants SET calls = calls - 1 WHERE assistant_id = ?", (row[0],))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def canonical_job_input(self, call_id: str) -> dict[str, Any] | None:
+        """The job input a call was stored with (to submit its job after a crash)."""
+        with self._lock:
+            row = self._db.execute("SELECT job_input_json FROM canonical_calls WHERE call_id = ?", (call_id,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def set_canonical_job(self, call_id: str, job_id: str) -> None:
+        with self._lock:
+            self._db.execute("UPDATE canonical_calls SET job_id = ? WHERE call_id = ?", (job_id, call_id))
+
+    def canonical_call(self, call_id: str) -> CanonicalCallRecord | None:
+        with self._lock:
+            row = self._db.execute(f"{_CANONICAL_SELECT} WHERE c.call_id = ?", (call_id,)).fetchone()
+        return _canonical(row) if row else None
+
+    def canonical_call_for_job(self, job_id: str) -> CanonicalCallRecord | None:
+        with self._lock:
+            row = self._db.execute(f"{_CANONICAL_SELECT} WHERE c.job_id = ?", (job_id,)).fetchone()
+        return _canonical(row) if row else None
+
+    def list_canonical_calls(self, assistant_id: str | None = None, status: str | None = None, limit: int = 50,
+                             after: str | None = None) -> list[CanonicalCallRecord]:
+        """Newest first; ``after``: a call id, the last of the previous page (exclusive). ``status`` is the
+        job's (a call whose job is not submitted yet is queued)."""
+        clauses: list[str] = []
+        params: list[Any] = []
+        if assistant_id is not None:
+            clauses.append("c.assistant_id = ?")
+            params.append(assistant_id)
+        if status is not None:
+            clauses.append("COALESCE(j.status, 'queued') = ?")
+            params.append(status)
+        if after is not None:
+            clauses.append("c.seq < (SELECT seq FROM canonical_calls WHERE call_id = ?)")
+            params.append(after)
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        with self._lock:
+            rows = self._db.execute(f"{_CANONICAL_SELECT}{where} ORDER BY c.seq DESC LIMIT ?", (*params, limit)).fetchall()
+        return [_canonical(row) for row in rows]
+
+    def canonical_calls_to_recover(self) -> list[CanonicalCallRecord]:
+        """Calls a crash left half done: stored without their job, or whose job ended uncounted."""
+        with self._lock:
+            rows = self._db.execute(
+                f"{_CANONICAL_SELECT} WHERE c.job_id IS NULL OR (c.counted_at IS NULL AND j.status IN ('completed', 'failed')) ORDER BY c.seq"
+            ).fetchall()
+        return [_canonical(row) for row in rows]
+
+    def count_canonical_call(self, call_id: str, outcome: CanonicalOutcome) -> bool:
+        """Add a call's end to its assistant's aggregates, once: False when it was counted before."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                changed = self._db.execute(
+                    "UPDATE canonical_calls SET counted_at = ? WHERE call_id = ? AND counted_at IS NULL", (utc_now(), call_id)
+                ).rowcount == 1
+                row = self._db.execute(
+                    "SELECT a.assistant_id, a.latency_histogram_json FROM canonical_assistants a"
+                    " JOIN canonical_calls c ON c.assistant_id = a.assistant_id WHERE c.call_id = ?", (call_id,)
+                ).fetchone()
+                if changed and row is not None:
+                    histogram: dict[str, int] = json.loads(row[1])
+                    for value in outcome.latency_ms:
+                        key = str(value)
+                        histogram[key] = histogram.get(key, 0) + 1
+                    self._db.execute(
+                        "UPDATE canonical_assistants SET completed = completed + ?, failed = failed + ?, analysed_s = analysed_s + ?,"
+                        " user_interrupted = user_interrupted + ?, assistant_interrupted = assistant_interrupted + ?,"
+                        " dead_air_count = dead_air_count + ?, dead_air_total_s = dead_air_total_s + ?, latency_histogram_json = ?"
+                        " WHERE assistant_id = ?",
+                        (int(outcome.completed), int(not outcome.completed), outcome.duration_s, outcome.user_interrupted,
+                         outcome.assistant_interrupted, outcome.dead_air_count, outcome.dead_air_total_s,
+                         json.dumps(histogram, separators=(",", ":")), row[0]),
+                    )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return changed
+
+    def canonical_assistants(self, limit: int = 100, after: str | None = None) -> list[dict[str, Any]]:
+        """Assistants by id, with their aggregates as stored (``latency_histogram``: ms -> count)."""
+        clause, params = ("WHERE assistant_id > ?", (after,)) if after is not None else ("", ())
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT assistant_id, assistant_json, calls, completed, failed, analysed_s, user_interrupted, assistant_interrupted,"
+                f" dead_air_count, dead_air_total_s, latency_histogram_json, first_call_at, last_call_at FROM canonical_assistants {clause}"
+                " ORDER BY assistant_id LIMIT ?", (*params, limit)
+            ).fetchall()
+        names = ("assistant_id", "assistant", "calls", "completed", "failed", "analysed_s", "user_interrupted", "assistant_interrupted",
+                 "dead_air_count", "dead_air_total_s", "latency_histogram", "first_call_at", "last_call_at")
+        out = []
+        for row in rows:
+            item = dict(zip(names, row))
+            item["assistant"] = json.loads(item["assistant"])
+            item["latency_histogram"] = {int(k): v for k, v in json.loads(item["latency_histogram"]).items()}
+            out.append(item)
+        return out
 
     # -- webhook deliveries ---------------------------------------------------------------------------
 

@@ -188,6 +188,14 @@ class WebhookDispatcher:
         if event.type in FINAL_EVENTS:
             self._targets.pop(event.call_id, None)
 
+    def deliver(self, stream: str, sequence: int, event_type: str, url: str, payload: dict[str, Any]) -> int:
+        """Store and start a delivery that belongs to no call (a Canonical analysis' end): ``stream`` keys
+        its order as a call id does (use a prefix no call id has), with the same retries, signing and log.
+        Call it on the event loop's thread; returns the delivery id."""
+        delivery_id = self.store.insert_delivery(stream, sequence, event_type, url, payload)
+        self._ensure_worker(stream)
+        return delivery_id
+
     def retry(self, delivery_id: int) -> dict[str, Any]:
         """Queue a pending or failed delivery again, due now, keeping its attempt log; returns it as
         stored. Raises ``DeliveryNotFound`` or ``DeliveryAlreadyDelivered``."""

@@ -63,7 +63,7 @@ UNCLAIMED_AFTER_S = 30.0
 RECORDING_ID = re.compile(r"^rec_[0-9a-f]{8,64}$")
 
 #: Ends a call nothing runs any more: (call_id, reason, status or None for completed-if-answered).
-OrphanEnder = Callable[[str, str, "str | None"], None]
+OrphanEnder = Callable[[str, str, "str | None", "float | None"], None]
 
 
 #: Why a call to the desktop phone failed when no phone took it.
@@ -333,10 +333,11 @@ class WorkerHub:
         if call.session is not None or call.ending or self._calls.get(call.job.call_id) is not call:
             return
         phones = [session for session in self._sessions.values() if "phone" in session.lanes]
+        waited_s = call.job.request.timeout_s
         if phones:
-            self._end(call, f"the desktop phone was on another call for the whole ring timeout ({call.job.request.timeout_s:g} s)", "busy")
+            self._end(call, f"the desktop phone was on another call for the whole ring timeout ({waited_s:g} s)", "busy", waited_s)
         else:
-            self._end(call, NO_PHONE_REASON, "failed")
+            self._end(call, NO_PHONE_REASON, "failed", waited_s)
 
     def live_call(self, call_id: str) -> LiveCallHandle | None:
         call = self._calls.get(call_id)
@@ -459,15 +460,16 @@ class WorkerHub:
                 self.submit_job(again)
         session.jobs.clear()
 
-    def _end(self, call: QueuedCall, reason: str, status: str | None) -> None:
-        """End a call that no worker will report on any more, from what the store holds."""
+    def _end(self, call: QueuedCall, reason: str, status: str | None, at_s: float | None = None) -> None:
+        """End a call that no worker will report on any more, from what the store holds (``at_s``: its call
+        time then, when the store's events do not say it)."""
         call.ending = True
         self._calls.pop(call.job.call_id, None)
         if call.session is not None:
             call.session.calls.discard(call.job.call_id)
         if self._end_orphaned is not None:
             try:
-                self._end_orphaned(call.job.call_id, reason, status)
+                self._end_orphaned(call.job.call_id, reason, status, at_s)
             except Exception:  # one call's record never stops the others
                 logger.exception("call %s could not be ended", call.job.call_id)
         call.done.set()
