@@ -42,7 +42,8 @@ KEY = "test-key"
 HEADERS = {"X-Canonical-Api-Key": KEY}
 RATE_HZ = 8000
 REPO = Path(__file__).resolve().parent.parent
-SEED = REPO.parent / "shared" / "seeds" / "canonical-call-analysis-api.txt"
+#: The seed document, copied into the repository from ../shared/seeds/ (CI has only the repository).
+SEED = Path(__file__).parent / "seeds" / "canonical-call-analysis-api.txt"
 SAMPLE = REPO / "samples" / "retell_call_analyzed.json"
 NODE_DIR = REPO / "tests" / "node"
 
