@@ -353,6 +353,14 @@ class SoundCard:
         """True while the speakers play what was written (not waiting for the output queue to fill)."""
         return not self._priming
 
+    def drop_input(self) -> None:
+        """Forget the input not read yet: a call starts on the freshest audio. Input that piled up while the
+        call was being prepared (prompts rendered, a model loaded) would otherwise stay between the
+        microphone and the call as latency for the whole call, since the card's clock paces one frame read
+        per frame arrived (``DeviceClock``)."""
+        self._pump()
+        self._pending = np.zeros(0, dtype=np.float32)
+
     def frames_ready(self) -> int:
         """Whole call-rate frames readable now."""
         self._pump()

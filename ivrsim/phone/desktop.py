@@ -169,6 +169,7 @@ class SoundCardLine:
         position = 0
         frames = 0
         try:
+            self.card.drop_input()  # what the microphone heard while the call was prepared is not the call's
             await self.card.wait_frames(1)
             while True:
                 rings = int(frames * FRAME_S // RING_CYCLE_S) + 1 if frames else 0  # picked up before the first ring: 0
