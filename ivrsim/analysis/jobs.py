@@ -49,21 +49,13 @@ class JobContext:
 
 
 @dataclass(frozen=True)
-class AnalysisInput:
-    """What an analysis needs: the recording (``location`` or ``upload``, exactly one), which party is the
-    assistant (``assistant_channel``, 1-based, or whether the assistant speaks first: the party that
-    speaks first is then the assistant), the dead-air threshold, and the transcript wanted: by ASR
-    (``transcribe``, in ``language``) or Retell's ``transcript_object``. ``call_id`` and
-    ``assistant_id`` pass through to the result's ``call`` block."""
+class AnalysisInput(ConversationOptions):
+    """What an analysis needs: the recording (``location`` or ``upload``, exactly one) and how to read it
+    (``ConversationOptions``: which party is the assistant, the dead-air threshold, the transcript wanted).
+    ``call_id`` and ``assistant_id`` pass through to the result's ``call`` block."""
 
     location: str | None = None
     upload: str | None = None
-    speaks_first: bool = True
-    assistant_channel: int | None = None
-    dead_air_threshold_s: float = 3.0
-    transcribe: bool = False
-    language: str | None = None
-    transcript_object: list[Any] | None = None
     call_id: str | None = None
     assistant_id: str | None = None
 
@@ -78,10 +70,6 @@ class AnalysisInput:
         if (request.location is None) == (request.upload is None):
             raise JobInputError("location: give exactly one of location (a URL or media path) and upload (a stored upload)")
         return request
-
-    def options(self) -> ConversationOptions:
-        return ConversationOptions(self.speaks_first, self.assistant_channel, self.dead_air_threshold_s, self.transcribe,
-                                   self.language, self.transcript_object)
 
 
 def _load_upload(upload: str, context: JobContext) -> LoadedAudio:
@@ -110,7 +98,7 @@ def run_analysis(job_input: dict[str, Any], context: JobContext) -> dict[str, An
             raise JobInputError(str(error).replace("audio_url ", "location ", 1)) from error
     channels = audio.samples.shape[1] if audio.samples.ndim == 2 else 1
     try:
-        result = analyze_conversation(audio.samples, ANALYSIS_RATE_HZ, request.options(), context.speech)
+        result = analyze_conversation(audio.samples, ANALYSIS_RATE_HZ, request, context.speech)
     except ValueError as error:
         raise JobInputError(str(error).replace("audio: ", "location: " if request.location is not None else "upload: ", 1)) from error
     where = {"location": request.location} if request.location is not None else {"upload": request.upload}
