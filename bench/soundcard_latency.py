@@ -348,8 +348,8 @@ class Bench:
         return {"wall_s": round(wall_s, 1), "cpu_s_per_s": round((time.process_time() - cpu) / wall_s, 4),
                 "pulseaudio_cpu_s_per_s": round((daemon_cpu_s(self.pulse.pid) - daemon) / wall_s, 4)}
 
-    async def long_call(self, seconds: float) -> dict[str, Any]:
-        request = CallRequest(to=TO, from_=FROM, tts=TtsSpec(LONG_PROMPT), max_duration_s=seconds,
+    async def long_call(self, seconds: float, transcribe: bool = False) -> dict[str, Any]:
+        request = CallRequest(to=TO, from_=FROM, tts=TtsSpec(LONG_PROMPT), max_duration_s=seconds, transcribe=transcribe,
                               gather=GatherSpec(num_digits=1, timeout_s=seconds + 60))
         record = await self.engine.place(request)
         answered = await self.log.wait(record.id, "call.in-progress")
@@ -360,7 +360,8 @@ class Bench:
         wall_s = ended.wall_s - answered.wall_s
         prompt = self.log.of(record.id, "prompt.started")
         reports = [p.event.data for p in self.log.of(record.id, "soundcard.xrun")]
-        return {"status": final.status, "reason": final.reason, "call_s": round(ended.event.call_time_s - answered.event.call_time_s, 2),
+        finals = self.log.of(record.id, "transcription.final")
+        return {"status": final.status, "reason": final.reason, "transcribed_live": transcribe, "transcription_finals": len(finals), "call_s": round(ended.event.call_time_s - answered.event.call_time_s, 2),
                 "wall_s": round(wall_s, 2), "prompt_s": prompt[0].event.data.get("duration_s") if prompt else None,
                 "cpu_s_per_s": round((ended.cpu_s - answered.cpu_s) / wall_s, 4),
                 "pulseaudio_cpu_s_per_s": round((daemon_end - daemon_start) / wall_s, 4),
@@ -401,7 +402,7 @@ async def run(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
             if args.idle_s > 0:
                 figures["idle_no_call"] = await bench.idle_cpu(args.idle_s)
             if args.long_call_s > 0:
-                figures["long_call"] = await bench.long_call(args.long_call_s)
+                figures["long_call"] = await bench.long_call(args.long_call_s, args.transcribe)
     figures["setup"]["loadavg_end"] = [round(v, 2) for v in os.getloadavg()]
     return figures
 
@@ -439,7 +440,8 @@ def print_table(figures: dict[str, Any]) -> None:
         print(f"  CPU, engine open, no call: {idle['cpu_s_per_s']:.4f} s/s (PulseAudio daemon {idle['pulseaudio_cpu_s_per_s']:.4f} s/s)")
     if long:
         print(f"  CPU, one live sound-card call: {long['cpu_s_per_s']:.4f} s/s (PulseAudio daemon {long['pulseaudio_cpu_s_per_s']:.4f} s/s)")
-        print(f"  long call: {long['call_s']} s of call time in {long['wall_s']} s wall ({long['status']}: {long['reason']}); "
+        live = f", transcribed live ({long['transcription_finals']} final results)" if long["transcribed_live"] else ""
+        print(f"  long call{live}: {long['call_s']} s of call time in {long['wall_s']} s wall ({long['status']}: {long['reason']}); "
               f"underruns {long['underruns']}, overruns {long['overruns']}, soundcard.xrun events {long['xrun_events']}")
 
 
@@ -448,6 +450,7 @@ def main() -> None:
     parser.add_argument("--gathers", type=int, default=20, help="single-key gathers for figure 1 (0: skip)")
     parser.add_argument("--answers", type=int, default=5, help="answered calls for figure 2 (0: skip)")
     parser.add_argument("--long-call-s", type=float, default=600.0, help="length of the long call, in seconds (0: skip)")
+    parser.add_argument("--transcribe", action="store_true", help="transcribe the long call live (its ASR then runs in a child process)")
     parser.add_argument("--idle-s", type=float, default=10.0, help="seconds of no call for the CPU reference (0: skip)")
     parser.add_argument("--latency", type=float, default=None, help="the card's PortAudio latency in seconds (default: IVRSIM_DEVICE_LATENCY or 0.04)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")

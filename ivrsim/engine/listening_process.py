@@ -16,6 +16,8 @@ import asyncio
 import contextlib
 import logging
 import multiprocessing
+import queue
+import threading
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -103,8 +105,12 @@ class ProcessTranscriber:
         self._process: multiprocessing.process.BaseProcess | None = None
         self._sent: list[np.ndarray] = []
         self._received: list[np.ndarray] = []
-        self._outstanding = 0  # batches sent and not answered yet
+        self._outstanding = 0  # batches handed to the sender and not answered yet
         self._max_outstanding = int(MAX_BEHIND_S / (BATCH_FRAMES * FRAME_S))
+        # A pipe holds about 64 KB: a child that falls behind would block a send on the call's event loop.
+        # A thread of its own sends instead; the call only puts batches in its queue.
+        self._outbox: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
+        self._sender: threading.Thread | None = None
 
     def start(self) -> ProcessTranscriber:
         """Fork the child (blocking: call it in a thread)."""
@@ -114,12 +120,25 @@ class ProcessTranscriber:
         self._process.start()
         child.close()
         self._conn = parent
+        self._sender = threading.Thread(target=self._send_loop, args=(parent,), name="ivrsim-transcriber-sender", daemon=True)
+        self._sender.start()
         return self
+
+    def _send_loop(self, conn: Connection) -> None:
+        """The sender thread: the queue's messages to the child, in order, until None (or the child is gone)."""
+        while True:
+            message = self._outbox.get()
+            if message is None:
+                return
+            try:
+                conn.send(message)
+            except (OSError, ValueError):  # the child has gone: the call notices on its next collect
+                return
 
     def begin(self, answered_s: float) -> ProcessTranscriber:
         """The call was answered at ``answered_s`` (call time): the streams' time zero."""
         if self._conn is not None:
-            self._conn.send(("start", answered_s))
+            self._outbox.put(("start", answered_s))
         return self
 
     def feed(self, call: CallContext, sent: np.ndarray, received: np.ndarray) -> None:
@@ -135,13 +154,9 @@ class ProcessTranscriber:
         if self._outstanding >= self._max_outstanding:
             self._give_up(call, f"the live transcriber fell more than {MAX_BEHIND_S:g} s behind the sound card")
             return
-        sent_batch, received_batch = np.concatenate(self._sent), np.concatenate(self._received)
+        self._outbox.put(("frames", np.concatenate(self._sent).tobytes(), np.concatenate(self._received).tobytes()))
         self._sent, self._received = [], []
-        try:
-            self._conn.send(("frames", sent_batch.tobytes(), received_batch.tobytes()))
-            self._outstanding += 1
-        except (OSError, ValueError) as error:
-            self._give_up(call, f"the live transcriber stopped ({error})")
+        self._outstanding += 1
 
     def _collect(self, call: CallContext) -> None:
         assert self._conn is not None
@@ -172,11 +187,11 @@ class ProcessTranscriber:
         if self.failed or self._conn is None:
             return
         conn = self._conn
+        if self._sent:
+            self._outbox.put(("frames", np.concatenate(self._sent).tobytes(), np.concatenate(self._received).tobytes()))
+            self._outstanding += 1
+        self._outbox.put(("finish",))
         try:
-            if self._sent:
-                conn.send(("frames", np.concatenate(self._sent).tobytes(), np.concatenate(self._received).tobytes()))
-                self._outstanding += 1
-            conn.send(("finish",))
             done = await asyncio.to_thread(_until_done, conn, FINISH_TIMEOUT_S)
         except (EOFError, OSError, TimeoutError) as error:
             self._give_up(call, f"the live transcriber did not finish ({type(error).__name__})")
@@ -189,6 +204,7 @@ class ProcessTranscriber:
     def close(self) -> None:
         """Stop the child (done, given up, or the call cancelled)."""
         conn, process, self._conn = self._conn, self._process, None
+        self._outbox.put(None)  # the sender thread ends
         if conn is not None:
             with contextlib.suppress(OSError):
                 conn.close()
