@@ -1,8 +1,8 @@
 """Jobs, API side: stored before they are acknowledged, handed to whoever runs them, and finished in the
 store; after a restart the unfinished ones run again (DESIGN.md: nothing acknowledged is lost).
 
-``JobService`` owns the jobs' records; a ``JobExecutor`` runs them: ``InProcessJobs`` on this process's
-threads (``--workers 0``), or ``ivrsim.workers.hub.WorkerHub`` on worker processes through the queue's
+``JobService`` owns the jobs' records; a ``JobExecutor`` runs them: ``InProcessJobs`` from this process
+(``--workers 0``), each job in a child process (``in_child_process``), or ``ivrsim.workers.hub.WorkerHub`` on worker processes through the queue's
 ``jobs`` lane. Either starts a job through ``JobService.start`` (so a job runs once at a time, and counts
 its attempts) and ends it through ``finish`` or ``interrupted``.
 """
@@ -10,20 +10,22 @@ its attempts) and ends it through ``finish`` or ``interrupted``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import secrets
-import threading
+import multiprocessing
 from collections.abc import Callable
-from typing import Any, Protocol, TypeVar
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from pathlib import Path
+from typing import Any, Protocol
 
 from ivrsim.analysis.jobs import JOB_KINDS, MAX_JOB_ATTEMPTS, JobContext, JobInputError, run_job
 from ivrsim.exceptions import IvrsimError
+from ivrsim.media.audio_url import AudioUrlLoader, MediaSettings
 from ivrsim.store.sqlite import JobRecord, Store
 
 logger = logging.getLogger(__name__)
-T = TypeVar("T")
 
 
 class JobExecutor(Protocol):
@@ -105,26 +107,64 @@ class JobService:
         return self.store.job(job_id)
 
 
-async def in_daemon_thread(function: Callable[..., T], *args: Any) -> T:
-    """``function(*args)`` on a daemon thread of its own: a job (a fetch, then DSP) that is still running
-    when its process stops must not hold the process (executor threads are joined at exit)."""
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future[T] = loop.create_future()
+class JobFailedError(IvrsimError):
+    """A job that failed in its child process: the message is the failure as stored (``describe_failure``)."""
 
-    def settle(outcome: Callable[[], None]) -> None:
-        with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits any more
-            loop.call_soon_threadsafe(outcome)
+    code = "job_failed"
 
-    def run() -> None:
-        try:
-            value = function(*args)
-        except BaseException as error:  # noqa: BLE001 - handed to the awaiting coroutine
-            settle(lambda failure=error: future.done() or future.set_exception(failure))
-        else:
-            settle(lambda: future.done() or future.set_result(value))
 
-    threading.Thread(target=run, name="ivrsim-job", daemon=True).start()
-    return await future
+def _job_child(conn: Connection, kind: str, job_input: dict[str, Any], media: MediaSettings, recordings_folder: Path | None) -> None:
+    """A job's child process: its own loader and speech engines, the job, and its outcome sent back."""
+    from ivrsim.blas import one_blas_thread
+
+    one_blas_thread()
+    loader = AudioUrlLoader(media)
+    try:
+        conn.send(("ok", run_job(kind, job_input, JobContext(loader, recordings_folder))))
+    except Exception as error:  # noqa: BLE001 - every failure ends the job, with its reason
+        if not isinstance(error, IvrsimError):
+            logger.exception("job failed")
+        conn.send(("error", describe_failure(error)))
+    finally:
+        loader.close()
+        conn.close()
+
+
+def _outcome(conn: Connection, process: BaseProcess) -> tuple[str, Any]:
+    """The child's outcome, waited for on a thread; a child that died without one is an internal error."""
+    while True:
+        if conn.poll(0.5):
+            try:
+                return conn.recv()  # type: ignore[no-any-return]
+            except EOFError:
+                pass
+        elif process.is_alive():
+            continue
+        process.join(1)
+        return ("error", f"internal error: the job's process ended without a result (exit code {process.exitcode})")
+
+
+async def in_child_process(kind: str, job_input: dict[str, Any], context: JobContext) -> dict[str, Any]:
+    """Run a job in a child process of its own (forked by multiprocessing's fork server) and return its
+    result; JobFailedError with the reason when it fails. A job decodes, resamples and recognises speech,
+    and a recognizer holds Python's GIL while it decodes: on a thread of this process it would starve this
+    process's event loop (a worker's session missed its pings and was dropped; the API's requests would
+    wait). Cancelled, the child is killed."""
+    ctx = multiprocessing.get_context("forkserver")
+    receiver, sender = ctx.Pipe(duplex=False)
+    process = ctx.Process(target=_job_child, args=(sender, kind, job_input, context.loader.settings, context.recordings_folder),
+                          name="ivrsim-job", daemon=True)
+    try:
+        await asyncio.to_thread(process.start)
+        sender.close()
+        status, value = await asyncio.to_thread(_outcome, receiver, process)
+    finally:
+        if process.is_alive():  # cancelled (the worker stops): the job is queued again elsewhere
+            process.kill()
+        receiver.close()
+    if status != "ok":
+        raise JobFailedError(str(value))
+    return dict(value)
 
 
 def describe_failure(error: BaseException) -> str:
@@ -135,7 +175,7 @@ def describe_failure(error: BaseException) -> str:
 
 
 class InProcessJobs:
-    """``JobExecutor`` on this process's threads, ``parallel`` at a time (``--workers 0``)."""
+    """``JobExecutor`` from this process, ``parallel`` at a time, each job in a child (``--workers 0``)."""
 
     def __init__(self, context: JobContext, parallel: int = 2) -> None:
         self.context = context
@@ -158,7 +198,7 @@ class InProcessJobs:
             if job is None:
                 return
             try:
-                result = await in_daemon_thread(run_job, job.kind, job.input, self.context)
+                result = await in_child_process(job.kind, job.input, self.context)
             except asyncio.CancelledError:
                 raise  # stays processing: queued again at the next start
             except Exception as error:  # noqa: BLE001 - every failure ends the job, with its reason
