@@ -793,8 +793,9 @@ def analyze(file: str, speaks_first: bool, assistant_channel: int | None, dead_a
         click.echo(json.dumps(result))
     else:
         _analysis_summary(file, result)
-    if result["transcript"].get("reason"):
+    if result["transcript"].get("reason"):  # asked for and not made: the timing is printed, the command failed
         _error(f"{file}: no transcript: {result['transcript']['reason']}")
+        sys.exit(EXIT_FAILED)
 
 
 @main.command()

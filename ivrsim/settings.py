@@ -52,6 +52,7 @@ class Settings(BaseSettings):
     webhook_jitter: float = Field(default=0.2, ge=0, lt=1, description="Each wait varies by up to this share, up or down.")
     public_url: str | None = Field(default=None, description="The server's address as receivers should see it (IVRSIM_PUBLIC_URL); default: the bound address.")
     max_body_bytes: int = Field(default=1_000_000, ge=1024)
+    retell_max_body_bytes: int = Field(default=20_000_000, ge=1024, description="Cap of a Retell webhook's body (IVRSIM_RETELL_MAX_BODY_BYTES): an hour's transcript_object with word timings is over a megabyte.")
     body_timeout_s: float = Field(default=10.0, gt=0, description="A request body must arrive whole within this many seconds, else 408.")
     idempotency_ttl_s: float = Field(default=24 * 3600.0, gt=0, description="How long an Idempotency-Key is remembered, in seconds.")
     retain_days: float | None = Field(default=None, gt=0, description="Prune calls ended this many days ago (IVRSIM_RETAIN_DAYS); unset keeps them forever.")

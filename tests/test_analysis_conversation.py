@@ -357,3 +357,6 @@ def test_cli_analyze_prints_json_a_summary_and_exits_like_transcribe(call: Call,
     stereo_3 = write_wav(tmp_path / "three.wav", np.zeros((8000, 3), dtype=np.float32))
     three = runner.invoke(main, ["analyze", str(stereo_3)])
     assert three.exit_code == 1 and three.stderr.startswith(f"ivrsim: error: {stereo_3}: the recording has 3 channels")
+    no_model = runner.invoke(main, ["analyze", "--json", "--transcribe", "--language", "zu-ZA", str(stereo)])
+    assert no_model.exit_code == 1 and "no transcript: no model for zu-ZA" in no_model.stderr
+    assert json.loads(no_model.stdout)["latency_ms"]["num"] == 3  # the timing is still printed

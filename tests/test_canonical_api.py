@@ -427,13 +427,28 @@ def test_retell_signatures_are_verified_when_a_retell_key_is_set(tmp_path: Path,
         wrong_key = post(sign_retell("other-key", body, now_ms), {**plain, **HEADERS})
         tampered = post(sign_retell("retell-key", body + b" ", now_ms))
         expired = post(sign_retell("retell-key", body, now_ms - 6 * 60 * 1000))
+        in_seconds = post(sign_retell("retell-key", body, now_ms // 1000))
         unsigned = post(None, {**plain, **HEADERS})
         garbled = post("v=abc,d=zz")
     assert correct.status_code == 200 and correct.json()["alreadyReceived"] is False
-    for response, words in ((wrong_key, "does not match"), (tampered, "does not match"), (expired, "minutes"), (unsigned, "missing"),
+    for response, words in ((wrong_key, "does not match"), (tampered, "does not match"), (expired, "was made 360 s ago"), (unsigned, "missing"),
                             (garbled, "not of the form")):
         error = fastify_error(response, 401)
         assert words in error["message"] and error["param"] == "x-retell-signature"
+    assert "that is seconds" in fastify_error(in_seconds, 401)["message"]
+
+
+def test_a_long_calls_retell_body_over_a_megabyte_is_taken_and_a_call_id_with_a_slash_reads_back(http: httpx.Client,
+                                                                                                 recording: tuple[str, list[float]]) -> None:
+    call_id = unique("retell/long")
+    body = retell_body(recording[0], call_id)
+    words = [{"word": "word", "start": i * 0.3, "end": i * 0.3 + 0.2} for i in range(20_000)]  # well over an hour of talk
+    body["call"]["transcript_object"] = [{"role": "user", "content": "word " * 20_000, "words": words}]
+    raw = json.dumps(body).encode()
+    assert len(raw) > 1_000_000  # over the API's general body cap
+    taken = http.post("/api/v1/webhooks/retell", content=raw, headers={"Content-Type": "application/json", **HEADERS})
+    assert taken.status_code == 200, taken.text
+    assert http.get(f"/api/v1/call/{call_id}").json()["callId"] == call_id
 
 
 # -- a restart ------------------------------------------------------------------------------------------

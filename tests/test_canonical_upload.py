@@ -155,6 +155,15 @@ def test_a_missing_part_is_named(http: httpx.Client) -> None:
     assert "part 2 was never uploaded" in body["message"] and body["param"] == "parts.1.partnum"
 
 
+def test_a_complete_that_leaves_out_an_uploaded_part_is_refused(http: httpx.Client) -> None:
+    slug, parts = upload_parts(http, "call-upload-subset", split(call_recording(), 3))
+    refused = complete(http, "call-upload-subset", slug, [parts[0], parts[2]])  # all three PUT, two listed
+    assert refused.status_code == 400
+    body = error_of(refused)
+    assert "part(s) 2 of 3 missing" in body["message"] and body["param"] == "parts"
+    assert complete(http, "call-upload-subset", slug, parts).status_code == 200  # listed whole, it is stored
+
+
 def test_a_wrong_etag_is_named(http: httpx.Client) -> None:
     slug, parts = upload_parts(http, "call-upload-etag", split(call_recording(), 2))
     right = parts[1]["etag"]

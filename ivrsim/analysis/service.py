@@ -119,15 +119,18 @@ def _job_child(conn: Connection, kind: str, job_input: dict[str, Any], media: Me
 
     one_blas_thread()
     loader = AudioUrlLoader(media)
+    outcome: tuple[str, Any]
     try:
-        conn.send(("ok", run_job(kind, job_input, JobContext(loader, recordings_folder))))
+        outcome = ("ok", run_job(kind, job_input, JobContext(loader, recordings_folder)))
     except Exception as error:  # noqa: BLE001 - every failure ends the job, with its reason
         if not isinstance(error, IvrsimError):
             logger.exception("job failed")
-        conn.send(("error", describe_failure(error)))
+        outcome = ("error", describe_failure(error))
     finally:
         loader.close()
-        conn.close()
+    with contextlib.suppress(OSError):  # the parent has gone (the job was cancelled): nobody to tell
+        conn.send(outcome)
+    conn.close()
 
 
 def _outcome(conn: Connection, process: BaseProcess) -> tuple[str, Any]:

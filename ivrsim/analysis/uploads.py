@@ -329,6 +329,11 @@ class UploadStore:
             if normalize_etag(etag) != stored[number][0]:
                 raise UploadError(400, f"parts[{index}]: the etag of part {number} does not match the part stored (its ETag is \"{stored[number][0]}\"): "
                                        "send the ETag header its PUT answered, or PUT the part again", f"parts.{index}.etag")
+        missing = sorted(set(range(1, session.parts + 1)) - seen)
+        if missing:  # a recording with a part left out would be analysed as if it were the call
+            listed = ", ".join(map(str, missing[:10])) + (" ..." if len(missing) > 10 else "")
+            raise UploadError(400, f"parts: part(s) {listed} of {session.parts} missing; list every part of the upload (the number "
+                                   "uploadRequest was given) with its ETag", "parts")
         return sorted(parts)
 
     def _assemble(self, slug: str, paths: list[Path]) -> tuple[str, str, int]:

@@ -90,7 +90,8 @@ def create_app(settings: Settings, data_lock: DataDirLock | None = None) -> Fast
     parts = (canonical_upload.PARTS_PREFIX,)
     app.add_middleware(JsonOnlyMiddleware, exempt_prefixes=parts)
     app.add_middleware(BodyTimeoutMiddleware, timeout_s=settings.body_timeout_s, slow_prefixes=parts, slow_timeout_s=settings.upload_part_timeout_s)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, exempt_prefixes=parts)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, exempt_prefixes=parts,
+                       larger=((canonical.RETELL_PATH, settings.retell_max_body_bytes, "IVRSIM_RETELL_MAX_BODY_BYTES"),))
     for router in (calls.router, calls.public, voices.router, sim.router, webhooks.router, workers.router, analyses.router, canonical.router):
         app.include_router(router)
     app.include_router(canonical_upload.router)

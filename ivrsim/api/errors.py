@@ -261,19 +261,26 @@ def _required_body_fields(request: Request) -> str:
 
 class BodyLimitMiddleware:
     """Refuses request bodies over ``max_bytes`` with 413, whether or not Content-Length is sent.
-    Paths under ``exempt_prefixes`` (raw uploads) stream to disk under their route's own cap."""
+    Paths under ``exempt_prefixes`` (raw uploads) stream to disk under their route's own cap; paths under
+    one of ``larger`` (prefix, bytes, setting) have a cap of their own (a long call's Retell webhook)."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int, exempt_prefixes: tuple[str, ...] = ()) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, exempt_prefixes: tuple[str, ...] = (),
+                 larger: tuple[tuple[str, int, str], ...] = ()) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.exempt_prefixes = exempt_prefixes
+        self.larger = larger
+
+    def _limit(self, path: str) -> tuple[int, str]:
+        return next(((cap, setting) for prefix, cap, setting in self.larger if path.startswith(prefix)), (self.max_bytes, "IVRSIM_MAX_BODY_BYTES"))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"].startswith(self.exempt_prefixes):
             await self.app(scope, receive, send)
             return
+        max_bytes, _ = self._limit(scope["path"])
         declared = dict(scope.get("headers", [])).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+        if declared is not None and declared.isdigit() and int(declared) > max_bytes:
             await self._refuse(scope, send)
             return
         received = 0
@@ -284,7 +291,7 @@ class BodyLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request" and not refused:
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
+                if received > max_bytes:
                     refused = True  # stop reading here: the app sees an empty end of body
                     return {"type": "http.request", "body": b"", "more_body": False}
             return message
@@ -298,7 +305,9 @@ class BodyLimitMiddleware:
             await self._refuse(scope, send)
 
     async def _refuse(self, scope: Scope, send: Send) -> None:
-        response = shaped_error(scope["path"], HTTP_413_TOO_LARGE, "body_too_large", f"the request body is larger than {self.max_bytes} bytes")
+        max_bytes, setting = self._limit(scope["path"])
+        response = shaped_error(scope["path"], HTTP_413_TOO_LARGE, "body_too_large",
+                                f"the request body is larger than {max_bytes} bytes (the server's {setting})")
         await response({"type": "http"}, _no_receive, send)
 
 

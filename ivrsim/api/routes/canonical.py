@@ -43,6 +43,8 @@ from ivrsim.exceptions import AudioUrlError
 from ivrsim.store.sqlite import CanonicalCallRecord
 
 router = APIRouter(prefix="/api/v1", tags=["canonical"])
+#: Where Retell posts: its bodies have a cap of their own (IVRSIM_RETELL_MAX_BODY_BYTES).
+RETELL_PATH = "/api/v1/webhooks/retell"
 
 KEY_HEADER = "X-Canonical-Api-Key"
 RETELL_SIGNATURE_HEADER = "x-retell-signature"
@@ -148,8 +150,12 @@ def retell_signature_problem(api_key: str, body: bytes, header: str | None, now_
         return f"the {RETELL_SIGNATURE_HEADER} header is not of the form v=<unix ms>,d=<hex digest>"
     timestamp_ms = int(match.group(1))
     if abs(now_ms - timestamp_ms) > RETELL_SIGNATURE_WINDOW_MS:
-        return (f"the {RETELL_SIGNATURE_HEADER} was made {abs(now_ms - timestamp_ms) / 1000:.0f} s from now; signatures are accepted "
-                f"for {RETELL_SIGNATURE_WINDOW_MS // 60000} minutes (check the clocks, or send the event again)")
+        if timestamp_ms < 10**11:  # 1973 in ms, but a present-day time in seconds
+            return f"the {RETELL_SIGNATURE_HEADER}'s v= is {timestamp_ms}: that is seconds; Retell signs with the time in milliseconds"
+        age_s = (now_ms - timestamp_ms) / 1000
+        when = f"{age_s:.0f} s ago" if age_s > 0 else f"{-age_s:.0f} s in the future"
+        return (f"the {RETELL_SIGNATURE_HEADER} was made {when}; signatures are accepted for {RETELL_SIGNATURE_WINDOW_MS // 60000} "
+                "minutes either way (check the clocks, or send the event again)")
     expected = sign_retell(api_key, body, timestamp_ms).partition(",d=")[2]
     if not hmac.compare_digest(match.group(2).lower().encode(), expected.encode()):
         return f"the {RETELL_SIGNATURE_HEADER} does not match the body; check IVRSIM_RETELL_API_KEY (the Retell key with the webhook badge)"
@@ -451,7 +457,7 @@ def _call_or_404(services: Any, call_id: str) -> CanonicalCallRecord:
     return record
 
 
-@router.get("/call/{callId}", dependencies=[CanonicalKeyDep], summary="A call: its status, and its analysis or why it failed",
+@router.get("/call/{callId:path}", dependencies=[CanonicalKeyDep], summary="A call: its status, and its analysis or why it failed",
             responses=_responses(401, 404))
 async def get_call(callId: str, services: ServicesDep) -> dict[str, Any]:
     return call_payload(_call_or_404(services, callId))
