@@ -10,6 +10,7 @@ its attempts) and ends it through ``finish`` or ``interrupted``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import secrets
