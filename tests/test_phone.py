@@ -81,7 +81,7 @@ def test_a_call_answered_by_the_sound_card_plays_on_the_speakers_and_gathers_the
     soundfile.write(prompt, np.concatenate([np.zeros(800, np.float32), keys("7", on_ms=200)]), RATE_HZ, subtype="PCM_16")
     phone = DesktopPhone(PhoneSettings(SoundCardSettings(), auto_answer_rings=0))
     heard: dict[str, np.ndarray] = {}
-    recorder = threading.Thread(target=lambda: heard.setdefault("speaker", pulse.record("speaker.monitor", 6.0)))
+    recorder = threading.Thread(target=lambda: heard.setdefault("speaker", pulse.record("speaker.monitor", 9.0)))
 
     async def scenario() -> tuple[Any, list[CallEvent], Path]:
         async with engine_for(tmp_path, synthesizer, phone, media_root=tmp_path) as engine:
@@ -97,7 +97,8 @@ def test_a_call_answered_by_the_sound_card_plays_on_the_speakers_and_gathers_the
             return final, events, Path(recording.path)
 
     final, events, recording = asyncio.run(scenario())
-    recorder.join(10)
+    recorder.join(30)
+    assert not recorder.is_alive() and "speaker" in heard
     assert final.status == "completed"
     [gathered] = of_type(events, "gather.completed")
     assert gathered.data["digits"] == "42"  # real tones, from the microphone, through the line and the receiver

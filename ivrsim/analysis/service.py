@@ -158,13 +158,18 @@ async def in_child_process(kind: str, job_input: dict[str, Any], context: JobCon
     receiver, sender = ctx.Pipe(duplex=False)
     process = ctx.Process(target=_job_child, args=(sender, kind, job_input, context.loader.settings, context.recordings_folder),
                           name="ivrsim-job", daemon=True)
+    started = asyncio.get_running_loop().run_in_executor(None, process.start)
     try:
-        await asyncio.to_thread(process.start)
-        sender.close()
+        await asyncio.shield(started)
+        sender.close()  # the child holds the only write end now
         status, value = await asyncio.to_thread(_outcome, receiver, process)
     finally:
-        if process.is_alive():  # cancelled (the worker stops): the job is queued again elsewhere
+        if not started.done():  # cancelled while the child was starting: let it start, to kill it
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(started), 30)
+        if process.is_alive():  # cancelled (the worker stops): the job is queued again elsewhere; it must not run twice
             process.kill()
+        sender.close()
         receiver.close()
     if status != "ok":
         raise JobFailedError(str(value))

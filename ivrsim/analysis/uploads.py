@@ -117,11 +117,19 @@ class UploadSigner:
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / "upload-secret"
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            return cls(bytes.fromhex(path.read_text().strip()))
+            kept = path.read_text().strip()
+        except OSError:
+            kept = ""
+        if re.fullmatch(r"[0-9a-f]{64}", kept):
+            return cls(bytes.fromhex(kept))
+        # none yet, or a torn one (an empty key would sign for anyone): a new one, written whole, then renamed in
+        temporary = folder / f".upload-secret.{secrets.token_hex(4)}"
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as handle:
             handle.write(secrets.token_hex(32))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
         return cls(bytes.fromhex(path.read_text().strip()))
 
     def sign(self, slug: str, part: int, expires: int) -> str:
@@ -225,6 +233,7 @@ class UploadStore:
             self.signer.verify(slug, part, expires, signature, self._clock())
         else:
             raise UploadError(403, "the upload URL's signature does not match: PUT to a URL exactly as uploadRequest returned it", "signature")
+        await self.cleanup_if_due()  # expired sessions free their disk here too: a full cap clears by itself
         session = self._session(slug)
         if self._done(slug) is not None:
             raise UploadError(409, f"the upload {slug!r} is already completed: parts can no longer change", "slug")

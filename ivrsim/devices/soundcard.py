@@ -190,6 +190,7 @@ class SoundCard:
         self._write_overruns = 0  # output ring full on write_frame (caller)
         self._read_underruns = 0  # read_frame with no whole frame (caller)
         self._pending_drops = 0  # unread input over MAX_INPUT_QUEUE_S (caller)
+        self._input_glitches_before = 0  # input overruns before ``drop_input`` (not the call's)
 
     # -- opening and closing -----------------------------------------------------------------------
 
@@ -265,7 +266,7 @@ class SoundCard:
         self._received_samples = 0
         self._last_input_at = time.monotonic()
         for name in ("_in_overruns", "_in_flag_overflows", "_out_underruns", "_out_flag_underflows", "_out_drops",
-                     "_write_overruns", "_read_underruns", "_pending_drops"):
+                     "_write_overruns", "_read_underruns", "_pending_drops", "_input_glitches_before"):
             setattr(self, name, 0)
 
     def close(self) -> None:
@@ -307,9 +308,8 @@ class SoundCard:
             self._in_overruns += 1
         self._input_blocks += 1
         self._last_input_at = time.monotonic()
-        wake = self._wake
+        wake = self._wake  # only the waiter clears it: clearing here could erase the next wait's registration
         if wake is not None:
-            self._wake = None
             wake()
 
     def _output_callback(self, outdata: np.ndarray, frames: int, _time: Any, status: Any) -> None:
@@ -360,6 +360,8 @@ class SoundCard:
         per frame arrived (``DeviceClock``)."""
         self._pump()
         self._pending = np.zeros(0, dtype=np.float32)
+        # nor are the overruns of that time (a 1 s input ring overflows while a model loads): counted from here
+        self._input_glitches_before = self._in_overruns + self._in_flag_overflows + self._pending_drops
 
     def frames_ready(self) -> int:
         """Whole call-rate frames readable now."""
@@ -452,7 +454,8 @@ class SoundCard:
             device_rate_hz=self.input_rate_hz, output_device_rate_hz=self.output_rate_hz,
             input_latency_s=round(in_latency, 4), output_latency_s=round(out_latency, 4),
             underruns=self._out_underruns + self._out_flag_underflows + self._read_underruns,
-            overruns=self._in_overruns + self._in_flag_overflows + self._out_drops + self._write_overruns + self._pending_drops,
+            overruns=self._in_overruns + self._in_flag_overflows + self._pending_drops - self._input_glitches_before
+            + self._out_drops + self._write_overruns,
         )
 
 

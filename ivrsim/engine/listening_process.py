@@ -35,6 +35,8 @@ logger = logging.getLogger(__name__)
 BATCH_FRAMES = 5
 #: Most audio the child may have left to decode before the live transcript is given up, in seconds.
 MAX_BEHIND_S = 15.0
+#: Longest closing waits for the sender thread (idle, it ends at once), in seconds.
+SENDER_JOIN_S = 1.0
 #: Longest the end of a call waits for the child's last results, in seconds.
 FINISH_TIMEOUT_S = 30.0
 
@@ -132,7 +134,7 @@ class ProcessTranscriber:
                 return
             try:
                 conn.send(message)
-            except (OSError, ValueError):  # the child has gone: the call notices on its next collect
+            except (OSError, ValueError, TypeError):  # the child has gone: the call notices on its next collect
                 return
 
     def begin(self, answered_s: float) -> ProcessTranscriber:
@@ -202,14 +204,17 @@ class ProcessTranscriber:
         self.close()
 
     def close(self) -> None:
-        """Stop the child (done, given up, or the call cancelled)."""
+        """Stop the child (done, given up, or the call cancelled): the child first (a send blocked on its
+        full pipe then fails), then the sender thread, and only then the pipe the thread was writing to."""
         conn, process, self._conn = self._conn, self._process, None
-        self._outbox.put(None)  # the sender thread ends
+        if process is not None and process.is_alive():
+            process.terminate()
+        self._outbox.put(None)
+        if self._sender is not None:
+            self._sender.join(SENDER_JOIN_S)
         if conn is not None:
             with contextlib.suppress(OSError):
                 conn.close()
-        if process is not None and process.is_alive():
-            process.terminate()
 
 
 def _until_done(conn: Connection, timeout_s: float) -> tuple[list[list[tuple[str, dict[str, Any]]]], bool]:

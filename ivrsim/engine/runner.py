@@ -323,23 +323,24 @@ class CallRunner:
         request = call.request
         callee: Callee | None = None
         try:
-            callee = SoundCardCallee() if call.soundcard else self.phonebook.callee_for(request.to)
-            context = CalleeContext(call.rate_hz, self.synthesizer, self.speech, call_language(request), self.phone, call.id)
-            await callee.prepare(context)
-            program = await self._program(call, device_paced=callee.clock is not None)
-        except IvrsimError as error:
-            if callee is not None:
-                callee.close()
-            call.set_status("failed", reason=str(error))
-            return
-        try:
-            await self._ring_and_converse(call, callee, program)
-        except IvrsimError as error:  # the device went away (DeviceLostError): the call fails, its recording is kept
-            call.set_status("failed", reason=str(error))
-        finally:
-            callee.close()
+            try:
+                callee = SoundCardCallee() if call.soundcard else self.phonebook.callee_for(request.to)
+                context = CalleeContext(call.rate_hz, self.synthesizer, self.speech, call_language(request), self.phone, call.id)
+                await callee.prepare(context)
+                program = await self._program(call, device_paced=callee.clock is not None)
+            except IvrsimError as error:
+                call.set_status("failed", reason=str(error))
+                return
+            try:
+                await self._ring_and_converse(call, callee, program)
+            except IvrsimError as error:  # the device went away (DeviceLostError): the call fails, its recording is kept
+                call.set_status("failed", reason=str(error))
+        finally:  # however the call ended (cancelled too): the sound card and the transcriber's child are released
             if call.listening_process is not None:
                 call.listening_process.close()
+            if callee is not None:
+                # closing a dead device's streams may wait seconds for PortAudio: never on the event loop
+                await asyncio.shield(asyncio.to_thread(callee.close))
 
     async def _ring_and_converse(self, call: LiveCall, callee: Callee, program: list[Action]) -> None:
         request = call.request

@@ -24,6 +24,7 @@ earliest word of each role) and the analysis takes the channel that speaks first
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -169,6 +170,10 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a number in JSON")
 
 
+#: Bodies up to this many characters are parsed on the event loop (well under a millisecond); longer ones in a thread.
+INLINE_PARSE_CHARS = 256_000
+
+
 async def read_json(request: Request) -> Any:
     """The request body as JSON, or a Fastify-shaped 400 saying why not (never quoting the body)."""
     raw = await request.body()
@@ -180,9 +185,14 @@ async def read_json(request: Request) -> Any:
         raise canonical_error(400, f"the body is not UTF-8 text (the byte at position {error.start} is not valid UTF-8)", None,
                               "FST_ERR_CTP_INVALID_JSON_BODY") from error
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        if len(text) <= INLINE_PARSE_CHARS:
+            return json.loads(text, parse_constant=_reject_constant)
+        # a long call's Retell body is megabytes: parsed (and, if broken, scanned for comments) off the event loop
+        return await asyncio.to_thread(json.loads, text, parse_constant=_reject_constant)
     except json.JSONDecodeError as error:
-        raise canonical_error(400, _json_problem(text, error), None, "FST_ERR_CTP_INVALID_JSON_BODY") from error
+        head = text[: error.pos + 2]  # a comment that broke it starts at (or, '//' and '/*', one before) the error
+        problem = _json_problem(head, error) if len(head) <= INLINE_PARSE_CHARS else await asyncio.to_thread(_json_problem, head, error)
+        raise canonical_error(400, problem, None, "FST_ERR_CTP_INVALID_JSON_BODY") from error
     except (ValueError, RecursionError) as error:
         why = "arrays or objects are nested too deeply" if isinstance(error, RecursionError) else str(error)
         raise canonical_error(400, f"the body is not valid JSON: {why}", None, "FST_ERR_CTP_INVALID_JSON_BODY") from error
