@@ -3,7 +3,7 @@ how many Canonical jobs the worker pool gets through, and how fast POST /api/v1/
 workers are saturated.
 
 Usage: .venv/bin/python bench/analysis_speed.py [--minutes 1,5,10] [--asr-minutes 1,5] [--mono-asr-minutes 1]
-                                                [--configs 1,2] [--jobs 100] [--asr-jobs 4] [--job-minutes 1]
+                                                [--configs 1,2] [--jobs 40] [--asr-jobs 4] [--job-minutes 1]
                                                 [--post-configs 1,default] [--requests 1000] [--clients 50] [--rate 100]
                                                 [--phases speed,jobs,post] [--json]
 
@@ -20,9 +20,10 @@ each way, dead-air count) is printed beside what the analysis found, as a sanity
    runs) and ``--asr-minutes`` / ``--mono-asr-minutes`` with it (one run). Figures: seconds of analysis per
    minute of audio (target without transcription: under 0.5 s, i.e. 120x real time), wall and CPU of this
    process, x real time.
-2. Jobs per minute: for each of ``--configs`` (local worker processes; ``default`` = one per core, ``0`` =
-   the server's own threads, two at a time), a fresh ``BackgroundServer`` (its own data folder) in this
-   process; once its workers are connected and have each loaded the ASR model (a warm-up job per worker),
+2. Jobs per minute: for each of ``--configs`` (local worker processes; ``default`` = one per core, ``0`` = run
+   from the server's own process, two at a time), a fresh ``BackgroundServer`` (its own data folder) in this
+   process; once its workers are connected and have each run a transcribed warm-up job (a job runs in a
+   child process of its own: what is warmed is the fork server and the page cache),
    ``--jobs`` POST /api/v1/call without transcription, then ``--asr-jobs`` with it (``transcribe: true``),
    all queued at once, of one ``--job-minutes`` stereo recording served by a loopback file server
    (``ivrsim.testing.http.serve_bytes``); done when GET /api/v1/assistants counts them all completed or
@@ -37,8 +38,9 @@ each way, dead-air count) is printed beside what the analysis found, as a sanity
    throughput, where a POST's latency is mostly the queue of clients ahead of it), then ``--requests`` at
    ``--rate`` POSTs per second in all, evenly spaced (an open loop: the latency a caller sees). Target: p99
    under 20 ms. CPU % over each load (utime + stime from /proc, from the moment the clients are connected):
-   each worker (local workers run at nice 10, under the server), this process (the server, the file server
-   and this bench's main thread, which only waits) and the clients' process.
+   each worker with its jobs' child processes (local workers run at nice 10, under the server), this
+   process (the server, the file server and this bench's main thread, which only waits; its worker
+   processes excluded) and the clients' process.
 
 Caveats: the machine has 2 cores, shared by the server, the workers, the clients and whatever else runs
 (the load average is printed at the start of each phase); other sessions' work skews every figure.
@@ -94,10 +96,36 @@ def percentiles_ms(values_s: list[float]) -> dict[str, float | int]:
             "max_ms": round(ordered[-1] * 1000, 2), "count": len(ordered)}
 
 
+def _stat(pid: int | str) -> list[str] | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:  # it has just ended
+        return None
+
+
+def own_cpu_s(pid: int) -> float:
+    """utime + stime of one process (its threads), in seconds."""
+    fields = _stat(pid)
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK") if fields else 0.0
+
+
 def cpu_s(pid: int) -> float:
-    """utime + stime of a process, in seconds."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU seconds of a process and everything under it: utime + stime + cutime + cstime of each live process
+    of its tree (a job runs in a child of the worker's fork server; an ended child is in its parent's cutime)."""
+    parents = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and (fields := _stat(entry)) is not None:
+            parents[int(entry)] = int(fields[1])
+    tree, frontier = {pid}, [pid]
+    while frontier:
+        children = [child for child, parent in parents.items() if parent in frontier and child not in tree]
+        tree.update(children)
+        frontier = children
+    ticks = 0
+    for member in tree:
+        if (fields := _stat(member)) is not None:
+            ticks += sum(int(value) for value in fields[11:15])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 # -- the recordings -------------------------------------------------------------------------------------
@@ -334,16 +362,16 @@ async def post_calls(base_url: str, total: int, clients: int, location: str, tag
     interval = clients / rate_per_s if rate_per_s else 0.0
     ready = asyncio.Event()
     opened = 0
-    start = 0.0
+    start = cpu_at_start = 0.0
 
     async def client(index: int) -> None:
-        nonlocal opened, start
+        nonlocal opened, start, cpu_at_start
         async with httpx.AsyncClient(base_url=base_url, headers={"X-Canonical-Api-Key": KEY}, timeout=30) as http:
             await http.get("/_sim/health")  # open the keep-alive connection before measuring
             opened += 1
             if opened == clients:
                 on_ready()
-                start = time.perf_counter() + 0.1
+                start, cpu_at_start = time.perf_counter() + 0.1, time.process_time()
                 ready.set()
             await ready.wait()
             for k in range(per_client):
@@ -360,7 +388,6 @@ async def post_calls(base_url: str, total: int, clients: int, location: str, tag
                 if response.status_code != 200:
                     failures[str(response.status_code)] = failures.get(str(response.status_code), 0) + 1
 
-    cpu_at_start = time.process_time()
     await asyncio.gather(*(client(i) for i in range(clients)))
     return latencies, failures, time.perf_counter() - start, time.process_time() - cpu_at_start
 
@@ -409,15 +436,15 @@ def post_latency(folder: Path, config: str, location: str, requests: int, client
             load_at_start = load_average()
             before: dict[int, float] = {}
             latencies, failures, wall_s, clients_cpu_s = run_load(server.base_url, requests, clients, location, name, rate,
-                                                                  lambda into=before: into.update({pid: cpu_s(pid) for pid in [*pids, os.getpid()]}))
-            used = {pid: cpu_s(pid) - before[pid] for pid in before}
+                                                                  lambda into=before: into.update({**{pid: cpu_s(pid) for pid in pids}, 0: own_cpu_s(os.getpid())}))
+            used = {pid: cpu_s(pid) - before[pid] for pid in pids} | {0: own_cpu_s(os.getpid()) - before[0]}
             span_s = wall_s + 0.1  # the CPU was sampled 0.1 s before the first POST
             state = worker_state(http)
             out[name] = {
                 "rate_per_s": rate, "posts_per_s": round(len(latencies) / wall_s, 1), **percentiles_ms(latencies), "failures": failures,
                 "load_at_start": load_at_start,
                 "worker_cpu_pct": [round(100 * used[pid] / span_s) for pid in pids],
-                "server_process_cpu_pct": round(100 * used[os.getpid()] / span_s), "clients_cpu_pct": round(100 * clients_cpu_s / wall_s),
+                "server_process_cpu_pct": round(100 * used[0] / span_s), "clients_cpu_pct": round(100 * clients_cpu_s / wall_s),
                 "running_jobs_at_end": sum(w["running_jobs"] for w in state["workers"]), "queued_jobs_at_end": state["queued_jobs"],
             }
     return out
@@ -484,7 +511,7 @@ def main() -> None:
     parser.add_argument("--asr-minutes", default="1,5", help="stereo call lengths for the speed with transcription")
     parser.add_argument("--mono-asr-minutes", default="1", help="mono call lengths for the speed with transcription")
     parser.add_argument("--configs", default="1,2", help="worker counts for the jobs per minute: N, or default (one per core)")
-    parser.add_argument("--jobs", type=int, default=100, help="jobs without transcription per configuration")
+    parser.add_argument("--jobs", type=int, default=40, help="jobs without transcription per configuration")
     parser.add_argument("--asr-jobs", type=int, default=4, help="jobs with transcription per configuration")
     parser.add_argument("--job-minutes", type=float, default=1.0, help="length of the calls the jobs analyse")
     parser.add_argument("--post-configs", default="1,default",

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import multiprocessing
 import random
 import secrets
 from collections.abc import Callable
@@ -21,8 +20,15 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any, Protocol
 
-from ivrsim.analysis.jobs import JOB_KINDS, MAX_JOB_ATTEMPTS, JobContext, JobInputError, run_job
+from ivrsim.analysis.jobs import (
+    JOB_KINDS,
+    MAX_JOB_ATTEMPTS,
+    JobContext,
+    JobInputError,
+    run_job,
+)
 from ivrsim.exceptions import IvrsimError
+from ivrsim.forking import forkserver_context
 from ivrsim.media.audio_url import AudioUrlLoader, MediaSettings
 from ivrsim.store.sqlite import JobRecord, Store
 
@@ -154,7 +160,7 @@ async def in_child_process(kind: str, job_input: dict[str, Any], context: JobCon
     and a recognizer holds Python's GIL while it decodes: on a thread of this process it would starve this
     process's event loop (a worker's session missed its pings and was dropped; the API's requests would
     wait). Cancelled, the child is killed."""
-    ctx = multiprocessing.get_context("forkserver")
+    ctx = forkserver_context()
     receiver, sender = ctx.Pipe(duplex=False)
     process = ctx.Process(target=_job_child, args=(sender, kind, job_input, context.loader.settings, context.recordings_folder),
                           name="ivrsim-job", daemon=True)

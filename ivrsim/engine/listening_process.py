@@ -27,6 +27,7 @@ from ivrsim.engine.actions import CallContext
 from ivrsim.engine.clock import FRAME_S
 from ivrsim.engine.job import CallRequest
 from ivrsim.engine.listening import LiveTranscriber, engine_facts
+from ivrsim.forking import forkserver_context
 from ivrsim.speech.asr.base import EngineInfo
 
 logger = logging.getLogger(__name__)
@@ -116,7 +117,7 @@ class ProcessTranscriber:
 
     def start(self) -> ProcessTranscriber:
         """Fork the child (blocking: call it in a thread)."""
-        context = multiprocessing.get_context("forkserver")
+        context = forkserver_context()
         parent, child = context.Pipe()
         self._process = context.Process(target=_child, args=(child, *self._spec), name="ivrsim-live-transcriber", daemon=True)
         self._process.start()

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import multiprocessing
 from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ivrsim.forking import forkserver_context
 from ivrsim.workers.worker import WorkerOptions, run_local_worker
 
 if TYPE_CHECKING:
@@ -61,8 +61,7 @@ class LocalWorkers:
         self._supervisors: list[asyncio.Task[None]] = []
         self._stopping = False
         self.restarts = 0
-        self._context = multiprocessing.get_context("forkserver")
-        self._context.set_forkserver_preload(["ivrsim.workers.worker"])
+        self._context = forkserver_context()
 
     def _spawn(self, index: int) -> BaseProcess:
         spec = self.spec
