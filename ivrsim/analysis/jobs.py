@@ -40,9 +40,9 @@ class JobInputError(IvrsimError):
 @dataclass
 class JobContext:
     """What a job may use, as its process has it: the media loader, the folder recordings are written to
-    (None: this process cannot read them) and the speech engines. Jobs run in a child process each
-    (``ivrsim.analysis.service.in_child_process``), which makes its own loader and engines from this one's
-    settings: a transcribing job loads its model once per job."""
+    (None: this process cannot read them) and the speech engines. A job that recognises speech runs in a
+    child process of its own (``ivrsim.analysis.service.run_job_apart``), which makes its own loader and
+    engines from this one's settings: it loads its model once per job."""
 
     loader: AudioUrlLoader
     recordings_folder: Path | None = None

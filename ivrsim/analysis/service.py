@@ -2,8 +2,8 @@
 store; after a restart the unfinished ones run again (DESIGN.md: nothing acknowledged is lost).
 
 ``JobService`` owns the jobs' records; a ``JobExecutor`` runs them: ``InProcessJobs`` from this process
-(``--workers 0``), each job in a child process (``in_child_process``), or ``ivrsim.workers.hub.WorkerHub`` on worker processes through the queue's
-``jobs`` lane. Either starts a job through ``JobService.start`` (so a job runs once at a time, and counts
+(``--workers 0``), or ``ivrsim.workers.hub.WorkerHub`` on worker processes through the queue's ``jobs``
+lane; either way off the event loop (``run_job_apart``: a thread, or a child process for speech). Either starts a job through ``JobService.start`` (so a job runs once at a time, and counts
 its attempts) and ends it through ``finish`` or ``interrupted``.
 """
 
@@ -14,11 +14,12 @@ import contextlib
 import logging
 import random
 import secrets
+import threading
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from ivrsim.analysis.jobs import (
     JOB_KINDS,
@@ -33,6 +34,7 @@ from ivrsim.media.audio_url import AudioUrlLoader, MediaSettings
 from ivrsim.store.sqlite import JobRecord, Store
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class JobExecutor(Protocol):
@@ -114,6 +116,43 @@ class JobService:
         return self.store.job(job_id)
 
 
+async def in_daemon_thread(function: Callable[..., T], *args: Any) -> T:
+    """``function(*args)`` on a daemon thread of its own: a job (a fetch, then DSP) that is still running
+    when its process stops must not hold the process (executor threads are joined at exit)."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(outcome: Callable[[], None]) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits any more
+            loop.call_soon_threadsafe(outcome)
+
+    def run() -> None:
+        try:
+            value = function(*args)
+        except BaseException as error:  # noqa: BLE001 - handed to the awaiting coroutine
+            settle(lambda failure=error: future.done() or future.set_exception(failure))
+        else:
+            settle(lambda: future.done() or future.set_result(value))
+
+    threading.Thread(target=run, name="ivrsim-job", daemon=True).start()
+    return await future
+
+
+def recognises_speech(kind: str, job_input: dict[str, Any]) -> bool:
+    """Whether a job runs a speech recognizer (a transcription, or an analysis asked to transcribe)."""
+    return kind == "transcription" or (kind == "analysis" and bool(job_input.get("transcribe")) and not job_input.get("transcript_object"))
+
+
+async def run_job_apart(kind: str, job_input: dict[str, Any], context: JobContext) -> dict[str, Any]:
+    """Run a job off the event loop: on a thread when it is numpy work (which lets go of the GIL: an
+    analysis of a minute takes tens of ms), in a child process when it recognises speech (a recognizer
+    holds the GIL for seconds, which starved a worker's session until it was dropped). A child costs
+    about 0.2 s to start; a thread nothing."""
+    if recognises_speech(kind, job_input):
+        return await in_child_process(kind, job_input, context)
+    return await in_daemon_thread(run_job, kind, job_input, context)
+
+
 class JobFailedError(IvrsimError):
     """A job that failed in its child process: the message is the failure as stored (``describe_failure``)."""
 
@@ -190,7 +229,7 @@ def describe_failure(error: BaseException) -> str:
 
 
 class InProcessJobs:
-    """``JobExecutor`` from this process, ``parallel`` at a time, each job in a child (``--workers 0``)."""
+    """``JobExecutor`` from this process, ``parallel`` at a time, each off the event loop (``--workers 0``)."""
 
     def __init__(self, context: JobContext, parallel: int = 2) -> None:
         self.context = context
@@ -213,7 +252,7 @@ class InProcessJobs:
             if job is None:
                 return
             try:
-                result = await in_child_process(job.kind, job.input, self.context)
+                result = await run_job_apart(job.kind, job.input, self.context)
             except asyncio.CancelledError:
                 raise  # stays processing: queued again at the next start
             except Exception as error:  # noqa: BLE001 - every failure ends the job, with its reason

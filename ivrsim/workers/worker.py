@@ -21,10 +21,10 @@ import logging
 import os
 import signal
 import socket
+from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
@@ -32,7 +32,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
 from ivrsim.analysis.jobs import JobContext
-from ivrsim.analysis.service import describe_failure, in_child_process
+from ivrsim.analysis.service import describe_failure, run_job_apart
 from ivrsim.audio.dtmf_generator import DtmfToneSpec
 from ivrsim.blas import one_blas_thread
 from ivrsim.engine.callees import DeskPhone, Phonebook
@@ -324,10 +324,10 @@ class ApiSession:
         return (str(reply["job_kind"]), dict(reply["input"])) if reply.get("ok") else None
 
     async def run_job(self, job_id: str, kind: str, job_input: dict[str, Any]) -> None:
-        """Run a job in a child process and report its result or error (never raises, but for cancellation)."""
+        """Run a job off the loop (``run_job_apart``) and report its result or error (never raises, but for cancellation)."""
         assert self.job_context is not None
         try:
-            result = await in_child_process(kind, job_input, self.job_context)
+            result = await run_job_apart(kind, job_input, self.job_context)
         except asyncio.CancelledError:
             raise  # the session is gone: the API queues the job again
         except Exception as error:  # noqa: BLE001 - every failure ends the job, with its reason
