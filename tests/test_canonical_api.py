@@ -320,7 +320,7 @@ def test_a_call_is_analysed_once_read_back_listed_and_summed_for_its_assistant(h
         failing = unique("fails")
         assert http.post("/api/v1/call", json=body_for("http://127.0.0.1:9/nothing.wav", failing, assistant)).status_code == 200
         calls = [wait_until(lambda c=c: ended(http, c), timeout_s=60) for c in [*ids, failing]]
-        assert receiver.wait_for(ids[0], "analysis.completed")
+        assert receiver.wait_for(ids[0], "analysis.completed", timeout_s=60)
         hooks = [w.payload for w in receiver.received]
 
     for call in calls[:3]:
@@ -368,7 +368,7 @@ def test_a_failed_analysis_is_announced_as_failed(http: httpx.Client) -> None:
     call_id = unique("hook-fail")
     with serve_bytes(b"<html>not audio</html>", "text/html") as page, WebhookReceiver() as receiver:
         assert http.post("/api/v1/call", json=body_for(f"{page}/x.wav", call_id, webhook_url=receiver.url)).status_code == 200
-        assert receiver.wait_for(call_id, "analysis.failed")
+        assert receiver.wait_for(call_id, "analysis.failed", timeout_s=60)
         payload = next(w.payload for w in receiver.received if w.payload["callId"] == call_id)
     assert payload["status"] == "failed" and "not audio" in payload["failureReason"] and "<html>" not in payload["failureReason"]
 
@@ -466,7 +466,7 @@ def test_a_call_whose_analysis_was_running_at_a_restart_ends_once_on_a_worker(tm
         gate.set()  # stopped while the fetch waited: the job is still processing in the store
         with BackgroundServer(settings_for(tmp_path, workers=1)) as running, httpx.Client(base_url=running.base_url, headers=HEADERS, timeout=30) as client:
             done = wait_until(lambda: ended(client, call_id), timeout_s=90)
-            assert receiver.wait_for(call_id, "analysis.completed")
+            assert receiver.wait_for(call_id, "analysis.completed", timeout_s=60)
             dashboard = client.get("/api/v1/assistants").json()["data"]
         announced = [w for w in receiver.received if w.payload["callId"] == call_id]
     assert done["status"] == "completed", done["failureReason"]
