@@ -33,6 +33,7 @@ import numpy as np
 from ivrsim.audio.dtmf_generator import DtmfToneSpec, generate_dtmf
 from ivrsim.audio.dtmf_receiver import DEFAULT_CHUNK_MS, DtmfReceiver
 from ivrsim.audio.line import LineModel, LineSettings
+from ivrsim.audio.queue import AudioQueue
 from ivrsim.audio.amd import AnsweringMachineDetector
 from ivrsim.engine.actions import Action, AwaitMachineDetection, Gather, Hangup, PlayAudio
 from ivrsim.engine.callees import Callee, CalleeContext, DeskPhone, Phonebook, SoundCardCallee
@@ -166,7 +167,7 @@ class LiveCall:
         self._sequence = job.sequence
         self.answered_frame: int | None = None
         self.status = "queued"
-        self._injected: list[np.ndarray] = []
+        self._injected = AudioQueue()
         #: Set by ``hangup`` (/_sim): the callee hangs up at the next frame.
         self.hangup_requested = False
         #: Real-time transcription (``transcribe``): the engine, or why there is none.
@@ -183,7 +184,7 @@ class LiveCall:
         it would make more than ``MAX_INJECTED_S`` wait to be played."""
         audio = np.asarray(samples, dtype=np.float32)
         self.check_room(len(audio) / self.rate_hz)
-        self._injected.append(audio)
+        self._injected.put(audio)
         return self.call_time_s
 
     async def press(self, digits: str, spec: DtmfToneSpec) -> Injected:
@@ -214,24 +215,11 @@ class LiveCall:
     @property
     def injected_queued_s(self) -> float:
         """Seconds of injected audio still waiting to be played."""
-        return sum(len(part) for part in self._injected) / self.rate_hz
+        return self._injected.queued_samples / self.rate_hz
 
     def take_injected(self, count: int) -> np.ndarray | None:
         """The next ``count`` samples of injected audio, or None when there is none."""
-        if not self._injected:
-            return None
-        out = np.zeros(count, dtype=np.float32)
-        filled = 0
-        while self._injected and filled < count:
-            head = self._injected[0]
-            take = min(count - filled, len(head))
-            out[filled : filled + take] = head[:take]
-            filled += take
-            if take == len(head):
-                self._injected.pop(0)
-            else:
-                self._injected[0] = head[take:]
-        return out
+        return self._injected.take(count)
 
     @property
     def call_time_s(self) -> float:

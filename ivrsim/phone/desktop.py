@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from ivrsim.audio.call_progress import ring_cycle
+from ivrsim.audio.queue import AudioQueue
 from ivrsim.audio.dtmf_generator import DtmfToneSpec, generate_dtmf
 from ivrsim.audio.dtmf_keys import KEYS_BY_INDEX
 from ivrsim.audio.levels import db_to_power_ratio
@@ -146,7 +147,7 @@ class SoundCardLine:
         self.answered = False
         self._ringing = False
         self._answer_requested = False
-        self._keys: list[np.ndarray] = []  # tones still to be sent, oldest first
+        self._keys = AudioQueue()  # tones still to be sent
         self._key_spec = DtmfToneSpec(on_ms=KEY_ON_MS, off_ms=KEY_OFF_MS, level_dbm0=KEY_LEVEL_DBM0)
         self._sidetone_gain = db_to_power_ratio(SIDETONE_DB) ** 0.5
         self._frames = 0
@@ -205,30 +206,14 @@ class SoundCardLine:
         key = key.upper()
         if not self.answered or self.hung_up or len(key) != 1 or key not in KEYS_BY_INDEX:
             return False
-        self._keys.append(generate_dtmf(key, self.rate_hz, self._key_spec))
+        self._keys.put(generate_dtmf(key, self.rate_hz, self._key_spec))
         self.phone.notify("key", self.call_id, key=key)
         return True
-
-    def _take_keys(self) -> np.ndarray | None:
-        if not self._keys:
-            return None
-        out = np.zeros(self.frame_samples, dtype=np.float32)
-        filled = 0
-        while self._keys and filled < len(out):
-            head = self._keys[0]
-            take = min(len(out) - filled, len(head))
-            out[filled : filled + take] = head[:take]
-            filled += take
-            if take == len(head):
-                self._keys.pop(0)
-            else:
-                self._keys[0] = head[take:]
-        return out
 
     def exchange(self, heard: np.ndarray) -> np.ndarray:
         """The platform's frame to the speakers (with the keypad's side tone); the microphone's frame
         (with the keys' tones) back to the line."""
-        keys = self._take_keys()
+        keys = self._keys.take(self.frame_samples)
         speaker = heard if keys is None else heard + self._sidetone_gain * keys
         self.card.write_frame(np.clip(speaker, -1.0, 1.0))
         mic = self.card.read_frame()
