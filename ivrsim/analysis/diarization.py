@@ -16,10 +16,11 @@ cannot tell who spoke. ``diarize`` splits it in four steps, all plain DSP (deter
    their first principal axis, then k-means (two centroids, segments weighted by duration) until the
    labels settle. The cluster of the first segment is the first speaker; the assistant is the first
    speaker when ``speaks_first``, else the other one. The clusters are two voices when their median
-   pitches are ``MIN_PITCH_GAP_ST`` semitones apart or more, or their centroids ``MIN_SEPARATION``
-   pooled standard deviations apart or more (k-means splits even one voice in two, by about 1.5 to 2
-   standard deviations on a few segments, so the bar is high); otherwise, and with fewer than two voice
-   segments, everything is one speaker: the first.
+   pitches are ``MIN_PITCH_GAP_ST`` semitones apart or more, or, with at least
+   ``MIN_SEGMENTS_FOR_SEPARATION`` voice segments, their centroids ``MIN_SEPARATION`` pooled standard
+   deviations apart or more (k-means splits even one voice in two, by about 1.5 to 2 standard deviations,
+   and on four segments of one voice by up to 3.5: a few segments are told apart by pitch alone);
+   otherwise, and with fewer than two voice segments, everything is one speaker: the first.
 
 Limits: overlapping speech cannot be split in one channel. Two parties speaking at once form one VAD
 segment, which goes whole to one of them (whoever dominates its voice print): so a mono call's
@@ -71,6 +72,8 @@ PITCH_WEIGHT = 2.0
 MIN_PITCH_GAP_ST = 2.0
 #: Clusters whose centroids are this far apart, in pooled within-cluster standard deviations, are two voices.
 MIN_SEPARATION = 3.0
+#: Fewer voice segments than this are split by pitch only (their separation is noise: see the docstring).
+MIN_SEGMENTS_FOR_SEPARATION = 6
 #: A segment this much covered by DTMF tones is key presses, not a voice.
 DTMF_SHARE = 0.5
 #: Feature frames computed at a time (bounds memory on long calls).
@@ -301,7 +304,8 @@ def diarize(samples: np.ndarray, rate_hz: int, speaks_first: bool = True) -> Dia
         weights = np.maximum(segments[voice, 1] - segments[voice, 0], 0.05)
         voice_labels, separation = _two_means(features, weights)
         pitch_gap_st = _pitch_gap_st(features[:, 0], voice_labels)
-        if separation >= MIN_SEPARATION or (pitch_gap_st is not None and pitch_gap_st >= MIN_PITCH_GAP_ST):
+        apart = separation >= MIN_SEPARATION and len(voice) >= MIN_SEGMENTS_FOR_SEPARATION
+        if apart or (pitch_gap_st is not None and pitch_gap_st >= MIN_PITCH_GAP_ST):
             found = 2
             labels[voice] = (voice_labels != voice_labels[0]).astype(int)
         else:
