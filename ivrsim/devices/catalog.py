@@ -2,7 +2,7 @@
 
 PortAudio reads its device list once, when it is initialised; ``list_devices`` re-initialises it so that
 a device plugged in later (or a PulseAudio daemon started after ivrsim) shows. Re-initialising closes
-every open stream, so it is skipped while a ``SoundCard`` has streams open (``streams_open``).
+every open stream, so it is skipped while a ``SoundCard`` has streams open (``stream_opened`` counts them).
 """
 
 from __future__ import annotations
@@ -71,10 +71,6 @@ def stream_opened() -> None:
 def stream_closed() -> None:
     with _STREAMS.lock:
         _STREAMS.count = max(0, _STREAMS.count - 1)
-
-
-def streams_open() -> int:
-    return _STREAMS.count
 
 
 def sounddevice_module() -> ModuleType:
