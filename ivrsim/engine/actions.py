@@ -46,12 +46,37 @@ class CallContext(Protocol):
     def emit(self, event_type: str, **data: Any) -> None: ...
 
 
-class Action:
-    """Base: ``frame`` returns the next platform frame, or None when the action is over (the next action
-    then starts in the same frame). ``digit`` hears each decoded key."""
+class Waiting:
+    """What ``Action.frame`` returns while the action waits on work done off the call's frames (an app's
+    webhook, a prompt's TTS). On the virtual and manual clocks the runner awaits ``Action.ready`` and asks
+    again in the same frame: call time stands still, so the events fall at the same call times however slow
+    the work was. On the realtime and device clocks the line plays silence meanwhile, as a platform does."""
 
-    def frame(self, call: CallContext) -> np.ndarray | None:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "WAITING"
+
+
+WAITING = Waiting()
+
+
+class Action:
+    """Base: ``frame`` returns the next platform frame, None when the action is over (the next action
+    then starts in the same frame), or ``WAITING``. ``digit`` hears each decoded key."""
+
+    def frame(self, call: CallContext) -> np.ndarray | Waiting | None:
         raise NotImplementedError
+
+    async def ready(self) -> None:
+        """Return once a ``frame`` that returned ``WAITING`` may be asked again (bounded by the action)."""
+
+    async def end(self, call: CallContext) -> None:
+        """The call is over (either side hung up, or it reached its maximum length): finish what the action
+        does, emitting its last events before the call's own."""
+
+    def close(self) -> None:
+        """Let go of what the action holds (tasks, files); called once the call has ended, however it ended."""
 
     def digit(self, call: CallContext, digit: DtmfDigit) -> None:
         """Digits outside a gather are only reported (``dtmf.received``), not acted on."""
@@ -71,6 +96,8 @@ class PlayAudio(Action):
     samples: np.ndarray
     source: str
     warnings: list[str] = field(default_factory=list)
+    #: What a "say" prompt says (plain or SSML), reported in ``prompt.started``; None when not known.
+    text: str | None = None
     position: int = 0
     started: bool = False
     interrupted: bool = False
@@ -80,7 +107,10 @@ class PlayAudio(Action):
             return None  # stopped by barge-in before it began: nothing was played
         if not self.started:
             self.started = True
-            call.emit("prompt.started", kind=self.kind, source=self.source, duration_s=round(len(self.samples) / call.rate_hz, 3))
+            facts: dict[str, Any] = {"kind": self.kind, "source": self.source, "duration_s": round(len(self.samples) / call.rate_hz, 3)}
+            if self.text is not None:
+                facts["text"] = self.text
+            call.emit("prompt.started", **facts)
             for warning in self.warnings:
                 call.emit("prompt.warning", kind=self.kind, warning=warning)
         if self.interrupted or self.position >= len(self.samples):
@@ -351,6 +381,11 @@ class RecordMessage(Action):
     def hangup(self, call: CallContext) -> None:
         if self.reason is None:
             self._finish(call, "hangup")
+
+    @property
+    def duration_s(self) -> float:
+        """Seconds recorded so far (0 before the beep has ended)."""
+        return self._recorder.duration_s if self._recorder is not None else 0.0
 
     def _finish(self, call: CallContext, reason: str) -> None:
         self.reason = reason

@@ -205,7 +205,8 @@ class CallEngine:
         record = self.store.insert_call(self.new_id("call"), request.to, request.from_, request.as_dict())
         self.output.event(CallEvent(record.id, 1, "call.queued", 0.0, utc_now(), {"status": "queued", "to": request.to, "from": request.from_}))
         start_frame = self.timeline.now_frames if self.timeline is not None else None
-        soundcard = self.soundcard_answers_all or self.phonebook.kind_of(request.to) == "soundcard"
+        kind = str(request.callee.get("kind", "")) if request.callee is not None else self.phonebook.kind_of(request.to)
+        soundcard = self.soundcard_answers_all or kind == "soundcard"
         job = CallJob(record.id, record.created_at, request, sequence=1, then=tuple(then or ()), start_frame=start_frame, soundcard=soundcard)
         self.executor.submit(job, self.output)
         return record

@@ -113,3 +113,4 @@ class InProcessExecutor:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self.runner.aclose()

@@ -74,6 +74,16 @@ class CallRequest:
     machine_detection: bool = False
     machine_detection_timeout_s: float = 4.0
     machine_detection_wait_for_beep: bool = False
+    #: An IVR flow to run after the prompt and gather (``ivrsim.flows``): the validated document, so that
+    #: the call carries all it runs (a worker process needs nothing else); ``flow_id`` names a stored one.
+    flow: dict[str, Any] | None = None
+    flow_id: str | None = None
+    #: A TwiML app (``ivrsim.twiml``): the URL asked for the call's TwiML when it is answered, and how.
+    url: str | None = None
+    method: str = "POST"
+    #: The callee registered for ``to`` at run time (``PUT /_sim/phonebook/{number}``), as a phonebook
+    #: entry; None: the phonebook's entry for ``to``.
+    callee: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         document = asdict(self)

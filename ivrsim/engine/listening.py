@@ -17,16 +17,18 @@ heard in that mode; a Vosk model transcribes freely.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
 from ivrsim.engine.actions import CallContext
 from ivrsim.engine.job import CallRequest
-from ivrsim.speech.asr.base import EngineInfo, Recognition, RecognizerStream, SpeechEngine
-from ivrsim.speech.asr.engines import language_of_voice
+from ivrsim.speech.asr.base import AsrError, EngineInfo, Recognition, RecognizerStream, SpeechEngine
+from ivrsim.speech.asr.engines import SpeechEngines, language_of_voice
 from ivrsim.speech.asr.phrases import IVR_VOCABULARY, vocabulary_of
 from ivrsim.speech.ssml import SpeechSegment, looks_like_ssml, parse_ssml
 
@@ -37,6 +39,26 @@ logger = logging.getLogger(__name__)
 
 #: Silence that ends an utterance of a live transcript, in seconds (a final result per utterance).
 LIVE_END_SILENCE_S = 0.6
+#: Silence that ends a speech gather's input when its ``speech_timeout`` is "auto", in seconds.
+AUTO_SPEECH_TIMEOUT_S = 1.0
+
+
+async def open_speech_input(
+    speech: SpeechEngines, rate_hz: int, input_type: str, hints: Sequence[str] | None, speech_timeout_s: float | None, language: str
+) -> tuple[RecognizerStream | None, str, str | None]:
+    """A speech gather's recognizer stream (models load off the event loop): (stream, the input type the
+    gather takes, why speech is off). Without a model for ``language`` the stream is None and a "dtmf
+    speech" gather takes keys only; the caller decides what a "speech" gather without one does."""
+    end_silence_s = speech_timeout_s if speech_timeout_s is not None else AUTO_SPEECH_TIMEOUT_S
+    try:
+        engine = await asyncio.to_thread(speech.engine_for, language)
+        phrases, repeat = (list(hints) if hints else None), False
+        if phrases is None and engine.info.engine in VOCABULARY_ENGINES:
+            phrases, repeat = list(IVR_VOCABULARY), True  # free speech: pocketsphinx's closed vocabulary (module docstring)
+        stream = await asyncio.to_thread(partial(engine.stream, rate_hz, phrases, end_silence_s, repeat=repeat))
+    except AsrError as error:
+        return None, "dtmf", str(error)
+    return stream, input_type, None
 
 
 def recognition_facts(result: Recognition, offset_s: float) -> dict[str, object]:

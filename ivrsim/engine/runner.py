@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from functools import partial
 import logging
 import secrets
 from dataclasses import asdict, dataclass
@@ -35,12 +34,13 @@ from ivrsim.audio.dtmf_receiver import DEFAULT_CHUNK_MS, DtmfReceiver
 from ivrsim.audio.line import LineModel, LineSettings
 from ivrsim.audio.queue import AudioQueue
 from ivrsim.audio.amd import AnsweringMachineDetector
-from ivrsim.engine.actions import Action, AwaitMachineDetection, Gather, Hangup, PlayAudio
+from ivrsim.engine.actions import Action, AwaitMachineDetection, Gather, Hangup, PlayAudio, Waiting
 from ivrsim.engine.callees import Callee, CalleeContext, DeskPhone, Phonebook, SoundCardCallee
 from ivrsim.engine.clock import FRAME_S, Clock, ManualTimeline, make_clock
+from ivrsim.engine.dialogue import DialogueAction, DialogueServices
 from ivrsim.engine.events import CallEvent, epoch_of, iso_after, utc_now
-from ivrsim.engine.job import CallJob, EngineSettings
-from ivrsim.engine.listening import VOCABULARY_ENGINES, LiveTranscriber, call_language, engine_facts
+from ivrsim.engine.job import CallJob, CallRequest, EngineSettings
+from ivrsim.engine.listening import LiveTranscriber, call_language, engine_facts, open_speech_input
 from ivrsim.engine.listening_process import ProcessTranscriber
 from ivrsim.engine.output import CallOutput
 from ivrsim.engine.recorder import CallRecorder
@@ -48,20 +48,20 @@ from ivrsim.exceptions import InvalidRequestError, IvrsimError
 from ivrsim.media.audio_url import AudioUrlLoader
 from ivrsim.speech.asr.base import AsrError, SpeechEngine
 from ivrsim.speech.asr.engines import SpeechEngines
-from ivrsim.speech.asr.phrases import IVR_VOCABULARY
 from ivrsim.speech.tts import SpeechSynthesizer, TtsRequest
+from ivrsim.webhooks.app_client import AppClient
 
 logger = logging.getLogger(__name__)
 
 #: Most injected audio (/_sim DTMF and speech) that may wait to be played into one call, in seconds; one
 #: request's audio counts against it, so no request may inject more.
 MAX_INJECTED_S = 60.0
-#: Silence that ends a speech gather's input when its ``speech_timeout`` is "auto", in seconds.
-AUTO_SPEECH_TIMEOUT_S = 1.0
 #: Longest a machine-detection call waits for a voicemail's beep before it plays anyway, in seconds.
 BEEP_TIMEOUT_S = 30.0
 #: Why a call cut by a shutdown ended; recovery adds when it was ended.
 STOPPED_REASON = "ivrsim stopped while the call was live"
+#: The clocks on which call time stands still while an action waits (``Waiting``); the others play silence.
+SIMULATED_CLOCKS = ("virtual", "manual")
 #: Where the API serves a recording (``{public_url}{RECORDINGS_PATH}/{id}.wav``).
 RECORDINGS_PATH = "/v1/voice/recordings"
 
@@ -272,7 +272,13 @@ class CallRunner:
         self.speech = speech or SpeechEngines.from_environment()
         #: The desktop phone, in the one process that owns the sound card (``ivrsim phone``); None elsewhere.
         self.phone = phone
+        #: Requests to the users' apps (TwiML documents, flows' webhooks), for every call this runner runs.
+        self.apps = AppClient()
         self._live: dict[str, LiveCall] = {}
+
+    async def aclose(self) -> None:
+        """Let go of the connections to the users' apps (the calls have ended)."""
+        await self.apps.aclose()
 
     def live_call(self, call_id: str) -> LiveCall | None:
         """The call ``call_id`` while this runner runs it, else None."""
@@ -312,7 +318,7 @@ class CallRunner:
         callee: Callee | None = None
         try:
             try:
-                callee = SoundCardCallee() if call.soundcard else self.phonebook.callee_for(request.to)
+                callee = SoundCardCallee() if call.soundcard else self._callee(request)
                 context = CalleeContext(call.rate_hz, self.synthesizer, self.speech, call_language(request), self.phone, call.id)
                 await callee.prepare(context)
                 program = await self._program(call, device_paced=callee.clock is not None)
@@ -329,6 +335,12 @@ class CallRunner:
             if callee is not None:
                 # closing a dead device's streams may wait seconds for PortAudio: never on the event loop
                 await asyncio.shield(asyncio.to_thread(callee.close))
+
+    def _callee(self, request: CallRequest) -> Callee:
+        """Who answers: the callee registered for the number at run time (it came with the call), else the phonebook's."""
+        if request.callee is not None:
+            return self.phonebook.callee_for_entry(request.callee, where=f"the callee registered for {request.to}", decode_audio=False)
+        return self.phonebook.callee_for(request.to)
 
     async def _ring_and_converse(self, call: LiveCall, callee: Callee, program: list[Action]) -> None:
         request = call.request
@@ -364,7 +376,7 @@ class CallRunner:
             prompt = await self.synthesizer.synthesize_async(
                 TtsRequest(text=tts.text, voice=tts.voice, speed=tts.speed, pitch=tts.pitch, rate_hz=call.rate_hz)
             )
-            prompts.append(PlayAudio("say", prompt.samples, prompt.voice.id, list(prompt.warnings)))
+            prompts.append(PlayAudio("say", prompt.samples, prompt.voice.id, list(prompt.warnings), text=tts.text))
         if request.audio_url is not None:
             audio = await self.loader.load_async(request.audio_url, call.rate_hz)
             prompts.append(PlayAudio("play", audio.samples, request.audio_url))
@@ -391,22 +403,15 @@ class CallRunner:
             program.append(AwaitMachineDetection(call.machine_detector))
         if request.gather is not None:
             g = request.gather
-            speech = None
-            speech_error = None
-            input_type = g.type
+            speech, input_type, speech_error = None, g.type, None
             if g.wants_speech:
-                end_silence_s = g.speech_timeout_s if g.speech_timeout_s is not None else AUTO_SPEECH_TIMEOUT_S
-                try:
-                    engine = await asyncio.to_thread(self.speech.engine_for, g.language or language)
-                    hints, repeat = list(g.hints) if g.hints else None, False
-                    if hints is None and engine.info.engine in VOCABULARY_ENGINES:
-                        hints, repeat = list(IVR_VOCABULARY), True  # free speech: pocketsphinx's closed vocabulary (listening.py)
-                    speech = await asyncio.to_thread(partial(engine.stream, call.rate_hz, hints, end_silence_s, repeat=repeat))
-                except AsrError as error:
+                speech, input_type, speech_error = await open_speech_input(
+                    self.speech, call.rate_hz, g.type, g.hints, g.speech_timeout_s, g.language or language
+                )
+                if speech is None:
                     if not g.wants_dtmf:
-                        raise InvalidRequestError("gather.language", str(error)) from error
-                    input_type = "dtmf"  # keys still work; gather.started says why speech does not
-                    speech_error = f"speech input is off for this gather: {error}"
+                        raise InvalidRequestError("gather.language", str(speech_error))
+                    speech_error = f"speech input is off for this gather: {speech_error}"  # keys still work; gather.started says why
             program.append(
                 Gather(
                     prompt=prompts,
@@ -422,8 +427,26 @@ class CallRunner:
         else:
             program.extend(prompts)
         program.extend(call.then)
+        dialogue = self._dialogue(call)
+        if dialogue is not None:
+            program.append(dialogue)
         program.append(Hangup())
         return program
+
+    def _dialogue(self, call: LiveCall) -> DialogueAction | None:
+        """The call's flow or TwiML app, run after its prompt and gather (``ivrsim.engine.dialogue``)."""
+        request = call.request
+        if request.flow is None and request.url is None:
+            return None
+        services = DialogueServices(self.settings, self.synthesizer, self.loader, self.speech, self.phonebook, call.output, self.apps)
+        if request.flow is not None:
+            from ivrsim.flows.runtime import flow_dialogue
+
+            return DialogueAction(flow_dialogue(request.flow), request, services, name="flow")
+        from ivrsim.twiml.runtime import twiml_dialogue
+
+        assert request.url is not None
+        return DialogueAction(twiml_dialogue(request.url, request.method), request, services, name="TwiML app")
 
     async def _converse(self, call: LiveCall, callee: Callee, program: list[Action], clock: Clock) -> None:
         request = call.request
@@ -458,6 +481,11 @@ class CallRunner:
                 out = None
                 while index < len(program):
                     out = program[index].frame(call)
+                    if isinstance(out, Waiting):
+                        if clock.name in SIMULATED_CLOCKS:  # call time stands still while the work is done
+                            await program[index].ready()
+                            continue
+                        out = np.zeros(call.frame_samples, dtype=np.float32)  # the line plays silence meanwhile
                     if out is not None:
                         break
                     if isinstance(program[index], Hangup):
@@ -506,6 +534,8 @@ class CallRunner:
                     reason = "the callee hung up" if callee.hung_up else "the callee hung up (/_sim hangup)"
                     break
                 await clock.advance(1)
+            for action in program:  # a dialogue hears that the call is over and says how its app ended
+                await action.end(call)
             if transcriber is not None:
                 await transcriber.end(call)
             if detector is not None and detector.result is None:
@@ -513,6 +543,8 @@ class CallRunner:
                 if decided is not None:
                     call.emit("call.answered_by", **answered_by_facts(decided))
         finally:
+            for action in program:
+                action.close()
             if recorder is not None and recording_id is not None:
                 recorder.close()
                 call.output.recording_completed(recording_id, recorder.duration_s)

@@ -457,7 +457,7 @@ class Store:
         with self._lock:
             row = self._db.execute(
                 "SELECT id, call_id, path, channels, duration_s, created_at, completed_at FROM recordings WHERE call_id = ?"
-                " ORDER BY created_at DESC LIMIT 1",
+                " ORDER BY created_at, rowid LIMIT 1",  # the call's own (opened on answer); a <Record>'s comes later
                 (call_id,),
             ).fetchone()
         return RecordingRecord(*row) if row else None
