@@ -8,7 +8,7 @@ are the documented responses; what we add is additive (extra fields), never a re
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import httpx
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
@@ -241,13 +241,24 @@ class CallCreate(BaseModel):
                                    "(Twilio's DetectMessageEnd)."
     )
     max_duration: JsonSeconds = Field(default=14_400, ge=1, le=14_400, description="Longest call in seconds (ivrsim addition).")
+    flow: dict[str, Any] | None = Field(
+        default=None, description="An IVR flow to run after the prompt and gather (ivrsim addition): the document `ivrsim flow validate` "
+                                  "checks, as JSON. With flow, flow_id or url, tts and audio_url are optional."
+    )
+    flow_id: str | None = Field(default=None, min_length=1, max_length=64, description="A stored flow's id (POST /v1/voice/flows) to run instead "
+                                "of an inline flow (ivrsim addition).")
+    url: str | None = Field(
+        default=None, max_length=MAX_URL_CHARS, json_schema_extra={"pattern": HTTP_URL_PATTERN},
+        description="A TwiML app (ivrsim addition): asked for the call's TwiML when it is answered, with Twilio's parameters, as Twilio does.",
+    )
+    method: Literal["GET", "POST"] = Field(default="POST", description="How url is asked (Twilio's Method).")
 
     @field_validator("to", "from_")
     @classmethod
     def _numbers(cls, value: str) -> str:
         return _e164(value)
 
-    @field_validator("webhook_url")
+    @field_validator("webhook_url", "url")
     @classmethod
     def _webhook(cls, value: str | None) -> str | None:
         return _http_url(value)
@@ -267,8 +278,11 @@ class CallCreate(BaseModel):
 
     @model_validator(mode="after")
     def _prompt(self) -> CallCreate:
-        if self.tts is None and self.audio_url is None:
-            raise ValueError("give tts (text to speak) or audio_url (audio to play); either is required")
+        programs = [name for name in ("flow", "flow_id", "url") if getattr(self, name) is not None]
+        if len(programs) > 1:
+            raise ValueError(f"give one of flow, flow_id and url, not {' and '.join(programs)}")
+        if self.tts is None and self.audio_url is None and not programs:
+            raise ValueError("give tts (text to speak) or audio_url (audio to play); either is required (or a flow, flow_id or url to run)")
         return self
 
     def to_request(self) -> CallRequest:
@@ -295,6 +309,10 @@ class CallCreate(BaseModel):
             machine_detection=self.machine_detection,
             machine_detection_timeout_s=float(self.machine_detection_timeout),
             machine_detection_wait_for_beep=self.machine_detection_wait_for_beep,
+            flow=self.flow,
+            flow_id=self.flow_id,
+            url=self.url,
+            method=self.method,
         )
 
 
