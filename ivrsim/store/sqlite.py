@@ -39,6 +39,8 @@ CREATE TABLE IF NOT EXISTS calls (
     request_json TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS calls_by_status ON calls (status, created_at);
+-- The call list pages newest first by (created_at, id): this keeps a page an index walk however many calls there are.
+CREATE INDEX IF NOT EXISTS calls_by_created ON calls (created_at, id);
 CREATE TABLE IF NOT EXISTS events (
     call_id TEXT NOT NULL REFERENCES calls (id),
     sequence INTEGER NOT NULL,
@@ -145,6 +147,32 @@ CREATE TABLE IF NOT EXISTS canonical_assistants (
     last_call_at TEXT NOT NULL
 );
 """
+
+# IVR flows (ivrsim/flows), stored validated: ``document_json`` is the flow as JSON, ``source`` the YAML it
+# came from (NULL for a JSON body). ``seq`` orders them (newest first, pages by ``starting_after``).
+_FLOWS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS flows (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    name TEXT NOT NULL,
+    document_json TEXT NOT NULL,
+    source TEXT,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class FlowRecord:
+    """A stored IVR flow: its validated document and, when it was sent as YAML, that text."""
+
+    id: str
+    name: str
+    document: dict[str, Any]
+    source: str | None
+    created_at: str
+    updated_at: str
 
 
 @dataclass(frozen=True)
@@ -301,6 +329,7 @@ class Store:
             self._db.executescript(_SCHEMA)
             self._db.executescript(_IDEMPOTENCY_SCHEMA)
             self._db.executescript(_CANONICAL_SCHEMA)
+            self._db.executescript(_FLOWS_SCHEMA)
             # A claim without a response belonged to a process that stopped mid-request: let the key be retried.
             self._db.execute("DELETE FROM idempotency_keys WHERE status_code IS NULL")
             columns = {row[1] for row in self._db.execute("PRAGMA table_info(webhook_deliveries)")}
@@ -342,14 +371,19 @@ class Store:
             row = self._db.execute("SELECT * FROM calls WHERE id = ?", (call_id,)).fetchone()
         return _call(row) if row else None
 
-    def list_calls(self, status: str | None = None, limit: int = 50, before: str | None = None) -> list[CallRecord]:
-        """Newest first; ``before`` is a call id to page from (exclusive)."""
+    def list_calls(self, status: str | None = None, limit: int = 50, before: str | None = None, number: str | None = None) -> list[CallRecord]:
+        """Newest first; ``before`` is a call id to page from (exclusive); ``number``: only calls whose
+        to or from contains it (the dashboard's filter)."""
         query = "SELECT * FROM calls"
         clauses: list[str] = []
         params: list[Any] = []
         if status is not None:
             clauses.append("status = ?")
             params.append(status)
+        if number:
+            pattern = "%" + number.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            clauses.append("(to_number LIKE ? ESCAPE '\\' OR from_number LIKE ? ESCAPE '\\')")
+            params.extend((pattern, pattern))
         if before is not None:
             clauses.append("(created_at, id) < (SELECT created_at, id FROM calls WHERE id = ?)")
             params.append(before)
@@ -516,6 +550,42 @@ class Store:
         with self._lock:
             rows = self._db.execute(f"{_JOB_SELECT}{where} ORDER BY created_at DESC, id DESC LIMIT ?", (*params, limit)).fetchall()
         return [_job(row) for row in rows]
+
+    # -- IVR flows ------------------------------------------------------------------------------------
+
+    def insert_flow(self, flow_id: str, name: str, document: dict[str, Any], source: str | None) -> FlowRecord:
+        now = utc_now()
+        with self._lock:
+            self._db.execute("INSERT INTO flows (id, name, document_json, source, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
+                             (flow_id, name, json.dumps(document), source, now, now))
+        record = self.flow(flow_id)
+        assert record is not None
+        return record
+
+    def flow(self, flow_id: str) -> FlowRecord | None:
+        with self._lock:
+            row = self._db.execute(f"{_FLOW_SELECT} WHERE id = ?", (flow_id,)).fetchone()
+        return _flow(row) if row else None
+
+    def list_flows(self, limit: int = 50, before: str | None = None) -> list[FlowRecord]:
+        """Newest first; ``before``: a flow id, for the next page."""
+        where, params = "", []
+        if before is not None:
+            where, params = " WHERE seq < (SELECT seq FROM flows WHERE id = ?)", [before]
+        with self._lock:
+            rows = self._db.execute(f"{_FLOW_SELECT}{where} ORDER BY seq DESC LIMIT ?", (*params, limit)).fetchall()
+        return [_flow(row) for row in rows]
+
+    def update_flow(self, flow_id: str, name: str, document: dict[str, Any], source: str | None) -> FlowRecord | None:
+        """Replace a flow's name and document; None when there is no such flow."""
+        with self._lock:
+            changed = self._db.execute("UPDATE flows SET name = ?, document_json = ?, source = ?, updated_at = ? WHERE id = ?",
+                                       (name, json.dumps(document), source, utc_now(), flow_id)).rowcount
+        return self.flow(flow_id) if changed else None
+
+    def delete_flow(self, flow_id: str) -> bool:
+        with self._lock:
+            return bool(self._db.execute("DELETE FROM flows WHERE id = ?", (flow_id,)).rowcount)
 
     # -- the Canonical API's calls --------------------------------------------------------------------
 
@@ -770,6 +840,13 @@ def delete_expired_idempotency_keys(db: sqlite3.Connection, now_s: float, ttl_s:
     """Delete the Idempotency-Keys older than ``ttl_s`` on ``db`` (the store's, or prune's own connection);
     returns how many. Keys belong to no call: they go by age alone."""
     return max(int(db.execute("DELETE FROM idempotency_keys WHERE created_at < ?", (now_s - ttl_s,)).rowcount), 0)
+
+
+_FLOW_SELECT = "SELECT id, name, document_json, source, created_at, updated_at FROM flows"
+
+
+def _flow(row: tuple[Any, ...]) -> FlowRecord:
+    return FlowRecord(row[0], row[1], json.loads(row[2]), row[3], row[4], row[5])
 
 
 def _call(row: tuple[Any, ...]) -> CallRecord:

@@ -48,7 +48,8 @@ SIGNATURE_HEADER = "X-Ivrsim-Signature"
 #: number of requests queued on it, so hundreds of calls each posting at once would starve the server.
 MAX_CONCURRENT_DELIVERIES = 16
 #: Event types that go to the call's webhook_url (besides gather.completed, routed by its gather).
-CALL_WEBHOOK_EVENTS = ("recording.completed", "transcription.completed", "transcription.failed", "transcription.final")
+CALL_WEBHOOK_EVENTS = ("recording.completed", "transcription.completed", "transcription.failed", "transcription.final",
+                       "flow.node_entered", "flow.completed")
 #: The events that end a call.
 FINAL_EVENTS = ("call.completed", "call.busy", "call.no-answer", "call.failed")
 #: Longest reply body read (and thrown away) to keep a connection; longer or undeclared ones close it.

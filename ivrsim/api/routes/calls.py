@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -15,6 +16,7 @@ from ivrsim.analysis.transcripts import transcription_document
 from ivrsim.api.deps import ApiKeyDep, Services, ServicesDep
 from ivrsim.api.errors import BODY_ERRORS, HTTP_404_NOT_FOUND, HTTP_409_CONFLICT, HTTP_422_UNPROCESSABLE, ApiError, error_responses
 from ivrsim.api.idempotency import IdempotencyKey, idempotent
+from ivrsim.api.routes.flows import checked_document, known_flow
 from ivrsim.api.schemas import CallCreate, CallCreated, CallList, CallPublic, RecordingPublic
 from ivrsim.exceptions import AudioUrlError, SsmlError, UnknownVoiceError
 from ivrsim.speech.asr.engines import language_of_voice
@@ -115,7 +117,13 @@ async def _place(body: CallCreate, services: Services) -> dict[str, Any]:
             where = "gather.language" if gather.language else ("language" if body.language else "the tts voice's language")
             raise ApiError(HTTP_422_UNPROCESSABLE, "no_speech_model", f"gather: speech in {language} ({where}): {missing}; "
                            "or use gather.type 'dtmf speech' to take keys as well", "gather.language")
-    record = await services.engine.place(body.to_request())
+    request = body.to_request()
+    if body.flow is not None:  # validated here, so that a bad flow is a 422 naming its path, not a failed call
+        request = dataclasses.replace(request, flow=checked_document(body.flow, "flow"))
+    elif body.flow_id is not None:
+        stored = known_flow(services, body.flow_id, "flow_id", HTTP_422_UNPROCESSABLE)
+        request = dataclasses.replace(request, flow=stored.document)  # the call carries the document (a worker needs nothing else)
+    record = await services.engine.place(request)
     return {
         "id": record.id,
         "to": record.to,
