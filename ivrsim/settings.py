@@ -39,6 +39,7 @@ class Settings(BaseSettings):
     media_cache_max_bytes: int = Field(default=500 * 1024 * 1024, ge=0, description="Bound of the audio_url cache folder, in bytes; least recently used files go first.")
     prompt_cache_max_bytes: int = Field(default=500 * 1024 * 1024, ge=0, description="Bound of the rendered-prompt cache folder, in bytes; least recently used prompts go first.")
     webhook_secret: str | None = None
+    twilio_auth_token: str | None = Field(default=None, description="Auth token that signs requests to TwiML apps (IVRSIM_TWILIO_AUTH_TOKEN): when set, each carries X-Twilio-Signature, so an app validates it unchanged.")
     canonical_api_key: str | None = Field(default=None, description="The key /api/v1 (the Canonical API) accepts in X-Canonical-Api-Key (IVRSIM_CANONICAL_API_KEY); default: the server's API key.")
     retell_api_key: str | None = Field(default=None, description="Retell API key (IVRSIM_RETELL_API_KEY): when set, POST /api/v1/webhooks/retell requires a valid x-retell-signature made with it.")
     # Webhook retries (Stripe/Twilio practice): attempt n+1 waits backoff_s * factor**(n-1), capped, with

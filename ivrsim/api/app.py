@@ -24,7 +24,7 @@ from ivrsim.api.errors import (
     install_error_handlers,
 )
 from ivrsim.api.memory import IdleMemoryTrimmer
-from ivrsim.api.routes import analyses, calls, canonical, canonical_upload, sim, voices, webhooks, workers
+from ivrsim.api.routes import analyses, calls, canonical, canonical_upload, flows, sim, voices, webhooks, workers
 from ivrsim.audio.line import LineSettings
 from ivrsim.engine.callees import DeskPhone, Phonebook
 from ivrsim.engine.clock import ManualTimeline
@@ -94,6 +94,7 @@ def create_app(settings: Settings, data_lock: DataDirLock | None = None) -> Fast
                        larger=((canonical.RETELL_PATH, settings.retell_max_body_bytes, "IVRSIM_RETELL_MAX_BODY_BYTES"),))
     for router in (calls.router, calls.public, voices.router, sim.router, webhooks.router, workers.router, analyses.router, canonical.router):
         app.include_router(router)
+    app.include_router(flows.router)
     app.include_router(canonical_upload.router)
     return app
 
@@ -142,7 +143,7 @@ async def _services(app: FastAPI, settings: Settings) -> AsyncIterator[None]:
     catalog = VoiceCatalog.load()
     phonebook = Phonebook.load(settings.phonebook, catalog) if settings.phonebook else Phonebook.default_book(catalog)
     engine_settings = EngineSettings(settings.data_dir, clock=settings.clock, line=LineSettings(), seed=settings.seed,
-                                     public_url=public_url(app, settings))
+                                     public_url=public_url(app, settings), twilio_auth_token=settings.twilio_auth_token)
     media = MediaSettings(
         allowed_roots=tuple(settings.media_roots),
         cache_dir=settings.data_dir / "media",

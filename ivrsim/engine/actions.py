@@ -341,6 +341,8 @@ class RecordMessage(Action):
     _silent_frames: int = 0
     _frames: int = 0
     reason: str | None = None
+    #: The key that ended the recording ("" when something else did).
+    finished_on_key: str = ""
 
     BEEP_HZ = 1000.0
     BEEP_S = 0.4
@@ -375,7 +377,9 @@ class RecordMessage(Action):
             self._finish(call, "max_length")
 
     def digit(self, call: CallContext, digit: DtmfDigit) -> None:
-        if self.finish_on_key and str(digit.key) == self.finish_on_key and self._recorder is not None:
+        # ``finish_on_key`` may list several keys (TwiML's default is any of "1234567890*#")
+        if self.finish_on_key and str(digit.key) in self.finish_on_key and self._recorder is not None and self.reason is None:
+            self.finished_on_key = str(digit.key)
             self._finish(call, "finish_on_key")
 
     def hangup(self, call: CallContext) -> None:

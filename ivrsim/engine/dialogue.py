@@ -1,5 +1,5 @@
 """Calls whose next step is decided while they run: an IVR flow (``ivrsim.flows``) or a web app's TwiML
-(``ivrsim.twiml``), written as a coroutine over a ``Conversation``.
+(``ivrsim.flows.twiml``), written as a coroutine over a ``Conversation``.
 
 The coroutine awaits what the call does (``say``, ``play``, ``gather``, ``record``, ``pause``) and decides
 between them; ``DialogueAction`` runs each action it asks for frame by frame, in the call, as any other
@@ -118,6 +118,9 @@ class Conversation:
         self.request = request
         self.services = services
         self._records = 0
+        #: The last message ``record`` took, also when the call ended during it (TwiML still posts that
+        #: one to its action, as Twilio does when the caller hangs up after a voicemail).
+        self.last_record: RecordResult | None = None
 
     @property
     def call_id(self) -> str:
@@ -220,7 +223,9 @@ class Conversation:
         finally:
             duration_s = action.duration_s
             self.services.output.recording_completed(recording_id, duration_s)
-        return RecordResult(recording_id, recording_url(settings.public_url, recording_id), round(duration_s, 3), action.reason or "hangup")
+            self.last_record = result = RecordResult(recording_id, recording_url(settings.public_url, recording_id), round(duration_s, 3),
+                                                     action.reason or "hangup", action.finished_on_key)
+        return result
 
     def dial_status(self, number: str) -> str:
         """What dialling ``number`` would give, from the phonebook (TwiML's ``DialCallStatus``): completed,

@@ -78,7 +78,7 @@ class CallRequest:
     #: the call carries all it runs (a worker process needs nothing else); ``flow_id`` names a stored one.
     flow: dict[str, Any] | None = None
     flow_id: str | None = None
-    #: A TwiML app (``ivrsim.twiml``): the URL asked for the call's TwiML when it is answered, and how.
+    #: A TwiML app (``ivrsim.flows.twiml``): the URL asked for the call's TwiML when it is answered, and how.
     url: str | None = None
     method: str = "POST"
     #: The callee registered for ``to`` at run time (``PUT /_sim/phonebook/{number}``), as a phonebook
@@ -119,6 +119,9 @@ class EngineSettings:
     #: Where recordings are written; None: ``data_dir / "recordings"``. A worker process writes into the
     #: folder the API serves recordings from (the same folder, or one shared with it).
     recordings_dir: Path | None = None
+    #: Signs the requests to TwiML apps (``X-Twilio-Signature``, ``ivrsim.flows.twiml.params``); None: unsigned.
+    #: A secret: left out of reprs.
+    twilio_auth_token: str | None = field(default=None, repr=False)
 
     @property
     def recordings_folder(self) -> Path:

@@ -443,7 +443,7 @@ class CallRunner:
             from ivrsim.flows.runtime import flow_dialogue
 
             return DialogueAction(flow_dialogue(request.flow), request, services, name="flow")
-        from ivrsim.twiml.runtime import twiml_dialogue
+        from ivrsim.flows.twiml.runtime import twiml_dialogue
 
         assert request.url is not None
         return DialogueAction(twiml_dialogue(request.url, request.method), request, services, name="TwiML app")

@@ -1,4 +1,4 @@
-"""Requests to the user's own app during a call: a TwiML document (``ivrsim.twiml``), a flow's webhook
+"""Requests to the user's own app during a call: a TwiML document (``ivrsim.flows.twiml``), a flow's webhook
 node (``ivrsim.flows``). The call waits on the answer, so every request is bounded: a whole-request
 deadline (connect, send, every byte of the answer), a cap on the answer's size, at most a few redirects.
 A failure is an ``AppRequestError`` that names the URL and what went wrong, never the answer's content.

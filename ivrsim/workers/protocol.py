@@ -53,6 +53,8 @@ class WorkerConfig:
     phonebook: str | None
     media_roots: tuple[str, ...] = ()
     media: dict[str, Any] = field(default_factory=dict)
+    #: Signs requests to TwiML apps: a worker signs them as the API's own process would (a secret: not in reprs).
+    twilio_auth_token: str | None = field(default=None, repr=False)
 
     @classmethod
     def of(cls, settings: EngineSettings, phonebook: Path | None, media: MediaSettings) -> WorkerConfig:
@@ -73,12 +75,13 @@ class WorkerConfig:
             phonebook=str(phonebook.resolve()) if phonebook is not None else None,
             media_roots=tuple(str(Path(root).resolve()) for root in media.allowed_roots),
             media=limits,
+            twilio_auth_token=settings.twilio_auth_token,
         )
 
     def engine_settings(self, data_dir: Path, recordings_dir: Path) -> EngineSettings:
         return EngineSettings(
             data_dir, clock=self.clock, line=LineSettings(**self.line), seed=self.seed, public_url=self.public_url,
-            recordings_dir=recordings_dir,
+            recordings_dir=recordings_dir, twilio_auth_token=self.twilio_auth_token,
         )
 
     def media_settings(self, cache_dir: Path, cache_max_bytes: int) -> MediaSettings:
