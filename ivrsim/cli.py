@@ -1406,5 +1406,60 @@ def webhooks_retry(delivery_ids: tuple[int, ...], all_failed: bool, base_url: st
     sys.exit(EXIT_FAILED if failed else EXIT_OK)
 
 
+@main.group()
+def flow() -> None:
+    """IVR flows (YAML files of named nodes): check them, draw them.
+
+    Exit codes: 0 valid; 1 the flow has problems (each printed as file:line:col: message); 2 the file
+    cannot be read.
+    """
+
+
+def _flow_or_exit(file: str, as_json: bool) -> Any:
+    """The validated flow in ``file``; prints every problem and exits 1 when it has any, 2 when unreadable."""
+    from pathlib import Path
+
+    from ivrsim.flows import FlowError, load_flow_file
+    from ivrsim.flows.validate import check_flow
+
+    try:
+        document, positions = load_flow_file(file)
+        return check_flow(document, positions, default_name=Path(file).stem)
+    except OSError as error:
+        _error(f"cannot read {file}: {error.strerror or error}")
+        sys.exit(EXIT_USAGE)
+    except FlowError as error:
+        if as_json:
+            click.echo(json.dumps({"file": file, "valid": False, "errors": [e.as_dict() for e in error.errors]}, indent=2))
+        else:
+            for issue in error.errors:
+                click.echo(str(issue))
+            _error(f"{file}: {len(error.errors)} problem{'s' if len(error.errors) != 1 else ''}")
+        sys.exit(EXIT_FAILED)
+
+
+@flow.command("validate")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="The result as JSON: {file, valid, errors: [{path, message, file, line, column}]}.")
+def flow_validate(file: str, as_json: bool) -> None:
+    """Check FILE: node types, keys, types, references, unreachable nodes, loops without an exit, unknown variables."""
+    checked = _flow_or_exit(file, as_json)
+    if as_json:
+        click.echo(json.dumps({"file": file, "valid": True, "errors": [], "name": checked.name, "nodes": len(checked.nodes)}, indent=2))
+    else:
+        click.echo(f"{file}: flow {checked.name} is valid ({len(checked.nodes)} nodes, starts at {checked.start})")
+
+
+@flow.command("graph")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Nodes and edges as JSON instead of Mermaid text.")
+def flow_graph(file: str, as_json: bool) -> None:
+    """Print FILE's flow as a Mermaid flowchart (paste it into any Mermaid viewer), or as JSON."""
+    from ivrsim.flows.graph import graph_data, mermaid
+
+    checked = _flow_or_exit(file, as_json)
+    click.echo(json.dumps(graph_data(checked), indent=2) if as_json else mermaid(checked), nl=as_json)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
