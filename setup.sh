@@ -7,8 +7,9 @@ cd "$(dirname "$0")"
 # espeak-ng: speech for the talk-off tests (and TTS later); multimon-ng: the reference decoder in bench/;
 # redis-server: the distributed job queue's tests and bench (the embedded queue needs no server);
 # libportaudio2: PortAudio for sounddevice (the sound card); pulseaudio, pulseaudio-utils (pactl, pacat) and
-# libasound2-plugins (ALSA's pulse device for PortAudio): the null-sink sound card the device tests run on.
-APT_PACKAGES=(espeak-ng multimon-ng redis-server libportaudio2 pulseaudio pulseaudio-utils libasound2-plugins)
+# libasound2-plugins (ALSA's pulse device for PortAudio): the null-sink sound card the device tests run on;
+# chromium, chromium-driver: the headless browser (and its WebDriver) the dashboard's browser tests drive.
+APT_PACKAGES=(espeak-ng multimon-ng redis-server libportaudio2 pulseaudio pulseaudio-utils libasound2-plugins chromium chromium-driver)
 
 missing=()
 for package in "${APT_PACKAGES[@]}"; do

@@ -930,6 +930,9 @@ def serve(host: str | None, port: int | None, data_dir: str | None, phonebook: s
         click.echo(url)  # the one line on stdout: scripts read the URL here
         click.echo(f"ivrsim {__version__}: Canary Voice API on {url} ({settings.clock} clock, data in {settings.data_dir})", err=True)
         click.echo(f"API key: {key}" + (" (a dev key made now; set IVRSIM_API_KEY to choose one)" if made else ""), err=True)
+        from ivrsim.ui.auth import login_link
+
+        click.echo(f"dashboard: {login_link(url, key)} (logs in once, within {settings.ui_login_token_ttl_s:g} s; then {url}/ui and the key)", err=True)
         click.echo(f"verified caller ids: {', '.join(settings.verified_numbers)}", err=True)
         if settings.answer == "soundcard":
             rings = f"after {settings.auto_answer_rings} ring(s)" if settings.auto_answer_rings else "at once"

@@ -65,6 +65,8 @@ class Settings(BaseSettings):
     answer: Literal["phonebook", "soundcard"] = Field(default="phonebook", description="Who answers calls (IVRSIM_ANSWER): the phonebook's callees, or the desktop phone on this machine's sound card for every number.")
     auto_answer_rings: int = Field(default=1, ge=0, le=20, description="With answer soundcard: the desktop phone picks up by itself after this many rings (IVRSIM_AUTO_ANSWER_RINGS; 0 at once).")
     retention_interval_s: float = Field(default=3600.0, gt=0, description="How often retention runs while the server is up, in seconds.")
+    ui_session_ttl_s: float = Field(default=12 * 3600.0, gt=0, description="How long a dashboard login lasts, in seconds (IVRSIM_UI_SESSION_TTL_S).")
+    ui_login_token_ttl_s: float = Field(default=300.0, gt=0, le=86_400, description="How long the one-click login link `ivrsim serve` prints stays valid, in seconds (IVRSIM_UI_LOGIN_TOKEN_TTL_S); each works once.")
     # Canonical multipart uploads (pipecat's CanonicalMetricsService): pre-signed part URLs, bounded on disk.
     upload_url_ttl_s: float = Field(default=3600.0, gt=0, description="How long a pre-signed upload part URL is valid, in seconds (IVRSIM_UPLOAD_URL_TTL_S).")
     upload_session_ttl_s: float = Field(default=7200.0, gt=0, description="An upload not completed this long after uploadRequest is deleted with its parts, in seconds (IVRSIM_UPLOAD_SESSION_TTL_S).")

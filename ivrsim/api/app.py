@@ -35,6 +35,7 @@ from ivrsim.speech.asr.engines import SpeechEngines
 from ivrsim.speech.tts import PromptCache, SpeechSynthesizer
 from ivrsim.speech.voices import VoiceCatalog
 from ivrsim.store.maintenance import DataDirLock, Housekeeping
+from ivrsim.ui import ui_router
 from ivrsim.webhooks.dispatcher import WebhookDispatcher, WebhookSettings
 from ivrsim.workers.hub import WorkerHub
 from ivrsim.workers.local import LocalWorkers, LocalWorkerSpec
@@ -88,7 +89,7 @@ def create_app(settings: Settings, data_lock: DataDirLock | None = None) -> Fast
     # The last added runs first: size limit, then the body deadline, then the content type.
     # Upload parts (pre-signed PUTs) are raw bytes under their own cap and deadline (routes/canonical_upload.py).
     parts = (canonical_upload.PARTS_PREFIX,)
-    app.add_middleware(JsonOnlyMiddleware, exempt_prefixes=parts)
+    app.add_middleware(JsonOnlyMiddleware, exempt_prefixes=(*parts, "/ui/"))  # the dashboard posts HTML forms
     app.add_middleware(BodyTimeoutMiddleware, timeout_s=settings.body_timeout_s, slow_prefixes=parts, slow_timeout_s=settings.upload_part_timeout_s)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, exempt_prefixes=parts,
                        larger=((canonical.RETELL_PATH, settings.retell_max_body_bytes, "IVRSIM_RETELL_MAX_BODY_BYTES"),))
@@ -96,6 +97,8 @@ def create_app(settings: Settings, data_lock: DataDirLock | None = None) -> Fast
         app.include_router(router)
     app.include_router(flows.router)
     app.include_router(canonical_upload.router)
+    app.include_router(ui_router)  # the dashboard: /ui (session cookie) and / -> /ui
+    app.state.closing = asyncio.Event()  # set when shutdown starts: the dashboard's open event streams end
     return app
 
 

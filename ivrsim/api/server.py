@@ -100,6 +100,9 @@ class IvrsimServer(uvicorn.Server):
         """End the live calls first, while the workers' sessions are still open (uvicorn closes every
         connection before the app's lifespan ends), so that a call cut by a shutdown ends as it would in
         the server's own process."""
+        closing = getattr(self.app.state, "closing", None)
+        if closing is not None:  # open event streams (the dashboard's) end now; uvicorn waits for every response to finish
+            closing.set()
         before = getattr(self.app.state, "before_shutdown", None)
         if before is not None:
             try:

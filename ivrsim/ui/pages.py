@@ -1,0 +1,225 @@
+"""The dashboard's pages: the calls list, one call, placing a call, analyses and flows (server-rendered;
+small plain JS modules in ``static/`` keep them live)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from pydantic import ValidationError
+
+from ivrsim.analysis.transcripts import transcription_document
+from ivrsim.api.deps import Services, ServicesDep
+from ivrsim.api.errors import ApiError
+from ivrsim.api.routes import calls as call_routes
+from ivrsim.api.schemas import CallCreate
+from ivrsim.store.sqlite import LIVE_STATUSES, CallRecord
+from ivrsim.ui.auth import CsrfDep, Session, SessionDep, form_fields
+from ivrsim.ui.charts import bar_chart, histogram_bins
+from ivrsim.ui.templating import render
+
+router = APIRouter(prefix="/ui", include_in_schema=False)
+
+#: Statuses the list filters by (schemas.CALL_STATUSES).
+STATUSES = ("queued", "ringing", "in-progress", "completed", "busy", "no-answer", "failed")
+PAGE_SIZES = (25, 50, 100, 200)
+#: The keypad's keys in a phone's layout, four to a row (A-D: the fourth column).
+KEYS = "123A456B789C*0#D"
+
+
+def callee_of(services: Services) -> Callable[[CallRecord], str]:
+    """Who answers a call, for the table: the phonebook's kind for its number (or the call's own callee),
+    and what ran on it (a flow, a TwiML app)."""
+    book = services.engine.phonebook
+
+    def label(call: CallRecord) -> str:
+        callee = call.request.get("callee")
+        kind = str(callee.get("kind", "")) if isinstance(callee, dict) else book.kind_of(call.to)
+        if services.engine.soundcard_answers_all:
+            kind = "soundcard"
+        if call.request.get("flow") or call.request.get("flow_id"):
+            kind += " · flow"
+        elif call.request.get("url"):
+            kind += " · TwiML app"
+        return kind
+
+    return label
+
+
+def _page(request: Request, session: Session, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+    """Render with the session (CSRF token, nav) and its pending notices (shown once)."""
+    notices = list(session.notices)
+    session.notices.clear()
+    notice = context.pop("notice", None) or (" ".join(notices) if notices else None)
+    return render(request, name, status_code=status_code, session=session, notice=notice, **context)
+
+
+def _not_found(request: Request, session: Session, what: str) -> HTMLResponse:
+    return _page(request, session, "not_found.html", status_code=404, what=what)
+
+
+@router.get("", response_class=HTMLResponse)
+@router.get("/calls", response_class=HTMLResponse)
+async def calls_page(request: Request, services: ServicesDep, session: SessionDep, status: str = "", number: str = "",
+                     starting_after: str = "", limit: int = 50) -> HTMLResponse:
+    """Newest first, filtered by status and number, paged by keyset (``starting_after`` a call id)."""
+    status = status if status in STATUSES else ""
+    number = number.strip()[:32]
+    limit = min(max(limit, 1), max(PAGE_SIZES))
+    store = services.engine.store
+    if starting_after and store.get_call(starting_after) is None:
+        starting_after = ""
+    records = store.list_calls(status=status or None, number=number or None, limit=limit + 1, before=starting_after or None)
+    page = records[:limit]
+    more = len(records) > limit
+    return _page(request, session, "calls.html", calls=page, callee_of=callee_of(services), status=status, number=number, limit=limit, statuses=STATUSES,
+                 page_sizes=PAGE_SIZES, starting_after=starting_after, next_after=page[-1].id if more else None, first_page=not starting_after)
+
+
+def _place_context(services: Services) -> dict[str, Any]:
+    book = services.engine.phonebook.describe()
+    numbers = []
+    for number, entry in book["numbers"].items():
+        kind, detail = "?", ""
+        if isinstance(entry, dict):
+            kind = str(entry.get("kind", "?"))
+            detail = entry.get("script") or entry.get("file") or entry.get("reason") or ""
+        numbers.append({"number": number, "label": f"{number} — {kind}" + (f" ({detail})" if isinstance(detail, str) and detail else "")})
+    voices = sorted(voice.id for voice in services.catalog)
+    return {"numbers": numbers, "verified": services.settings.verified_numbers, "voices": voices}
+
+
+@router.get("/calls/new", response_class=HTMLResponse)
+async def place_form(request: Request, services: ServicesDep, session: SessionDep, to: str = "") -> HTMLResponse:
+    defaults = {"to": to, "prompt": "tts", "text": "Press 1 for sales, 2 for support, then the pound key.", "voice": "", "audio_url": "",
+                "gather": "on", "num_digits": "", "record": "on", "webhook_url": ""}
+    return _page(request, session, "place.html", form=defaults, errors=[], **_place_context(services))
+
+
+def call_body(fields: dict[str, Any]) -> dict[str, Any]:
+    """The place-call form as a ``POST /v1/voice/calls`` body (validated by CallCreate, as the API does)."""
+    to = str(fields.get("to_other") or fields.get("to") or "").strip()
+    body: dict[str, Any] = {"to": to, "from": str(fields.get("from") or "").strip()}
+    if fields.get("prompt") == "audio_url":
+        body["audio_url"] = str(fields.get("audio_url") or "").strip()
+    else:
+        tts: dict[str, Any] = {"text": str(fields.get("text") or "")}
+        if fields.get("voice"):
+            tts["voice"] = str(fields["voice"])
+        body["tts"] = tts
+    if fields.get("gather") in ("on", "true", True):
+        gather: dict[str, Any] = {}
+        digits = str(fields.get("num_digits") or "").strip()
+        if digits:
+            gather["num_digits"] = int(digits) if digits.isdigit() else digits
+        body["gather"] = gather
+    body["record"] = fields.get("record") in ("on", "true", True)
+    if fields.get("webhook_url"):
+        body["webhook_url"] = str(fields["webhook_url"]).strip()
+    return body
+
+
+def _problems(error: ValidationError) -> list[str]:
+    out = []
+    for problem in error.errors():
+        where = ".".join(str(part) for part in problem["loc"]) or "form"
+        out.append(f"{where}: {problem['msg']}")
+    return out
+
+
+@router.post("/calls/new", response_class=HTMLResponse)
+async def place_call(request: Request, services: ServicesDep, session: CsrfDep) -> Response:
+    """Places the call through POST /v1/voice/calls's own handler (CallCreate validation, the verified
+    caller ids, voices, audio_url rules) and goes to the call's page to watch it."""
+    fields = await form_fields(request)
+    form = {name: str(value) for name, value in fields.items() if name != "csrf_token"}
+    try:
+        body = CallCreate.model_validate(call_body(fields))
+        created = await call_routes.create_call(body, services, None)
+    except ValidationError as error:
+        return _page(request, session, "place.html", status_code=422, form=form, errors=_problems(error), **_place_context(services))
+    except ApiError as error:
+        return _page(request, session, "place.html", status_code=error.status, form=form, errors=[error.message], **_place_context(services))
+    call_id = created["id"] if isinstance(created, dict) else json.loads(bytes(created.body))["id"]
+    session.notices.append(f"Placed call {call_id} to {body.to}.")
+    return RedirectResponse(f"/ui/calls/{call_id}", status_code=303)
+
+
+def _details(payload: dict[str, Any]) -> str:
+    rest = {k: v for k, v in payload.items() if k not in ("call_id", "type", "sequence", "timestamp", "call_time_s")}
+    return json.dumps(rest, ensure_ascii=False) if rest else ""
+
+
+@router.get("/calls/{call_id}", response_class=HTMLResponse)
+async def call_page(request: Request, call_id: str, services: ServicesDep, session: SessionDep) -> HTMLResponse:
+    store = services.engine.store
+    record = store.get_call(call_id)
+    if record is None:
+        return _not_found(request, session, f"call {call_id}")
+    events = [e.payload() for e in store.events(call_id)]
+    answered = next((e for e in events if e["type"] == "call.in-progress"), None)
+    recording = store.recording_for_call(call_id)
+    ready = recording is not None and recording.completed_at is not None
+    transcript = None
+    if ready and record.request.get("transcribe"):
+        transcript = transcription_document(store.transcription_job(recording.id))
+    live = services.engine.live_call(call_id)
+    flow_id = record.request.get("flow_id")
+    return _page(
+        request, session, "call.html", call=record, request_json=record.request, events=events, details=_details,
+        answered_s=answered["call_time_s"] if answered else None, recording=recording if ready else None,
+        recording_pending=recording is not None and not ready, transcript=transcript,
+        deliveries=store.deliveries(call_id=call_id), live=live is not None or record.status in LIVE_STATUSES,
+        keys=KEYS, last_sequence=events[-1]["sequence"] if events else 0, flow_id=flow_id,
+    )
+
+
+@router.get("/analyses", response_class=HTMLResponse)
+async def analyses_page(request: Request, services: ServicesDep, session: SessionDep) -> HTMLResponse:
+    """Per assistant (the Canonical API's calls): calls, turn latency, interruptions and dead air."""
+    assistants = []
+    for item in services.engine.store.canonical_assistants(limit=100):
+        bins = histogram_bins(item["latency_histogram"])
+        name = item["assistant"].get("name") if isinstance(item["assistant"], dict) else None
+        label = name or item["assistant_id"]
+        assistants.append({
+            **item,
+            "label": label,
+            "latency_chart": bar_chart([(b.label, b.count) for b in bins], f"Turn latency of {label}: calls per latency range (ms)",
+                                       x_title="turn latency, ms", y_title="turns"),
+            "bins": bins,
+            "outcome_chart": bar_chart(
+                [("completed", item["completed"]), ("failed", item["failed"]), ("user interrupted", item["user_interrupted"]),
+                 ("assistant interrupted", item["assistant_interrupted"]), ("dead air", item["dead_air_count"])],
+                f"Calls, interruptions and dead air of {label}", y_title="count"),
+        })
+    return _page(request, session, "analyses.html", assistants=assistants)
+
+
+@router.get("/flows", response_class=HTMLResponse)
+async def flows_page(request: Request, services: ServicesDep, session: SessionDep, starting_after: str = "") -> HTMLResponse:
+    store = services.engine.store
+    flows = store.list_flows(limit=101, before=starting_after or None) if hasattr(store, "list_flows") else []
+    return _page(request, session, "flows.html", flows=flows[:100], next_after=flows[99].id if len(flows) > 100 else None)
+
+
+@router.get("/flows/{flow_id}", response_class=HTMLResponse)
+async def flow_page(request: Request, flow_id: str, services: ServicesDep, session: SessionDep, call: str = "") -> HTMLResponse:
+    """A stored flow as Mermaid text and an SVG graph; with ``?call=<id>``, that call's path through it."""
+    from ivrsim.flows import check_flow
+    from ivrsim.flows.graph import graph_data, mermaid
+    from ivrsim.ui.charts import flow_svg
+
+    store = services.engine.store
+    record = store.flow(flow_id)
+    if record is None:
+        return _not_found(request, session, f"flow {flow_id}")
+    flow = check_flow(record.document, default_name=record.name)
+    path: list[str] = []
+    if call:
+        path = [str(e.data.get("node")) for e in store.events(call) if e.type == "flow.node_entered"]
+    data = graph_data(flow)
+    return _page(request, session, "flow.html", flow=record, mermaid=mermaid(flow), svg=flow_svg(data, path), flow_path=path, call_id=call)

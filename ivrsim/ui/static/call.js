@@ -1,0 +1,78 @@
+// One call's page: the timeline grows live from the call's event stream, the status follows it, and
+// the live-control forms post with fetch (the CSRF token in a header) so the page stays put.
+const root = document.getElementById("call");
+const callId = root.dataset.callId;
+const timeline = document.getElementById("timeline").tBodies[0];
+const statusEl = document.getElementById("call-status");
+const result = document.getElementById("control-result");
+const csrf = document.querySelector('meta[name="csrf-token"]')?.content || "";
+const FINAL = new Set(["call.completed", "call.busy", "call.no-answer", "call.failed"]);
+
+function details(event) {
+  const rest = {};
+  for (const [key, value] of Object.entries(event)) {
+    if (!["call_id", "type", "sequence", "timestamp", "call_time_s"].includes(key)) rest[key] = value;
+  }
+  return Object.keys(rest).length ? JSON.stringify(rest) : "";
+}
+
+function addRow(event) {
+  if (timeline.querySelector(`tr[data-sequence="${event.sequence}"]`)) return;
+  const row = timeline.insertRow();
+  row.dataset.sequence = event.sequence;
+  const cells = [String(event.sequence), Number(event.call_time_s).toFixed(2), event.type, details(event)];
+  cells.forEach((text, i) => {
+    const cell = row.insertCell();
+    cell.textContent = text;
+    cell.className = i < 2 ? "num" : "mono";
+  });
+}
+
+function setStatus(status) {
+  statusEl.textContent = status;
+  statusEl.className = `status status-${status}`;
+}
+
+if (root.dataset.live === "on" && "EventSource" in window) {
+  const after = Number(root.dataset.lastSequence || 0);
+  const source = new EventSource(`/ui/api/calls/${encodeURIComponent(callId)}/events/stream?after=${after}`);
+  const onEvent = (message) => {
+    const event = JSON.parse(message.data);
+    addRow(event);
+    if (event.type.startsWith("call.") && event.status) setStatus(event.status);
+    if (FINAL.has(event.type)) {
+      source.close();
+      const note = document.getElementById("timeline-live");
+      if (note) {
+        note.textContent = "The call has ended. ";
+        const link = document.createElement("a");
+        link.href = location.pathname;
+        link.textContent = "Reload for the recording and webhook log";
+        note.append(link);
+      }
+      document.getElementById("control")?.setAttribute("hidden", "");
+    }
+  };
+  source.onmessage = onEvent;
+}
+
+for (const form of document.querySelectorAll("form.js-control")) {
+  form.addEventListener("submit", async (submit) => {
+    submit.preventDefault();
+    const data = new URLSearchParams(new FormData(form, submit.submitter));
+    const response = await fetch(form.action, {
+      method: "POST", credentials: "same-origin", body: data,
+      headers: { "X-CSRF-Token": csrf, Accept: "application/json" },
+    });
+    let body = {};
+    try { body = await response.json(); } catch { /* empty */ }
+    if (response.ok) {
+      result.textContent = body.injected === "dtmf" ? `Pressed ${body.digits} at ${body.call_time_s.toFixed(2)} s.`
+        : body.injected === "speech" ? `Said it (${body.duration_s.toFixed(1)} s) at ${body.call_time_s.toFixed(2)} s.`
+        : body.hangup ? `Hung up at ${body.call_time_s.toFixed(2)} s.` : "Done.";
+      if (form.querySelector("#say-text, #digits")) form.reset();
+    } else {
+      result.textContent = `Not done: ${body.error?.message || response.statusText}`;
+    }
+  });
+}

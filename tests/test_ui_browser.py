@@ -1,0 +1,349 @@
+"""The dashboard in a real browser: Debian's headless Chromium driven by selenium (chromium-driver; no
+driver download), against a real server on loopback with the manual clock, so a call moves only when the
+test steps it (POST /_sim/clock).
+
+Each test logs in itself (cookies cleared first) and waits for the exact condition it asserts. Screenshots
+of every page at 1280x800 and 390x844 (a phone, device pixel ratio 3) go to ``$IVRSIM_ARTIFACTS`` or
+``.artifacts/ui/`` (git-ignored). Where Chromium, its driver or selenium is missing these tests skip with
+the reason on a developer's machine and fail in CI (``CI`` set), as the sound-card tests do."""
+
+from __future__ import annotations
+
+import base64
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+
+from ivrsim.api.server import BackgroundServer
+from ivrsim.settings import Settings
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+KEY = "sk_test_browser"
+FROM = "+15559876543"
+WAIT_S = 30.0
+ARTIFACTS = Path(os.environ.get("IVRSIM_ARTIFACTS") or Path(__file__).resolve().parent.parent / ".artifacts" / "ui")
+#: Viewports the screenshots are taken at: (name, CSS width, CSS height, device pixel ratio, mobile).
+VIEWPORTS = (("desktop", 1280, 800, 1, False), ("phone", 390, 844, 3, True))
+
+T = TypeVar("T")
+
+
+def chromium_missing() -> str | None:
+    """Why the browser tests cannot run here, or None."""
+    for path, package in ((CHROMIUM, "chromium"), (CHROMEDRIVER, "chromium-driver")):
+        if not os.access(path, os.X_OK):
+            return f"{path} is missing: run ./setup.sh (it installs the Debian package {package})"
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        return "selenium is not installed: .venv/bin/python -m pip install -e '.[test]'"
+    return None
+
+
+def require_chromium() -> None:
+    """Skip where Chromium is missing (a developer's machine), with the reason; fail in CI (``CI`` set),
+    where setup.sh installs it and the browser tests must run."""
+    reason = chromium_missing()
+    if reason is not None:
+        if os.environ.get("CI"):
+            pytest.fail(f"the browser tests must run in CI: {reason}")
+        pytest.skip(reason)
+
+
+def wait_for(condition: Callable[[], T], what: str, timeout_s: float = WAIT_S) -> T:
+    """Poll ``condition`` until it returns something truthy (bounded); that value."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            value = condition()
+        except Exception:  # noqa: BLE001 - a stale or not-yet-present element: poll again
+            value = None
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    require_chromium()
+    settings = Settings(api_key=KEY, port=0, data_dir=tmp_path_factory.mktemp("ui-browser"), clock="manual")
+    with BackgroundServer(settings) as running:
+        yield running.base_url
+
+
+@pytest.fixture(scope="module")
+def api(server: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server, headers={"Authorization": f"Bearer {KEY}"}, timeout=30) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def browser(server: str) -> Iterator[Any]:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1280,800",
+                     "--autoplay-policy=no-user-gesture-required", "--mute-audio"):
+        options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # the console, for console_errors()
+    driver = webdriver.Chrome(options=options, service=Service(executable_path=str(CHROMEDRIVER)))  # a path: no Selenium Manager
+    driver.set_script_timeout(WAIT_S)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+@pytest.fixture
+def page(browser: Any, server: str) -> Any:
+    """The browser logged out, at the desktop viewport, on a blank page."""
+    viewport(browser, *VIEWPORTS[0][1:])
+    browser.get(f"{server}/ui/login")
+    browser.delete_all_cookies()
+    return browser
+
+
+def viewport(driver: Any, width: int, height: int, scale: float, mobile: bool) -> None:
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {"width": width, "height": height, "deviceScaleFactor": scale, "mobile": mobile})
+
+
+def screenshots(driver: Any, name: str, ready: Callable[[], Any] | None = None, reload: bool = True, full_page: bool = False) -> list[Path]:
+    """The current page at each viewport, from its top, saved as ``{name}-{viewport}.png`` (and with
+    ``full_page`` the whole length as ``{name}-{viewport}-full.png``). ``reload``: load the page again
+    there, so it lays out as it would open (not for the answer to a POST); ``ready`` waits for what the
+    page draws after loading."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    saved = []
+    for label, width, height, scale, mobile in VIEWPORTS:
+        viewport(driver, width, height, scale, mobile)
+        if reload:
+            driver.refresh()
+        if ready is not None:
+            wait_for(ready, f"{name} to be drawn at {label}")
+        driver.execute_script("window.scrollTo(0, 0)")
+        path = ARTIFACTS / f"{name}-{label}.png"
+        driver.get_screenshot_as_file(str(path))
+        saved.append(path)
+        if full_page:
+            length = driver.execute_script("return document.documentElement.scrollHeight")
+            shot = driver.execute_cdp_cmd("Page.captureScreenshot", {"captureBeyondViewport": True,
+                                                                      "clip": {"x": 0, "y": 0, "width": width, "height": length, "scale": 1}})
+            path = ARTIFACTS / f"{name}-{label}-full.png"
+            path.write_bytes(base64.b64decode(shot["data"]))
+            saved.append(path)
+    viewport(driver, *VIEWPORTS[0][1:])
+    if reload:
+        driver.refresh()
+    return saved
+
+
+def console_errors(driver: Any) -> list[str]:
+    """The console's errors since the last call (a script that threw, a module that failed to load)."""
+    return [entry["message"] for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+
+
+def log_in(driver: Any, server: str, key: str = KEY) -> None:
+    driver.get(f"{server}/ui/login")
+    driver.find_element("id", "api_key").send_keys(key)
+    driver.find_element("css selector", "form[action='/ui/login'] button[type=submit]").click()
+
+
+def logged_in(driver: Any, server: str) -> None:
+    log_in(driver, server)
+    wait_for(lambda: driver.find_elements("id", "calls"), "the call list after logging in")
+
+
+def step_clock(api: httpx.Client, seconds: float) -> None:
+    response = api.post("/_sim/clock", json={"advance_s": seconds})
+    assert response.status_code == 200, response.text
+
+
+def status_of(api: httpx.Client, call_id: str) -> str:
+    return api.get(f"/v1/voice/calls/{call_id}").json()["status"]
+
+
+def run_until(api: httpx.Client, call_id: str, statuses: tuple[str, ...], step_s: float = 1.0, max_steps: int = 120) -> None:
+    """Step the manual clock until the call has one of ``statuses``."""
+    for _ in range(max_steps):
+        if status_of(api, call_id) in statuses:
+            return
+        step_clock(api, step_s)
+    raise AssertionError(f"call {call_id} is {status_of(api, call_id)} after {max_steps * step_s} s of call time, not {statuses}")
+
+
+def events_of(api: httpx.Client, call_id: str) -> list[dict[str, Any]]:
+    return api.get(f"/v1/voice/calls/{call_id}/events").json()["data"]
+
+
+def place(api: httpx.Client, **body: Any) -> str:
+    response = api.post("/v1/voice/calls", json={"from": FROM, **body})
+    assert response.status_code == 200, response.text
+    return response.json()["id"]
+
+
+def row_status(driver: Any, call_id: str) -> str | None:
+    rows = driver.find_elements("css selector", f"#calls tr[data-call-id='{call_id}']")
+    return rows[0].get_attribute("data-status") if rows else None
+
+
+# -- the tests -------------------------------------------------------------------------------------------------
+
+
+def test_a_wrong_key_is_refused_and_the_right_one_logs_in(page: Any, server: str) -> None:
+    screenshots(page, "login", lambda: page.find_elements("id", "api_key"))
+    log_in(page, server, key="sk_wrong")
+    error = wait_for(lambda: page.find_element("id", "login-error"), "the login error")
+    assert "not this server's API key" in error.text
+    screenshots(page, "login-refused", reload=False)
+    assert page.current_url.startswith(f"{server}/ui/login") and page.get_cookie("ivrsim_session") is None
+    page.get(f"{server}/ui/calls")
+    wait_for(lambda: page.find_elements("id", "api_key"), "the redirect to the login form")  # no session: no list
+    logged_in(page, server)
+    assert page.get_cookie("ivrsim_session")["httpOnly"] is True
+
+
+def test_a_call_placed_from_the_form_appears_and_ends_live_on_the_list(page: Any, server: str, api: httpx.Client) -> None:
+    logged_in(page, server)
+    page.execute_script("window.__not_reloaded = true")
+    list_tab = page.current_window_handle
+    page.switch_to.new_window("tab")
+    try:
+        page.get(f"{server}/ui/calls/new")
+        page.find_element("css selector", "#to option[value='+15550100002']").click()
+        text = page.find_element("id", "text")
+        text.clear()
+        text.send_keys("This call is placed from the browser.")
+        page.find_element("css selector", "form[action='/ui/calls/new'] button[type=submit]").click()
+        wait_for(lambda: "/ui/calls/call_" in page.current_url, "the new call's page")
+        call_id = page.current_url.rstrip("/").rsplit("/", 1)[1]
+    finally:
+        page.close()
+        page.switch_to.window(list_tab)
+    wait_for(lambda: row_status(page, call_id), f"{call_id}'s row on the open list")
+    run_until(api, call_id, ("completed", "failed"), step_s=5.0)
+    assert status_of(api, call_id) == "completed"
+    wait_for(lambda: row_status(page, call_id) == "completed", f"{call_id}'s row to say completed")
+    row = page.find_element("css selector", f"#calls tr[data-call-id='{call_id}']")
+    assert "completed" in row.text and "+15550100002" in row.text
+    assert page.execute_script("return window.__not_reloaded === true")  # live, not a reload
+    screenshots(page, "calls", lambda: row_status(page, call_id))
+    page.get(f"{server}/ui/calls/new")
+    screenshots(page, "place", lambda: page.find_elements("id", "to"))
+
+
+WAVEFORM_STATE = """
+const c = document.getElementById('waveform');
+const w = c && c.waveform;
+if (!w || c.dataset.state !== 'drawn') return null;
+const dpr = window.devicePixelRatio || 1, ctx = c.getContext('2d');
+const hex = (h) => [1, 3, 5].map((i) => parseInt(h.slice(i, i + 2), 16));
+const lanes = w.lanes.map((lane, i) => {
+  const colour = hex(w.colours[i]);
+  const top = Math.round(lane.top * dpr), height = Math.round(lane.height * dpr), mid = height / 2;
+  const data = ctx.getImageData(0, top, c.width, height).data;
+  let wave = 0;  // pixels of the lane's colour more than 3 device pixels off its midline: signal, not the baseline
+  for (let y = 0; y < height; y++) {
+    if (Math.abs(y - mid) <= 3) continue;
+    for (let x = 0; x < c.width; x++) {
+      const k = (y * c.width + x) * 4;
+      if (Math.abs(data[k] - colour[0]) + Math.abs(data[k + 1] - colour[1]) + Math.abs(data[k + 2] - colour[2]) < 40) wave++;
+    }
+  }
+  return {name: lane.name, wave};
+});
+return {lanes, width: c.clientWidth, pixel_width: c.width, dpr, duration_s: w.duration_s, answered_s: w.answered_s,
+        dtmf: w.marks.dtmf.map((m) => ({digit: m.digit, start_s: m.start_s, x: m.x})), attribute: JSON.parse(c.dataset.dtmf || '[]')};
+"""
+
+
+def test_the_call_page_draws_both_lanes_marks_keys_at_their_times_and_plays_the_recording(page: Any, server: str, api: httpx.Client) -> None:
+    call_id = place(api, to="+15550100001", tts={"text": "Please enter your four digit PIN."}, record=True, gather={"num_digits": 4, "timeout": 10})
+    run_until(api, call_id, ("completed", "failed"), step_s=5.0)
+    recording = wait_for(lambda: api.get(f"/v1/voice/calls/{call_id}/recording").json().get("duration_s"), "the recording")
+    events = events_of(api, call_id)
+    keys = [e for e in events if e["type"] == "dtmf.received"]
+    answered_s = next(e["call_time_s"] for e in events if e["type"] == "call.in-progress")
+    assert "".join(e["digit"] for e in keys) == "1234"
+    logged_in(page, server)
+    console_errors(page)
+    page.get(f"{server}/ui/calls/{call_id}")
+    state = wait_for(lambda: page.execute_script(WAVEFORM_STATE), "the waveform to be drawn")
+    platform, callee = state["lanes"]
+    assert (platform["name"], callee["name"]) == ("platform", "callee")
+    assert platform["wave"] > 200 and callee["wave"] > 50, state["lanes"]  # the prompt above, the keys' tones below
+    assert state["pixel_width"] == round(state["width"] * state["dpr"])
+    assert state["duration_s"] == pytest.approx(recording, abs=0.01) and state["answered_s"] == pytest.approx(answered_s)
+    assert [m["digit"] for m in state["dtmf"]] == ["1", "2", "3", "4"] and state["attribute"] == state["dtmf"]
+    for mark, event in zip(state["dtmf"], keys, strict=True):
+        expected_x = (event["start_s"] - answered_s) / recording * state["width"]
+        assert mark["start_s"] == event["start_s"] and mark["x"] == pytest.approx(expected_x, abs=0.5)
+    # The audio element loads the recording; a click on the canvas seeks it; the cursor follows.
+    audio = wait_for(lambda: page.execute_script(
+        "const a = document.getElementById('recording'); return a.readyState >= 1 ? {ready: a.readyState, duration: a.duration} : null"),
+        "the audio element's metadata")
+    assert audio["duration"] == pytest.approx(recording, abs=0.05)
+    canvas = page.find_element("id", "waveform")
+    page.execute_script("arguments[0].scrollIntoView({block: 'center'})", canvas)
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    ActionChains(page).move_to_element_with_offset(canvas, state["width"] // 4, 0).click().perform()  # offsets from the centre
+    seeked = wait_for(lambda: page.execute_script(
+        "const a = document.getElementById('recording'); return a.seeking ? null : a.currentTime"), "the seek")
+    assert seeked == pytest.approx(0.75 * recording, abs=0.05 * recording)
+    wait_for(lambda: abs(float(canvas.get_attribute("data-cursor-s")) - seeked) < 0.05, "the cursor at the seek")
+    from selenium.webdriver.common.keys import Keys
+
+    canvas.send_keys(Keys.HOME, Keys.ARROW_RIGHT)  # keyboard seeking: to the start, then a second on
+    wait_for(lambda: page.execute_script("const a = document.getElementById('recording'); return !a.seeking && Math.abs(a.currentTime - 1) < 0.01"),
+             "the keyboard seek to 1 s")
+    screenshots(page, "call-recorded", lambda: page.execute_script("return document.getElementById('waveform').dataset.state === 'drawn'"),
+                full_page=True)
+    viewport(page, *VIEWPORTS[1][1:])
+    page.refresh()
+    phone_pixels = wait_for(lambda: page.execute_script(WAVEFORM_STATE), "the waveform at phone width")
+    assert phone_pixels["dpr"] == 3 and phone_pixels["pixel_width"] == round(phone_pixels["width"] * 3)  # HiDPI: drawn at device pixels
+    assert phone_pixels["lanes"][0]["wave"] > 0 and phone_pixels["lanes"][1]["wave"] > 0
+    viewport(page, *VIEWPORTS[0][1:])
+    assert console_errors(page) == []
+
+
+def test_the_keypad_presses_keys_into_a_live_call(page: Any, server: str, api: httpx.Client) -> None:
+    call_id = place(api, to="+15550100002", tts={"text": "Enter three digits."}, gather={"num_digits": 3, "timeout": 60})
+    run_until(api, call_id, ("in-progress",))
+    wait_for(lambda: any(e["type"] == "prompt.completed" for e in events_of(api, call_id)) or step_clock(api, 1.0), "the prompt's end")
+    logged_in(page, server)
+    page.get(f"{server}/ui/calls/{call_id}")
+    wait_for(lambda: page.find_elements("css selector", ".keypad button"), "the keypad")
+    screenshots(page, "call-live", lambda: page.find_elements("css selector", ".keypad button"))
+    for key in "742":
+        page.find_element("css selector", f".keypad button[value='{key}']").click()
+        wait_for(lambda key=key: f"Pressed {key} " in page.find_element("id", "control-result").text or None, f"the keypad to confirm {key}")
+        page.execute_script("document.getElementById('control-result').textContent = ''")
+    step_clock(api, 3.0)
+    row = wait_for(lambda: next((r for r in page.find_elements("css selector", "#timeline tbody tr") if "gather.completed" in r.text), None),
+                   "gather.completed on the open page's timeline")
+    assert "742" in row.text
+    gathered = next(e for e in events_of(api, call_id) if e["type"] == "gather.completed")
+    assert gathered["digits"] == "742"
+    run_until(api, call_id, ("completed",), step_s=5.0)
+
+
+def test_every_other_page_renders_without_script_errors(page: Any, server: str) -> None:
+    logged_in(page, server)
+    console_errors(page)
+    for name, path in (("analyses", "/ui/analyses"), ("flows", "/ui/flows"), ("calls-empty-filter", "/ui/calls?status=busy&number=%2B1999")):
+        page.get(f"{server}{path}")
+        assert page.find_element("tag name", "h1").text
+        for shot in screenshots(page, name, lambda: page.find_elements("tag name", "h1")):
+            assert shot.stat().st_size > 1000
+        assert console_errors(page) == [], path
