@@ -7,7 +7,9 @@ sink in IVRSIM_TEST_SINK, so that the fuzzed server never contacts anything but 
 stays schema-valid (it matches the same pattern), so no check changes meaning.
 
 A speech-only gather is refused (422) when no installed model hears its language, which no schema can say:
-its ``language`` is set to ``en-US`` (always heard), a value the schema allows.
+its ``language`` is set to ``en-US`` (always heard), a value the schema allows. Likewise a flow must validate
+(node types, references) and a ``flow_id`` name a stored flow, which a schema cannot say: a generated flow
+(as JSON or YAML) becomes a small valid one, and a call's ``flow_id`` becomes that flow inline.
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ import schemathesis
 
 from ivrsim.api.schemas import HTTP_URL_PATTERN
 
-URL_FIELDS = ("webhook_url", "audio_url")
+URL_FIELDS = ("webhook_url", "audio_url", "url")
+VALID_FLOW = {"nodes": {"bye": {"type": "hangup"}}}
+VALID_FLOW_YAML = "nodes:\n  bye:\n    type: hangup\n"
 
 
 def _contain(body: Any, sink: str) -> None:
@@ -32,6 +36,14 @@ def _contain(body: Any, sink: str) -> None:
             body[name] = sink
     if isinstance(body.get("location"), str):  # an analysis's recording: a URL or a local path, fetched later: always the sink
         body["location"] = sink
+    if isinstance(body.get("flow"), dict):
+        body["flow"] = dict(VALID_FLOW)
+    if isinstance(body.get("yaml"), str):
+        body["yaml"] = VALID_FLOW_YAML
+    if isinstance(body.get("flow_id"), str) and "to" in body:  # a call's stored flow: run one inline instead
+        del body["flow_id"]
+        if "url" not in body:
+            body["flow"] = dict(VALID_FLOW)
     _contain(body.get("gather"), sink)
     gather = body.get("gather")
     if isinstance(gather, dict) and gather.get("type") == "speech":

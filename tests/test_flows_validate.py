@@ -278,3 +278,24 @@ def test_cli_validate_json_and_graph(tmp_path: Path) -> None:
     as_json = cli("flow", "graph", "--json", str(SAMPLES / "appointment-confirmation.yaml"))
     assert json.loads(as_json.output)["start"] == "greet"
     assert cli("flow", "graph", str(bad_file)).exit_code == 1
+
+
+LAUGHS = "\n".join(
+    [f'l0: &l0 [{", ".join(["lol"] * 9)}]']
+    + [f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]" for i in range(1, 9)]
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        (LAUGHS, ["expands to over", "aliases"]),  # a billion laughs: 9^9 values from 1 kB
+        ("[" * 20_000 + "]" * 20_000, ["nested too deeply"]),
+        ("&a [*a]", ["nested too deeply"]),  # an alias that holds itself
+        ("nodes:\n  a\x9a: 1", ["U+009A", "2:4"]),  # a character YAML does not allow
+    ],
+)
+def test_hostile_yaml_is_refused_quickly_with_a_flow_error(text: str, words: list[str]) -> None:
+    with pytest.raises(FlowError) as refused:
+        load_flow_text(text, "menu.yaml")
+    assert all(word in str(refused.value) for word in words), str(refused.value)

@@ -208,12 +208,23 @@ class CallCreate(BaseModel):
     model_config = ConfigDict(
         **STRICT_BODY,
         populate_by_name=True,
-        # "Either tts or audio_url is required", in the document's own terms.
+        # "Either tts or audio_url is required", in the document's own terms; or ours: a flow, a stored
+        # flow or a TwiML app to run, one of them at most.
         json_schema_extra={
             "anyOf": [
                 {"required": ["tts"], "properties": {"tts": {"type": "object"}}},
                 {"required": ["audio_url"], "properties": {"audio_url": {"type": "string"}}},
-            ]
+                {"required": ["flow"], "properties": {"flow": {"type": "object"}}},
+                {"required": ["flow_id"], "properties": {"flow_id": {"type": "string"}}},
+                {"required": ["url"], "properties": {"url": {"type": "string"}}},
+            ],
+            "not": {
+                "anyOf": [
+                    {"required": ["flow", "flow_id"], "properties": {"flow": {"type": "object"}, "flow_id": {"type": "string"}}},
+                    {"required": ["flow", "url"], "properties": {"flow": {"type": "object"}, "url": {"type": "string"}}},
+                    {"required": ["flow_id", "url"], "properties": {"flow_id": {"type": "string"}, "url": {"type": "string"}}},
+                ]
+            },
         },
     )
 

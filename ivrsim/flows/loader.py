@@ -63,6 +63,9 @@ def _mark(node: yaml.Node) -> tuple[int, int]:
 
 
 def _build(loader: _FlowYamlLoader, node: yaml.Node, path: Path_, positions: Positions, issues: list[FlowIssue]) -> Any:
+    if len(positions.values) >= MAX_FLOW_VALUES:  # aliases can make a small file expand exponentially ("billion laughs")
+        raise FlowError([FlowIssue(json_path(path), f"the flow expands to over {MAX_FLOW_VALUES:,} values (aliases repeating aliases?); "
+                                   "write it out plainly", positions.file, *_mark(node))])
     positions.values[path] = _mark(node)
     if isinstance(node, yaml.MappingNode):
         loader.flatten_mapping(node)  # merge keys (<<)
@@ -82,13 +85,30 @@ def _build(loader: _FlowYamlLoader, node: yaml.Node, path: Path_, positions: Pos
     return loader.construct_object(node, deep=True)
 
 
+#: Most values (mappings, lists, scalars) a flow document may hold once its aliases are expanded.
+MAX_FLOW_VALUES = 50_000
+#: Why a document nested beyond what can be read is refused.
+TOO_DEEP = "the document is nested too deeply (or an alias refers to itself); a flow is a mapping of nodes a few levels deep"
+
+
+def _line_column(text: str, position: int) -> tuple[int, int]:
+    """1-based line and column of ``position`` (a character index) in ``text``."""
+    before = text[:position]
+    return before.count("\n") + 1, position - (before.rfind("\n") + 1) + 1
+
+
 def load_flow_text(text: str, file: str | None = None) -> tuple[Any, Positions]:
     """The document in ``text`` (YAML, or JSON, which is YAML) and its positions. FlowError (with the
     line and column) for text that is not YAML or too large."""
     positions = Positions(file=file)
     if len(text.encode("utf-8", "surrogatepass")) > MAX_FLOW_BYTES:
         raise FlowError([FlowIssue("", f"the flow is over {MAX_FLOW_BYTES // 1024} kB; split it into smaller flows", file, 1, 1)])
-    loader = _FlowYamlLoader(text)
+    try:
+        loader = _FlowYamlLoader(text)  # reads the text at once: a character YAML does not allow fails here
+    except yaml.reader.ReaderError as error:
+        line, column = _line_column(text, error.position)
+        raise FlowError([FlowIssue("", f"not valid YAML: character U+{error.character:04X} is not allowed in YAML; remove it", file,
+                                   line, column)]) from None
     try:
         root = loader.get_single_node()
     except yaml.MarkedYAMLError as error:
@@ -97,6 +117,8 @@ def load_flow_text(text: str, file: str | None = None) -> tuple[Any, Positions]:
         raise FlowError([FlowIssue("", f"not valid YAML: {error.problem or error.context}; fix the syntax here", file, line, column)]) from error
     except yaml.YAMLError as error:
         raise FlowError([FlowIssue("", f"not valid YAML ({type(error).__name__}); fix the syntax", file, 1, 1)]) from error
+    except RecursionError:
+        raise FlowError([FlowIssue("", TOO_DEEP, file, 1, 1)]) from None
     finally:
         loader.dispose()
     if root is None:
@@ -108,6 +130,8 @@ def load_flow_text(text: str, file: str | None = None) -> tuple[Any, Positions]:
         mark = getattr(error, "problem_mark", None)
         line, column = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
         raise FlowError([FlowIssue("", f"a value cannot be read: {getattr(error, 'problem', None) or error}", file, line, column)]) from error
+    except RecursionError:  # nesting thousands deep, or an alias that holds itself
+        raise FlowError([FlowIssue("", TOO_DEEP, file, 1, 1)]) from None
     if issues:
         raise FlowError(issues)
     return document, positions

@@ -119,7 +119,7 @@ async def _place(body: CallCreate, services: Services) -> dict[str, Any]:
                            "or use gather.type 'dtmf speech' to take keys as well", "gather.language")
     request = body.to_request()
     if body.flow is not None:  # validated here, so that a bad flow is a 422 naming its path, not a failed call
-        request = dataclasses.replace(request, flow=checked_document(body.flow, "flow"))
+        request = dataclasses.replace(request, flow=await asyncio.to_thread(checked_document, body.flow, "flow"))
     elif body.flow_id is not None:
         stored = known_flow(services, body.flow_id, "flow_id", HTTP_422_UNPROCESSABLE)
         request = dataclasses.replace(request, flow=stored.document)  # the call carries the document (a worker needs nothing else)

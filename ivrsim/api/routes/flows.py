@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from ivrsim.api.deps import ApiKeyDep, Services, ServicesDep
 from ivrsim.api.errors import (
@@ -33,7 +34,7 @@ class FlowWrite(BaseModel):
     """``POST /v1/voice/flows`` and ``PUT /v1/voice/flows/{id}``: a name and the flow, as a JSON object
     (``flow``) or as YAML text (``yaml``), exactly one of them."""
 
-    model_config = STRICT_BODY
+    model_config = ConfigDict(**STRICT_BODY, json_schema_extra={"oneOf": [{"required": ["flow"]}, {"required": ["yaml"]}]})
 
     name: str = Field(min_length=1, max_length=200, description="What the flow is called (lists show it).")
     flow: dict[str, Any] | None = Field(default=None, description="The flow document as JSON: nodes, and optionally start, variables.")
@@ -97,7 +98,7 @@ def known_flow(services: Services, flow_id: str, param: str = "id", status: int 
 async def create_flow(body: FlowWrite, services: ServicesDep) -> dict[str, Any]:
     """Validated first: a 422 lists every problem (with line and column for YAML); ``param`` is the first's
     JSON path. Calls run it with ``flow_id``."""
-    document, source = _document(body)
+    document, source = await asyncio.to_thread(_document, body)  # parsing and validating 256 kB takes a while: off the loop
     return flow_public(services.engine.store.insert_flow(services.engine.new_id("flow"), body.name, document, source))
 
 
@@ -124,7 +125,7 @@ async def get_flow(flow_id: str, services: ServicesDep) -> dict[str, Any]:
 async def replace_flow(flow_id: str, body: FlowWrite, services: ServicesDep) -> dict[str, Any]:
     """Calls placed before keep the flow they were placed with (a call carries its document)."""
     known_flow(services, flow_id)
-    document, source = _document(body)
+    document, source = await asyncio.to_thread(_document, body)  # parsing and validating 256 kB takes a while: off the loop
     record = services.engine.store.update_flow(flow_id, body.name, document, source)
     if record is None:  # deleted meanwhile
         known_flow(services, flow_id)
