@@ -584,6 +584,33 @@ class AnsweringMachine(_PlaysAudio):
 # -- phonebook --------------------------------------------------------------------------------------------
 
 
+class EntryError(ScriptError):
+    """A run-time phonebook entry is refused; ``param`` names its field."""
+
+    def __init__(self, message: str, param: str) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+#: Kinds of callee ``Phonebook.register`` accepts (none of them reads a file), and their fields.
+RUNTIME_FIELDS: dict[str, tuple[str, ...]] = {
+    "scripted": ("kind", "script"),
+    "machine": ("kind", "greeting", "voice", "answer_after_rings", "max_message_s"),
+    "busy": ("kind", "reason"),
+    "no-answer": ("kind", "reason"),
+    "failed": ("kind", "reason"),
+}
+RUNTIME_KINDS = tuple(RUNTIME_FIELDS)
+
+
+def _whole_rings(document: dict[str, Any]) -> dict[str, Any]:
+    """``answer_after_rings`` 3.0 (JSON's number) as 3."""
+    rings = document.get("answer_after_rings")
+    if isinstance(rings, float) and rings.is_integer():
+        return {**document, "answer_after_rings": int(rings)}
+    return document
+
+
 def _yaml_problem(error: yaml.YAMLError) -> str:
     """One line for a YAML error: where (1-based line and column) and what, without PyYAML's quoted excerpt."""
     mark = getattr(error, "problem_mark", None)
@@ -604,6 +631,9 @@ class Phonebook:
     _scripts: dict[Path, tuple[float, Any]] = field(default_factory=dict, repr=False)
     #: Voices that scripts and machines may use; checked when the phonebook loads.
     catalog: VoiceCatalog | None = field(default=None, repr=False)
+    #: Callers registered at run time (``PUT /_sim/phonebook/{number}``), checked by ``register``; they
+    #: answer before ``entries`` and travel with each call (``CallRequest.callee``) to worker processes.
+    registered: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @classmethod
     def default_book(cls, catalog: VoiceCatalog | None = None) -> Phonebook:
@@ -659,7 +689,57 @@ class Phonebook:
         return cached[1]
 
     def describe(self) -> dict[str, Any]:
-        return {"default": self.default, "numbers": self.entries}
+        return {"default": self.default, "numbers": self.entries, "registered": self.registered}
+
+    def register(self, number: str, entry: Any) -> None:
+        """Register a run-time callee for ``number``: only what needs no file (inline scripts without
+        ``play`` steps, machines, forced outcomes), so that nothing from the network names a file on this
+        machine; ScriptError names the step and field."""
+        where = f"phonebook entry {number}"
+        if not isinstance(entry, dict) or "kind" not in entry:
+            raise ScriptError(f"{where}: an entry needs a kind: scripted, machine, busy, no-answer or failed")
+        kind = entry["kind"]
+        if kind not in RUNTIME_KINDS:
+            raise ScriptError(f"{where}: kind {kind!r} cannot be registered at run time; use {', '.join(RUNTIME_KINDS)} "
+                              "(fixtures and sound cards go in the phonebook file)")
+        allowed = RUNTIME_FIELDS[kind]
+        unknown = sorted(str(k) for k in entry if k not in allowed)
+        if unknown:
+            raise EntryError(f"{where}: a {kind} entry has no field {unknown[0]!r}; use {', '.join(allowed)}", unknown[0])
+        for name, max_chars in (("reason", 500), ("greeting", 2000)):
+            if name in entry and not (isinstance(entry[name], str) and len(entry[name]) <= max_chars):
+                raise EntryError(f"{where}: {name} must be text of at most {max_chars} characters", name)
+        if kind == "machine" and "max_message_s" in entry and not (isinstance(entry["max_message_s"], (int, float))
+                                                                    and 0 < entry["max_message_s"] <= 3600):
+            raise EntryError(f"{where}: max_message_s must be a number of seconds above 0, at most 3600", "max_message_s")
+        entry = _whole_rings(entry)
+        rings = entry.get("answer_after_rings", 1)
+        if kind == "machine" and not (isinstance(rings, int) and not isinstance(rings, bool) and 0 <= rings <= 20):
+            raise EntryError(f"{where}: answer_after_rings must be a whole number from 0 to 20, got {rings!r}", "answer_after_rings")
+        if kind == "scripted" and isinstance(entry.get("script"), dict):
+            entry = {**entry, "script": _whole_rings(entry["script"])}
+        if kind == "scripted":
+            script = entry.get("script")
+            if not isinstance(script, dict):
+                raise ScriptError(f"{where}: script must be an inline caller script (a mapping with steps), not a file path")
+            for name in ("name", "description"):
+                if name in script and not isinstance(script[name], str):
+                    raise EntryError(f"{where}: script.{name} must be text", f"script.{name}")
+            steps = script.get("steps", [])
+            for index, step in enumerate(steps if isinstance(steps, list) else []):
+                if step == "play" or (isinstance(step, dict) and "play" in step):
+                    raise ScriptError(f"{where}: step {index + 1}: play.file is refused at run time (it names a file on the server); "
+                                      "use say, or put the caller in the phonebook file")
+        if kind == "machine":
+            for name, types in (("answer_after_rings", int), ("max_message_s", (int, float)), ("greeting", str), ("voice", str)):
+                if name in entry and (not isinstance(entry[name], types) or isinstance(entry[name], bool)):
+                    raise EntryError(f"{where}: {name} has the wrong type ({type(entry[name]).__name__})", name)
+        self.callee_for_entry(entry, where=where, decode_audio=False)
+        self.registered[number] = entry
+
+    def unregister(self, number: str) -> bool:
+        """Forget the run-time callee of ``number``; False when there was none."""
+        return self.registered.pop(number, None) is not None
 
     def callee_for_entry(self, entry: Any, where: str, decode_audio: bool = True) -> Callee:
         if not isinstance(entry, dict) or "kind" not in entry:

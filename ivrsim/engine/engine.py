@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import random
 import secrets
+from dataclasses import replace
 from typing import Any
 
 from ivrsim.engine.actions import Action
@@ -202,6 +203,8 @@ class CallEngine:
         ``then``: actions to run after the request's own (prompt and gather), before hanging up; the
         IVR builder composes calls this way (in-process only: see ``CallJob``).
         """
+        if request.callee is None and request.to in self.phonebook.registered:  # a run-time caller travels with the call
+            request = replace(request, callee=self.phonebook.registered[request.to])
         record = self.store.insert_call(self.new_id("call"), request.to, request.from_, request.as_dict())
         self.output.event(CallEvent(record.id, 1, "call.queued", 0.0, utc_now(), {"status": "queued", "to": request.to, "from": request.from_}))
         start_frame = self.timeline.now_frames if self.timeline is not None else None

@@ -1,4 +1,4 @@
-"""Helpers for tests of ivrsim and of flows built on it (the audio-fixture pytest plugin comes later)."""
+"""Helpers for tests of ivrsim and of flows built on it; the pytest plugin is ``ivrsim.testing.plugin``."""
 
 from ivrsim.testing.http import serve_bytes
 

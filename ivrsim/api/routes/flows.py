@@ -34,7 +34,10 @@ class FlowWrite(BaseModel):
     """``POST /v1/voice/flows`` and ``PUT /v1/voice/flows/{id}``: a name and the flow, as a JSON object
     (``flow``) or as YAML text (``yaml``), exactly one of them."""
 
-    model_config = ConfigDict(**STRICT_BODY, json_schema_extra={"oneOf": [{"required": ["flow"]}, {"required": ["yaml"]}]})
+    model_config = ConfigDict(**STRICT_BODY, json_schema_extra={"oneOf": [
+        {"required": ["flow"], "properties": {"flow": {"type": "object"}}},
+        {"required": ["yaml"], "properties": {"yaml": {"type": "string"}}},
+    ]})
 
     name: str = Field(min_length=1, max_length=200, description="What the flow is called (lists show it).")
     flow: dict[str, Any] | None = Field(default=None, description="The flow document as JSON: nodes, and optionally start, variables.")

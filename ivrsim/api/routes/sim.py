@@ -4,20 +4,24 @@ hosted APIs: health, reset, the phonebook, injecting DTMF or speech into a live 
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Body, Query
+from fastapi import Path as PathParam
 from pydantic import BaseModel, Field, field_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from ivrsim.api.deps import ApiKeyDep, Services, ServicesDep
 from ivrsim.api.errors import (
     BODY_ERRORS,
     HTTP_404_NOT_FOUND,
     HTTP_409_CONFLICT,
+    HTTP_413_TOO_LARGE,
     HTTP_422_UNPROCESSABLE,
     HTTP_503_UNAVAILABLE,
     ApiError,
@@ -25,8 +29,15 @@ from ivrsim.api.errors import (
 )
 from ivrsim.api.schemas import NOT_BLANK_PATTERN, STRICT_BODY
 from ivrsim.audio.dtmf_generator import DtmfToneSpec, validate_digits
-from ivrsim.engine.runner import CallNotLiveError, InjectionLimitError, LiveCallHandle, WorkerUnavailableError
+from ivrsim.engine.callees import ScriptError
+from ivrsim.engine.runner import (
+    CallNotLiveError,
+    InjectionLimitError,
+    LiveCallHandle,
+    WorkerUnavailableError,
+)
 from ivrsim.exceptions import SpeechError
+from ivrsim.phone_numbers import E164_PATTERN, is_e164
 from ivrsim.speech.tts import check_prompt_length, estimate_prompt_s
 from ivrsim.store.maintenance import recording_files, remove_files
 from ivrsim.store.sqlite import Store
@@ -34,6 +45,11 @@ from ivrsim.store.sqlite import Store
 router = APIRouter(prefix="/_sim", tags=["simulator"])
 #: What the injection endpoints answer besides 200: the body's errors, an unknown call, a call not in progress.
 INJECTION_ERRORS = error_responses(401, 404, 409, 503, *BODY_ERRORS)
+#: Bounds of the callers registered at run time: one entry's JSON, and how many at once.
+MAX_RUNTIME_ENTRY_BYTES = 64 * 1024
+MAX_RUNTIME_ENTRIES = 1000
+#: How often ``until_idle`` looks at the live calls on a clock that runs by itself, in seconds.
+IDLE_POLL_S = 0.02
 #: Keys ``digits`` takes: DTMF keys in either case, and w for a 0.5 s pause.
 DIGITS_PATTERN = r"^[0-9*#A-Da-dwW]+$"
 
@@ -54,9 +70,24 @@ class DtmfInjection(BaseModel):
 
 
 class ClockStep(BaseModel):
+    """``advance_s``, ``until_idle``, or both (step, then run until idle); neither: the live calls catch up
+    with the present (manual clock)."""
+
     model_config = STRICT_BODY
 
-    advance_s: float = Field(gt=0, le=86_400, description="Seconds of call time to move forward.")
+    advance_s: Annotated[float, Field(gt=0, le=86_400)] | SkipJsonSchema[None] = Field(default=None, description="Seconds of call time to move forward.")
+    until_idle: bool = Field(default=False, description="Run until no call is live: step the manual clock (in steps of step_s), "
+                             "or on the virtual and realtime clocks wait for the live calls to end.")
+    max_s: float = Field(default=600.0, gt=0, le=86_400, description="With until_idle: the most call time to step (manual clock), "
+                         "or the longest to wait in wall seconds (other clocks).")
+    step_s: float = Field(default=1.0, gt=0, le=3600, description="With until_idle on the manual clock: the size of each step.")
+
+    @field_validator("advance_s", mode="before")
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        if value is None:  # left out means "do not step"; null is not a number of seconds
+            raise ValueError("must be a number of seconds; leave it out to not step")
+        return value
 
 
 class SpeechInjection(BaseModel):
@@ -89,6 +120,7 @@ async def reset(services: ServicesDep) -> dict[str, Any]:
     # The delivery workers stop first, so none of them writes an attempt for a row being deleted; then the
     # rows and files go, off the event loop (a large store takes a while).
     await services.dispatcher.cancel()
+    services.engine.phonebook.registered.clear()  # run-time callers are part of the state a reset forgets
     removed = await asyncio.to_thread(_forget_everything, services.engine.store, services.settings.data_dir)
     return {"status": "reset", "recordings_removed": removed}
 
@@ -102,6 +134,75 @@ def _forget_everything(store: Store, data_dir: Path) -> int:
 @router.get("/phonebook", dependencies=[ApiKeyDep], summary="Who answers which number", responses=error_responses(401))
 async def phonebook(services: ServicesDep) -> dict[str, Any]:
     return services.engine.phonebook.describe()
+
+
+#: What a run-time phonebook entry looks like (its script's steps are checked as a caller script's are).
+RUNTIME_ENTRY_SCHEMA: dict[str, Any] = {
+    "description": "A phonebook entry: an inline caller script, an answering machine, or a forced outcome.",
+    "oneOf": [
+        {"type": "object", "required": ["kind", "script"], "additionalProperties": False, "properties": {
+            "kind": {"const": "scripted"},
+            "script": {"type": "object", "additionalProperties": False, "properties": {
+                "name": {"type": "string"}, "description": {"type": "string"},
+                "answer_after_rings": {"type": "integer", "minimum": 0, "maximum": 20}, "steps": {"type": "array", "items": {"type": "object"}}}}}},
+        {"type": "object", "required": ["kind"], "additionalProperties": False, "properties": {
+            "kind": {"const": "machine"}, "greeting": {"type": "string", "maxLength": 2000}, "voice": {"type": "string"},
+            "answer_after_rings": {"type": "integer", "minimum": 0, "maximum": 20}, "max_message_s": {"type": "number", "exclusiveMinimum": 0, "maximum": 3600}}},
+        {"type": "object", "required": ["kind"], "additionalProperties": False, "properties": {
+            "kind": {"enum": ["busy", "no-answer", "failed"]}, "reason": {"type": "string", "maxLength": 500}}},
+    ],
+}
+
+
+def _entry_param(message: str) -> str:
+    """The field a phonebook entry's error names: ``script.steps[2].press.digits`` from "step 3: press.digits"."""
+    step = re.search(r"step (\d+): (?:([a-z_]+)\.([a-z_]+))?", message)
+    if step:
+        field = f".{step.group(2)}.{step.group(3)}" if step.group(2) else ""
+        return f"script.steps[{int(step.group(1)) - 1}]{field}"
+    if re.search(r"\bkind\b", message):
+        return "kind"
+    if "answer_after_rings" in message:
+        return "script.answer_after_rings"
+    return "voice" if re.search(r"\bvoice\b", message) else "script"
+
+
+@router.put("/phonebook/{number}", dependencies=[ApiKeyDep], summary="Register a caller for a number at run time",
+            responses=error_responses(401, *BODY_ERRORS))
+async def register_caller(
+    number: Annotated[str, PathParam(json_schema_extra={"pattern": E164_PATTERN}, description="The E.164 number the caller answers.")],
+    entry: Annotated[dict[str, Any], Body(json_schema_extra=RUNTIME_ENTRY_SCHEMA)],
+    services: ServicesDep,
+) -> dict[str, Any]:
+    """The entry is checked as the phonebook file's are (422 naming the step and field); it answers
+    ``number`` for calls placed from now on, until DELETE or /_sim/reset."""
+    if not is_e164(number):
+        raise ApiError(HTTP_422_UNPROCESSABLE, "invalid_parameter", f"number must be E.164 (+ and 8 to 15 digits), got {number[:32]!r}", "number")
+    size_bytes = len(json.dumps(entry))
+    if size_bytes > MAX_RUNTIME_ENTRY_BYTES:
+        raise ApiError(HTTP_413_TOO_LARGE, "too_large", f"the entry is {size_bytes} bytes; keep a run-time caller under "
+                       f"{MAX_RUNTIME_ENTRY_BYTES} bytes (put long scripts in the phonebook file)", "script")
+    book = services.engine.phonebook
+    if number not in book.registered and len(book.registered) >= MAX_RUNTIME_ENTRIES:
+        raise ApiError(HTTP_409_CONFLICT, "too_many_callers", f"{MAX_RUNTIME_ENTRIES} callers are registered; DELETE some or /_sim/reset", "number")
+    try:
+        book.register(number, entry)
+    except ScriptError as error:
+        message = str(error)
+        param = getattr(error, "param", None) or _entry_param(message.split(": ", 1)[-1])
+        raise ApiError(HTTP_422_UNPROCESSABLE, "invalid_parameter", message, param) from error
+    return {"number": number, "registered": entry}
+
+
+@router.delete("/phonebook/{number}", dependencies=[ApiKeyDep], summary="Forget a caller registered at run time",
+               responses=error_responses(401, 404))
+async def unregister_caller(
+    number: Annotated[str, PathParam(json_schema_extra={"pattern": E164_PATTERN}, description="The E.164 number to forget.")], services: ServicesDep
+) -> dict[str, Any]:
+    if not services.engine.phonebook.unregister(number):
+        raise ApiError(HTTP_404_NOT_FOUND, "not_found", f"no caller is registered at run time for {number[:32]!r}; "
+                       "GET /_sim/phonebook lists them", "number")
+    return {"number": number, "deleted": True}
 
 
 @router.get("/events", dependencies=[ApiKeyDep], summary="The newest events of all calls", responses=error_responses(401, 422))
@@ -197,15 +298,33 @@ async def get_clock(services: ServicesDep) -> dict[str, Any]:
     return {"clock": services.settings.clock, "now_s": timeline.now_s if timeline else None}
 
 
-@router.post("/clock", dependencies=[ApiKeyDep], summary="Step the manual clock", responses=error_responses(401, 409, *BODY_ERRORS))
+@router.post("/clock", dependencies=[ApiKeyDep], summary="Step the manual clock, or run until idle", responses=error_responses(401, 409, *BODY_ERRORS))
 async def step_clock(body: ClockStep, services: ServicesDep) -> dict[str, Any]:
+    """Answers once every live call has reached the new present (its events at that time are stored).
+    ``until_idle``: also works on the virtual and realtime clocks, where it waits for the calls to end."""
     timeline = services.engine.timeline
+    engine = services.engine
     if timeline is None:
-        raise ApiError(
-            HTTP_409_CONFLICT, "clock_not_manual",
-            f"the clock is {services.settings.clock} and runs by itself; start the server with --clock manual to step it",
-        )
-    now_s = await timeline.advance(body.advance_s)
+        if not body.until_idle:
+            raise ApiError(
+                HTTP_409_CONFLICT, "clock_not_manual",
+                f"the clock is {services.settings.clock} and runs by itself; start the server with --clock manual to step it",
+            )
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + body.max_s
+        while engine.live_count and loop.time() < deadline:  # the calls run by themselves: wait for them, bounded
+            await asyncio.sleep(IDLE_POLL_S)
+        return {"clock": services.settings.clock, "now_s": None, "idle": engine.live_count == 0, "live_calls": engine.live_count}
+    now_s = await timeline.advance(body.advance_s) if body.advance_s is not None else timeline.now_s
     with _on_the_call("*"):
-        await services.engine.executor.settle_clock(timeline.now_frames)  # the calls have caught up when this answers
-    return {"clock": "manual", "now_s": now_s}
+        await engine.executor.settle_clock(timeline.now_frames)  # the calls have caught up when this answers
+    if not body.until_idle:
+        return {"clock": "manual", "now_s": now_s}
+    stepped_s = 0.0
+    while engine.live_count and stepped_s < body.max_s:
+        step_s = min(body.step_s, body.max_s - stepped_s)
+        await timeline.advance(step_s)
+        stepped_s += step_s
+        with _on_the_call("*"):
+            await engine.executor.settle_clock(timeline.now_frames)
+    return {"clock": "manual", "now_s": timeline.now_s, "idle": engine.live_count == 0, "live_calls": engine.live_count}

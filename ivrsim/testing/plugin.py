@@ -1,0 +1,365 @@
+"""The ivrsim pytest plugin (entry point ``pytest11``): regression tests of IVRs in a few lines.
+
+    def test_pin(ivrsim):
+        ivrsim.caller("+15550001111", [{"wait_for_prompt": {}}, {"press": {"digits": "1234#"}}])
+        call = ivrsim.call(to="+15550001111", tts={"text": "Enter your PIN"}, gather={"num_digits": 4})
+        assert call.digits == "1234"
+
+Fixtures: ``ivrsim_server`` (one in-process server per session, virtual clock, temporary data folder, a
+real webhook receiver) and ``ivrsim`` (a client per test; the callers it registers are forgotten after the
+test). ``--ivrsim-update-golden`` records golden fixtures for ``ivrsim.assert_golden(call)``.
+
+Golden audio tolerance: the two dual-channel WAVs must have the same length within ``GOLDEN_LENGTH_TOLERANCE_S``
+(20 ms) and a Pearson correlation of at least ``GOLDEN_MIN_CORRELATION`` (0.9) over their common length,
+both channels together. Heavy imports (the server, the ASR engine) happen only when a fixture is used, so
+the plugin costs nothing in test runs that do not use it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+import secrets
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from ivrsim.client import Canary
+    from ivrsim.webhooks.receiver import WebhookReceiver
+
+UPDATE_GOLDEN_OPTION = "--ivrsim-update-golden"
+PROMPT_CACHE_INI = "ivrsim_prompt_cache"
+GOLDEN_LENGTH_TOLERANCE_S = 0.020
+GOLDEN_MIN_CORRELATION = 0.9
+#: How close (difflib ratio over words) the best-matching stretch of the transcript must be to pass ``heard``.
+HEARD_MIN_RATIO = 0.8
+#: Clauses of one prompt ``heard`` considers (its grammar grows with their square).
+MAX_CLAUSES = 12
+#: Longest a call may take from placing to its end, in wall seconds (an upper bound, not a wait).
+CALL_TIMEOUT_S = 120.0
+ENDED = ("completed", "busy", "no-answer", "failed")
+#: Event fields that change from run to run (wall times, ids, URLs): left out of golden events.
+VOLATILE_KEYS = frozenset({"call_id", "timestamp", "created_at", "ended_at", "answered_at", "recording_id", "url", "recording_url", "id"})
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("ivrsim")
+    group.addoption(UPDATE_GOLDEN_OPTION, action="store_true", default=False,
+                    help="record golden fixtures (events and audio) for ivrsim.assert_golden instead of comparing with them")
+    parser.addini(PROMPT_CACHE_INI, "folder of rendered prompts kept between runs (relative to the rootdir); default: pytest's "
+                  "cache folder. Commit it beside golden fixtures so CI renders nothing and matches them to the sample.")
+
+
+def _prompt_cache(config: pytest.Config) -> Path | None:
+    """Where the server keeps rendered prompts: espeak-ng's output depends on what the process rendered
+    before, so golden audio matches only when a prompt is rendered once and then reused."""
+    configured = config.getini(PROMPT_CACHE_INI)
+    if configured:
+        return Path(str(config.rootpath)) / str(configured)
+    cache = getattr(config, "cache", None)
+    return cache.mkdir("ivrsim-prompts") if cache is not None else None
+
+
+@dataclass
+class IvrsimServer:
+    """A running server: its URL and key, and the webhook receiver every call's webhooks go to."""
+
+    base_url: str
+    api_key: str
+    receiver: WebhookReceiver
+    data_dir: Path
+
+
+@pytest.fixture(scope="session")
+def ivrsim_server(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config) -> Iterator[IvrsimServer]:
+    """One in-process server for the session on the virtual clock (calls run as fast as the CPU allows),
+    with a temporary data folder (its prompt cache kept between runs: ``_prompt_cache``) and a webhook
+    receiver on loopback."""
+    from ivrsim.api.server import BackgroundServer
+    from ivrsim.settings import Settings
+    from ivrsim.webhooks.receiver import WebhookReceiver
+
+    key = "test_" + secrets.token_hex(8)
+    data_dir = tmp_path_factory.mktemp("ivrsim-server")
+    prompts = _prompt_cache(pytestconfig)
+    if prompts is not None:
+        prompts.mkdir(parents=True, exist_ok=True)
+        (data_dir / "prompts").symlink_to(prompts, target_is_directory=True)
+    settings = Settings(api_key=key, port=0, data_dir=data_dir, clock="virtual", workers=0, seed=None,
+                        webhook_attempts=3, webhook_backoff_s=0.05)
+    with WebhookReceiver() as receiver, BackgroundServer(settings) as server:
+        yield IvrsimServer(server.base_url, key, receiver, data_dir)
+
+
+@pytest.fixture
+def ivrsim(ivrsim_server: IvrsimServer, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[IvrsimClient]:
+    """A client for one test: ``caller``, ``call``, ``assert_golden``; its callers are unregistered after."""
+    from ivrsim.client import Canary
+
+    with Canary(ivrsim_server.api_key, base_url=ivrsim_server.base_url) as canary:
+        client = IvrsimClient(canary, ivrsim_server, request, tmp_path)
+        yield client
+        for number in list(client.registered):
+            client.forget(number)
+
+
+@dataclass
+class Recording:
+    duration_s: float
+    path: Path
+    channels: str
+
+
+@dataclass
+class CallResult:
+    """A call that has ended, with what a test asserts on."""
+
+    id: str
+    status: str
+    reason: str | None
+    events: list[dict[str, Any]]
+    webhooks: list[dict[str, Any]]
+    recording: Recording | None
+    data: dict[str, Any] = field(default_factory=dict)
+    _transcript: str | None = field(default=None, repr=False)
+
+    @property
+    def path(self) -> list[str]:
+        """The flow's nodes in the order entered (``flow.node_entered``)."""
+        return [str(e.get("node")) for e in self.events if e["type"] == "flow.node_entered"]
+
+    @property
+    def gathers(self) -> list[dict[str, Any]]:
+        return [e for e in self.events if e["type"] == "gather.completed"]
+
+    @property
+    def digits(self) -> str | None:
+        """The first gather's digits (``gathers`` has them all); None when nothing was gathered."""
+        return self.gathers[0].get("digits") if self.gathers else None
+
+    @property
+    def prompts(self) -> list[str]:
+        """The texts of the say prompts the platform played (``prompt.started``)."""
+        return [str(e["text"]) for e in self.events if e["type"] == "prompt.started" and e.get("text")]
+
+    def assert_path(self, expected: list[str]) -> None:
+        if self.path != list(expected):
+            diff = "\n".join(difflib.unified_diff(list(expected), self.path, "expected path", "path taken", lineterm=""))
+            raise AssertionError(f"call {self.id} took another path through the flow ({self.status}: {self.reason}):\n{diff}")
+
+    def transcript(self) -> str:
+        """What the platform said: its channel of the recording, transcribed by pocketsphinx (en-US) over a
+        closed vocabulary (the call's say prompts, their sentences and clauses, else ``IVR_VOCABULARY``)."""
+        return self._transcribe([])
+
+    def heard(self, phrase: str, min_ratio: float = HEARD_MIN_RATIO) -> None:
+        """Assert the platform said ``phrase``: the best-matching stretch of the transcript of its channel
+        matches it word by word at least ``min_ratio`` (difflib), else AssertionError with the transcript."""
+        from ivrsim.speech.asr.phrases import normalise_phrase
+
+        transcript = self._transcribe([phrase])
+        expected = normalise_phrase(phrase)
+        words = transcript.split()
+        ratio = _best_window_ratio(expected, words)
+        if ratio < min_ratio:
+            raise AssertionError(f"call {self.id}: the platform did not say {phrase!r} (best match {ratio:.2f} < {min_ratio}); "
+                                 f"it said: {transcript!r}")
+
+    def _transcribe(self, extra: list[str]) -> str:
+        import soundfile
+
+        from ivrsim.speech.asr.phrases import IVR_VOCABULARY
+        from ivrsim.speech.asr.sphinx_engine import SphinxEngine
+
+        if self.recording is None:
+            raise AssertionError(f"call {self.id} has no recording to listen to; place it with record=True")
+        samples, rate_hz = soundfile.read(str(self.recording.path), dtype="float32", always_2d=True)
+        # The closed vocabulary: the prompts and the expected phrase, each a whole alternative (single
+        # words of it let pocketsphinx split espeak speech into wrong short words). A phrase not said loses to
+        # the clauses that were; without known prompt texts (audio only), the common words of phone menus compete.
+        # Every run of consecutive clauses of each prompt is an alternative: voice activity detection cuts
+        # utterances at pauses anywhere.
+        spans: list[str] = []
+        for text in self.prompts:
+            clauses = [c.strip() for c in re.split(r"[.,;:?!]+", text) if c.strip()][:MAX_CLAUSES]
+            spans += [" ".join(clauses[i:j]) for i in range(len(clauses)) for j in range(len(clauses), i, -1)]
+        hints = [*spans, *extra] + ([] if self.prompts else list(IVR_VOCABULARY))
+        # one alternative per utterance: with a loop the decoder skips words to join two alternatives
+        results = _engine(SphinxEngine).transcribe(samples[:, 0], rate_hz, hints, repeat=not self.prompts)
+        return " ".join(r.text for r in results if r.text)
+
+
+_ENGINES: dict[type, Any] = {}
+
+
+def _engine(kind: type) -> Any:
+    """One pocketsphinx engine per test process (its decoders take a while to load)."""
+    if kind not in _ENGINES:
+        _ENGINES[kind] = kind()
+    return _ENGINES[kind]
+
+
+def _best_window_ratio(expected: list[str], words: list[str]) -> float:
+    """The best difflib ratio between ``expected`` and any stretch of ``words`` about as long."""
+    if not expected:
+        return 1.0
+    best = 0.0
+    n = len(expected)
+    for size in {max(1, n - 1), n, n + 1}:
+        for start in range(max(1, len(words) - size + 1)):
+            best = max(best, difflib.SequenceMatcher(None, expected, words[start : start + size]).ratio())
+    return best
+
+
+class IvrsimClient:
+    """Registers callers and places calls against the test server; ``canary`` is the plain API client."""
+
+    def __init__(self, canary: Canary, server: IvrsimServer, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+        self.canary = canary
+        self.server = server
+        self.registered: set[str] = set()
+        self._request = request
+        self._tmp_path = tmp_path
+        self._calls = 0
+
+    def callee(self, number: str, entry: dict[str, Any]) -> None:
+        """Register any run-time phonebook entry for ``number`` (``PUT /_sim/phonebook/{number}``)."""
+        self.canary.request("PUT", f"/_sim/phonebook/{number}", json=entry)
+        self.registered.add(number)
+
+    def caller(self, number: str, steps: list[Any], answer_after_rings: int = 1, name: str | None = None) -> None:
+        """A scripted caller answers ``number`` for this test: ``steps`` as in a caller script."""
+        script = {"name": name or f"caller-{number}", "answer_after_rings": answer_after_rings, "steps": steps}
+        self.callee(number, {"kind": "scripted", "script": script})
+
+    def forget(self, number: str) -> None:
+        self.canary.request("DELETE", f"/_sim/phonebook/{number}")
+        self.registered.discard(number)
+
+    def call(self, to: str, from_: str | None = None, flow_file: str | Path | None = None, record: bool = True,
+             timeout_s: float = CALL_TIMEOUT_S, **request: Any) -> CallResult:
+        """Place a Canary request (``tts``, ``gather``, ``flow``, ``flow_id``, ``url``, ...; ``flow_file``: a
+        flow YAML read here), wait for its end and return what happened. Recorded by default (``heard``,
+        golden fixtures)."""
+        import yaml
+
+        from ivrsim.settings import DEFAULT_VERIFIED_NUMBERS
+
+        if flow_file is not None:
+            request["flow"] = yaml.safe_load(Path(flow_file).read_text(encoding="utf-8"))
+        request.setdefault("webhook_url", f"{self.server.receiver.url}/ivrsim")
+        placed = self.canary.voice.call(to=to, from_=from_ or DEFAULT_VERIFIED_NUMBERS[0], record=record, **request)
+        final = self.canary.voice.wait(placed.id, timeout_s=timeout_s, poll_s=0.02)
+        events = self.canary.voice.events(placed.id)
+        webhooks: list[dict[str, Any]] = []
+        if request.get("webhook_url", "").startswith(self.server.receiver.url):
+            self.server.receiver.wait_for(placed.id, f"call.{final.status}", timeout_s=timeout_s)
+            webhooks = [w.payload for w in self.server.receiver.received if w.payload.get("call_id") == placed.id]
+        recording = self._recording(placed.id) if record else None
+        return CallResult(placed.id, final.status, final.data.get("reason"), events, webhooks, recording, final.data)
+
+    def _recording(self, call_id: str) -> Recording | None:
+        from ivrsim.client import CanaryError
+
+        try:
+            document = self.canary.request("GET", f"/v1/voice/calls/{call_id}/recording")
+        except CanaryError as error:
+            if error.status in (404, 409):  # not answered, or not recorded: no recording
+                return None
+            raise
+        self._calls += 1
+        path = self._tmp_path / f"{call_id}.wav"
+        response = self.canary._http.get(document["url"])
+        response.raise_for_status()
+        path.write_bytes(response.content)
+        return Recording(float(document.get("duration_s") or document.get("duration") or 0.0), path, str(document.get("channels", "dual")))
+
+    def assert_golden(self, call: CallResult, name: str | None = None) -> None:
+        """Compare ``call`` with its golden fixture under ``<test dir>/golden/<test name>[-name]/``, or record
+        it there with ``--ivrsim-update-golden``. On a difference: the events' diff, and both WAVs kept."""
+        node = self._request.node
+        folder = Path(str(node.path)).parent / "golden" / _safe(node.name + (f"-{name}" if name else ""))
+        events = normalise_events(call.events)
+        if self._request.config.getoption(UPDATE_GOLDEN_OPTION):
+            if call.recording is None:
+                raise AssertionError(f"call {call.id} has no recording: golden fixtures need record=True")
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "events.json").write_text(json.dumps(events, indent=1) + "\n", encoding="utf-8")
+            shutil.copyfile(call.recording.path, folder / "call.wav")
+            return
+        if not (folder / "events.json").is_file():
+            pytest.fail(f"no golden fixture at {folder}; record it with: pytest {UPDATE_GOLDEN_OPTION} {node.nodeid}", pytrace=False)
+        golden = json.loads((folder / "events.json").read_text(encoding="utf-8"))
+        problems: list[str] = []
+        if golden != events:
+            diff = difflib.unified_diff(_lines(golden), _lines(events), "golden events", "this run", lineterm="", n=2)
+            problems.append("events differ:\n" + "\n".join(diff))
+        if call.recording is not None and (folder / "call.wav").is_file():
+            problem = compare_audio(folder / "call.wav", call.recording.path)
+            if problem:
+                problems.append(problem)
+        if problems:
+            kept = self._tmp_path / "golden-diff"
+            kept.mkdir(exist_ok=True)
+            if (folder / "call.wav").is_file():
+                shutil.copyfile(folder / "call.wav", kept / "golden.wav")
+            if call.recording is not None:
+                shutil.copyfile(call.recording.path, kept / "actual.wav")
+            problems.append(f"WAVs kept for listening: {kept / 'golden.wav'} and {kept / 'actual.wav'}; "
+                            f"if the change is intended, run pytest {UPDATE_GOLDEN_OPTION}")
+            pytest.fail(f"call {call.id} differs from its golden fixture {folder}:\n" + "\n".join(problems), pytrace=False)
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^\w.-]+", "_", name).strip("_")[:120] or "test"
+
+
+def _lines(events: list[dict[str, Any]]) -> list[str]:
+    return [json.dumps(e, sort_keys=True) for e in events]
+
+
+def normalise_events(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Events without what changes from run to run (wall times, ids, URLs), for golden comparison."""
+
+    def clean(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: clean(v) for k, v in value.items() if k not in VOLATILE_KEYS}
+        if isinstance(value, list):
+            return [clean(v) for v in value]
+        if isinstance(value, str):
+            return re.sub(r"\b(call|rec|recording)_[0-9a-f]{8,}\b", r"\1_*", value)
+        return value
+
+    return [clean(e) for e in events]
+
+
+def compare_audio(golden: Path, actual: Path) -> str | None:
+    """None when ``actual`` matches ``golden`` within the stated tolerance, else what differs."""
+    import numpy as np
+    import soundfile
+
+    a, rate_a = soundfile.read(str(golden), dtype="float32", always_2d=True)
+    b, rate_b = soundfile.read(str(actual), dtype="float32", always_2d=True)
+    if rate_a != rate_b or a.shape[1] != b.shape[1]:
+        return f"audio differs in format: golden {rate_a} Hz x {a.shape[1]} channels, this run {rate_b} Hz x {b.shape[1]}"
+    length_diff_s = abs(len(a) - len(b)) / rate_a
+    if length_diff_s > GOLDEN_LENGTH_TOLERANCE_S:
+        return (f"audio length differs by {length_diff_s * 1000:.0f} ms (golden {len(a) / rate_a:.3f} s, this run {len(b) / rate_b:.3f} s; "
+                f"tolerance {GOLDEN_LENGTH_TOLERANCE_S * 1000:.0f} ms)")
+    n = min(len(a), len(b))
+    x, y = a[:n].ravel().astype(np.float64), b[:n].ravel().astype(np.float64)
+    energy_x, energy_y = float(np.sum(x * x)), float(np.sum(y * y))
+    if energy_x < 1e-9 and energy_y < 1e-9:
+        return None
+    if energy_x < 1e-9 or energy_y < 1e-9:
+        return "audio differs: one recording is silent and the other is not"
+    correlation = float(np.corrcoef(x, y)[0, 1])
+    if not correlation >= GOLDEN_MIN_CORRELATION:
+        return f"audio differs: correlation {correlation:.3f} < {GOLDEN_MIN_CORRELATION}"
+    return None
