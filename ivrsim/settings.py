@@ -66,6 +66,8 @@ class Settings(BaseSettings):
     auto_answer_rings: int = Field(default=1, ge=0, le=20, description="With answer soundcard: the desktop phone picks up by itself after this many rings (IVRSIM_AUTO_ANSWER_RINGS; 0 at once).")
     retention_interval_s: float = Field(default=3600.0, gt=0, description="How often retention runs while the server is up, in seconds.")
     ui_session_ttl_s: float = Field(default=12 * 3600.0, gt=0, description="How long a dashboard login lasts, in seconds (IVRSIM_UI_SESSION_TTL_S).")
+    ui_login_max_failures: int = Field(default=10, ge=1, description="Wrong API keys one client address may send to the dashboard's login within ui_login_failure_window_s before it is refused with 429 until the oldest leaves the window (IVRSIM_UI_LOGIN_MAX_FAILURES).")
+    ui_login_failure_window_s: float = Field(default=60.0, gt=0, le=86_400, description="The window, in seconds, over which the dashboard's login counts a client's wrong keys (IVRSIM_UI_LOGIN_FAILURE_WINDOW_S).")
     ui_login_token_ttl_s: float = Field(default=300.0, gt=0, le=86_400, description="How long the one-click login link `ivrsim serve` prints stays valid, in seconds (IVRSIM_UI_LOGIN_TOKEN_TTL_S); each works once.")
     # Canonical multipart uploads (pipecat's CanonicalMetricsService): pre-signed part URLs, bounded on disk.
     upload_url_ttl_s: float = Field(default=3600.0, gt=0, description="How long a pre-signed upload part URL is valid, in seconds (IVRSIM_UPLOAD_URL_TTL_S).")

@@ -383,3 +383,106 @@ def test_serve_prints_a_one_click_dashboard_link(tmp_path: Path) -> None:
     finally:
         server.terminate()
         server.communicate(timeout=30)
+
+
+def test_the_callee_column_shows_who_answered_from_the_ringing_event(api: httpx.Client, browser: httpx.Client) -> None:
+    call = place(api, to="+15550100001", gather={"num_digits": 4})
+    final_call(api, call["id"])
+    ringing = next(e for e in api.get(f"/v1/voice/calls/{call['id']}/events").json()["data"] if e["type"] == "call.ringing")
+    assert ringing["callee"] == "pin-1234"
+    row = browser.get(f"/ui/api/calls/{call['id']}/row").text
+    assert re.search(r'<td class="hide-narrow call-callee" data-label="Callee">pin-1234</td>', row), row
+    listing = browser.get("/ui/calls", params={"number": "0100001", "limit": 200}).text
+    assert f'data-call-id="{call["id"]}"' in listing and ">pin-1234</td>" in listing
+
+
+def test_the_callee_is_kept_on_the_call_when_its_ringing_event_is_stored_and_filled_in_for_old_data(tmp_path: Path) -> None:
+    import sqlite3
+
+    from ivrsim.engine.events import CallEvent, utc_now
+    from ivrsim.store.sqlite import Store
+
+    store = Store(tmp_path / "calls.db")
+    store.insert_call("call_a", "+15550100001", FROM, {"to": "+15550100001"})
+    store.insert_call("call_b", "+15550100002", FROM, {"to": "+15550100002"})
+    assert store.get_call("call_a").callee is None  # not rung yet
+    for call_id, label in (("call_a", "pin-1234"), ("call_b", "listener")):
+        store.insert_event(CallEvent(call_id, 1, "call.queued", 0.0, utc_now(), {"status": "queued"}))
+        store.insert_event(CallEvent(call_id, 2, "call.ringing", 0.0, utc_now(), {"status": "ringing", "callee": label}))
+    assert {c.id: c.callee for c in store.list_calls()} == {"call_a": "pin-1234", "call_b": "listener"}
+    store.close()
+    # A data folder from before the column: opening it adds the column and fills it from the stored events.
+    with sqlite3.connect(tmp_path / "calls.db") as db:
+        db.execute("ALTER TABLE calls DROP COLUMN callee")
+    reopened = Store(tmp_path / "calls.db")
+    assert reopened.get_call("call_a").callee == "pin-1234" and reopened.get_call("call_b").callee == "listener"
+    reopened.close()
+
+
+def test_ten_wrong_keys_in_a_minute_from_one_address_get_429_with_retry_after_and_others_still_log_in(server: str) -> None:
+    # Two more loopback addresses (Linux routes all of 127/8 to lo): the throttled client and a bystander.
+    with httpx.Client(base_url=server, transport=httpx.HTTPTransport(local_address="127.0.0.3"), timeout=30) as guesser, \
+            httpx.Client(base_url=server, transport=httpx.HTTPTransport(local_address="127.0.0.4"), timeout=30) as bystander, \
+            httpx.Client(base_url=server, timeout=30) as colleague:
+        for attempt in range(10):
+            wrong = guesser.post("/ui/login", data={"api_key": f"guess-{attempt}", "csrf_token": csrf_of(guesser.get("/ui/login").text)})
+            assert wrong.status_code == 401, (attempt, wrong.text)
+        throttled = guesser.post("/ui/login", data={"api_key": KEY, "csrf_token": csrf_of(guesser.get("/ui/login").text)})
+        assert throttled.status_code == 429 and SESSION_COOKIE not in guesser.cookies  # even the right key, from there
+        retry_after_s = int(throttled.headers["retry-after"])
+        assert 1 <= retry_after_s <= 60
+        message = re.search(r'id="login-error">([^<]+)<', throttled.text).group(1)
+        assert f"try again in {retry_after_s} s (at " in message and "UTC" in message, message
+        # One wrong key elsewhere is refused as wrong, not throttled; the right key logs in from other addresses.
+        other = bystander.post("/ui/login", data={"api_key": "nope", "csrf_token": csrf_of(bystander.get("/ui/login").text)})
+        assert other.status_code == 401
+        for client in (bystander, colleague):
+            ok = client.post("/ui/login", data={"api_key": KEY, "csrf_token": csrf_of(client.get("/ui/login").text)})
+            assert ok.status_code == 303 and SESSION_COOKIE in client.cookies
+
+
+def test_the_login_throttle_forgets_failures_once_they_leave_the_window() -> None:
+    from ivrsim.ui.auth import UiAuth
+
+    now_s = [1000.0]
+    auth = UiAuth("key", 3600.0, 300.0, clock=lambda: now_s[0], max_failures=3, failure_window_s=60.0)
+    for step_s in (0.0, 10.0, 10.0):
+        now_s[0] += step_s
+        assert auth.retry_after_s("10.0.0.1") is None
+        auth.note_failure("10.0.0.1")
+    assert auth.retry_after_s("10.0.0.1") == pytest.approx(40.0)  # the first failure, at 1000 s, leaves at 1060 s
+    assert auth.retry_after_s("10.0.0.2") is None
+    now_s[0] = 1060.0
+    assert auth.retry_after_s("10.0.0.1") is None  # two left in the window: one more try
+    auth.note_failure("10.0.0.1")
+    assert auth.retry_after_s("10.0.0.1") == pytest.approx(10.0)
+
+
+def test_the_dashboard_package_imports_first_without_a_circular_import() -> None:
+    """``import ivrsim.ui`` (or a module of it) before anything else: once a circular import, which a
+    try/except ImportError used to hide."""
+    code = "import ivrsim.ui.waveform_routes, ivrsim.ui; from ivrsim.ui import ui_router; print(len(ui_router.routes))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0 and int(done.stdout) > 0, done.stderr
+
+
+def test_an_analysis_page_finds_its_recording_on_the_server_or_says_why_not(server: str, browser: httpx.Client) -> None:
+    from ivrsim.testing.http import serve_bytes
+
+    call_id = f"ui-remote-{time.time_ns()}"
+    with serve_bytes(b"RIFF....WAVE", "audio/wav") as url:  # no ETag or Last-Modified: the media cache does not keep it
+        body = {"assistant": {"id": "bot-remote", "speaksFirst": True}, "location": f"{url}/call.wav", "callId": call_id, "transcribe": False}
+        assert httpx.post(f"{server}/api/v1/call", json=body, headers={"X-Canonical-Api-Key": KEY}).status_code == 200
+    page = browser.get(f"/ui/analyses/calls/{call_id}")
+    assert page.status_code == 200 and 'id="recording-problem"' in page.text and "is not on this server" in page.text
+    assert 'id="waveform"' not in page.text
+    envelope = browser.get(f"/ui/api/analyses/calls/{call_id}/envelope.json")
+    assert envelope.status_code == 409 and envelope.json()["error"]["code"] == "recording_not_here"
+    assert browser.get(f"/ui/api/analyses/calls/{call_id}/recording").status_code == 409
+    # Unknown calls are 404s; a path where the id goes names no file (the server resolves recordings itself).
+    assert browser.get("/ui/analyses/calls/nope").status_code == 404
+    for path in ("/ui/api/analyses/calls/nope/envelope.json", "/ui/api/analyses/calls/..%2F..%2Fetc%2Fpasswd/recording"):
+        assert browser.get(path).status_code == 404, path
+    with httpx.Client(base_url=server) as anonymous:
+        assert anonymous.get(f"/ui/api/analyses/calls/{call_id}/envelope.json").status_code == 401
+        assert anonymous.get(f"/ui/analyses/calls/{call_id}").status_code == 303

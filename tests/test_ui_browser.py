@@ -10,7 +10,10 @@ the reason on a developer's machine and fail in CI (``CI`` set), as the sound-ca
 from __future__ import annotations
 
 import base64
+import io
 import os
+import shutil
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -72,9 +75,15 @@ def wait_for(condition: Callable[[], T], what: str, timeout_s: float = WAIT_S) -
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def media_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The server's media root: recordings the Canonical API analyses by path."""
+    return tmp_path_factory.mktemp("ui-media")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, media_root: Path) -> Iterator[str]:
     require_chromium()
-    settings = Settings(api_key=KEY, port=0, data_dir=tmp_path_factory.mktemp("ui-browser"), clock="manual")
+    settings = Settings(api_key=KEY, port=0, data_dir=tmp_path_factory.mktemp("ui-browser"), clock="manual", media_roots=[media_root])
     with BackgroundServer(settings) as running:
         yield running.base_url
 
@@ -230,6 +239,9 @@ def test_a_call_placed_from_the_form_appears_and_ends_live_on_the_list(page: Any
         page.close()
         page.switch_to.window(list_tab)
     wait_for(lambda: row_status(page, call_id), f"{call_id}'s row on the open list")
+    # Who answered comes with the call.ringing event, live: the phonebook entry's label.
+    wait_for(lambda: page.find_element("css selector", f"#calls tr[data-call-id='{call_id}'] td.call-callee").get_attribute("textContent")
+             == "listener", f"{call_id}'s callee on the open list")
     run_until(api, call_id, ("completed", "failed"), step_s=5.0)
     assert status_of(api, call_id) == "completed"
     wait_for(lambda: row_status(page, call_id) == "completed", f"{call_id}'s row to say completed")
@@ -347,3 +359,188 @@ def test_every_other_page_renders_without_script_errors(page: Any, server: str) 
         for shot in screenshots(page, name, lambda: page.find_elements("tag name", "h1")):
             assert shot.stat().st_size > 1000
         assert console_errors(page) == [], path
+
+
+FIT = """
+const width = document.documentElement.clientWidth;
+const overflowing = [...document.querySelectorAll('main *')].filter((el) => {
+  const box = el.getBoundingClientRect();
+  return box.width > 0 && box.right > width + 1 && !el.closest('.table-wrap, pre');
+}).map((el) => el.tagName.toLowerCase() + (el.id ? '#' + el.id : '') + (el.className ? '.' + el.className : ''));
+return {width, scroll_width: document.documentElement.scrollWidth, overflowing: overflowing.slice(0, 10)};
+"""
+
+CARD_CELLS = """
+const width = document.documentElement.clientWidth;
+return [...document.querySelectorAll('#calls tbody tr')].map((row) => Object.fromEntries(
+  ['call-status', 'call-from', 'call-to', 'call-duration', 'call-callee'].map((name) => {
+    const cell = row.querySelector('td.' + name), box = cell.getBoundingClientRect();
+    return [name, {visible: box.width > 0 && box.height > 0 && box.left >= 0 && box.right <= width + 1, text: cell.innerText}];
+  })));
+"""
+
+
+def lines_of(driver: Any, selector: str) -> int:
+    """How many lines the text of the element at ``selector`` is laid out on."""
+    return driver.execute_script("""
+        const el = document.querySelector(arguments[0]); const range = document.createRange(); range.selectNodeContents(el);
+        return new Set([...range.getClientRects()].filter((r) => r.width > 0).map((r) => Math.round(r.top))).size;""", selector)
+
+
+def test_every_page_fits_a_phone_and_a_desktop_without_sideways_scrolling(page: Any, server: str, api: httpx.Client) -> None:
+    done = place(api, to="+15550100001", tts={"text": "Enter your PIN."}, record=True, gather={"num_digits": 4, "timeout": 10})
+    busy = place(api, to="+15550100486", tts={"text": "Hello."})
+    run_until(api, done, ("completed", "failed"), step_s=5.0)
+    run_until(api, busy, ("busy",), step_s=5.0)
+    log_in(page, server, key="sk_wrong")
+    error = wait_for(lambda: page.find_element("id", "login-error"), "the login error")
+    assert "`" not in error.text and error.find_element("tag name", "code").text == "ivrsim serve"
+    logged_in(page, server)
+    pages = ("/ui/calls", "/ui/calls/new", f"/ui/calls/{done}", f"/ui/calls/{busy}", "/ui/analyses", "/ui/flows")
+    for label, width, height, scale, mobile in VIEWPORTS:
+        viewport(page, width, height, scale, mobile)
+        for path in pages:
+            page.get(f"{server}{path}")
+            wait_for(lambda: page.find_elements("tag name", "h1"), f"{path} at {label}")
+            fit = page.execute_script(FIT)
+            assert fit["scroll_width"] <= fit["width"] and fit["overflowing"] == [], (label, path, fit)
+        page.get(f"{server}/ui/calls")
+        cards = wait_for(lambda: page.execute_script(CARD_CELLS), f"the call rows at {label}")
+        for card in cards:
+            for name in ("call-status", "call-from", "call-to", "call-duration"):
+                assert card[name]["visible"], (label, name, card)
+            if label == "phone":
+                assert card["call-callee"]["visible"], card  # as cards, the callee shows too
+        page.get(f"{server}/ui/calls/new")
+        choices = page.execute_script("return [...document.querySelectorAll('input[name=prompt]')].map((r) => r.closest('label').getBoundingClientRect().top)")
+        assert len(choices) == 2 and choices[1] > choices[0] + 10  # stacked, one above the other
+        page.get(f"{server}/ui/calls/{done}")
+        wait_for(lambda: page.find_elements("css selector", "#timeline th"), "the timeline")
+        if label == "desktop":
+            assert lines_of(page, "#timeline thead th:nth-child(2)") == 1
+    viewport(page, *VIEWPORTS[0][1:])
+
+
+def test_a_live_recorded_calls_waveform_and_player_fill_in_when_it_ends_without_a_reload(page: Any, server: str, api: httpx.Client) -> None:
+    call_id = place(api, to="+15550100002", tts={"text": "This call is recorded while you watch."}, record=True,
+                    gather={"num_digits": 1, "timeout": 20})
+    run_until(api, call_id, ("in-progress",))
+    logged_in(page, server)
+    console_errors(page)  # what earlier pages logged
+    page.get(f"{server}/ui/calls/{call_id}")
+    waiting = lambda: page.execute_script("const c = document.getElementById('waveform'); return c && c.dataset.state === 'waiting'")
+    wait_for(waiting, "the waveform waiting for the recording")
+    assert page.execute_script("return document.getElementById('recording').getAttribute('src')") is None
+    screenshots(page, "call-live-recording", waiting)
+    wait_for(waiting, "the waveform waiting after the screenshots")
+    page.execute_script("window.__not_reloaded = true")
+    run_until(api, call_id, ("completed",), step_s=5.0)
+    state = wait_for(lambda: page.execute_script(WAVEFORM_STATE), "the waveform drawn once the call ended")
+    assert state["lanes"][0]["wave"] > 200, state["lanes"]  # the prompt, on the platform's lane
+    recording = api.get(f"/v1/voice/calls/{call_id}/recording").json()
+    assert state["duration_s"] == pytest.approx(recording["duration_s"], abs=0.01)
+    audio = wait_for(lambda: page.execute_script(
+        "const a = document.getElementById('recording'); return a.readyState >= 1 ? {src: a.getAttribute('src'), duration: a.duration} : null"),
+        "the player to load the recording")
+    assert audio["src"] == f"/ui/api/recordings/{recording['id']}.wav" and audio["duration"] == pytest.approx(recording["duration_s"], abs=0.05)
+    assert "download the WAV" in page.find_element("id", "recording-facts").text
+    assert page.execute_script("return window.__not_reloaded === true")  # drawn live, not by a reload
+    # The envelope's 409s while the recording was being made are how the page learns to wait: nothing else failed.
+    assert [e for e in console_errors(page) if "envelope.json" not in e or "status of 409" not in e] == []
+
+
+#: A two-party call for the analysis page: (speaker, text, when it starts): a number of seconds, "next" (0.7 s
+#: after the other's turn ends: a latency), "cut" (1 s into the other's turn: an interruption) or "late"
+#: (4.5 s after everything: dead air).
+CONVERSATION = (("assistant", "Hello, thanks for calling. How can I help?", 0.3), ("user", "I would like to check my balance.", "next"),
+                ("assistant", "Sure, one moment while I look that up for you today.", "next"), ("user", "Actually, wait a second.", "cut"),
+                ("assistant", "Are you still there?", "late"))
+
+
+def two_party_call(folder: Path, rate_hz: int = 8000) -> tuple[bytes, list[tuple[str, float, float]]]:
+    """CONVERSATION spoken by espeak-ng, the assistant on channel 1 and the user on channel 2, as a WAV, and
+    where each turn was put (speaker, start_s, end_s)."""
+    import numpy as np
+    import soundfile
+
+    from ivrsim.audio.resample import resample
+    from ivrsim.media.files import read_audio_file
+
+    espeak = shutil.which("espeak-ng")
+    if espeak is None:
+        pytest.fail("espeak-ng is not installed: run ./setup.sh (it installs the Debian package espeak-ng)")
+    clips, placed = [], []
+    for index, (speaker, text, when) in enumerate(CONVERSATION):
+        path = folder / f"{index}.wav"
+        subprocess.run([espeak, "-v", "en-us" if speaker == "assistant" else "en-us+m3", "-s", "170", "-w", str(path), text], check=True,
+                       capture_output=True)
+        clip = read_audio_file(path)
+        samples = resample(clip.samples[:, 0], clip.rate_hz, rate_hz).astype(np.float32)
+        loud = np.nonzero(np.abs(samples) > 0.01)[0]
+        samples = samples[loud[0]:loud[-1] + 1]
+        start_s = (when if isinstance(when, float) else placed[-1][2] + 0.7 if when == "next" else placed[-1][1] + 1.0 if when == "cut"
+                   else max(end for _, _, end in placed) + 4.5)
+        clips.append(samples)
+        placed.append((speaker, start_s, start_s + len(samples) / rate_hz))
+    stereo = np.zeros((int((max(end for _, _, end in placed) + 0.5) * rate_hz), 2), dtype=np.float32)
+    for samples, (speaker, start_s, _) in zip(clips, placed, strict=True):
+        at = round(start_s * rate_hz)
+        stereo[at:at + len(samples), 0 if speaker == "assistant" else 1] += 0.5 * samples
+    buffer = io.BytesIO()
+    soundfile.write(buffer, stereo, rate_hz, format="WAV", subtype="PCM_16")
+    return buffer.getvalue(), placed
+
+
+ANALYSIS_STATE = """
+const c = document.getElementById('waveform');
+if (!c || !c.waveform || c.dataset.state !== 'drawn' || !c.dataset.analysis) return null;
+return {placed: JSON.parse(c.dataset.analysis), width: c.clientWidth, duration_s: c.waveform.duration_s,
+        lanes: c.waveform.lanes.map((l) => l.name), marks: JSON.parse(document.getElementById('analysis-marks').textContent)};
+"""
+
+
+def test_a_canonical_calls_turns_latencies_interruptions_and_dead_air_are_drawn_on_its_recording(page: Any, server: str, tmp_path: Path,
+                                                                                              media_root: Path) -> None:
+    wav, placed = two_party_call(tmp_path)
+    call_id = f"ui-analysis/{time.time_ns()}"  # a slash, as Retell's ids may have
+    recording = media_root / f"{call_id.replace('/', '-')}.wav"
+    recording.write_bytes(wav)
+    with httpx.Client(base_url=server, headers={"X-Canonical-Api-Key": KEY}, timeout=30) as canonical:
+        body = {"assistant": {"id": "bot-ui", "speaksFirst": True, "description": "Balance line"}, "location": str(recording),
+                "callId": call_id, "transcribe": False}
+        assert canonical.post("/api/v1/call", json=body).status_code == 200
+        done = wait_for(lambda: (c := canonical.get(f"/api/v1/call/{call_id}").json())["status"] in ("completed", "failed") and c,
+                        "the analysis", timeout_s=90)
+    assert done["status"] == "completed", done
+    logged_in(page, server)
+    console_errors(page)
+    page.get(f"{server}/ui/analyses")
+    page.find_element("css selector", f"a[href*='{call_id.split('/')[1]}']").click()  # the analyses page links the call's own page
+    state = wait_for(lambda: page.execute_script(ANALYSIS_STATE), "the analysis drawn on the waveform")
+    marks, drawn, width, duration_s = state["marks"], state["placed"], state["width"], state["duration_s"]
+    assert state["lanes"] == ["channel 1: assistant", "channel 2: user"]
+    assert duration_s == pytest.approx(max(end for _, _, end in placed) + 0.5, abs=0.01)
+    # What was built is what the analysis found: one 0.7 s answer, the user cutting in, 4.5 s of dead air.
+    user_end, answer_end = placed[1][2], placed[2][2]
+    assert [g["ms"] for g in marks["latencies"]] == [pytest.approx(700, abs=40)]
+    assert marks["latencies"][0]["start_s"] == pytest.approx(user_end, abs=0.05)
+    assert [(i["interrupter"], i["at_s"]) for i in marks["interruptions"]] == [("user", pytest.approx(placed[3][1], abs=0.05))]
+    assert [(d["start_s"], d["end_s"]) for d in marks["dead_air"]] == [(pytest.approx(answer_end, abs=0.05), pytest.approx(placed[4][1], abs=0.05))]
+    assert {t["speaker"] for t in marks["turns"]} == {"assistant", "user"}
+    # ...and each is drawn where its time is on the recording.
+    x = lambda t: t / duration_s * width
+    assert len(drawn["turns"]) == len(marks["turns"]) and len(drawn["dead_air"]) == 1 and len(drawn["interruptions"]) == 1
+    for mark, turn in zip(drawn["turns"], marks["turns"], strict=True):
+        assert mark["speaker"] == turn["speaker"] and mark["x0"] == pytest.approx(x(turn["start_s"]), abs=0.5)
+    assert drawn["interruptions"][0]["x"] == pytest.approx(x(marks["interruptions"][0]["at_s"]), abs=0.5)
+    assert drawn["dead_air"][0]["x1"] == pytest.approx(x(marks["dead_air"][0]["end_s"]), abs=0.5)
+    assert drawn["latencies"][0]["x0"] == pytest.approx(x(marks["latencies"][0]["start_s"]), abs=0.5)
+    assert "Balance line" in page.find_element("tag name", "main").text and page.find_elements("css selector", "#dead-air tbody tr")
+    audio = wait_for(lambda: page.execute_script("const a = document.getElementById('recording'); return a.readyState >= 1 && a.duration"),
+                     "the player to load the analysed recording")
+    assert audio == pytest.approx(duration_s, abs=0.05)
+    ready = lambda: page.execute_script(ANALYSIS_STATE)
+    screenshots(page, "analysis-call", ready, full_page=True)
+    page.get(f"{server}/ui/analyses")
+    screenshots(page, "analyses-with-calls", lambda: page.find_elements("css selector", ".analysis-calls a"), full_page=True)
+    assert console_errors(page) == []

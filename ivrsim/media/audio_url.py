@@ -148,6 +148,16 @@ class AudioUrlLoader:
         path or ``file://`` URL outside the media roots (or with no roots). Only resolves the path."""
         self._source(url)
 
+    def local_file(self, url: str) -> Path | None:
+        """Where ``url``'s bytes already are on this machine, with no fetch: a local path inside the media
+        roots, or an http(s) URL's body in the media cache (None when it is not cached there). Raises what
+        ``check`` raises."""
+        kind, location = self._source(url)
+        if kind == "file":
+            return Path(location)
+        paths = self._cache_paths(url)
+        return paths[0] if paths is not None and paths[0].is_file() else None
+
     def load(self, url: str, rate_hz: int, keep_channels: bool = False) -> LoadedAudio:
         """Fetch (or read) ``url`` and decode it to float32 at ``rate_hz``: mono, or with ``keep_channels``
         one column per channel (a recording's parties, for analysis)."""

@@ -36,7 +36,8 @@ CREATE TABLE IF NOT EXISTS calls (
     ended_at TEXT,
     duration_s REAL,
     reason TEXT,
-    request_json TEXT NOT NULL
+    request_json TEXT NOT NULL,
+    callee TEXT
 );
 CREATE INDEX IF NOT EXISTS calls_by_status ON calls (status, created_at);
 -- The call list pages newest first by (created_at, id): this keeps a page an index walk however many calls there are.
@@ -211,6 +212,8 @@ class CallRecord:
     duration_s: float | None
     reason: str | None
     request: dict[str, Any]
+    #: Who answered: the label ``call.ringing`` carried (the phonebook entry's name), kept when that event is stored.
+    callee: str | None = None
 
 
 #: Statuses of a job that has not ended.
@@ -332,6 +335,10 @@ class Store:
             self._db.executescript(_FLOWS_SCHEMA)
             # A claim without a response belonged to a process that stopped mid-request: let the key be retried.
             self._db.execute("DELETE FROM idempotency_keys WHERE status_code IS NULL")
+            if "callee" not in {row[1] for row in self._db.execute("PRAGMA table_info(calls)")}:  # data folders made before it
+                self._db.execute("ALTER TABLE calls ADD COLUMN callee TEXT")
+                self._db.execute("UPDATE calls SET callee = (SELECT json_extract(e.data_json, '$.callee') FROM events e"
+                                 " WHERE e.call_id = calls.id AND e.type = 'call.ringing' ORDER BY e.sequence LIMIT 1)")
             columns = {row[1] for row in self._db.execute("PRAGMA table_info(webhook_deliveries)")}
             for column, declaration in _ADDED_DELIVERY_COLUMNS.items():  # data folders made before these columns
                 if column not in columns:
@@ -403,6 +410,9 @@ class Store:
                 "INSERT INTO events (call_id, sequence, type, call_time_s, timestamp, data_json) VALUES (?, ?, ?, ?, ?, ?)",
                 (event.call_id, event.sequence, event.type, event.call_time_s, event.timestamp, json.dumps(event.data)),
             )
+            callee = event.data.get("callee") if event.type == "call.ringing" else None
+            if isinstance(callee, str) and callee:  # the call list shows who answered without reading events per row
+                self._db.execute("UPDATE calls SET callee = ? WHERE id = ?", (callee, event.call_id))
 
     def events(self, call_id: str) -> list[CallEvent]:
         with self._lock:
@@ -863,6 +873,7 @@ def _call(row: tuple[Any, ...]) -> CallRecord:
         duration_s=row[9],
         reason=row[10],
         request=json.loads(row[11]),
+        callee=row[12] if len(row) > 12 else None,
     )
 
 

@@ -19,8 +19,10 @@ import hashlib
 import hmac
 import json
 import logging
+import math
 import secrets
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any
@@ -28,6 +30,7 @@ from urllib.parse import parse_qsl, quote
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from markupsafe import Markup
 
 from ivrsim.api.errors import HTTP_401_UNAUTHORIZED, ApiError
 
@@ -40,6 +43,8 @@ CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
 #: Where a logged-in user lands by default.
 HOME = "/ui"
+#: Client addresses the login throttle remembers at most (a flood of addresses cannot grow it without bound).
+MAX_THROTTLED_ADDRESSES = 10_000
 #: The largest form body the dashboard parses, in bytes (the app's body limit applies before this too).
 MAX_FORM_BYTES = 64 * 1024
 
@@ -84,6 +89,11 @@ class UiAuth:
     sessions: dict[str, Session] = field(default_factory=dict)
     #: Nonces of one-click tokens already used -> when they would have expired anyway (then forgotten).
     spent: dict[str, float] = field(default_factory=dict)
+    #: Wrong keys one client address may send within ``failure_window_s`` before its logins are refused.
+    max_failures: int = 10
+    failure_window_s: float = 60.0
+    #: Client address -> when its recent wrong keys came (oldest first); bounded to MAX_THROTTLED_ADDRESSES.
+    failures: dict[str, deque[float]] = field(default_factory=dict)
 
     def key_ok(self, key: str) -> bool:
         return bool(key) and hmac.compare_digest(key.strip().encode(), self.api_key.encode())
@@ -126,6 +136,35 @@ class UiAuth:
         self.spent[nonce] = expires_s
         return True
 
+    def retry_after_s(self, address: str) -> float | None:
+        """Seconds until ``address`` may try a key again (its oldest counted failure leaves the window), or
+        None when it may now."""
+        now_s = self.clock()
+        times = self.failures.get(address)
+        if not times:
+            return None
+        while times and times[0] <= now_s - self.failure_window_s:
+            times.popleft()
+        if not times:
+            del self.failures[address]
+            return None
+        if len(times) < self.max_failures:
+            return None
+        return times[0] + self.failure_window_s - now_s
+
+    def note_failure(self, address: str) -> None:
+        """Count a wrong key from ``address``. The table stays bounded: past MAX_THROTTLED_ADDRESSES, the
+        addresses whose failures are all outside the window go, then the least recent."""
+        now_s = self.clock()
+        times = self.failures.pop(address, None) or deque(maxlen=self.max_failures)
+        times.append(now_s)
+        self.failures[address] = times  # re-inserted: the dict is ordered by last failure
+        if len(self.failures) > MAX_THROTTLED_ADDRESSES:
+            for stale in [a for a, t in self.failures.items() if t[-1] <= now_s - self.failure_window_s]:
+                del self.failures[stale]
+            while len(self.failures) > MAX_THROTTLED_ADDRESSES:
+                del self.failures[next(iter(self.failures))]
+
     def _forget_expired(self) -> None:
         now_s = self.clock()
         for token in [t for t, s in self.sessions.items() if s.expires_at_s <= now_s]:
@@ -138,7 +177,8 @@ def ui_auth(request: Request) -> UiAuth:
     auth = getattr(state, "ui_auth", None)
     if auth is None:
         settings = state.services.settings
-        auth = UiAuth(settings.api_key or "", settings.ui_session_ttl_s, settings.ui_login_token_ttl_s)
+        auth = UiAuth(settings.api_key or "", settings.ui_session_ttl_s, settings.ui_login_token_ttl_s,
+                      max_failures=settings.ui_login_max_failures, failure_window_s=settings.ui_login_failure_window_s)
         state.ui_auth = auth
     return auth
 
@@ -242,10 +282,21 @@ async def login(request: Request) -> Response:
     if not cookie or not hmac.compare_digest(given.encode(), cookie.encode()):
         return _login_page(request, 403, "The form expired or came from another page: try again.", next_url)
     auth = ui_auth(request)
+    address = request.client.host if request.client else "unknown"
+    wait_s = auth.retry_after_s(address)
+    if wait_s is not None:
+        seconds = max(1, math.ceil(wait_s))
+        at = time.strftime("%H:%M:%S", time.gmtime(time.time() + seconds))
+        logger.warning("dashboard login throttled for %s: %d wrong keys within %g s", address, auth.max_failures, auth.failure_window_s)
+        response = _login_page(request, 429, f"Too many wrong keys from this address ({auth.max_failures} within {auth.failure_window_s:g} s): "
+                               f"try again in {seconds} s (at {at} UTC).", next_url)
+        response.headers["Retry-After"] = str(seconds)
+        return response
     if not auth.key_ok(str(fields.get("api_key") or "")):
-        logger.warning("dashboard login refused: wrong API key")
-        return _login_page(request, 401, "That is not this server's API key. `ivrsim serve` prints it at start-up (or IVRSIM_API_KEY sets it).",
-                           next_url)
+        auth.note_failure(address)
+        logger.warning("dashboard login refused: wrong API key from %s", address)
+        return _login_page(request, 401, Markup("That is not this server's API key. <code>ivrsim serve</code> prints it at start-up "
+                                                "(or IVRSIM_API_KEY sets it)."), next_url)
     session = auth.open_session()
     response = RedirectResponse(next_url, status_code=303)
     set_session_cookie(response, request, session, auth.session_ttl_s)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -17,6 +18,7 @@ from ivrsim.api.errors import ApiError
 from ivrsim.api.routes import calls as call_routes
 from ivrsim.api.schemas import CallCreate
 from ivrsim.store.sqlite import LIVE_STATUSES, CallRecord
+from ivrsim.ui.analyses import analysis_marks, canonical_recording
 from ivrsim.ui.auth import CsrfDep, Session, SessionDep, form_fields
 from ivrsim.ui.charts import bar_chart, histogram_bins
 from ivrsim.ui.templating import render
@@ -28,18 +30,24 @@ STATUSES = ("queued", "ringing", "in-progress", "completed", "busy", "no-answer"
 PAGE_SIZES = (25, 50, 100, 200)
 #: The keypad's keys in a phone's layout, four to a row (A-D: the fourth column).
 KEYS = "123A456B789C*0#D"
+#: Calls listed per assistant on the analyses page (newest first), each linking to its own page.
+RECENT_ANALYSES = 10
 
 
 def callee_of(services: Services) -> Callable[[CallRecord], str]:
-    """Who answers a call, for the table: the phonebook's kind for its number (or the call's own callee),
-    and what ran on it (a flow, a TwiML app)."""
+    """Who answers a call, for the table: the label its ``call.ringing`` event carried (kept on the call's
+    row when the event is stored: no event reads per row); before it rings, the phonebook's kind for its
+    number (or the call's own callee). Then what ran on it (a flow, a TwiML app)."""
     book = services.engine.phonebook
 
     def label(call: CallRecord) -> str:
         callee = call.request.get("callee")
-        kind = str(callee.get("kind", "")) if isinstance(callee, dict) else book.kind_of(call.to)
-        if services.engine.soundcard_answers_all:
+        if call.callee:
+            kind = call.callee
+        elif services.engine.soundcard_answers_all:
             kind = "soundcard"
+        else:
+            kind = str(callee.get("kind", "")) if isinstance(callee, dict) else book.kind_of(call.to)
         if call.request.get("flow") or call.request.get("flow_id"):
             kind += " · flow"
         elif call.request.get("url"):
@@ -188,6 +196,7 @@ async def analyses_page(request: Request, services: ServicesDep, session: Sessio
         assistants.append({
             **item,
             "label": label,
+            "recent": services.engine.store.list_canonical_calls(assistant_id=item["assistant_id"], limit=RECENT_ANALYSES),
             "latency_chart": bar_chart([(b.label, b.count) for b in bins], f"Turn latency of {label}: calls per latency range (ms)",
                                        x_title="turn latency, ms", y_title="turns"),
             "bins": bins,
@@ -197,6 +206,24 @@ async def analyses_page(request: Request, services: ServicesDep, session: Sessio
                 f"Calls, interruptions and dead air of {label}", y_title="count"),
         })
     return _page(request, session, "analyses.html", assistants=assistants)
+
+
+@router.get("/analyses/calls/{call_id:path}", response_class=HTMLResponse)
+async def analysis_call_page(request: Request, call_id: str, services: ServicesDep, session: SessionDep) -> HTMLResponse:
+    """One Canonical call: its analysis's numbers, and its turns, latencies, interruptions and dead air on
+    its recording's waveform (the recording found by the server: ivrsim/ui/analyses.py)."""
+    record = services.engine.store.canonical_call(call_id)
+    if record is None:
+        return _not_found(request, session, f"Canonical call {call_id}")
+    result = record.result if record.status == "completed" else None
+    problem = None
+    try:
+        canonical_recording(services, call_id)
+    except ApiError as error:
+        problem = error.message
+    label = record.assistant.get("name") or record.assistant.get("description") or record.assistant_id
+    return _page(request, session, "analysis_call.html", call=record, result=result, marks=analysis_marks(result), recording_problem=problem,
+                 assistant_label=label, url_id=quote(call_id, safe=""))
 
 
 @router.get("/flows", response_class=HTMLResponse)

@@ -28,6 +28,24 @@ function addRow(event) {
   });
 }
 
+// A recorded live call: the canvas and the player are on the page from the start (waveform.js waits for the
+// recording); when it is complete the player gets its file and the waveform is drawn, with no reload.
+function recordingDone(event) {
+  const audio = document.getElementById("recording");
+  const url = `/ui/api/recordings/${encodeURIComponent(event.recording_id)}.wav`;
+  if (audio && !audio.getAttribute("src")) audio.src = url;
+  const facts = document.getElementById("recording-facts");
+  if (facts) {
+    facts.textContent = `${event.channels || ""} recording, ${Number(event.duration_s || 0).toFixed(1)} s; `;
+    const link = document.createElement("a");
+    link.href = url;
+    link.download = "";
+    link.textContent = "download the WAV";
+    facts.append(link, ".");
+  }
+  document.getElementById("waveform")?.waveform?.refresh();
+}
+
 function setStatus(status) {
   statusEl.textContent = status;
   statusEl.className = `status status-${status}`;
@@ -40,14 +58,16 @@ if (root.dataset.live === "on" && "EventSource" in window) {
     const event = JSON.parse(message.data);
     addRow(event);
     if (event.type.startsWith("call.") && event.status) setStatus(event.status);
+    if (event.type === "recording.completed") recordingDone(event);
     if (FINAL.has(event.type)) {
+      document.getElementById("waveform")?.waveform?.refresh();  // an unanswered call: says there is no recording
       source.close();
       const note = document.getElementById("timeline-live");
       if (note) {
         note.textContent = "The call has ended. ";
         const link = document.createElement("a");
         link.href = location.pathname;
-        link.textContent = "Reload for the recording and webhook log";
+        link.textContent = "Reload for the webhook log";
         note.append(link);
       }
       document.getElementById("control")?.setAttribute("hidden", "");

@@ -4,6 +4,8 @@
 // arrow keys to seek. Plain ES module, no dependencies. HiDPI aware; redrawn on resize.
 //
 // Times: events carry call time; the recording starts at the answer, so x(t) = (t - answered_s) / duration_s.
+// With data-marks (the id of a JSON script element) it draws a Canonical call's analysis instead: turns per
+// speaker, latency gaps, interruptions, dead air (recording times).
 // For tests and other scripts the canvas gets a `waveform` property (state, lanes, marks, timeToX, refresh)
 // and data-state / data-dtmf attributes.
 
@@ -61,7 +63,8 @@ export class Waveform {
     this.state = "loading";
     this.message = "Loading the waveform…";
     this.lanes = [];
-    this.marks = { dtmf: [], prompts: [], gathers: [], transcripts: [] };
+    this.marks = { dtmf: [], prompts: [], gathers: [], transcripts: [], analysis: null };
+    this.analysis = null;
     this.colours = WAVE;
     this._raf = 0;
     this._retry = 0;
@@ -99,12 +102,19 @@ export class Waveform {
 
   async refresh() {
     clearTimeout(this._retry);
-    const { envelopeUrl, eventsUrl } = this.canvas.dataset;
+    const { envelopeUrl, eventsUrl, marks } = this.canvas.dataset;
+    if (marks) {  // a Canonical call's analysis, in the page as JSON (recording times: no answered_s)
+      try { this.analysis = JSON.parse(document.getElementById(marks).textContent); } catch { this.analysis = null; }
+    }
     try {
       const [env, evs] = await Promise.all([fetch(envelopeUrl, { credentials: "same-origin" }), eventsUrl ? fetch(eventsUrl, { credentials: "same-origin" }) : null]);
       if (evs && evs.ok) this.events = (await evs.json()).data || [];
       if (env.ok) {
         this.envelope = await env.json();
+        const ac = this.analysis && this.analysis.assistant_channel;
+        if (ac && this.envelope.lanes.length === 2) {  // a Canonical call's lanes are its speakers, by the analysis
+          this.envelope.lanes.forEach((lane, i) => { lane.name = `channel ${i + 1}: ${i + 1 === ac ? "assistant" : "user"}`; });
+        }
         this.state = "drawn";
         this.message = "";
       } else {
@@ -129,6 +139,7 @@ export class Waveform {
       gathers: pairSpans(evs, "gather.started", "gather.completed").map((s) => ({ start_s: s.start, end_s: s.end, digits: s.end_event ? s.end_event.digits : null })),
       dtmf: evs.filter((e) => e.type === "dtmf.received").map((e) => ({ digit: e.digit, start_s: e.start_s, end_s: e.end_s, x: null })),
       transcripts: evs.filter((e) => e.type === "transcription.final").map((e) => ({ channel: e.channel, start_s: e.start_s, end_s: e.end_s, text: e.text })),
+      analysis: this.analysis || null,
     };
   }
 
@@ -166,7 +177,10 @@ export class Waveform {
     // Shading first, the waves over it (they keep their colour), then lines and labels on top.
     this._drawSpans(ctx, xOf, width, dpr);
     this._drawDtmf(ctx, xOf, width, "shade");
+    if (this.marks.analysis) this._drawAnalysis(ctx, xOf, dpr, "shade");
     this.envelope.lanes.forEach((lane, i) => this._drawLane(ctx, lane, this.lanes[i], width, WAVE[i % WAVE.length]));
+    if (this.marks.analysis) this._drawAnalysis(ctx, xOf, dpr, "marks");
+    this.envelope.lanes.forEach((lane, i) => this._drawLaneLabel(ctx, lane, this.lanes[i]));
     this._drawTranscripts(ctx, xOf, width);
     this._drawDtmf(ctx, xOf, width, "marks");
     this._drawAxis(ctx, width, height, d);
@@ -189,7 +203,10 @@ export class Waveform {
       ctx.closePath();
       ctx.fill();
     }
-    ctx.fillStyle = INK;
+  }
+
+  _drawLaneLabel(ctx, lane, box) {
+    // Drawn after the marks, so that no box hides which lane is which.
     ctx.textAlign = "left";
     const label = lane.name === "mix" ? "mix (mono)" : lane.name;
     const w = ctx.measureText(label).width + 8;
@@ -260,6 +277,99 @@ export class Waveform {
       ctx.font = "12px system-ui, sans-serif";
     }
     this.canvas.dataset.dtmf = JSON.stringify(this.marks.dtmf.map((m) => ({ digit: m.digit, start_s: m.start_s, x: m.x })));
+  }
+
+  _speakerLane(channel) {
+    // Stereo: channel 1 is the first lane; a mono (diarized) recording has one lane for both.
+    return this.lanes.length > 1 && channel ? this.lanes[Math.min(channel, this.lanes.length) - 1] : this.lanes[0];
+  }
+
+  _drawAnalysis(ctx, xOf, dpr, layer) {
+    // A Canonical call's analysis: turns per speaker (boxes in their lane), dead air (hatched, across the
+    // lanes), latency gaps (brackets with their ms) and interruptions (dashed lines), labelled in words.
+    const a = this.marks.analysis;
+    const top = this.lanes[0].top, bottom = this.lanes[this.lanes.length - 1].top + this.lanes[this.lanes.length - 1].height;
+    const placed = { turns: [], dead_air: [], latencies: [], interruptions: [] };
+    if (layer === "shade") {
+      const pattern = hatch(ctx, dpr);
+      for (const d of a.dead_air) {
+        const x0 = xOf(d.start_s), x1 = xOf(d.end_s);
+        ctx.fillStyle = pattern || "rgba(0,0,0,0.08)";
+        ctx.fillRect(x0, top, Math.max(1, x1 - x0), bottom - top);
+      }
+      for (const t of a.turns) {
+        const lane = this._speakerLane(t.channel);
+        const x0 = xOf(t.start_s), x1 = xOf(t.end_s);
+        ctx.fillStyle = t.speaker === "assistant" ? "rgba(11,87,208,0.10)" : "rgba(20,108,46,0.12)";
+        ctx.fillRect(x0, lane.top, Math.max(1, x1 - x0), lane.height);
+      }
+      return;
+    }
+    ctx.textAlign = "left";
+    for (const t of a.turns) {
+      const lane = this._speakerLane(t.channel);
+      const x0 = xOf(t.start_s), x1 = xOf(t.end_s);
+      ctx.strokeStyle = t.speaker === "assistant" ? "rgba(11,87,208,0.8)" : "rgba(20,108,46,0.8)";
+      ctx.setLineDash(t.speaker === "assistant" ? [] : [5, 3]);
+      ctx.strokeRect(x0 + 0.5, lane.top + 0.5, Math.max(1, x1 - x0 - 1), lane.height - 1);
+      ctx.setLineDash([]);
+      const label = t.speaker === "assistant" ? "assistant" : "user";
+      if (x1 - x0 > ctx.measureText(label).width + 6) {
+        ctx.fillStyle = INK;
+        ctx.fillText(label, x0 + 3, lane.top + lane.height - 9);
+      }
+      placed.turns.push({ speaker: t.speaker, x0: Math.round(x0 * 100) / 100, x1: Math.round(x1 * 100) / 100 });
+    }
+    for (const d of a.dead_air) {
+      const x0 = xOf(d.start_s), x1 = xOf(d.end_s);
+      ctx.strokeStyle = INK;
+      ctx.setLineDash([2, 2]);
+      ctx.strokeRect(x0 + 0.5, top + 0.5, Math.max(1, x1 - x0 - 1), bottom - top - 1);
+      ctx.setLineDash([]);
+      const label = `dead air ${(d.end_s - d.start_s).toFixed(1)} s`;  // inside the span, mid-height: the label row is the interruptions'
+      const w = Math.min(ctx.measureText(label).width + 6, Math.max(0, x1 - x0 - 2));
+      const mid = (top + bottom) / 2;
+      ctx.fillStyle = "rgba(255,255,255,0.92)";
+      ctx.fillRect((x0 + x1) / 2 - w / 2, mid - 8, w, 16);
+      ctx.fillStyle = INK;
+      ctx.textAlign = "center";
+      ctx.fillText(label, (x0 + x1) / 2, mid, Math.max(0, w - 4));
+      ctx.textAlign = "left";
+      placed.dead_air.push({ x0: Math.round(x0 * 100) / 100, x1: Math.round(x1 * 100) / 100 });
+    }
+    for (const g of a.latencies) {
+      const x0 = xOf(g.start_s), x1 = xOf(g.end_s), y = top + 20;  // under the lane's label
+      ctx.strokeStyle = "#6b3fa0";
+      ctx.lineWidth = 1.5;
+      ctx.beginPath(); ctx.moveTo(x0, y + 6); ctx.lineTo(x0, y); ctx.lineTo(x1, y); ctx.lineTo(x1, y + 6); ctx.stroke();
+      ctx.lineWidth = 1;
+      const label = `${g.ms} ms`;
+      const w = ctx.measureText(label).width + 6;
+      ctx.fillStyle = "rgba(255,255,255,0.9)";
+      ctx.fillRect((x0 + x1) / 2 - w / 2, y + 2, w, 14);
+      ctx.fillStyle = INK;
+      ctx.textAlign = "center";
+      ctx.fillText(label, (x0 + x1) / 2, y + 9);
+      ctx.textAlign = "left";
+      placed.latencies.push({ ms: g.ms, x0: Math.round(x0 * 100) / 100, x1: Math.round(x1 * 100) / 100 });
+    }
+    for (const i of a.interruptions) {
+      const x = xOf(i.at_s);
+      ctx.strokeStyle = "#a50e0e";
+      ctx.lineWidth = 2;
+      ctx.setLineDash([6, 3]);
+      ctx.beginPath(); ctx.moveTo(x, 0); ctx.lineTo(x, bottom); ctx.stroke();
+      ctx.setLineDash([]);
+      ctx.lineWidth = 1;
+      const label = `⚡ ${i.interrupter} cuts in`;
+      const w = ctx.measureText(label).width + 6;
+      ctx.fillStyle = "#fff";
+      ctx.fillRect(x + 2, 1, w, LABEL_PX - 2);
+      ctx.fillStyle = "#a50e0e";
+      ctx.fillText(label, x + 5, LABEL_PX / 2);
+      placed.interruptions.push({ interrupter: i.interrupter, x: Math.round(x * 100) / 100 });
+    }
+    this.canvas.dataset.analysis = JSON.stringify(placed);
   }
 
   _drawTranscripts(ctx, xOf, width) {
