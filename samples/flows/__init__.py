@@ -1,0 +1,1 @@
+"""Sample flows and their tests."""

@@ -1,0 +1,1 @@
+"""Sample twiml and their tests."""
