@@ -441,6 +441,19 @@ def test_ten_wrong_keys_in_a_minute_from_one_address_get_429_with_retry_after_an
             assert ok.status_code == 303 and SESSION_COOKIE in client.cookies
 
 
+def test_x_forwarded_for_does_not_dodge_the_login_throttle(tmp_path: Path) -> None:
+    # From 127.0.0.1, the one address uvicorn trusts forwarding headers from by default, each guess claims to be
+    # another client (a server of its own: the throttled address is every other test's too).
+    with BackgroundServer(settings_for(tmp_path, host="127.0.0.1")) as running, \
+            httpx.Client(base_url=running.base_url, transport=httpx.HTTPTransport(local_address="127.0.0.1"), timeout=30) as guesser:
+        statuses = [
+            guesser.post("/ui/login", headers={"X-Forwarded-For": f"203.0.113.{attempt}"},
+                         data={"api_key": f"guess-{attempt}", "csrf_token": csrf_of(guesser.get("/ui/login").text)}).status_code
+            for attempt in range(11)
+        ]
+    assert statuses == [401] * 10 + [429], statuses
+
+
 def test_the_login_throttle_forgets_failures_once_they_leave_the_window() -> None:
     from ivrsim.ui.auth import UiAuth
 

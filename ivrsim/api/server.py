@@ -132,6 +132,9 @@ def _config(app: FastAPI, settings: Settings, log_level: str, access_log: bool) 
         timeout_keep_alive=KEEP_ALIVE_S,
         http=header_deadline_protocol(settings.body_timeout_s),
         h11_max_incomplete_event_size=64 * 1024,
+        # The client is the socket's peer: no proxy stands in front of ivrsim, so X-Forwarded-For from a local
+        # client must not change who it is (the dashboard's login throttling counts by address).
+        proxy_headers=False,
         # Worker sessions: a worker that stops answering pings is gone within seconds (its calls end failed).
         ws_ping_interval=PING_INTERVAL_S, ws_ping_timeout=PING_TIMEOUT_S, ws_max_size=MAX_MESSAGE_BYTES, ws_per_message_deflate=False,
     )
