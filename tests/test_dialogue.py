@@ -46,14 +46,15 @@ async def menu(conversation: Conversation) -> None:
         raise DialogueError("no branch for that key")
 
 
-def run(tmp_path: Path, synthesizer: SpeechSynthesizer, steps: list[Any], dialogue: Any = menu, clock: str = "virtual") -> tuple[Any, list[CallEvent]]:
+def run(tmp_path: Path, synthesizer: SpeechSynthesizer, steps: list[Any], dialogue: Any = menu, clock: str = "virtual",
+        **request_fields: Any) -> tuple[Any, list[CallEvent]]:
     number = "+15557001000"
 
     async def scenario() -> tuple[Any, list[CallEvent]]:
         settings = EngineSettings(tmp_path / f"data-{clock}", clock=clock, seed=7)
         book = Phonebook(entries={number: caller(steps)})
         async with CallEngine(settings, phonebook=book, synthesizer=synthesizer) as engine:
-            request = CallRequest(to=number, from_=FROM, tts=TtsSpec("Welcome."), record=True)
+            request = CallRequest(to=number, from_=FROM, tts=TtsSpec("Welcome."), record=True, **request_fields)
             runner = engine.executor.runner  # type: ignore[attr-defined]
             services = DialogueServices(settings, synthesizer, engine.loader, runner.speech, book, engine.output, AppClient())
             record = await engine.place(request, then=[DialogueAction(dialogue, request, services)])
@@ -133,3 +134,58 @@ def test_on_the_realtime_clock_the_line_plays_silence_while_the_app_thinks(tmp_p
     [decided] = [e for e in events if e.type == "test.decided"]
     [welcome_done] = [e for e in events if e.type == "prompt.completed"]
     assert decided.call_time_s - welcome_done.call_time_s >= 0.4  # call time ran on meanwhile
+
+
+def test_call_times_on_the_virtual_clock_do_not_depend_on_how_long_the_app_takes(tmp_path: Path, synthesizer: SpeechSynthesizer) -> None:
+    def thinking(delay_s: float) -> Any:
+        async def dialogue(conversation: Conversation) -> None:
+            await asyncio.sleep(delay_s)  # the app answering, in wall time
+            await conversation.say("Thanks for waiting.")
+            await asyncio.sleep(delay_s)
+            conversation.emit("test.decided")
+
+        return dialogue
+
+    quick = run(tmp_path / "quick", synthesizer, [], thinking(0.0))[1]
+    slow = run(tmp_path / "slow", synthesizer, [], thinking(0.3))[1]
+    assert [(e.type, e.call_time_s) for e in quick] == [(e.type, e.call_time_s) for e in slow]
+
+
+def test_a_recording_cut_by_the_calls_maximum_length_is_closed_and_reported(tmp_path: Path, synthesizer: SpeechSynthesizer) -> None:
+    async def voicemail(conversation: Conversation) -> None:
+        try:
+            await conversation.record(max_length_s=60, silence_timeout_s=30)
+        except CallEnded:
+            conversation.emit("test.ended", recording=conversation.last_record.recording_id if conversation.last_record else None)
+            raise
+
+    final, events = run(tmp_path, synthesizer, [{"wait_for_prompt": {"silence_ms": 300}}, {"say": {"text": "Hello, this is a long message"}}],
+                        voicemail, max_duration_s=4.0)
+    assert final.status == "completed" and "maximum length" in final.reason
+    [recorded] = facts(events, "record.completed")
+    assert recorded["reason"] == "hangup"
+    audio, rate = soundfile.read(recorded["path"])  # a readable WAV: its header was written when the call ended
+    assert abs(len(audio) / rate - recorded["duration"]) < 0.02 and len(audio) > 0
+    types = [e.type for e in events]
+    assert types.index("record.completed") < types.index("test.ended") < types.index("call.completed")
+
+
+def test_a_dialogue_stuck_past_the_grace_is_cancelled_and_still_reports_first(
+    tmp_path: Path, synthesizer: SpeechSynthesizer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ivrsim.engine.dialogue as dialogue_module
+
+    monkeypatch.setattr(dialogue_module, "END_GRACE_S", 0.2)
+
+    async def stubborn(conversation: Conversation) -> None:
+        try:
+            await conversation.gather([await conversation.prompt_say("Press a key.")], num_digits=1, timeout_s=30)
+        except CallEnded:
+            try:
+                await asyncio.sleep(30)  # an app that takes its time even after the call ended
+            finally:
+                conversation.emit("test.last_words")
+
+    final, events = run(tmp_path, synthesizer, [{"wait_for_prompt": {"silence_ms": 300}}, {"hangup": {}}], stubborn)
+    types = [e.type for e in events]
+    assert "test.last_words" in types and types.index("test.last_words") < types.index("call.completed")

@@ -499,3 +499,11 @@ def test_an_analysis_page_finds_its_recording_on_the_server_or_says_why_not(serv
     with httpx.Client(base_url=server) as anonymous:
         assert anonymous.get(f"/ui/api/analyses/calls/{call_id}/envelope.json").status_code == 401
         assert anonymous.get(f"/ui/analyses/calls/{call_id}").status_code == 303
+
+
+def test_a_server_without_an_api_key_opens_no_session() -> None:
+    from ivrsim.ui.auth import UiAuth, mint_login_token
+
+    auth = UiAuth("", 3600.0, 300.0)
+    assert not auth.redeem(mint_login_token(""))  # anyone can sign with an empty key
+    assert not auth.key_ok("") and not auth.key_ok("anything")

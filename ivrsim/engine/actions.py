@@ -386,6 +386,11 @@ class RecordMessage(Action):
         if self.reason is None:
             self._finish(call, "hangup")
 
+    def close(self) -> None:
+        """A call that ended however it did leaves no file open (the WAV's header is written on close)."""
+        if self._recorder is not None:
+            self._recorder.close()
+
     @property
     def duration_s(self) -> float:
         """Seconds recorded so far (0 before the beep has ended)."""

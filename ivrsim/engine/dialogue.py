@@ -26,6 +26,7 @@ import numpy as np
 
 from ivrsim.audio.dtmf_generator import DtmfToneSpec, generate_dtmf
 from ivrsim.engine.actions import WAITING, Action, CallContext, Gather, Pause, PlayAudio, RecordMessage, Waiting
+from ivrsim.engine.recorder import recording_id_for, recording_url
 from ivrsim.exceptions import IvrsimError
 from ivrsim.speech.tts import TtsRequest
 
@@ -209,8 +210,8 @@ class Conversation:
     async def record(self, max_length_s: float = 60.0, silence_timeout_s: float = 5.0, finish_on_key: str = "#", beep: bool = True) -> RecordResult:
         """Record the callee's side into a mono WAV of its own (a voicemail, TwiML's ``<Record>``), served
         by the API as any recording."""
-        from ivrsim.engine.runner import recording_id_for, recording_url
-
+        if self._host.ended:
+            raise CallEnded(self._host.ended)  # nothing to record: no recording is registered
         self._records += 1
         settings = self.services.settings
         recording_id = recording_id_for(f"{self.call_id}/record/{self._records}", settings.seed)
@@ -246,6 +247,7 @@ class DialogueAction(Action):
         self._running: _Running | None = None
         self._changed = asyncio.Event()
         self._ended: str | None = None
+        self._hung_up = False
 
     # -- the dialogue's side -------------------------------------------------------------------------------
 
@@ -301,27 +303,42 @@ class DialogueAction(Action):
             self._running.action.heard(call, received)
 
     def hangup(self, call: CallContext) -> None:
+        self._hung_up = True
         if self._running is not None:
             self._running.action.hangup(call)
 
+    @property
+    def ended(self) -> str | None:
+        """How the call ended under the dialogue, once it has."""
+        return self._ended
+
     async def end(self, call: CallContext) -> None:
-        """The call ended while the dialogue ran: the action it awaits raises CallEnded, and the dialogue's
-        last events come before the call's."""
+        """The call ended while the dialogue ran: the action it runs hears the end (a recording closes its
+        file, a gather reports), the dialogue's await raises CallEnded, and its last events come before the
+        call's. One that does not end within ``END_GRACE_S`` (an app still answering) is cancelled, and its
+        last events still come first."""
         if self._task is None or self._task.done():
             return
         self._ended = "the call ended"
         running, self._running = self._running, None
-        if running is not None and not running.done.done():
-            running.done.set_exception(CallEnded(self._ended))
+        if running is not None:
+            if not self._hung_up:  # the call reached its maximum length: the action was not told
+                running.action.hangup(call)
+            if not running.done.done():
+                running.done.set_exception(CallEnded(self._ended))
         try:
             await asyncio.wait_for(asyncio.shield(self._task), END_GRACE_S)
         except (TimeoutError, asyncio.TimeoutError):
-            logger.warning("%s of call %s did not end within %g s of its call", self.name, getattr(call, "id", ""), END_GRACE_S)
+            logger.warning("%s of call %s did not end within %g s of its call; cancelled", self.name, getattr(call, "id", ""), END_GRACE_S)
+            self._task.cancel()
+            await asyncio.wait({self._task}, timeout=END_GRACE_S)  # its finally blocks emit their events now
         except Exception:  # noqa: BLE001 - the call is over: its dialogue's error changes nothing
             logger.exception("%s of call %s failed as its call ended", self.name, getattr(call, "id", ""))
 
     def close(self) -> None:
         if self._task is not None and not self._task.done():
             self._task.cancel()
-        if self._running is not None and not self._running.done.done():
-            self._running.done.cancel()
+        if self._running is not None:
+            self._running.action.close()
+            if not self._running.done.done():
+                self._running.done.cancel()

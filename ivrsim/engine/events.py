@@ -106,12 +106,23 @@ class EventBus:
             except Exception:  # a listener's bug must not stop the call
                 logger.exception("event subscriber failed on %s %s", event.call_id, event.type)
 
-    def queue(self, call_id: str | None = None) -> tuple[asyncio.Queue[CallEvent], Callable[[], None]]:
-        """An asyncio queue that receives the events (of one call, or all); returns (queue, unsubscribe)."""
-        queue: asyncio.Queue[CallEvent] = asyncio.Queue()
+    def queue(self, call_id: str | None = None, max_events: int = 0) -> tuple[EventQueue, Callable[[], None]]:
+        """An asyncio queue that receives the events (of one call, or all); returns (queue, unsubscribe).
+        ``max_events`` (0: no bound) bounds what waits for a reader that fell behind: newer events are
+        dropped and ``queue.overflowed`` says so, so the reader can start over from the store."""
+        queue = EventQueue(max_events)
 
         def put(event: CallEvent) -> None:
             if call_id is None or event.call_id == call_id:
-                queue.put_nowait(event)
+                try:
+                    queue.put_nowait(event)
+                except asyncio.QueueFull:
+                    queue.overflowed = True
 
         return queue, self.subscribe(put)
+
+
+class EventQueue(asyncio.Queue[CallEvent]):
+    """The bus's queue for one reader; ``overflowed``: events were dropped since the reader last looked."""
+
+    overflowed: bool = False

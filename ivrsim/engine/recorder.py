@@ -11,7 +11,9 @@ a 20 ms frame's worth of work, and half a second is all a crash can lose. After 
 
 from __future__ import annotations
 
+import hashlib
 import os
+import secrets
 import shutil
 import struct
 from pathlib import Path
@@ -137,3 +139,19 @@ def repair_wav(path: str | os.PathLike[str]) -> float:
                 return data_bytes / block_align / rate_hz
             offset += 8 + chunk_size + (chunk_size & 1)
         raise ValueError(f"{path} has no data chunk")
+
+
+#: Where the API serves a recording (``{public_url}{RECORDINGS_PATH}/{id}.wav``).
+RECORDINGS_PATH = "/v1/voice/recordings"
+
+
+def recording_url(public_url: str | None, recording_id: str) -> str:
+    return f"{public_url or ''}{RECORDINGS_PATH}/{recording_id}.wav"
+
+
+def recording_id_for(call_id: str, seed: int | None) -> str:
+    """The call's recording id: derived from the call id and the seed when there is one, so that a worker
+    process gives the same id as this one; random otherwise."""
+    if seed is None:
+        return f"rec_{secrets.token_hex(10)}"
+    return f"rec_{hashlib.blake2b(f'{seed}:{call_id}'.encode(), digest_size=10).hexdigest()}"

@@ -20,10 +20,8 @@ time on the virtual and manual clocks, so that they agree with ``duration``.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import time
 import logging
-import secrets
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
@@ -43,7 +41,7 @@ from ivrsim.engine.job import CallJob, CallRequest, EngineSettings
 from ivrsim.engine.listening import LiveTranscriber, call_language, engine_facts, open_speech_input
 from ivrsim.engine.listening_process import ProcessTranscriber
 from ivrsim.engine.output import CallOutput
-from ivrsim.engine.recorder import CallRecorder
+from ivrsim.engine.recorder import RECORDINGS_PATH, CallRecorder, recording_id_for, recording_url
 from ivrsim.exceptions import InvalidRequestError, IvrsimError
 from ivrsim.media.audio_url import AudioUrlLoader
 from ivrsim.speech.asr.base import AsrError, SpeechEngine
@@ -62,8 +60,6 @@ BEEP_TIMEOUT_S = 30.0
 STOPPED_REASON = "ivrsim stopped while the call was live"
 #: The clocks on which call time stands still while an action waits (``Waiting``); the others play silence.
 SIMULATED_CLOCKS = ("virtual", "manual")
-#: Where the API serves a recording (``{public_url}{RECORDINGS_PATH}/{id}.wav``).
-RECORDINGS_PATH = "/v1/voice/recordings"
 
 
 class InjectionLimitError(InvalidRequestError):
@@ -94,10 +90,6 @@ class WorkerUnavailableError(IvrsimError):
     code = "worker_unavailable"
 
 
-def recording_url(public_url: str | None, recording_id: str) -> str:
-    return f"{public_url or ''}{RECORDINGS_PATH}/{recording_id}.wav"
-
-
 def recording_completed_facts(recording_id: str, duration_s: float, channels: str, public_url: str | None) -> dict[str, Any]:
     """The ``recording.completed`` facts: the documented integer ``duration`` (seconds) and the precise
     ``duration_s`` beside it, and the recording's URL (never a server file path)."""
@@ -108,14 +100,6 @@ def recording_completed_facts(recording_id: str, duration_s: float, channels: st
         "duration_s": round(duration_s, 3),
         "channels": channels,
     }
-
-
-def recording_id_for(call_id: str, seed: int | None) -> str:
-    """The call's recording id: derived from the call id and the seed when there is one, so that a worker
-    process gives the same id as this one; random otherwise."""
-    if seed is None:
-        return f"rec_{secrets.token_hex(10)}"
-    return f"rec_{hashlib.blake2b(f'{seed}:{call_id}'.encode(), digest_size=10).hexdigest()}"
 
 
 @dataclass(frozen=True)

@@ -164,16 +164,18 @@ async def all_events(request: Request, services: ServicesDep, _: SessionDep) -> 
     as webhooks carry it, ``id`` is ``call_id:sequence``). Nothing is replayed: the page renders what is
     stored and this brings what follows. It ends when the server shuts down (the browser reconnects)."""
     closing: asyncio.Event | None = getattr(request.app.state, "closing", None)
-    queue, unsubscribe = services.engine.bus.queue(None)
+    # Bounded: a browser that stopped reading holds at most MAX_BACKLOG events, however busy the server is.
+    queue, unsubscribe = services.engine.bus.queue(None, max_events=MAX_BACKLOG)
 
     async def stream() -> AsyncIterator[str]:
         try:
             yield "retry: 2000\n: connected\n\n"
             idle_s = 0.0
             while closing is None or not closing.is_set():
-                if queue.qsize() > MAX_BACKLOG:  # a browser that stopped reading: tell it to start over
+                if queue.overflowed:  # it fell behind and events were dropped: tell it to start over
                     while not queue.empty():
                         queue.get_nowait()
+                    queue.overflowed = False
                     yield "event: overflow\ndata: {}\n\n"
                 try:
                     event = await asyncio.wait_for(queue.get(), timeout=SHUTDOWN_POLL_S)

@@ -96,7 +96,8 @@ class UiAuth:
     failures: dict[str, deque[float]] = field(default_factory=dict)
 
     def key_ok(self, key: str) -> bool:
-        return bool(key) and hmac.compare_digest(key.strip().encode(), self.api_key.encode())
+        """The server's API key; never true when the server has none (the API is locked then, and so is the page)."""
+        return bool(key) and bool(self.api_key) and hmac.compare_digest(key.strip().encode(), self.api_key.encode())
 
     def open_session(self) -> Session:
         self._forget_expired()
@@ -121,8 +122,8 @@ class UiAuth:
         """True once for a well-signed token younger than ``login_token_ttl_s``; False when forged,
         malformed, expired or already used."""
         parts = token.split(".")
-        if len(parts) != 3 or not parts[0].isdigit():
-            return False
+        if not self.api_key or len(parts) != 3 or not parts[0].isdigit():
+            return False  # with no key anyone could sign a token
         issued_s, nonce, signature = int(parts[0]), parts[1], parts[2]
         if not hmac.compare_digest(signature.encode(), _sign(self.api_key, f"{parts[0]}.{nonce}").encode()):
             return False
