@@ -34,11 +34,11 @@ from ivrsim.api.server import BackgroundServer
 from ivrsim.engine.callees import Phonebook
 from ivrsim.engine.engine import CallEngine, CallRequest, EngineSettings
 from ivrsim.engine.events import CallEvent
+from ivrsim.flows.twiml.params import account_sid
+from ivrsim.flows.twiml.runtime import MAX_DOCUMENTS_PER_CALL
 from ivrsim.settings import Settings
 from ivrsim.speech.tts import PromptCache, SpeechSynthesizer
 from ivrsim.testing.waiting import wait_until
-from ivrsim.flows.twiml.params import account_sid
-from ivrsim.flows.twiml.runtime import MAX_DOCUMENTS_PER_CALL
 
 TOKEN = "test-auth-token-12345"
 FROM = "+15559876543"
@@ -99,7 +99,8 @@ class AcmeApp:
         digits = params.get("Digits")
         if digits == "1":
             return xml('  <Gather numDigits="1" action="billing" method="POST">\n'
-                       '    <Say>Billing. Press 1 to leave a message, 2 to go back.</Say>\n  </Gather>\n  <Redirect>/voice</Redirect>')
+                       '    <Say>Billing. Press 1 to leave a message, 2 to go back.</Say>\n    <Pause length="2"/>\n  </Gather>\n'
+                       '  <Redirect>/voice</Redirect>')
         if digits == "2":
             return xml(f'  <Say>Connecting you to sales.</Say>\n  <Dial action="/dialed" timeout="10"><Number>{BUSY}</Number></Dial>')
         if digits == "3":
@@ -146,6 +147,18 @@ class AcmeApp:
 
     async def page_bad_attribute(self, params: dict[str, str]) -> Response:
         return xml('  <Gather numDigits="many"><Say>Hi</Say></Gather>')
+
+    async def page_play_file(self, params: dict[str, str]) -> Response:
+        return xml(f"  <Say>One moment.</Say>\n  <Play>file:///etc/passwd?{SECRET}</Play>")
+
+    async def page_redirect_file(self, params: dict[str, str]) -> Response:
+        return xml(f"  <Say>One moment.</Say>\n  <Redirect>file:///etc/passwd?{SECRET}</Redirect>")
+
+    async def page_gather_file(self, params: dict[str, str]) -> Response:
+        return xml(f'  <Say>One moment.</Say>\n  <Gather action="file:///etc/passwd?{SECRET}"><Say>Press a key.</Say></Gather>')
+
+    async def page_pause_long(self, params: dict[str, str]) -> Response:
+        return xml('  <Say>One moment.</Say>\n  <Pause length="100000"/>')
 
     async def page_reject(self, params: dict[str, str]) -> Response:
         return xml('  <Reject reason="busy"/>\n  <Say>Never said.</Say>')
@@ -230,6 +243,9 @@ def test_billing_then_a_message_then_back_to_the_main_menu(tmp_path: Path, synth
     assert [page for page, _ in pages] == ["voice", "menu", "billing", "recorded", "voice", "menu"]
     assert [seen.method for seen in app.seen] == ["POST", "POST", "POST", "POST", "GET", "POST"]
     assert pages[1][1]["Digits"] == "1" and pages[2][1]["Digits"] == "1" and pages[5][1]["Digits"] == "9"
+    # a Pause in a Gather plays as a prompt of silence (the caller's key cut it short); a Pause on its own runs in call time
+    paused = [f for f in facts(events, "prompt.started") if f["kind"] == "pause"]
+    assert [(f["source"], f["duration_s"]) for f in paused] == [("2 s", 2.0)]
     recorded = pages[3][1]
     assert recorded["RecordingUrl"].endswith(f"/v1/voice/recordings/{recorded['RecordingSid']}.wav")
     audio, rate = soundfile.read(tmp_path / "data" / "recordings" / f"{recorded['RecordingSid']}.wav")
@@ -238,7 +254,7 @@ def test_billing_then_a_message_then_back_to_the_main_menu(tmp_path: Path, synth
     # the timeline shows each document and each verb with its line
     requested = facts(events, "twiml.requested")
     assert [(r["url"], r["method"], r["status_code"]) for r in requested][:2] == [(f"{base}/voice", "POST", 200), (f"{base}/menu", "POST", 200)]
-    assert all(r["elapsed_ms"] >= 0 for r in requested)
+    assert all(isinstance(r["elapsed_ms"], int | float) for r in requested)
     verbs = [(v["verb"], v["line"]) for v in facts(events, "twiml.verb")]
     assert verbs == [("Gather", 3), ("Gather", 3), ("Say", 3), ("Record", 4), ("Say", 3), ("Pause", 4), ("Redirect", 5),
                      ("Gather", 3), ("Say", 3), ("Hangup", 4)]
@@ -323,6 +339,10 @@ def test_reject_ends_an_answered_call_and_says_why_in_an_event(tmp_path: Path, s
     ("connect", ["/connect", "line 4", "<Connect> is not supported"]),
     ("bad-attribute", ["/bad-attribute", "line 3", "numDigits must be a whole number"]),
     ("loop", ["/loop", f"more than {MAX_DOCUMENTS_PER_CALL} documents"]),
+    ("play-file", ["/play-file", "line 4: <Play> the URL must be an http(s) URL"]),
+    ("redirect-file", ["/redirect-file", "line 4: <Redirect> the URL must be an http(s) URL"]),
+    ("gather-file", ["/gather-file", "line 4: <Gather> action must be an http(s) URL"]),
+    ("pause-long", ["/pause-long", "line 4: <Pause> length must be a whole number of seconds from 0 to 600"]),
 ])
 def test_an_app_that_answers_badly_fails_the_call_naming_url_status_or_line(
         tmp_path: Path, synthesizer: SpeechSynthesizer, acme: tuple[AcmeApp, str], page: str, expected: list[str]) -> None:
@@ -331,11 +351,13 @@ def test_an_app_that_answers_badly_fails_the_call_naming_url_status_or_line(
     assert final.status == "failed"
     for fragment in expected:
         assert fragment in final.reason, final.reason
-    assert SECRET not in final.reason
+    assert SECRET not in final.reason and "passwd" not in final.reason
     if page == "loop":
         assert len(app.seen) == MAX_DOCUMENTS_PER_CALL
-    if page == "connect":  # the document is checked whole before any of it runs
-        assert not facts(events, "twiml.verb")
+    if page in ("connect", "play-file", "redirect-file", "gather-file", "pause-long"):
+        # the document is checked whole before any of it runs: no file is read, no prompt played, nothing else asked
+        assert not facts(events, "twiml.verb") and not facts(events, "prompt.started")
+        assert len(app.seen) == 1
 
 
 def test_an_unreachable_app_fails_the_call_naming_its_url(tmp_path: Path, synthesizer: SpeechSynthesizer) -> None:

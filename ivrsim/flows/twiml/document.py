@@ -3,8 +3,13 @@
 The XML comes from the user's app over the network, so it is parsed defensively with expat: a document
 type declaration (and with it every entity and external reference) is refused, the size is bounded, and
 errors give the line and column only, never the content. Attribute values are checked as Twilio checks
-them (``numDigits`` a positive integer, ``method`` GET or POST, ...); an unknown attribute is ignored, as
-Twilio ignores it; a verb ivrsim cannot run (``<Connect>``, ``<Enqueue>``, ...) is an error naming it.
+them (``numDigits`` a positive integer, ``method`` GET or POST, ...), and every one that scales the work or
+memory of a call (a Pause's length, a loop, a Record's length, a timeout) within a bound; an error names
+the element, the attribute, the line and what is accepted, never the value the app sent. An unknown
+attribute is ignored, as Twilio ignores it; a verb ivrsim cannot run (``<Connect>``, ``<Enqueue>``, ...) is
+an error naming it (an element's name only when it is a plain word). A URL (``<Play>``, ``<Redirect>``, an
+``action``) must be http(s) or a path relative to the document: ``file:`` and other schemes are refused
+before any verb runs.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from typing import NoReturn
+from urllib.parse import urlsplit
 from xml.parsers import expat
 from xml.sax.saxutils import escape, quoteattr
 
@@ -23,8 +29,22 @@ from ivrsim.webhooks.app_client import shown_url
 MAX_DOCUMENT_BYTES = 64 * 1024
 #: Deepest element nesting accepted (a TwiML document is three levels deep; SSML in a Say a few more).
 MAX_DEPTH = 32
-#: What ``loop="0"`` means: "until the call ends", bounded as Twilio bounds it.
+#: What ``loop="0"`` means: "until the call ends", bounded as Twilio bounds it; also the largest ``loop``.
 MAX_LOOP = 1000
+#: Longest ``<Pause length>``, in seconds.
+MAX_PAUSE_S = 600
+#: Most prompts one ``<Gather>`` plays, loops counted (each is made ready before the Gather starts).
+MAX_GATHER_PROMPTS = 10 * MAX_LOOP
+#: Longest ``<Gather timeout>`` and ``speechTimeout``, in seconds.
+MAX_GATHER_TIMEOUT_S = 600
+#: Largest ``<Gather numDigits>``.
+MAX_NUM_DIGITS = 128
+#: Most characters of ``<Play digits>`` (each ``w`` is half a second of tones made before it plays).
+MAX_PLAY_DIGITS = 128
+#: Longest ``<Record maxLength>`` and ``timeout``, and ``<Dial timeLimit>``, in seconds (Twilio's longest call, 4 h).
+MAX_CALL_S = 14400
+#: Longest ``<Dial timeout>``, in seconds (Twilio's).
+MAX_DIAL_TIMEOUT_S = 600
 
 SUPPORTED_VERBS = ("Say", "Play", "Pause", "Gather", "Record", "Redirect", "Hangup", "Reject", "Dial")
 #: Twilio verbs and nouns ivrsim does not simulate: named in the error, so the user knows it is ivrsim's limit.
@@ -34,6 +54,13 @@ UNSUPPORTED_VERBS = ("Connect", "Enqueue", "Leave", "Queue", "Refer", "Sms", "Me
 GATHER_INPUTS = ("dtmf", "speech", "dtmf speech")
 KEYS = "0123456789*#"
 _PLAY_DIGITS = re.compile(r"^[0-9*#wW]+$")
+#: An element name an error may repeat: a plain word (anything else is the app's text, not a verb's name).
+_SHOWN_NAME = re.compile(r"^[A-Za-z]{1,32}$")
+
+
+def shown_element(name: str) -> str:
+    """``<name>`` for an error when ``name`` is a plain word, else "an unknown element"."""
+    return f"<{name}>" if _SHOWN_NAME.match(name) else "an unknown element"
 
 
 class TwimlError(DialogueError):
@@ -227,7 +254,7 @@ def parse_twiml(text: str, url: str = "") -> TwimlDocument:
         raise TwimlError(f"{where}: the answer is empty; answer with <Response>...</Response>")
     root = _tree(text, where)
     if root.name != "Response":
-        raise TwimlError(f"{where}: line {root.line}: the root element is <{root.name}>; a TwiML document's root must be <Response>")
+        raise TwimlError(f"{where}: line {root.line}: the root element is {shown_element(root.name)}; a TwiML document's root must be <Response>")
     return TwimlDocument(url, tuple(_Verbs(where).verb(child) for child in root.children))
 
 
@@ -246,39 +273,37 @@ class _Verbs:
             known = "is not supported by ivrsim" if name in UNSUPPORTED_VERBS else "is not a TwiML verb"
             allowed = "Say, Play and Pause" if inside == "Gather" else ", ".join(SUPPORTED_VERBS)
             where = f" in <{inside}>" if inside else ""
-            raise TwimlError(f"{self.where}: line {element.line}: <{name}>{where} {known}; use {allowed}")
+            raise TwimlError(f"{self.where}: line {element.line}: {shown_element(name)}{where} {known}; use {allowed}")
         return getattr(self, f"_{name.lower()}")(element)
 
     # -- attribute values ----------------------------------------------------------------------------------
 
-    def _int(self, element: _Element, name: str, default: int, minimum: int) -> int:
+    def _int(self, element: _Element, name: str, default: int, minimum: int, maximum: int, unit: str = "", note: str = "") -> int:
+        """The whole number ``name`` within ``minimum``..``maximum``; the error says the range, not the value."""
         raw = element.attrs.get(name)
         if raw is None:
             return default
-        try:
-            value = int(raw.strip())
-        except ValueError:
-            value = minimum - 1
-        if value < minimum:
-            raise self.fail(element, f"{name} must be a whole number of at least {minimum}, not {raw!r}")
+        value = int(raw.strip()) if re.fullmatch(r"[+-]?[0-9]{1,12}", raw.strip()) else None
+        if value is None or not minimum <= value <= maximum:
+            raise self.fail(element, f"{name} must be a whole number{unit} from {minimum} to {maximum:,}{note}")
         return value
 
-    def _seconds(self, element: _Element, name: str, default: float, minimum: float = 0.0) -> float:
+    def _seconds(self, element: _Element, name: str, default: float, minimum: float, maximum: float) -> float:
         raw = element.attrs.get(name)
         if raw is None:
             return default
         try:
             value = float(raw.strip())
         except ValueError:
-            value = -1.0
-        if not math.isfinite(value) or value < minimum:
-            raise self.fail(element, f"{name} must be a number of seconds of at least {minimum:g}, not {raw!r}")
+            value = math.nan
+        if not math.isfinite(value) or not minimum <= value <= maximum:
+            raise self.fail(element, f"{name} must be a number of seconds from {minimum:g} to {maximum:,g}")
         return value
 
     def _method(self, element: _Element) -> str:
         raw = element.attrs.get("method", "POST").strip().upper()
         if raw not in ("GET", "POST"):
-            raise self.fail(element, f"method must be GET or POST, not {element.attrs['method']!r}")
+            raise self.fail(element, "method must be GET or POST")
         return raw
 
     def _bool(self, element: _Element, name: str, default: bool) -> bool:
@@ -286,12 +311,12 @@ class _Verbs:
         if raw is None:
             return default
         if raw.strip().lower() not in ("true", "false"):
-            raise self.fail(element, f"{name} must be true or false, not {raw!r}")
+            raise self.fail(element, f"{name} must be true or false")
         return raw.strip().lower() == "true"
 
     def _loop(self, element: _Element) -> int:
-        loop = self._int(element, "loop", 1, 0)
-        return MAX_LOOP if loop == 0 else min(loop, MAX_LOOP)
+        loop = self._int(element, "loop", 1, 0, MAX_LOOP, note=" (0: as many times as the call lasts)")
+        return MAX_LOOP if loop == 0 else loop
 
     def _keys(self, element: _Element, name: str, default: str, single: bool) -> str:
         raw = element.attrs.get(name)
@@ -300,13 +325,27 @@ class _Verbs:
         value = raw.strip()
         if any(key not in KEYS for key in value) or (single and len(value) > 1):
             what = "one key of 0-9, * and #, or empty" if single else "keys of 0-9, * and #, or empty"
-            raise self.fail(element, f"{name} must be {what}, not {raw!r}")
+            raise self.fail(element, f"{name} must be {what}")
         return value
+
+    def _url(self, element: _Element, value: str, attribute: str) -> str:
+        """``value`` when it is an http(s) URL or a relative one (resolved against the document's when run)."""
+        try:
+            scheme = urlsplit(value).scheme.lower()
+        except ValueError:
+            scheme = "invalid"
+        if scheme not in ("", "http", "https"):
+            raise self.fail(element, f"{attribute} must be an http(s) URL or a path relative to the document's")
+        return value
+
+    def _action(self, element: _Element) -> str | None:
+        action = element.attrs.get("action", "").strip() or None
+        return None if action is None else self._url(element, action, "action")
 
     def _no_children(self, element: _Element) -> None:
         if element.children:
             child = element.children[0]
-            raise TwimlError(f"{self.where}: line {child.line}: <{child.name}> cannot be nested in <{element.name}>")
+            raise TwimlError(f"{self.where}: line {child.line}: {shown_element(child.name)} cannot be nested in <{element.name}>")
 
     # -- verbs ---------------------------------------------------------------------------------------------
 
@@ -323,42 +362,45 @@ class _Verbs:
         digits = element.attrs.get("digits")
         if digits is not None:
             digits = digits.strip()
-            if not _PLAY_DIGITS.match(digits):
-                raise self.fail(element, f"digits must be keys of 0-9, * and #, and w for half a second's wait, not {element.attrs['digits']!r}")
+            if not _PLAY_DIGITS.match(digits) or len(digits) > MAX_PLAY_DIGITS:
+                raise self.fail(element, f"digits must be 1 to {MAX_PLAY_DIGITS} keys of 0-9, * and #, and w for half a second's wait")
             return Play(element.line, "", self._loop(element), digits)
         url = element.text
         if not url:
             raise self.fail(element, "has neither a URL nor digits; put the audio's URL between <Play> and </Play>")
-        return Play(element.line, url, self._loop(element))
+        return Play(element.line, self._url(element, url, "the URL"), self._loop(element))
 
     def _pause(self, element: _Element) -> Pause:
         self._no_children(element)
-        return Pause(element.line, float(self._int(element, "length", 1, 0)))
+        return Pause(element.line, float(self._int(element, "length", 1, 0, MAX_PAUSE_S, unit=" of seconds")))
 
     def _gather(self, element: _Element) -> Gather:
         raw_input = " ".join(element.attrs.get("input", "dtmf").split()).lower()
         if raw_input == "speech dtmf":
             raw_input = "dtmf speech"
         if raw_input not in GATHER_INPUTS:
-            raise self.fail(element, f"input must be dtmf, speech or \"dtmf speech\", not {element.attrs['input']!r}")
-        num_digits = self._int(element, "numDigits", 0, 1) if "numDigits" in element.attrs else None
+            raise self.fail(element, 'input must be dtmf, speech or "dtmf speech"')
+        num_digits = self._int(element, "numDigits", 0, 1, MAX_NUM_DIGITS) if "numDigits" in element.attrs else None
         speech_timeout_s: float | None
         raw_speech = element.attrs.get("speechTimeout")
-        timeout_s = float(self._int(element, "timeout", 5, 1))
+        timeout_s = float(self._int(element, "timeout", 5, 1, MAX_GATHER_TIMEOUT_S, unit=" of seconds"))
         if raw_speech is None:
             speech_timeout_s = timeout_s  # Twilio: speechTimeout defaults to timeout's value
         elif raw_speech.strip().lower() == "auto":
             speech_timeout_s = None
         else:
-            speech_timeout_s = self._seconds(element, "speechTimeout", timeout_s)
+            speech_timeout_s = self._seconds(element, "speechTimeout", timeout_s, 0.0, MAX_GATHER_TIMEOUT_S)
         hints = tuple(hint.strip() for hint in element.attrs.get("hints", "").split(",") if hint.strip())
         prompts = []
         for child in element.children:
             verb = self.verb(child, inside="Gather") if child.name in ("Say", "Play", "Pause") else self._not_in_gather(child)
             prompts.append(verb)
+        plays = sum(getattr(prompt, "loop", 1) for prompt in prompts)
+        if plays > MAX_GATHER_PROMPTS:
+            raise self.fail(element, f"plays more than {MAX_GATHER_PROMPTS:,} prompts, loops counted; use fewer or smaller loops")
         return Gather(
             element.line, raw_input, num_digits, timeout_s, self._keys(element, "finishOnKey", "#", single=True),
-            element.attrs.get("action", "").strip() or None, self._method(element), speech_timeout_s, hints,
+            self._action(element), self._method(element), speech_timeout_s, hints,
             element.attrs.get("language", "").strip() or None, self._bool(element, "actionOnEmptyResult", False),
             self._bool(element, "bargeIn", True), tuple(prompts),  # type: ignore[arg-type]
         )
@@ -371,16 +413,17 @@ class _Verbs:
     def _record(self, element: _Element) -> Record:
         self._no_children(element)
         return Record(
-            element.line, element.attrs.get("action", "").strip() or None, self._method(element),
-            float(self._int(element, "maxLength", 3600, 1)), self._keys(element, "finishOnKey", "1234567890*#", single=False),
-            self._bool(element, "playBeep", True), float(self._int(element, "timeout", 5, 0)),
+            element.line, self._action(element), self._method(element),
+            float(self._int(element, "maxLength", 3600, 1, MAX_CALL_S, unit=" of seconds")),
+            self._keys(element, "finishOnKey", "1234567890*#", single=False), self._bool(element, "playBeep", True),
+            float(self._int(element, "timeout", 5, 0, MAX_CALL_S, unit=" of seconds", note=" (0: no end on silence)")),
         )
 
     def _redirect(self, element: _Element) -> Redirect:
         self._no_children(element)
         if not element.text:
             raise self.fail(element, "has no URL; put the URL of the next TwiML between <Redirect> and </Redirect>")
-        return Redirect(element.line, element.text, self._method(element))
+        return Redirect(element.line, self._url(element, element.text, "the URL"), self._method(element))
 
     def _hangup(self, element: _Element) -> Hangup:
         self._no_children(element)
@@ -390,7 +433,7 @@ class _Verbs:
         self._no_children(element)
         reason = element.attrs.get("reason", "rejected").strip()
         if reason not in ("rejected", "busy"):
-            raise self.fail(element, f"reason must be rejected or busy, not {reason!r}")
+            raise self.fail(element, "reason must be rejected or busy")
         return Reject(element.line, reason)
 
     def _dial(self, element: _Element) -> Dial:
@@ -398,7 +441,7 @@ class _Verbs:
         for child in element.children:
             if child.name != "Number":
                 known = "is not supported by ivrsim" if child.name in UNSUPPORTED_VERBS else "is not a noun of <Dial>"
-                raise TwimlError(f"{self.where}: line {child.line}: <{child.name}> in <Dial> {known}; dial a <Number> or a number as text")
+                raise TwimlError(f"{self.where}: line {child.line}: {shown_element(child.name)} in <Dial> {known}; dial a <Number> or a number as text")
             if not child.text:
                 raise TwimlError(f"{self.where}: line {child.line}: <Number> has no number; put it between <Number> and </Number>")
             numbers.append(child.text)
@@ -407,7 +450,8 @@ class _Verbs:
         if not numbers:
             raise self.fail(element, "has no number; put one between <Dial> and </Dial>, or in a <Number>")
         return Dial(
-            element.line, tuple(numbers), element.attrs.get("action", "").strip() or None, self._method(element),
-            float(self._int(element, "timeout", 30, 1)), float(self._int(element, "timeLimit", 14400, 1)),
+            element.line, tuple(numbers), self._action(element), self._method(element),
+            float(self._int(element, "timeout", 30, 1, MAX_DIAL_TIMEOUT_S, unit=" of seconds")),
+            float(self._int(element, "timeLimit", MAX_CALL_S, 1, MAX_CALL_S, unit=" of seconds")),
             element.attrs.get("callerId", "").strip() or None,
         )

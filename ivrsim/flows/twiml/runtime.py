@@ -19,7 +19,7 @@ from urllib.parse import parse_qs
 import httpx
 import numpy as np
 
-from ivrsim.engine.actions import PlayAudio
+from ivrsim.engine.actions import CallContext, PlayAudio
 from ivrsim.engine.dialogue import (
     CallEnded,
     Conversation,
@@ -28,14 +28,15 @@ from ivrsim.engine.dialogue import (
     RecordResult,
 )
 from ivrsim.exceptions import MediaError, SpeechError
-from ivrsim.speech.voices import VoiceCatalog
 from ivrsim.flows.twiml.document import (
+    MAX_GATHER_PROMPTS,
+    MAX_LOOP,
+    MAX_PAUSE_S,
     Dial,
     Gather,
     Hangup,
     Pause,
     Play,
-    Prompt,
     Record,
     Redirect,
     Reject,
@@ -53,6 +54,7 @@ from ivrsim.flows.twiml.params import (
     sid,
     signature,
 )
+from ivrsim.flows.twiml.voices import choose_voice
 from ivrsim.webhooks.app_client import DEFAULT_APP_TIMEOUT_S, AppRequestError, shown_url
 
 logger = logging.getLogger(__name__)
@@ -63,81 +65,6 @@ MAX_DOCUMENTS_PER_CALL = 200
 #: Longest the request after a hang-up during a Record may take, in seconds (within the end of a call's
 #: grace for its dialogue, ``ivrsim.engine.dialogue.END_GRACE_S``).
 AFTER_HANGUP_TIMEOUT_S = 3.0
-#: Twilio's default Say language.
-DEFAULT_LANGUAGE = "en-US"
-
-#: Amazon Polly voices Twilio offers (``Polly.Joanna``, ``Polly.Joanna-Neural``): language and gender,
-#: to pick the closest ivrsim voice.
-POLLY_VOICES: dict[str, tuple[str, str]] = {
-    "Joanna": ("en-US", "female"), "Salli": ("en-US", "female"), "Kimberly": ("en-US", "female"), "Kendra": ("en-US", "female"),
-    "Ivy": ("en-US", "female"), "Ruth": ("en-US", "female"), "Danielle": ("en-US", "female"), "Matthew": ("en-US", "male"),
-    "Joey": ("en-US", "male"), "Justin": ("en-US", "male"), "Kevin": ("en-US", "male"), "Stephen": ("en-US", "male"),
-    "Gregory": ("en-US", "male"), "Amy": ("en-GB", "female"), "Emma": ("en-GB", "female"), "Brian": ("en-GB", "male"),
-    "Arthur": ("en-GB", "male"), "Nicole": ("en-AU", "female"), "Olivia": ("en-AU", "female"), "Russell": ("en-AU", "male"),
-    "Raveena": ("en-IN", "female"), "Aditi": ("en-IN", "female"), "Celine": ("fr-FR", "female"), "Céline": ("fr-FR", "female"),
-    "Lea": ("fr-FR", "female"), "Léa": ("fr-FR", "female"), "Mathieu": ("fr-FR", "male"), "Remi": ("fr-FR", "male"),
-    "Chantal": ("fr-CA", "female"), "Gabrielle": ("fr-CA", "female"), "Conchita": ("es-ES", "female"), "Lucia": ("es-ES", "female"),
-    "Enrique": ("es-ES", "male"), "Sergio": ("es-ES", "male"), "Mia": ("es-MX", "female"), "Penelope": ("es-US", "female"),
-    "Lupe": ("es-US", "female"), "Miguel": ("es-US", "male"), "Pedro": ("es-US", "male"), "Marlene": ("de-DE", "female"),
-    "Vicki": ("de-DE", "female"), "Hans": ("de-DE", "male"), "Daniel": ("de-DE", "male"), "Carla": ("it-IT", "female"),
-    "Bianca": ("it-IT", "female"), "Giorgio": ("it-IT", "male"), "Adriano": ("it-IT", "male"), "Camila": ("pt-BR", "female"),
-    "Vitoria": ("pt-BR", "female"), "Ricardo": ("pt-BR", "male"), "Ines": ("pt-PT", "female"), "Cristiano": ("pt-PT", "male"),
-    "Mizuki": ("ja-JP", "female"), "Takumi": ("ja-JP", "male"), "Seoyeon": ("ko-KR", "female"), "Zhiyu": ("cmn-CN", "female"),
-    "Lotte": ("nl-NL", "female"), "Ruben": ("nl-NL", "male"), "Tatyana": ("ru-RU", "female"), "Maxim": ("ru-RU", "male"),
-}
-#: Twilio's basic voices: ``alice`` speaks many languages; ``man`` and ``woman`` English, French, German, Spanish.
-BASIC_VOICES = {"alice": "female", "woman": "female", "man": "male"}
-
-
-@dataclass(frozen=True)
-class VoiceChoice:
-    """The ivrsim voice for a Twilio voice and language (None: the default voice), and why, when it is not exact."""
-
-    voice_id: str | None
-    note: str | None = None
-
-
-def choose_voice(twilio_voice: str | None, language: str | None, catalog: VoiceCatalog) -> VoiceChoice:
-    """The closest ivrsim voice: an exact catalog id (``Google.en-US-Neural2-F``), else one of the right
-    language and gender (``Polly.Matthew`` is a US English man), else the default voice, with a note."""
-    name = (twilio_voice or "").strip()
-    gender = "female"
-    wanted_language = language
-    if name.startswith(("Google.", "Polly.")):
-        family, _, rest = name.partition(".")
-        if family == "Google":
-            if rest in catalog:
-                return VoiceChoice(catalog.get(rest).id)
-            parts = rest.split("-")
-            wanted_language = wanted_language or "-".join(parts[:2])
-            gender = "male" if parts and parts[-1] in ("B", "D", "J") else "female"
-        else:
-            polly = POLLY_VOICES.get(rest.split("-")[0])
-            if polly is not None:
-                wanted_language = wanted_language or polly[0]
-                gender = polly[1]
-    elif name.lower() in BASIC_VOICES:
-        gender = BASIC_VOICES[name.lower()]
-    elif name and name in catalog:
-        return VoiceChoice(catalog.get(name).id)
-    elif name:
-        return VoiceChoice(None, f"voice {name!r} is not one ivrsim knows; the default voice speaks")
-    wanted_language = wanted_language or DEFAULT_LANGUAGE
-    voice_id = _voice_for(wanted_language, gender, catalog)
-    if voice_id is None:
-        return VoiceChoice(None, f"no ivrsim voice speaks {wanted_language}; the default voice speaks")
-    return VoiceChoice(voice_id)
-
-
-def _voice_for(language: str, gender: str, catalog: VoiceCatalog) -> str | None:
-    voices = [voice for voice in catalog if voice.language.lower() == language.lower()]
-    if not voices:
-        prefix = language.split("-")[0].lower()
-        voices = [voice for voice in catalog if voice.language.split("-")[0].lower() == prefix]
-    if not voices:
-        return None
-    # the catalog lists the Neural (documented) voices first
-    return next((voice.id for voice in voices if voice.gender == gender), voices[0].id)
 
 
 @dataclass(frozen=True)
@@ -251,9 +178,12 @@ class TwimlCall:
         """Run ``document``'s verbs; the next document to ask for, or None when the call is to hang up."""
         for verb in document.verbs:
             self.conv.emit("twiml.verb", verb=type(verb).__name__, line=verb.line)
-            if isinstance(verb, Say | Play | Pause):
-                for prompt in await self.render(verb, document):
-                    await self.conv.run(prompt)
+            if isinstance(verb, Pause):
+                await self.conv.pause(min(verb.length_s, MAX_PAUSE_S))  # silence frame by frame: no samples made
+            elif isinstance(verb, Say | Play):
+                audio = await self.render(verb, document)
+                for _ in range(min(verb.loop, MAX_LOOP)):  # one play at a time, all sharing the samples
+                    await self.conv.run(_again(audio))
             elif isinstance(verb, Gather):
                 step = await self.gather(verb, document)
                 if step is not None:
@@ -274,12 +204,9 @@ class TwimlCall:
                 return None
         return None
 
-    async def render(self, prompt: Prompt, document: TwimlDocument) -> list[PlayAudio]:
-        """``prompt`` ready to play, once per ``loop``."""
+    async def render(self, prompt: Say | Play, document: TwimlDocument) -> PlayAudio:
+        """``prompt`` ready to play once (``_again`` plays it again for each ``loop``)."""
         where = f"TwiML from {shown_url(document.url)}: line {prompt.line}"
-        if isinstance(prompt, Pause):
-            samples = _silence(prompt.length_s, self.conv.rate_hz)
-            return [PlayAudio("pause", samples, f"{prompt.length_s:g} s")] if len(samples) else []
         if isinstance(prompt, Say):
             choice = choose_voice(prompt.voice, prompt.language, self.conv.services.synthesizer.catalog)
             if choice.note is not None:
@@ -296,12 +223,27 @@ class TwimlCall:
                 audio = await self.conv.prompt_play(url)
             except MediaError as error:
                 raise DialogueError(f"{where}: <Play> cannot play its audio: {error}") from None
-        return [PlayAudio(audio.kind, audio.samples, audio.source, list(audio.warnings), text=audio.text) for _ in range(prompt.loop)]
+        return audio
 
-    async def gather(self, verb: Gather, document: TwimlDocument) -> _Next | None:
+    async def gather_prompts(self, verb: Gather, document: TwimlDocument) -> list[PlayAudio]:
+        """The Gather's prompts, each once per ``loop``: the loops share one rendering's samples and a Pause
+        holds none (``_Silence``), so the memory is bounded by the rendered Says and Plays, not the lengths."""
         prompts: list[PlayAudio] = []
         for prompt in verb.prompts:
-            prompts.extend(await self.render(prompt, document))
+            if isinstance(prompt, Pause):
+                seconds = min(prompt.length_s, MAX_PAUSE_S)
+                if seconds > 0:
+                    prompts.append(_Silence.lasting(seconds, self.conv.rate_hz))
+                continue
+            audio = await self.render(prompt, document)
+            prompts.extend(_again(audio) for _ in range(min(prompt.loop, MAX_LOOP)))
+            if len(prompts) > MAX_GATHER_PROMPTS:
+                raise DialogueError(f"TwiML from {shown_url(document.url)}: line {verb.line}: <Gather> plays more than "
+                                    f"{MAX_GATHER_PROMPTS:,} prompts, loops counted; use fewer or smaller loops")
+        return prompts
+
+    async def gather(self, verb: Gather, document: TwimlDocument) -> _Next | None:
+        prompts = await self.gather_prompts(verb, document)
         heard = await self.conv.gather(
             prompts, input_type=verb.input, num_digits=verb.num_digits, finish_on_key=verb.finish_on_key, timeout_s=verb.timeout_s,
             barge_in=verb.barge_in, hints=list(verb.hints) or None, speech_timeout_s=verb.speech_timeout_s, language=verb.language,
@@ -371,5 +313,19 @@ class TwimlCall:
         return _Next(self._resolve(document, verb.action, verb, "action"), verb.method, params)
 
 
-def _silence(seconds: float, rate_hz: int) -> np.ndarray:
-    return np.zeros(round(seconds * rate_hz), dtype=np.float32)
+def _again(audio: PlayAudio) -> PlayAudio:
+    """A fresh play of ``audio`` (its own position and events), sharing its samples."""
+    return PlayAudio(audio.kind, audio.samples, audio.source, list(audio.warnings), text=audio.text)
+
+
+class _Silence(PlayAudio):
+    """A ``<Pause>`` among a Gather's prompts (which are played audio): its samples are a read-only view of
+    a single zero, so a long pause holds no memory, and each frame is fresh silence."""
+
+    @classmethod
+    def lasting(cls, seconds: float, rate_hz: int) -> _Silence:
+        return cls("pause", np.broadcast_to(np.zeros(1, dtype=np.float32), (round(seconds * rate_hz),)), f"{seconds:g} s")
+
+    def frame(self, call: CallContext) -> np.ndarray | None:
+        out = super().frame(call)
+        return None if out is None else np.zeros(call.frame_samples, dtype=np.float32)
