@@ -458,6 +458,19 @@ def test_a_dtmf_speech_gather_ends_on_speech_or_on_a_key(tmp_path: Path, synthes
     assert nothing.data["reason"] == "timeout" and nothing.data["speech"]["text"] == "" and nothing.data["digits"] == ""
 
 
+def test_a_speech_only_gather_ignores_keys_and_never_takes_a_tone_for_words(tmp_path: Path, synthesizer: SpeechSynthesizer) -> None:
+    # A caller who answers a yes/no question with keys: Twilio's input="speech" ignores them; the tones must not
+    # be recognised as "no" or "yeah" (pocketsphinx against a yes/no grammar hears something in anything).
+    entries = {"+15557770011": script("keys-instead", [{"pause": {"seconds": 0.8}}, {"press": {"digits": "#"}}])}  # during the prompt
+    speech_only = GatherSpec(type="speech", hints=("yes", "no"), timeout_s=4)
+    final, events = one_call(tmp_path, synthesizer, CallRequest(to="+15557770011", from_=FROM, tts=TtsSpec("Do you confirm? Say yes or no."),
+                                                                gather=speech_only), entries)
+    assert final.status == "completed"
+    assert len(of_type(events, "dtmf.received")) == 1  # the key was heard, and reported
+    [gathered] = of_type(events, "gather.completed")
+    assert gathered.data["reason"] == "timeout" and gathered.data["speech"]["text"] == "" and gathered.data["digits"] == ""
+
+
 def test_audio_injected_into_a_live_call_reaches_the_gather(tmp_path: Path, synthesizer: SpeechSynthesizer) -> None:
     async def scenario() -> list[CallEvent]:
         async with CallEngine(EngineSettings(tmp_path / "d", seed=6, clock="realtime"), synthesizer=synthesizer) as engine:

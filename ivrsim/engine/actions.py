@@ -193,6 +193,8 @@ class Gather(Action):
     _started: bool = False
     _prompt_index: int = 0
     _waiting_frames: int = 0
+    #: Call time a key's tone was decoded during a speech-only gather (its utterance is not speech).
+    _tone_heard_at_s: float | None = None
 
     @property
     def done(self) -> bool:
@@ -248,7 +250,12 @@ class Gather(Action):
         return True
 
     def digit(self, call: CallContext, digit: DtmfDigit) -> None:
-        if self.done or not self._started or not self.takes_digits:
+        if self.done or not self._started:
+            return
+        if not self.takes_digits:
+            # A speech-only gather ignores keys (as Twilio's input="speech"), and a tone is not speech: what the
+            # recognizer heard up to now holds the tone, so that utterance does not count.
+            self._tone_heard_at_s = call.call_time_s
             return
         if not self._barge_in():
             return
@@ -287,6 +294,8 @@ class Gather(Action):
     def _hear(self, call: CallContext, result: Recognition) -> None:
         if self.done or not result.final or not result.text:
             return  # partials, and utterances without words (a cough, line noise), do not end a gather
+        if self._tone_heard_at_s is not None and (self.speech_offset_s or 0.0) + result.start_s <= self._tone_heard_at_s:
+            return  # it began before a key's tone was decoded: the "words" are the tone
         self.heard_speech = result
         self._complete(call, "speech")
 
