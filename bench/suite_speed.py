@@ -11,6 +11,8 @@ Usage: .venv/bin/python bench/suite_speed.py [--repeat 3] [--skip-pytest] [--jso
 2. ``pytest samples`` as a user runs it (the example test files that use the ivrsim pytest plugin), in a
    subprocess: its wall time, from start to exit, with pytest's own count of tests (target: the whole sample
    suite, dozens of calls, under 30 s on this machine).
+3. Validation of a generated 500-node flow (``generated_flow``: a chain of 10-branch gathers into a loop without
+   an exit, the case the loop check was once cubic on): the best of ``--repeat`` runs.
 
 Caveats: the machine has 2 cores shared with whatever else runs (the load average is printed first).
 """
@@ -26,12 +28,12 @@ import re
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import asdict, dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+from ivrsim.testing.http import serve_json
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "samples" / "flows"
@@ -60,27 +62,37 @@ class FlowFigures:
         return self.steps / self.wall_s if self.wall_s else 0.0
 
 
-class OrdersApp:
-    """The support menu's order lookup: every order has shipped, arriving tomorrow."""
+#: The support menu's order lookup: every order has shipped, arriving tomorrow.
+ORDERS_ROUTES = {"/orders": lambda _payload: (200, {"branch": "shipped", "variables": {"eta": "tomorrow"}})}
+#: Nodes of the generated flow whose validation is timed (the most a flow may have).
+VALIDATION_NODES = 500
 
-    def __init__(self) -> None:
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:
-                pass
 
-            def do_POST(self) -> None:
-                self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                data = json.dumps({"branch": "shipped", "variables": {"eta": "tomorrow"}}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+def generated_flow(nodes: int = VALIDATION_NODES) -> dict[str, Any]:
+    """A flow of ``nodes`` nodes: a chain of 10-branch gathers (each key goes on or back to the start) into a
+    two-node loop without an exit, the worst case the loop check had (one error expected)."""
+    chain = nodes - 2
+    flow: dict[str, Any] = {}
+    for i in range(chain):
+        following = f"g{i + 1}" if i + 1 < chain else "loop_a"
+        flow[f"g{i}"] = {"type": "gather", "prompt": "Press a key.", "branches": {str(k): following if k else "g0" for k in range(10)}}
+    flow["loop_a"] = {"type": "goto", "next": "loop_b"}
+    flow["loop_b"] = {"type": "goto", "next": "loop_a"}
+    return {"start": "g0", "nodes": flow}
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/orders"
+
+def time_validation(repeat: int) -> dict[str, Any]:
+    """Wall time of ``validate_flow`` on ``generated_flow()``: the best of ``repeat`` runs, and its problems."""
+    from ivrsim.flows import validate_flow
+
+    document = generated_flow()
+    best_s = float("inf")
+    issues: list[Any] = []
+    for _ in range(max(repeat, 1)):
+        started = time.perf_counter()
+        issues = validate_flow(document)
+        best_s = min(best_s, time.perf_counter() - started)
+    return {"nodes": len(document["nodes"]), "best_s": round(best_s, 4), "problems": len(issues)}
 
 
 def sample_runs(orders_url: str) -> list[tuple[str, dict[str, Any], Path]]:
@@ -149,16 +161,17 @@ def main() -> None:
 
     one_blas_thread()
     load = os.getloadavg()
-    app = OrdersApp()
-    runs = sample_runs(app.url)
-    with tempfile.TemporaryDirectory(prefix="suite-bench-") as temp:
-        figures = asyncio.run(run_flows(Path(temp), runs, args.repeat))
-    app.server.shutdown()
+    validation = time_validation(args.repeat)
+    with serve_json(ORDERS_ROUTES) as app:
+        runs = sample_runs(f"{app.url}/orders")
+        with tempfile.TemporaryDirectory(prefix="suite-bench-") as temp:
+            figures = asyncio.run(run_flows(Path(temp), runs, args.repeat))
     pytest_run = None if args.skip_pytest else run_pytest_samples()
     report = {
         "load_average": [round(v, 2) for v in load],
         "flows": {**asdict(figures), "x_real_time": round(figures.x_real_time, 1), "steps_per_s": round(figures.steps_per_s, 1),
                   "wall_s": round(figures.wall_s, 3), "call_time_s": round(figures.call_time_s, 2)},
+        "validation": validation,
         "pytest_samples": pytest_run,
     }
     if args.json:
@@ -172,6 +185,8 @@ def main() -> None:
     print(f"  call time {f.call_time_s:.1f} s in {f.wall_s:.2f} s of wall time: {f.x_real_time:.0f}x real time; "
           f"{f.wall_s / max(f.passes, 1):.2f} s a pass; slowest call {f.slowest_call_s:.1f} s of call time")
     print(f"  flow steps: {f.steps} in all, {f.steps_per_s:.0f} per second of wall time")
+    print(f"validation of a generated {validation['nodes']}-node flow (gathers of 10 branches into a loop): "
+          f"{validation['best_s'] * 1000:.1f} ms (best of {args.repeat}; {validation['problems']} problem expected: 1)")
     if pytest_run is not None:
         print(f"pytest samples: {pytest_run['summary'] or 'no summary'} in {pytest_run['wall_s']:.1f} s wall (exit {pytest_run['exit_code']}; "
               "target: under 30 s)")

@@ -196,6 +196,21 @@ class Canary:
             self.raise_for(response)
         return response.json()
 
+    def download(self, url: str) -> bytes:
+        """The bytes at ``url`` (e.g. a recording document's ``url``: absolute, or a path on the server), fetched
+        with the key within ``timeout_s``; the API's errors raise ``CanaryError``."""
+        try:
+            with self._deadline.within(self.timeout_s):
+                response = self._http.get(url)
+        except httpx.TimeoutException as error:
+            raise CanaryTimeoutError(
+                f"GET {url}: no complete answer from {self.base_url} within {self.timeout_s:g} s "
+                f"(total deadline, {TIMEOUT_ENV}): the server is too slow or stuck"
+            ) from error
+        if response.status_code >= 400:
+            self.raise_for(response)
+        return response.content
+
     @staticmethod
     def raise_for(response: httpx.Response) -> None:
         """Raise the API's error as a CanaryError."""

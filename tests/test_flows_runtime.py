@@ -7,10 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +20,8 @@ from ivrsim.flows import load_flow_file, runtime
 from ivrsim.flows.document import MAX_STEPS_PER_CALL
 from ivrsim.flows.runtime import match_phrase
 from ivrsim.speech.tts import PromptCache, SpeechSynthesizer
+from ivrsim.testing.http import JsonApp, serve_bytes, serve_json
+from ivrsim.webhooks.app_client import AppClient, AppRequestError
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples" / "flows"
 CALLERS = SAMPLES / "callers"
@@ -30,47 +29,22 @@ NUMBER = "+15557001000"
 FROM = "+15559876543"
 
 
-class OrdersApp:
-    """A small app the support flow's webhook asks: answers by path, and records what it was sent."""
+def _orders(payload: Any) -> tuple[int, Any]:
+    return 200, {"branch": "shipped" if payload["order"] == "1001" else "pending", "variables": {"eta": "tomorrow"}}
 
-    def __init__(self) -> None:
-        self.requests: list[dict[str, Any]] = []
-        app = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                payload = json.loads(body) if body else None
-                app.requests.append({"path": self.path, "json": payload})
-                if self.path == "/orders":
-                    status, answer = 200, {"branch": "shipped" if payload["order"] == "1001" else "pending", "variables": {"eta": "tomorrow"}}
-                elif self.path == "/loop":
-                    status, answer = 200, {"next": "count"}
-                elif self.path == "/nowhere":
-                    status, answer = 200, {"next": "no_such_node"}
-                else:
-                    status, answer = 500, {"error": "down"}
-                data = json.dumps(answer).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+#: What the app the support flow's webhook asks answers, by path (any other path: HTTP 500).
+APP_ROUTES: dict[str, Any] = {
+    "/orders": _orders,
+    "/loop": lambda _payload: (200, {"next": "count"}),
+    "/nowhere": lambda _payload: (200, {"next": "no_such_node"}),
+}
 
 
 @pytest.fixture(scope="module")
-def app() -> Iterator[OrdersApp]:
-    instance = OrdersApp()
-    yield instance
-    instance.server.shutdown()
+def app() -> Iterator[JsonApp]:
+    with serve_json(APP_ROUTES) as instance:
+        yield instance
 
 
 @pytest.fixture(scope="module")
@@ -125,7 +99,7 @@ SAMPLE_RUNS = [
 
 @pytest.mark.parametrize(("flow", "caller", "path"), SAMPLE_RUNS, ids=[f"{f}-{c}" for f, c, _ in SAMPLE_RUNS])
 def test_each_sample_flow_takes_the_path_its_caller_leads_it(
-    tmp_path: Path, synthesizer: SpeechSynthesizer, app: OrdersApp, flow: str, caller: str, path: list[str]
+    tmp_path: Path, synthesizer: SpeechSynthesizer, app: JsonApp, flow: str, caller: str, path: list[str]
 ) -> None:
     document = sample(flow)
     if flow == "support-menu":
@@ -170,7 +144,7 @@ def test_a_spoken_yes_takes_the_yes_branch(tmp_path: Path, synthesizer: SpeechSy
     assert completed(events)["variables"]["answer"] == gathered["speech"]["text"]
 
 
-def test_the_webhook_answer_picks_the_branch_and_sets_variables(tmp_path: Path, synthesizer: SpeechSynthesizer, app: OrdersApp) -> None:
+def test_the_webhook_answer_picks_the_branch_and_sets_variables(tmp_path: Path, synthesizer: SpeechSynthesizer, app: JsonApp) -> None:
     document = sample("support-menu")
     document["variables"]["orders_url"] = f"{app.url}/orders"
     _final, events = run_flow(tmp_path, synthesizer, document, "support-order")
@@ -179,7 +153,7 @@ def test_the_webhook_answer_picks_the_branch_and_sets_variables(tmp_path: Path, 
     assert "Order 1 0 0 1 has shipped. It arrives tomorrow." in said(events)
 
 
-def test_a_failing_webhook_takes_on_error(tmp_path: Path, synthesizer: SpeechSynthesizer, app: OrdersApp) -> None:
+def test_a_failing_webhook_takes_on_error(tmp_path: Path, synthesizer: SpeechSynthesizer, app: JsonApp) -> None:
     document = sample("support-menu")
     document["variables"]["orders_url"] = f"{app.url}/down"
     final, events = run_flow(tmp_path, synthesizer, document, "support-order")
@@ -189,7 +163,7 @@ def test_a_failing_webhook_takes_on_error(tmp_path: Path, synthesizer: SpeechSyn
     assert failed["node"] == "lookup" and "HTTP 500" in failed["error"]
 
 
-def test_a_webhook_naming_no_node_fails_the_call_naming_the_node(tmp_path: Path, synthesizer: SpeechSynthesizer, app: OrdersApp) -> None:
+def test_a_webhook_naming_no_node_fails_the_call_naming_the_node(tmp_path: Path, synthesizer: SpeechSynthesizer, app: JsonApp) -> None:
     document = {"nodes": {"ask": {"type": "webhook", "url": f"{app.url}/nowhere"}}}
     final, events = run_flow(tmp_path, synthesizer, document, "silent")
     assert final.status == "failed"
@@ -197,8 +171,58 @@ def test_a_webhook_naming_no_node_fails_the_call_naming_the_node(tmp_path: Path,
     assert completed(events)["reason"] == "error"
 
 
+def webhook_then_bye(url: str, method: str = "POST") -> dict[str, Any]:
+    """A flow whose one webhook node asks ``url`` (a template of variable ``target``) and goes to bye on error."""
+    return {"variables": {"target": url}, "nodes": {
+        "ask": {"type": "webhook", "url": "{{ target }}", "method": method, "on_error": "bye"}, "bye": {"type": "hangup"}}}
+
+
+def test_an_answer_nested_too_deeply_takes_on_error(tmp_path: Path, synthesizer: SpeechSynthesizer) -> None:
+    nested = b"[" * 100_000 + b"]" * 100_000  # json.loads raises RecursionError, not ValueError, on it
+    with serve_bytes(nested, "application/json") as url:
+        final, events = run_flow(tmp_path, synthesizer, webhook_then_bye(f"{url}/deep", method="GET"), "silent")
+    assert final.status == "completed", final.reason
+    assert completed(events)["path"] == ["ask", "bye"]
+    [failed] = facts(events, "flow.webhook_failed")
+    assert failed["node"] == "ask" and "nested too deeply" in failed["error"]
+
+
+@pytest.mark.parametrize("url", ["file:///etc/passwd", "http://[::1", "not a url"], ids=["file", "invalid", "junk"])
+def test_a_webhook_url_that_is_not_http_takes_on_error_naming_the_node(tmp_path: Path, synthesizer: SpeechSynthesizer, url: str) -> None:
+    final, events = run_flow(tmp_path, synthesizer, webhook_then_bye(url), "silent")
+    assert final.status == "completed", final.reason
+    assert completed(events)["path"] == ["ask", "bye"]
+    [failed] = facts(events, "flow.webhook_failed")
+    assert failed["node"] == "ask"
+    assert "flow node ask" in failed["error"] and "not an http(s) URL" in failed["error"]
+
+
+def test_a_webhook_url_that_is_not_http_without_on_error_fails_the_call_naming_the_node(
+    tmp_path: Path, synthesizer: SpeechSynthesizer
+) -> None:
+    document = webhook_then_bye("file:///etc/passwd")
+    del document["nodes"]["ask"]["on_error"]
+    document["nodes"]["ask"]["next"] = "bye"
+    final, events = run_flow(tmp_path, synthesizer, document, "silent")
+    assert final.status == "failed"
+    assert "flow node ask" in final.reason and "not an http(s) URL" in final.reason
+    assert completed(events)["reason"] == "error"
+
+
+def test_the_app_client_turns_an_invalid_url_into_an_app_request_error() -> None:
+    async def ask() -> None:
+        client = AppClient(timeout_s=5)
+        try:
+            await client.request("POST", "http://[::1/orders", json={})
+        finally:
+            await client.aclose()
+
+    with pytest.raises(AppRequestError, match="not a valid URL"):
+        asyncio.run(ask())
+
+
 def test_a_loop_validation_cannot_see_is_stopped_at_run_time(
-    tmp_path: Path, synthesizer: SpeechSynthesizer, app: OrdersApp, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, synthesizer: SpeechSynthesizer, app: JsonApp, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     assert MAX_STEPS_PER_CALL == 1000
     monkeypatch.setattr(runtime, "MAX_STEPS_PER_CALL", 60)  # the same guard, reached sooner (each step here is an HTTP request)

@@ -10,6 +10,11 @@ from typing import Any
 import httpx
 import pytest
 
+# pytester's in-process runs put sys.modules back afterwards, so what an inner session imported first is imported
+# anew by a later test: uvicorn's protocol module would then catch other exception classes than the ones the
+# httptools C extension raises (an upgrade request crashes the connection). Loaded here, they are in the snapshot.
+import uvicorn.protocols.http.httptools_impl  # noqa: F401
+
 from ivrsim.api.server import BackgroundServer
 from ivrsim.settings import Settings
 from ivrsim.testing.plugin import IvrsimServer
@@ -94,6 +99,59 @@ def test_golden_records_then_passes_then_fails_with_a_diff_and_wavs(pytester: py
     golden_wav, actual_wav = (Path(part.strip(" ;").split(";")[0]) for part in kept[0].split(":", 1)[1].split(" and "))
     assert golden_wav.is_file() and actual_wav.is_file()
     assert "events differ" in (pytester.path / "golden.xml").read_text()
+
+
+YES_FLOW = """\
+nodes:
+  ask:
+    type: gather
+    prompt: "Say yes or no."
+    timeout: 5
+    speech_timeout: 0.8
+    phrases:
+      yes: confirmed
+      no: cancelled
+  confirmed: {type: hangup}
+  cancelled: {type: hangup}
+"""
+
+BROKEN_FLOW = """\
+nodes:
+  ask:
+    type: gather
+    prompt: "Press 1."
+    branches:
+      "1": nowhere
+"""
+
+FLOW_FILE_TESTS = '''
+import pytest
+from pathlib import Path
+from ivrsim.flows import FlowError
+
+def test_yes_is_a_phrase(ivrsim):
+    ivrsim.caller_file("+15550007777", Path("yes_caller.yaml"))
+    call = ivrsim.call(to="+15550007777", flow_file="yes_flow.yaml")
+    assert call.status == "completed", call.reason
+    call.assert_path(["ask", "confirmed"])
+    assert call.webhook("flow.completed")["path"] == ["ask", "confirmed"]
+    with pytest.raises(AssertionError, match="expected one flow.gather_failed webhook, got 0"):
+        call.webhook("flow.gather_failed")
+
+def test_a_broken_flow_file_names_its_line_before_any_call(ivrsim):
+    before = len(ivrsim.server.receiver.received)
+    with pytest.raises(FlowError, match=r"broken_flow.yaml:6:12: branch '1' goes to node 'nowhere'"):
+        ivrsim.call(to="+15550007778", flow_file="broken_flow.yaml")
+    assert len(ivrsim.server.receiver.received) == before  # no call was placed: no webhook came
+'''
+
+
+def test_flow_files_are_read_as_flows_yes_is_a_word_and_errors_name_the_line(pytester: pytest.Pytester) -> None:
+    pytester.makefile(".yaml", yes_flow=YES_FLOW, broken_flow=BROKEN_FLOW,
+                      yes_caller="answer_after_rings: 0\nsteps:\n  - wait_for_prompt: {silence_ms: 800, timeout_s: 30}\n  - say: {text: \"yes\"}\n")
+    pytester.makepyfile(test_flow_files=FLOW_FILE_TESTS)
+    result = pytester.runpytest("-p", "no:randomly")
+    result.assert_outcomes(passed=2)
 
 
 # -- run-time callers and the clock, through a real server -------------------------------------------------

@@ -15,6 +15,8 @@ import json
 import logging
 from typing import Any
 
+import httpx
+
 from ivrsim.engine.actions import PlayAudio
 from ivrsim.engine.dialogue import (
     CallEnded,
@@ -36,7 +38,7 @@ from ivrsim.flows.document import (
 from ivrsim.flows.template import VARIABLE_NAME, render, render_data
 from ivrsim.flows.validate import MAX_VALUE_CHARS, check_flow, gather_input
 from ivrsim.speech.asr.phrases import normalise_phrase
-from ivrsim.webhooks.app_client import AppRequestError
+from ivrsim.webhooks.app_client import AppRequestError, shown_url
 
 logger = logging.getLogger(__name__)
 
@@ -292,6 +294,8 @@ class FlowRun:
             "variables": {k: v for k, v in self.variables.items() if k not in _CALL_VARIABLES},
         }
         where = f"flow node {node.name} (webhook {method})"
+        if not _is_http_url(url):  # a template rendered into a file: URL or junk: the node's own failure, not a crash
+            raise DialogueError(f"{where}: the url {shown_url(url)} is not an http(s) URL; give one starting http:// or https://")
         try:
             if method == "GET":
                 form = {k: v if isinstance(v, str) else json_text(v) for k, v in payload.items()}
@@ -306,6 +310,9 @@ class FlowRun:
             answer = json.loads(response.text) if response.text.strip() else {}
         except ValueError:
             raise DialogueError(f"{where}: the answer is not JSON; answer a JSON object such as {{\"next\": \"menu\"}}") from None
+        except RecursionError:  # arrays or objects nested thousands deep: a bad answer like any other
+            raise DialogueError(f"{where}: the answer's arrays or objects are nested too deeply; answer a flat JSON object "
+                                "such as {\"next\": \"menu\"}") from None
         if not isinstance(answer, dict):
             raise DialogueError(f"{where}: the answer is not a JSON object; answer e.g. {{\"next\": \"menu\", \"variables\": {{}}}}")
         target = answer.get("next")
@@ -328,6 +335,15 @@ class FlowRun:
                 raise DialogueError(f"{where}: the answer's variable {name} must be a string (up to {MAX_VALUE_CHARS} characters), "
                                     "number or true/false")
         return {"next": target, "variables": variables}
+
+
+def _is_http_url(url: str) -> bool:
+    """Whether ``url`` is an absolute http(s) URL with a host (what a webhook node may ask)."""
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError):
+        return False
+    return parsed.scheme in ("http", "https") and bool(parsed.host)
 
 
 def json_text(value: Any) -> str:

@@ -296,19 +296,24 @@ class _Checker:
         for name, targets in successors.items():
             for target in targets:
                 predecessors[target].append(name)
-        can_end: set[str] = set()
-        for name, node in nodes.items():
-            if node.can_end_flow or node.type not in NODE_KEYS:  # a broken node: its own error says enough
-                can_end |= _reach(name, predecessors)
-        reported: set[str] = set()
+        # a broken node counts as an end: its own error says enough
+        ends = [name for name, node in nodes.items() if node.can_end_flow or node.type not in NODE_KEYS]
+        can_end = _reach_all(ends, predecessors)
+        # A loop is a strongly connected component with a cycle; one none of whose nodes can end the flow
+        # has no exit (the nodes of a component reach one another, so one can end only if all can).
+        component = _components(list(nodes), successors)
+        members: dict[int, list[str]] = {}
         for name in nodes:
-            if name in can_end or name in reported or name not in reachable:
+            members.setdefault(component[name], []).append(name)
+        reported: set[int] = set()
+        for name in nodes:
+            which = component[name]
+            if name in can_end or which in reported or name not in reachable:
                 continue
-            ahead = _reach(name, successors)
-            loop = [other for other in nodes if other in ahead and name in _reach(other, successors)]
-            if not loop or (loop == [name] and name not in successors[name]):
+            loop = members[which]
+            if loop == [name] and name not in successors[name]:
                 continue
-            reported.update(loop)
+            reported.add(which)
             self.add(("nodes", name), f"loop without an exit: {', '.join(loop)} never reach a hangup or an end; "
                                       "give one of them a branch, on_failure or next that leaves the loop", at_key=True)
 
@@ -340,14 +345,66 @@ def gather_input(spec: dict[str, Any]) -> str:
 
 
 def _reach(start: str, edges: dict[str, list[str]]) -> set[str]:
-    seen = {start}
-    todo = [start]
+    return _reach_all([start], edges)
+
+
+def _reach_all(starts: list[str], edges: dict[str, list[str]]) -> set[str]:
+    """Every node reachable from any of ``starts`` (themselves included): one pass, linear in the edges."""
+    seen = set(starts)
+    todo = list(starts)
     while todo:
         for target in edges.get(todo.pop(), []):
             if target not in seen:
                 seen.add(target)
                 todo.append(target)
     return seen
+
+
+def _components(names: list[str], edges: dict[str, list[str]]) -> dict[str, int]:
+    """Each node's strongly connected component (a number): Tarjan's algorithm, iterative (a long chain of
+    nodes needs no deep recursion), linear in nodes and edges."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    on_stack: set[str] = set()
+    stack: list[str] = []
+    component: dict[str, int] = {}
+    counter = 0
+    for root in names:
+        if root in index:
+            continue
+        index[root] = low[root] = counter
+        counter += 1
+        stack.append(root)
+        on_stack.add(root)
+        work: list[tuple[str, int]] = [(root, 0)]  # (node, how many of its edges were followed)
+        while work:
+            node, position = work[-1]
+            targets = edges.get(node, [])
+            if position < len(targets):
+                work[-1] = (node, position + 1)
+                target = targets[position]
+                if target not in index:
+                    index[target] = low[target] = counter
+                    counter += 1
+                    stack.append(target)
+                    on_stack.add(target)
+                    work.append((target, 0))
+                elif target in on_stack:
+                    low[node] = min(low[node], index[target])
+                continue
+            work.pop()
+            if work:
+                parent = work[-1][0]
+                low[parent] = min(low[parent], low[node])
+            if low[node] == index[node]:
+                number = index[node]  # the root's index names the component
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component[member] = number
+                    if member == node:
+                        break
+    return component
 
 
 def _names(nodes: dict[str, Any]) -> str:

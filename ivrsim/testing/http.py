@@ -1,12 +1,16 @@
-"""Servers for tests: fixed bytes on loopback (over HTTP, or raw over TCP), for as long as a ``with`` lasts."""
+"""Servers for tests: fixed bytes on loopback (over HTTP, or raw over TCP), or a small JSON app, for as long
+as a ``with`` lasts."""
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 
 @contextmanager
@@ -70,3 +74,46 @@ def serve_raw(reply: bytes) -> Iterator[str]:
         with suppress(OSError):
             listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() (closing alone does not, on Linux)
         listener.close()
+
+
+@dataclass
+class JsonApp:
+    """A JSON app on loopback (the user's app a flow's webhook node asks): ``routes`` maps a path to
+    ``answer(body) -> (status, JSON value)``; an unknown path answers 500. ``requests`` keeps what it was sent."""
+
+    routes: dict[str, Callable[[Any], tuple[int, Any]]]
+    url: str = ""
+    requests: list[dict[str, Any]] = field(default_factory=list)
+
+
+@contextmanager
+def serve_json(routes: dict[str, Callable[[Any], tuple[int, Any]]]) -> Iterator[JsonApp]:
+    """``JsonApp`` of ``routes`` answering POSTs (JSON bodies) on a free loopback port for as long as the ``with`` lasts."""
+    app = JsonApp(routes)
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            payload = json.loads(body) if body else None
+            app.requests.append({"path": self.path, "json": payload})
+            route = app.routes.get(self.path)
+            status, answer = route(payload) if route is not None else (500, {"error": "no such route"})
+            data = json.dumps(answer).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="serve-json", daemon=True).start()
+    app.url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        yield app
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -6,8 +6,9 @@
         assert call.digits == "1234"
 
 Fixtures: ``ivrsim_server`` (one in-process server per session, virtual clock, temporary data folder, a
-real webhook receiver) and ``ivrsim`` (a client per test; the callers it registers are forgotten after the
-test). ``--ivrsim-update-golden`` records golden fixtures for ``ivrsim.assert_golden(call)``.
+real webhook receiver) and ``ivrsim`` (a client per test: ``caller``, ``caller_file``, ``call``; the callers it
+registers are forgotten after the test). A ``CallResult`` has the path, gathers, prompts, ``webhook(type)``,
+``heard``. ``--ivrsim-update-golden`` records golden fixtures for ``ivrsim.assert_golden(call)``.
 
 Golden audio tolerance: the two dual-channel WAVs must have the same length within ``GOLDEN_LENGTH_TOLERANCE_S``
 (20 ms) and a Pearson correlation of at least ``GOLDEN_MIN_CORRELATION`` (0.9) over their common length,
@@ -68,12 +69,21 @@ def _prompt_cache(config: pytest.Config) -> Path | None:
 
 @dataclass
 class IvrsimServer:
-    """A running server: its URL and key, and the webhook receiver every call's webhooks go to."""
+    """A running server: its URL and key, the webhook receiver every call's webhooks go to, and the speech
+    recognisers ``CallResult.heard`` listens with (made on first use, kept for the session: their decoders
+    take a while to load)."""
 
     base_url: str
     api_key: str
     receiver: WebhookReceiver
     data_dir: Path
+    listeners: dict[type, Any] = field(default_factory=dict, repr=False)
+
+    def listener(self, kind: type) -> Any:
+        """The session's one ``kind`` engine (e.g. ``SphinxEngine``)."""
+        if kind not in self.listeners:
+            self.listeners[kind] = kind()
+        return self.listeners[kind]
 
 
 @pytest.fixture(scope="session")
@@ -128,6 +138,7 @@ class CallResult:
     recording: Recording | None
     data: dict[str, Any] = field(default_factory=dict)
     _transcript: str | None = field(default=None, repr=False)
+    _server: IvrsimServer | None = field(default=None, repr=False)
 
     @property
     def path(self) -> list[str]:
@@ -147,6 +158,15 @@ class CallResult:
     def prompts(self) -> list[str]:
         """The texts of the say prompts the platform played (``prompt.started``)."""
         return [str(e["text"]) for e in self.events if e["type"] == "prompt.started" and e.get("text")]
+
+    def webhook(self, event_type: str) -> dict[str, Any]:
+        """The one webhook of ``event_type`` (e.g. ``flow.completed``) the call's webhook_url got; AssertionError
+        naming the types it got when there is none, or more than one."""
+        found = [hook for hook in self.webhooks if hook.get("type") == event_type]
+        if len(found) != 1:
+            got = ", ".join(str(hook.get("type")) for hook in self.webhooks) or "none"
+            raise AssertionError(f"call {self.id}: expected one {event_type} webhook, got {len(found)} (webhooks: {got})")
+        return found[0]
 
     def assert_path(self, expected: list[str]) -> None:
         if self.path != list(expected):
@@ -191,18 +211,9 @@ class CallResult:
             spans += [" ".join(clauses[i:j]) for i in range(len(clauses)) for j in range(len(clauses), i, -1)]
         hints = [*spans, *extra] + ([] if self.prompts else list(IVR_VOCABULARY))
         # one alternative per utterance: with a loop the decoder skips words to join two alternatives
-        results = _engine(SphinxEngine).transcribe(samples[:, 0], rate_hz, hints, repeat=not self.prompts)
+        engine = self._server.listener(SphinxEngine) if self._server is not None else SphinxEngine()
+        results = engine.transcribe(samples[:, 0], rate_hz, hints, repeat=not self.prompts)
         return " ".join(r.text for r in results if r.text)
-
-
-_ENGINES: dict[type, Any] = {}
-
-
-def _engine(kind: type) -> Any:
-    """One pocketsphinx engine per test process (its decoders take a while to load)."""
-    if kind not in _ENGINES:
-        _ENGINES[kind] = kind()
-    return _ENGINES[kind]
 
 
 def _best_window_ratio(expected: list[str], words: list[str]) -> float:
@@ -238,6 +249,15 @@ class IvrsimClient:
         script = {"name": name or f"caller-{number}", "answer_after_rings": answer_after_rings, "steps": steps}
         self.callee(number, {"kind": "scripted", "script": script})
 
+    def caller_file(self, number: str, path: str | Path) -> None:
+        """The scripted caller of the caller script ``path`` (YAML, as in a phonebook) answers ``number`` for this test."""
+        import yaml
+
+        script = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        if not isinstance(script, dict):
+            raise TypeError(f"{path}: a caller script is a mapping with steps (and optionally name, answer_after_rings)")
+        self.callee(number, {"kind": "scripted", "script": script})
+
     def forget(self, number: str) -> None:
         self.canary.request("DELETE", f"/_sim/phonebook/{number}")
         self.registered.discard(number)
@@ -245,14 +265,16 @@ class IvrsimClient:
     def call(self, to: str, from_: str | None = None, flow_file: str | Path | None = None, record: bool = True,
              timeout_s: float = CALL_TIMEOUT_S, **request: Any) -> CallResult:
         """Place a Canary request (``tts``, ``gather``, ``flow``, ``flow_id``, ``url``, ...; ``flow_file``: a
-        flow YAML read here), wait for its end and return what happened. Recorded by default (``heard``,
-        golden fixtures)."""
-        import yaml
-
+        flow YAML read and validated here, as ``ivrsim flows validate`` does: a FlowError naming file:line:col
+        before any call), wait for its end and return what happened. Recorded by default (``heard``, golden
+        fixtures)."""
+        from ivrsim.flows import check_flow, load_flow_file
         from ivrsim.settings import DEFAULT_VERIFIED_NUMBERS
 
         if flow_file is not None:
-            request["flow"] = yaml.safe_load(Path(flow_file).read_text(encoding="utf-8"))
+            document, positions = load_flow_file(flow_file)
+            check_flow(document, positions, default_name=Path(flow_file).stem)
+            request["flow"] = document
         request.setdefault("webhook_url", f"{self.server.receiver.url}/ivrsim")
         placed = self.canary.voice.call(to=to, from_=from_ or DEFAULT_VERIFIED_NUMBERS[0], record=record, **request)
         final = self.canary.voice.wait(placed.id, timeout_s=timeout_s, poll_s=0.02)
@@ -262,7 +284,7 @@ class IvrsimClient:
             self.server.receiver.wait_for(placed.id, f"call.{final.status}", timeout_s=timeout_s)
             webhooks = [w.payload for w in self.server.receiver.received if w.payload.get("call_id") == placed.id]
         recording = self._recording(placed.id) if record else None
-        return CallResult(placed.id, final.status, final.data.get("reason"), events, webhooks, recording, final.data)
+        return CallResult(placed.id, final.status, final.data.get("reason"), events, webhooks, recording, final.data, _server=self.server)
 
     def _recording(self, call_id: str) -> Recording | None:
         from ivrsim.client import CanaryError
@@ -275,9 +297,7 @@ class IvrsimClient:
             raise
         self._calls += 1
         path = self._tmp_path / f"{call_id}.wav"
-        response = self.canary._http.get(document["url"])
-        response.raise_for_status()
-        path.write_bytes(response.content)
+        path.write_bytes(self.canary.download(document["url"]))
         return Recording(float(document.get("duration_s") or document.get("duration") or 0.0), path, str(document.get("channels", "dual")))
 
     def assert_golden(self, call: CallResult, name: str | None = None) -> None:

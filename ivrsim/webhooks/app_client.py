@@ -105,6 +105,8 @@ class AppClient:
             raise AppRequestError(f"{where}: no answer within {limit_s:g} s; answer sooner") from None
         except httpx.TooManyRedirects:
             raise AppRequestError(f"{where}: more than {MAX_REDIRECTS} redirects") from None
+        except httpx.InvalidURL:  # not an HTTPError: e.g. a URL template rendered into junk
+            raise AppRequestError(f"{where}: not a valid URL; give an http(s) URL (check the variables in its template)") from None
         except httpx.HTTPError as error:
             raise AppRequestError(f"{where}: {describe_http_failure(error)}") from None
 

@@ -4,29 +4,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-import yaml
-
-from ivrsim.testing.plugin import CallResult, IvrsimClient
+from ivrsim.testing.plugin import IvrsimClient
 
 HERE = Path(__file__).parent
+CALLERS = HERE / "callers"
 FLOW = HERE / "appointment-confirmation.yaml"
 NUMBER = "+15557300002"
 
 
-def caller(name: str) -> dict[str, Any]:
-    """A phonebook entry: the scripted caller ``callers/<name>.yaml``."""
-    return {"kind": "scripted", "script": yaml.safe_load((HERE / "callers" / f"{name}.yaml").read_text(encoding="utf-8"))}
-
-
-def flow_completed(call: CallResult) -> dict[str, Any]:
-    [completed] = [hook for hook in call.webhooks if hook["type"] == "flow.completed"]
-    return completed
-
-
 def test_a_spoken_yes_confirms(ivrsim: IvrsimClient) -> None:
-    ivrsim.callee(NUMBER, caller("appointment-yes"))
+    ivrsim.caller_file(NUMBER, CALLERS / "appointment-yes.yaml")
     call = ivrsim.call(to=NUMBER, flow_file=FLOW)
     assert call.status == "completed", call.reason
     call.assert_path(["greet", "confirm", "confirmed", "goodbye"])
@@ -35,11 +23,11 @@ def test_a_spoken_yes_confirms(ivrsim: IvrsimClient) -> None:
     assert gather["reason"] == "speech" and gather["speech"]["text"] in ("yes", "yeah", "confirm")
     assert call.digits == ""
     call.heard("your appointment on tuesday at three pm is confirmed")
-    assert flow_completed(call)["variables"]["answer"] == gather["speech"]["text"]
+    assert call.webhook("flow.completed")["variables"]["answer"] == gather["speech"]["text"]
 
 
 def test_a_wrong_key_is_asked_again_then_a_spoken_no_cancels(ivrsim: IvrsimClient) -> None:
-    ivrsim.callee(NUMBER, caller("appointment-wrong-then-no"))
+    ivrsim.caller_file(NUMBER, CALLERS / "appointment-wrong-then-no.yaml")
     call = ivrsim.call(to=NUMBER, flow_file=FLOW)
     assert call.status == "completed", call.reason
     call.assert_path(["greet", "confirm", "cancelled", "goodbye"])
@@ -47,15 +35,15 @@ def test_a_wrong_key_is_asked_again_then_a_spoken_no_cancels(ivrsim: IvrsimClien
     assert call.gathers[1]["speech"]["text"] == "no"
     assert "Sorry, I didn't get that." in call.prompts
     call.heard("your appointment is cancelled")
-    assert flow_completed(call)["variables"]["answer"] == "no"
+    assert call.webhook("flow.completed")["variables"]["answer"] == "no"
 
 
 def test_silence_ends_with_a_promise_to_call_back(ivrsim: IvrsimClient) -> None:
-    ivrsim.callee(NUMBER, caller("silent"))
+    ivrsim.caller_file(NUMBER, CALLERS / "silent.yaml")
     call = ivrsim.call(to=NUMBER, flow_file=FLOW)
     assert call.status == "completed", call.reason
     call.assert_path(["greet", "confirm", "call_back", "goodbye"])
     assert [g["reason"] for g in call.gathers] == ["timeout"] * 3
     call.heard("we will call you back later")
-    hook = flow_completed(call)
+    hook = call.webhook("flow.completed")
     assert hook["path"] == ["greet", "confirm", "call_back", "goodbye"] and "answer" not in hook["variables"]

@@ -8,42 +8,29 @@ a fraction of a second), callers registered per test, and ``ivrsim.call(...)`` t
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-import yaml
-
-from ivrsim.testing.plugin import CallResult, IvrsimClient
+from ivrsim.testing.plugin import IvrsimClient
 
 HERE = Path(__file__).parent
+CALLERS = HERE / "callers"
 FLOW = HERE / "bank-balance.yaml"
 NUMBER = "+15557300001"
 
 
-def caller(name: str) -> dict[str, Any]:
-    """A phonebook entry: the scripted caller ``callers/<name>.yaml``."""
-    return {"kind": "scripted", "script": yaml.safe_load((HERE / "callers" / f"{name}.yaml").read_text(encoding="utf-8"))}
-
-
-def flow_completed(call: CallResult) -> dict[str, Any]:
-    """The ``flow.completed`` webhook the call's webhook_url got."""
-    [completed] = [hook for hook in call.webhooks if hook["type"] == "flow.completed"]
-    return completed
-
-
 def test_the_right_pin_hears_the_balance(ivrsim: IvrsimClient) -> None:
-    ivrsim.callee(NUMBER, caller("bank-happy"))
+    ivrsim.caller_file(NUMBER, CALLERS / "bank-happy.yaml")
     call = ivrsim.call(to=NUMBER, flow_file=FLOW)
     assert call.status == "completed", call.reason
     call.assert_path(["welcome", "pin", "balance", "goodbye"])
     assert call.digits == "1234"
     assert call.prompts[-1] == "Thank you. Your balance is 1,234 dollars and 56 cents."
     call.heard("your balance is")
-    hook = flow_completed(call)
+    hook = call.webhook("flow.completed")
     assert hook["path"] == call.path and hook["variables"]["pin"] == "1234"
 
 
 def test_three_wrong_pins_lock_the_caller_out(ivrsim: IvrsimClient) -> None:
-    ivrsim.callee(NUMBER, caller("bank-wrong-pin"))
+    ivrsim.caller_file(NUMBER, CALLERS / "bank-wrong-pin.yaml")
     call = ivrsim.call(to=NUMBER, flow_file=FLOW)
     assert call.status == "completed", call.reason
     call.assert_path(["welcome", "pin", "locked", "goodbye"])
@@ -51,12 +38,12 @@ def test_three_wrong_pins_lock_the_caller_out(ivrsim: IvrsimClient) -> None:
     # each miss is said back, key by key, until the retries run out
     assert "Sorry, 9 9 9 9 is not your PIN." in call.prompts and "Sorry, 1 1 1 1 is not your PIN." in call.prompts
     call.heard("we could not check your pin")
-    assert flow_completed(call)["path"] == ["welcome", "pin", "locked", "goodbye"]
+    assert call.webhook("flow.completed")["path"] == ["welcome", "pin", "locked", "goodbye"]
     assert "balance" not in [hook.get("node") for hook in call.webhooks if hook["type"] == "flow.node_entered"]
 
 
 def test_silence_times_out_every_try(ivrsim: IvrsimClient) -> None:
-    ivrsim.callee(NUMBER, caller("silent"))
+    ivrsim.caller_file(NUMBER, CALLERS / "silent.yaml")
     call = ivrsim.call(to=NUMBER, flow_file=FLOW)
     assert call.status == "completed", call.reason
     call.assert_path(["welcome", "pin", "locked", "goodbye"])

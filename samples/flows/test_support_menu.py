@@ -7,28 +7,23 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from ivrsim.flows import load_flow_file
 from ivrsim.testing.plugin import IvrsimClient
 
 HERE = Path(__file__).parent
+CALLERS = HERE / "callers"
 NUMBER = "+15557300003"
-
-
-def caller(name: str) -> dict[str, Any]:
-    """A phonebook entry: the scripted caller ``callers/<name>.yaml``."""
-    return {"kind": "scripted", "script": yaml.safe_load((HERE / "callers" / f"{name}.yaml").read_text(encoding="utf-8"))}
 
 
 def support_flow(orders_url: str) -> dict[str, Any]:
     """The flow, its webhook pointed at the orders app of this test."""
-    flow = yaml.safe_load((HERE / "support-menu.yaml").read_text(encoding="utf-8"))
+    flow, _positions = load_flow_file(HERE / "support-menu.yaml")
     flow["variables"]["orders_url"] = orders_url
     return flow
 
 
 def test_an_order_lookup_asks_the_app_which_branch(ivrsim: IvrsimClient, orders_app: Any) -> None:
-    ivrsim.callee(NUMBER, caller("support-order"))
+    ivrsim.caller_file(NUMBER, CALLERS / "support-order.yaml")
     call = ivrsim.call(to=NUMBER, flow=support_flow(orders_app.url))
     assert call.status == "completed", call.reason
     call.assert_path(["main", "order_number", "lookup", "shipped", "goodbye", "hang_up"])
@@ -37,12 +32,12 @@ def test_an_order_lookup_asks_the_app_which_branch(ivrsim: IvrsimClient, orders_
     assert asked["order"] == "1001" and asked["caller"].startswith("+")
     assert "Order 1 0 0 1 has shipped. It arrives tomorrow." in call.prompts  # eta set by the app's answer
     call.heard("has shipped it arrives tomorrow")
-    [completed] = [hook for hook in call.webhooks if hook["type"] == "flow.completed"]
+    completed = call.webhook("flow.completed")
     assert completed["variables"]["eta"] == "tomorrow" and completed["variables"]["order"] == "1001"
 
 
 def test_a_wrong_key_then_billing_hears_the_invoice(ivrsim: IvrsimClient, orders_app: Any) -> None:
-    ivrsim.callee(NUMBER, caller("support-wrong-then-billing"))
+    ivrsim.caller_file(NUMBER, CALLERS / "support-wrong-then-billing.yaml")
     call = ivrsim.call(to=NUMBER, flow=support_flow(orders_app.url))
     assert call.status == "completed", call.reason
     call.assert_path(["main", "billing", "invoice", "goodbye", "hang_up"])
@@ -55,7 +50,7 @@ def test_a_wrong_key_then_billing_hears_the_invoice(ivrsim: IvrsimClient, orders
 
 
 def test_silence_says_goodbye_after_the_retries(ivrsim: IvrsimClient, orders_app: Any) -> None:
-    ivrsim.callee(NUMBER, caller("silent"))
+    ivrsim.caller_file(NUMBER, CALLERS / "silent.yaml")
     call = ivrsim.call(to=NUMBER, flow=support_flow(orders_app.url))
     assert call.status == "completed", call.reason
     call.assert_path(["main", "goodbye", "hang_up"])
