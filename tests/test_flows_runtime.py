@@ -38,6 +38,7 @@ APP_ROUTES: dict[str, Any] = {
     "/orders": _orders,
     "/loop": lambda _payload: (200, {"next": "count"}),
     "/nowhere": lambda _payload: (200, {"next": "no_such_node"}),
+    "/overreach": lambda _payload: (200, {"next": "bye", "variables": {"eta": "soon", "pin": "0000", "balance": 1_000_000}}),
 }
 
 
@@ -262,3 +263,26 @@ def test_phrases_match_words_fuzzily() -> None:
     assert match_phrase("talk to sumone", phrases) == "agent"
     assert match_phrase("banana", phrases) is None
     assert match_phrase("banana", {**phrases, "any": "other"}) == "other"
+
+
+def test_a_webhook_answer_sets_only_the_variables_its_node_lists_in_sets(tmp_path: Path, synthesizer: SpeechSynthesizer, app: JsonApp) -> None:
+    document = {"variables": {"pin": "1234"}, "nodes": {
+        "ask": {"type": "webhook", "url": f"{app.url}/overreach", "sets": ["eta"], "next": "bye"},
+        "bye": {"type": "say", "text": "PIN {{ pin | spell }}, {{ eta }}."}}}
+    final, events = run_flow(tmp_path, synthesizer, document, "silent")
+    assert final.status == "completed", final.reason
+    variables = completed(events)["variables"]
+    assert variables["pin"] == "1234" and variables["eta"] == "soon" and "balance" not in variables
+    assert "PIN 1 2 3 4, soon." in said(events)
+    [warning] = facts(events, "flow.webhook_warning")
+    assert warning["node"] == "ask" and warning["ignored"] == ["pin", "balance"] and warning["ignored_count"] == 2
+    assert warning["allowed"] == ["eta"] and "sets" in warning["message"]
+
+
+def test_a_webhook_without_sets_may_set_no_variable(tmp_path: Path, synthesizer: SpeechSynthesizer, app: JsonApp) -> None:
+    document = {"nodes": {"ask": {"type": "webhook", "url": f"{app.url}/overreach", "next": "bye"}, "bye": {"type": "hangup"}}}
+    final, events = run_flow(tmp_path, synthesizer, document, "silent")
+    assert final.status == "completed", final.reason
+    assert not {"eta", "pin", "balance"} & set(completed(events)["variables"])
+    [warning] = facts(events, "flow.webhook_warning")
+    assert warning["ignored"] == ["eta", "pin", "balance"] and warning["allowed"] == []

@@ -3,11 +3,13 @@ Mermaid graph, and the `ivrsim flow` commands' output and exit codes."""
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from textwrap import dedent
 from typing import Any
 
+import httpx
 import pytest
 from click.testing import CliRunner
 
@@ -245,6 +247,16 @@ def test_a_quote_in_a_label_does_not_break_the_mermaid_text() -> None:
     assert 'n0_hi["hi (say): Say #quot;hello#quot; #lt;now#gt;"]' in mermaid(flow)
 
 
+def test_a_hash_in_a_label_or_branch_is_escaped_for_mermaid() -> None:
+    flow = check_flow({"nodes": {
+        "menu": {"type": "gather", "prompt": "Press #1; or #quot;", "branches": {"#": "bye", "1#": "bye"}},
+        "bye": {"type": "hangup"}}})
+    text = mermaid(flow)
+    assert 'n0_menu{"menu (gather): Press #35;1; or #35;quot;"}' in text
+    assert '    n0_menu -- "#35;" --> n1_bye' in text and '    n0_menu -- "1#35;" --> n1_bye' in text
+    assert "#1;" not in text and " #quot;" not in text
+
+
 def cli(*args: str) -> Any:
     return CliRunner().invoke(main, list(args))
 
@@ -299,3 +311,107 @@ def test_hostile_yaml_is_refused_quickly_with_a_flow_error(text: str, words: lis
     with pytest.raises(FlowError) as refused:
         load_flow_text(text, "menu.yaml")
     assert all(word in str(refused.value) for word in words), str(refused.value)
+
+
+# -- values of the wrong kind anywhere: issues, never a crash -------------------------------------------
+
+#: Every key a flow has, with one valid flow per node type to put a random value into.
+VALID_NODES: dict[str, dict[str, Any]] = {
+    "say": {"type": "say", "text": "Hi {{ who }}", "voice": "en-US", "loop": 1, "next": "bye"},
+    "play": {"type": "play", "url": "http://127.0.0.1/a.wav", "loop": 1, "next": "bye"},
+    "gather": {"type": "gather", "prompt": {"say": "Press", "voice": "en-US"}, "input": "dtmf speech", "num_digits": 1, "timeout": 5,
+               "finish_on_key": "#", "hints": ["yes"], "speech_timeout": 1, "language": "en-US", "branches": {"1": "bye"},
+               "phrases": {"yes": "bye"}, "retries": 1, "no_match": "No", "no_input": "None", "on_failure": "bye", "save_as": "pin"},
+    "record": {"type": "record", "prompt": "Speak", "max_length": 5, "silence_timeout": 1, "finish_on_key": "#", "beep": True,
+               "save_as": "message", "next": "bye"},
+    "webhook": {"type": "webhook", "url": "http://127.0.0.1/x", "method": "POST", "body": {"a": ["{{ who }}"]}, "branches": {"ok": "bye"},
+                "sets": ["who"], "timeout": 2, "on_error": "bye", "next": "bye"},
+    "set": {"type": "set", "variables": {"who": "you"}, "next": "bye"},
+    "pause": {"type": "pause", "seconds": 1, "next": "bye"},
+    "goto": {"type": "goto", "next": "bye"},
+}
+FIELDS = [("top", key) for key in ("name", "description", "start", "variables", "nodes")] + [
+    (node_type, key) for node_type, spec in VALID_NODES.items() for key in spec
+]
+
+
+def json_values() -> Any:
+    from hypothesis import strategies as st
+
+    scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8) | st.sampled_from(
+        ["say", "bye", "first", "any", "1", "who", "", "dtmf"])
+    return st.recursive(scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
+        st.text(max_size=6) | st.sampled_from(["type", "say", "bye", "any", "1"]), inner, max_size=3), max_leaves=8)
+
+
+def flow_with(node_type: str, key: str, value: Any) -> dict[str, Any]:
+    nodes: dict[str, Any] = {"first": copy.deepcopy(VALID_NODES.get(node_type, VALID_NODES["say"])), "bye": {"type": "hangup"}}
+    document: dict[str, Any] = {"name": "fuzz", "start": "first", "variables": {"who": "me"}, "nodes": nodes}
+    if node_type == "top":
+        document[key] = value
+    else:
+        nodes["first"][key] = value
+    return document
+
+
+def test_the_valid_base_flows_are_valid() -> None:
+    for node_type in VALID_NODES:
+        assert validate_flow(flow_with(node_type, "type", node_type)) == [], node_type
+
+
+@pytest.mark.parametrize("value", [["say"], {"say": 1}, [], {}, [["x"]]])
+@pytest.mark.parametrize(("node_type", "key"), [("say", "type"), ("gather", "branches"), ("gather", "phrases"), ("say", "next"),
+                                                ("gather", "on_failure"), ("top", "start"), ("top", "variables"), ("webhook", "sets"),
+                                                ("gather", "input"), ("webhook", "method"), ("webhook", "on_error")])
+def test_a_list_or_mapping_where_a_name_goes_is_an_issue(node_type: str, key: str, value: Any) -> None:
+    validate_flow(flow_with(node_type, key, value))  # no TypeError (unhashable), whatever it finds
+
+
+def test_any_json_value_in_any_field_gives_issues_never_an_exception() -> None:
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    @settings(max_examples=300, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+    @given(field=st.sampled_from(FIELDS), value=json_values())
+    def check(field: tuple[str, str], value: Any) -> None:
+        issues = validate_flow(flow_with(*field, value))
+        assert all(isinstance(issue, FlowIssue) and issue.message for issue in issues)
+
+    check()
+
+
+def test_a_type_given_as_a_list_is_an_unknown_node_type_at_its_line() -> None:
+    issue = only("""
+        nodes:
+          hello:
+            type: [say, play]
+            text: Hi
+        """)
+    assert (issue.line, issue.column) == (4, 11)
+    assert "unknown node type (a list, not a name)" in issue.message and "say, play, gather" in issue.message
+
+
+def test_cli_validate_reports_a_mapping_type_without_a_traceback(tmp_path: Path) -> None:
+    flow_file = tmp_path / "bad.yaml"
+    flow_file.write_text("nodes:\n  hello: {type: {say: 1}, text: Hi}\n")
+    result = cli("flow", "validate", str(flow_file))
+    assert result.exit_code == 1, result.output
+    assert f"{flow_file}:2:17: unknown node type (a mapping, not a name)" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_the_api_refuses_a_list_type_with_422(tmp_path: Path) -> None:
+    from ivrsim.api.server import BackgroundServer
+    from ivrsim.settings import Settings
+
+    bad = {"nodes": {"hello": {"type": ["say"], "text": "Hi"}}}
+    settings = Settings(api_key="test-key", port=0, data_dir=tmp_path / "data")
+    with BackgroundServer(settings) as running, httpx.Client(base_url=running.base_url, headers={"Authorization": "Bearer test-key"},
+                                                               timeout=30) as client:
+        stored = client.post("/v1/voice/flows", json={"name": "bad", "flow": bad})
+        assert stored.status_code == 422, stored.text
+        assert stored.json()["error"]["param"] == "flow.nodes.hello.type"
+        assert "unknown node type" in stored.json()["error"]["message"]
+        call = client.post("/v1/voice/calls", json={"from": "+15559876543", "to": "+15550100001", "flow": bad})
+        assert call.status_code == 422, call.text
+        assert "unknown node type" in call.json()["error"]["message"]

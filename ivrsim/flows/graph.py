@@ -23,8 +23,9 @@ def _label(node: Node) -> str:
 
 
 def _quoted(text: str) -> str:
-    """Mermaid label text in quotes: quotes and angle brackets as entities."""
-    return '"' + text.replace('"', "#quot;").replace("<", "#lt;").replace(">", "#gt;") + '"'
+    """Mermaid label text in quotes: '#' (which starts an entity: "#1;" would be a character code), quotes
+    and angle brackets as entities; '#' first, so that the entities added after it stay entities."""
+    return '"' + text.replace("#", "#35;").replace('"', "#quot;").replace("<", "#lt;").replace(">", "#gt;") + '"'
 
 
 def _ids(flow: Flow) -> dict[str, str]:

@@ -4,7 +4,8 @@
 Events: ``flow.node_entered`` {node, node_type} as each node starts; ``flow.completed`` {flow, path,
 reason, variables, error?} once, however the flow ends (reason: "hangup node", "end", "no valid input at
 <node>", "caller hung up", "error"); on the timeline only, ``flow.gather_failed`` (a gather's retries ran
-out) and ``flow.webhook_failed`` (a webhook node took ``on_error``). A flow that enters more than ``MAX_STEPS_PER_CALL`` nodes in one call fails it (a loop that
+out), ``flow.webhook_failed`` (a webhook node took ``on_error``) and ``flow.webhook_warning`` (the app's answer
+set variables the node's ``sets`` does not list: they were ignored). A flow that enters more than ``MAX_STEPS_PER_CALL`` nodes in one call fails it (a loop that
 validation could not see, e.g. through a webhook's ``next``).
 """
 
@@ -46,6 +47,9 @@ logger = logging.getLogger(__name__)
 PHRASE_MATCH_RATIO = 0.75
 #: Most variables one webhook answer may set.
 MAX_WEBHOOK_VARIABLES = 100
+#: How many of the names a webhook answer may not set ``flow.webhook_warning`` lists, and how much of each.
+MAX_SHOWN_IGNORED = 20
+MAX_SHOWN_NAME_CHARS = 64
 #: Variables that describe the call, not the flow's state: left out of ``flow.completed``.
 _CALL_VARIABLES = ("from", "to", "call_id")
 
@@ -277,8 +281,16 @@ class FlowRun:
                 raise
             self.conv.emit("flow.webhook_failed", node=node.name, error=str(error))
             return str(node.get("on_error"))
+        allowed = set(node.get("sets") or [])
+        ignored = [name for name in answer["variables"] if name not in allowed]
         for name, value in answer["variables"].items():
-            self.variables[name] = value
+            if name in allowed:
+                self.variables[name] = value
+        if ignored:  # the app may set only what the node's sets lists (never e.g. a gathered pin)
+            self.conv.emit("flow.webhook_warning", node=node.name, ignored=[name[:MAX_SHOWN_NAME_CHARS] for name in ignored[:MAX_SHOWN_IGNORED]],
+                           ignored_count=len(ignored), allowed=sorted(allowed),
+                           message=f"the app's answer set {len(ignored)} variable(s) not in the node's sets; they were ignored "
+                                   "(list them in sets: to allow them)")
         if answer["next"] is not None:
             return answer["next"]
         return node.get("next")

@@ -133,7 +133,7 @@ class _Checker:
             self.add(("nodes",), f"the flow has {len(nodes)} nodes, over {MAX_NODES}; split it into smaller flows")
             return
         for name, spec in nodes.items():
-            if not NODE_NAME.match(name):
+            if not isinstance(name, str) or not NODE_NAME.match(name):
                 self.add(("nodes", name), f"node name {name!r} is not usable; use letters, digits, _ and - (1 to 64, not first a digit or -)", at_key=True)
             self.node(("nodes", name), spec)
         start = document.get("start")
@@ -165,8 +165,9 @@ class _Checker:
         if node_type is None:
             self.add(path, f"node {path[-1]} has no type; add type: one of {', '.join(NODE_TYPES)}")
             return
-        if node_type not in NODE_KEYS:
-            self.add((*path, "type"), f"unknown node type {node_type!r}; use one of {', '.join(NODE_TYPES)}")
+        if not isinstance(node_type, str) or node_type not in NODE_KEYS:  # a list or mapping is unhashable: test the kind first
+            shown = repr(node_type) if isinstance(node_type, (str, int, float)) else f"({_kind(node_type)}, not a name)"
+            self.add((*path, "type"), f"unknown node type {shown}; use one of {', '.join(NODE_TYPES)}")
             return
         keys = NODE_KEYS[node_type]
         for key, value in spec.items():
@@ -239,9 +240,10 @@ class _Checker:
             self.values((*path, "variables"), spec["variables"])
 
     def node_webhook(self, path: Path_, spec: dict[str, Any]) -> None:
-        for name in spec.get("sets") or []:
+        sets = spec.get("sets")
+        for index, name in enumerate(sets if isinstance(sets, list) else []):  # not a list: typed() reported it
             if isinstance(name, str):
-                self.variable_name((*path, "sets"), name, "sets")
+                self.variable_name((*path, "sets", index), name, "sets")
         self.positive((*path, "timeout"), spec.get("timeout"), "timeout", 0.1, 60)
         body = spec.get("body")
         if isinstance(body, dict):
@@ -268,10 +270,13 @@ class _Checker:
         branches: dict[str, Any] = spec["branches"] if isinstance(spec.get("branches"), dict) else {}
         phrases: dict[str, Any] = spec["phrases"] if isinstance(spec.get("phrases"), dict) else {}
         for label in branches:
-            if label != "any" and not DIGIT_KEYS.match(label):
+            if label != "any" and not (isinstance(label, str) and DIGIT_KEYS.match(label)):
                 self.add((*path, "branches", label), f"branch key {label!r} is not digits; use the keys pressed (e.g. \"1\", \"1234\") or any")
         for label in phrases:
             if label == "any":
+                continue
+            if not isinstance(label, str):
+                self.add((*path, "phrases", label), f"phrase {label!r} must be words (a string), e.g. \"no|nope\"")
                 continue
             if not any(part.strip() for part in label.split("|")) or any(not part.strip() for part in label.split("|")):
                 self.add((*path, "phrases", label), f"phrase {label!r} is empty; write words, alternatives split by | (e.g. \"no|nope\")")
@@ -408,7 +413,7 @@ def _components(names: list[str], edges: dict[str, list[str]]) -> dict[str, int]
 
 
 def _names(nodes: dict[str, Any]) -> str:
-    names = list(nodes)
+    names = [str(name) for name in nodes]
     return ", ".join(names[:20]) + (f" and {len(names) - 20} more" if len(names) > 20 else "")
 
 
