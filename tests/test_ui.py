@@ -160,7 +160,7 @@ def test_posts_without_the_csrf_token_are_refused(api: httpx.Client, browser: ht
     for token in (None, "wrong-token"):
         data = dict(form, **({"csrf_token": token} if token else {}))
         refused = browser.post("/ui/calls/new", data=data)
-        assert refused.status_code == 403 and refused.json()["error"]["code"] == "csrf_failed"
+        assert refused.status_code == 403 and "This form expired" in refused.text  # a page, not JSON (the API keeps JSON)
     assert browser.post("/ui/api/calls/call_x/dtmf", data={"digits": "1"}).status_code == 403
     assert browser.post("/ui/api/calls/call_x/hangup", headers={"X-CSRF-Token": "nope"}).status_code == 403
     assert browser.post("/ui/logout").status_code == 403 and browser.get("/ui/calls").status_code == 200
@@ -193,7 +193,7 @@ def test_place_call_form_places_through_the_api_and_shows_the_call(api: httpx.Cl
                                               "text": "Hi."})
     assert bad.status_code == 422 and "not a verified number" in bad.text and 'role="alert"' in bad.text
     blank = browser.post("/ui/calls/new", data={"csrf_token": csrf_of(form.text), "to_other": "12345", "from": FROM, "prompt": "tts", "text": ""})
-    assert blank.status_code == 422 and "to:" in blank.text
+    assert blank.status_code == 422 and 'id="err-to_other"' in blank.text and 'id="err-text"' in blank.text
 
 
 def test_calls_list_filters_by_status_and_number_and_pages_by_keyset(api: httpx.Client, browser: httpx.Client) -> None:
@@ -507,3 +507,146 @@ def test_a_server_without_an_api_key_opens_no_session() -> None:
     auth = UiAuth("", 3600.0, 300.0)
     assert not auth.redeem(mint_login_token(""))  # anyone can sign with an empty key
     assert not auth.key_ok("") and not auth.key_ok("anything")
+
+
+# -- dashboard trial fixes (issue 14) ------------------------------------------------------------------------
+
+
+def test_pages_carry_a_content_security_policy_and_no_inline_script(server: str, browser: httpx.Client) -> None:
+    with httpx.Client(base_url=server) as anonymous:
+        login = anonymous.get("/ui/login")
+    for path, response in [("/ui/login", login)] + [(path, browser.get(path)) for path in ("/ui/calls", "/ui/calls/new", "/ui/analyses", "/ui/flows")]:
+        policy = response.headers["content-security-policy"]
+        assert "default-src 'self'" in policy and "frame-ancestors 'none'" in policy and "img-src 'self' data:" in policy, path
+        assert "'unsafe-inline'" not in policy and response.headers["x-content-type-options"] == "nosniff", path
+        assert response.headers["referrer-policy"] == "same-origin", path
+        # Every script is a file of /ui/static (a JSON data block is not run, so the policy allows it).
+        for tag in re.findall(r"<script\b[^>]*>", response.text):
+            assert 'src="/ui/static/' in tag or 'type="application/json"' in tag, (path, tag)
+        assert " style=" not in response.text, path
+
+
+def test_bad_values_and_expired_forms_get_an_html_page_that_says_what_to_do_and_the_api_keeps_json(api: httpx.Client, browser: httpx.Client) -> None:
+    bad = browser.get("/ui/calls", params={"limit": "abc"})
+    assert bad.status_code == 422 and bad.headers["content-type"].startswith("text/html")
+    assert "limit" in bad.text and "<h1>" in bad.text and '"error"' not in bad.text
+    stale = browser.post("/ui/calls/new", data={"csrf_token": "stale", "to": LISTENER, "from": FROM, "text": "Hi."})
+    assert stale.status_code == 403 and stale.headers["content-type"].startswith("text/html")
+    assert "This form expired" in stale.text and "reload the page" in stale.text
+    assert browser.post("/ui/calls/new", data={"to": LISTENER}).status_code == 403
+    assert browser.post("/ui/logout", data={}).status_code == 403
+    assert browser.get("/ui/calls").status_code == 200  # still logged in: the stale logout did nothing
+    call = place(api, to=LISTENER)
+    as_json = browser.post(f"/ui/api/calls/{call['id']}/hangup", headers={"Accept": "application/json"})
+    assert as_json.status_code == 403 and as_json.json()["error"]["code"] == "csrf_failed"
+    events = browser.get(f"/ui/api/calls/{call['id']}/events", params={"after": "abc"})
+    assert events.status_code == 422 and "error" in events.json()
+    unknown = browser.get("/ui/calls", params={"status": "bogus"})
+    assert unknown.status_code == 200 and 'id="filter-problem"' in unknown.text and "There is no status &#39;bogus&#39;" in unknown.text
+    assert 'id="filter-problem"' not in browser.get("/ui/calls", params={"status": "completed"}).text
+
+
+def test_the_calls_list_pages_back_to_newer_calls_by_keyset(api: httpx.Client, browser: httpx.Client) -> None:
+    number = f"+1555{time.time_ns() % 10_000_000:07d}"
+    ids = [place(api, to=number)["id"] for _ in range(5)]  # oldest first
+    for call_id in ids:
+        final_call(api, call_id)
+
+    def listed(html: str) -> list[str]:
+        return re.findall(r'<tr data-call-id="([^"]+)"', html)
+
+    def link(html: str, rel: str) -> str | None:
+        match = re.search(rf'<a rel="{rel}" href="([^"]+)"', html)
+        return match.group(1).replace("&amp;", "&") if match else None
+
+    first = browser.get("/ui/calls", params={"number": number, "limit": 25}).text
+    assert listed(first) == ids[::-1]
+    page1 = browser.get(f"/ui/calls?number={number.replace('+', '%2B')}&limit=2").text
+    assert listed(page1) == [ids[4], ids[3]] and link(page1, "prev") is None
+    page2 = browser.get(link(page1, "next")).text
+    assert listed(page2) == [ids[2], ids[1]] and "Newer calls" in page2
+    page3 = browser.get(link(page2, "next")).text
+    assert listed(page3) == [ids[0]] and link(page3, "next") is None
+    back2 = browser.get(link(page3, "prev")).text
+    assert listed(back2) == [ids[2], ids[1]]
+    back1 = browser.get(link(back2, "prev")).text
+    assert listed(back1) == [ids[4], ids[3]] and link(back1, "prev") is None and link(back1, "next")
+
+
+def test_the_place_call_form_puts_each_error_next_to_its_field_in_plain_words(browser: httpx.Client) -> None:
+    token = page_csrf(browser)
+    sent = {"csrf_token": token, "to": LISTENER, "to_other": "12ab", "from": FROM, "prompt": "tts", "text": "Keep this text.",
+            "gather": "on", "num_digits": "four", "webhook_url": "ftp://example.com/hook"}
+    page = browser.post("/ui/calls/new", data=sent)
+    assert page.status_code == 422
+    html = page.text
+    for name in ("to_other", "num_digits", "webhook_url"):
+        assert re.search(rf'id="{name}"[^>]*aria-invalid="true" aria-describedby="err-{name}"', html), name
+        assert f'<p class="field-error" id="err-{name}">' in html, name
+    assert 'id="text"' in html and 'aria-describedby="err-text"' not in html
+    assert "Value error" not in html and "Input should be" not in html
+    assert "Must be an E.164 phone number" in html and "Give a whole number" in html
+    assert "Keep this text.</textarea>" in html and 'value="12ab"' in html and 'value="ftp://example.com/hook"' in html
+    # An API refusal (an unknown voice) goes next to its field too.
+    voice = browser.post("/ui/calls/new", data={**sent, "to_other": "", "num_digits": "", "webhook_url": "", "voice": "no-such-voice"})
+    assert voice.status_code == 422 and re.search(r'id="voice"[^>]*aria-invalid="true" aria-describedby="err-voice"', voice.text)
+
+
+def test_the_session_check_and_a_calls_facts_fragment(server: str, api: httpx.Client, browser: httpx.Client) -> None:
+    assert browser.get("/ui/api").status_code == 200
+    call = place(api, to=LISTENER)
+    final_call(api, call["id"])
+    facts = browser.get(f"/ui/api/calls/{call['id']}/facts")
+    assert facts.status_code == 200 and 'id="call-answered"' in facts.text and " UTC</dd>" in facts.text
+    assert 'id="call-duration">—' not in facts.text
+    with httpx.Client(base_url=server) as anonymous:
+        gone = anonymous.get("/ui/api")
+        assert gone.status_code == 401 and gone.json()["error"]["code"] == "unauthorized"
+    token = csrf_of(browser.get("/ui/calls").text)
+    assert browser.post("/ui/logout", data={"csrf_token": token}).status_code == 303
+    assert browser.get("/ui/api").status_code == 401
+
+
+def test_a_flow_page_says_when_the_call_ran_another_flow_or_does_not_exist(api: httpx.Client, browser: httpx.Client) -> None:
+    source = (Path(__file__).parent.parent / "samples" / "flows" / "support-menu.yaml").read_text()
+    flow_a = api.post("/v1/voice/flows", json={"name": "support-a", "yaml": source}).json()["id"]
+    flow_b = api.post("/v1/voice/flows", json={"name": "support-b", "yaml": source}).json()["id"]
+    ran_b = place(api, to="+15551234567", flow_id=flow_b)
+    final_call(api, ran_b["id"])
+    other = browser.get(f"/ui/flows/{flow_a}", params={"call": ran_b["id"]})
+    assert other.status_code == 200 and "ran another flow" in other.text and "step 1" not in other.text
+    assert "step 1" in browser.get(f"/ui/flows/{flow_b}", params={"call": ran_b["id"]}).text
+    missing = browser.get(f"/ui/flows/{flow_a}", params={"call": "call_unknown"})
+    assert missing.status_code == 200 and "There is no call call_unknown" in missing.text and 'href="/ui/calls/call_unknown"' not in missing.text
+    no_flow = place(api, to=LISTENER)
+    assert "ran no flow" in browser.get(f"/ui/flows/{flow_a}", params={"call": no_flow["id"]}).text
+
+
+def test_analyses_links_keep_a_call_id_with_slashes_and_dots_in_one_path_segment(server: str, browser: httpx.Client) -> None:
+    from ivrsim.testing.http import serve_bytes
+
+    call_id = f"ui-{time.time_ns()}/../x"
+    with serve_bytes(b"RIFF....WAVE", "audio/wav") as url:
+        body = {"assistant": {"id": f"bot-slash-{time.time_ns()}", "speaksFirst": True}, "location": f"{url}/call.wav", "callId": call_id,
+                "transcribe": False}
+        sent = httpx.post(f"{server}/api/v1/call", json=body, headers={"X-Canonical-Api-Key": KEY})
+        assert sent.status_code == 200, sent.text
+    listing = browser.get("/ui/analyses").text
+    quoted = "/ui/analyses/calls/" + call_id.replace("/", "%2F")
+    assert f'href="{quoted}"' in listing
+    page = browser.get(quoted)
+    assert page.status_code == 200 and f"Analysis of call <span class=\"mono\">{call_id}</span>" in page.text
+
+
+def test_charts_keep_labels_apart_and_merge_parallel_flow_edges() -> None:
+    from ivrsim.ui.charts import LATENCY_EDGES_MS, bar_chart, flow_svg, histogram_bins
+
+    bins = histogram_bins({300: 1}, LATENCY_EDGES_MS)
+    svg = str(bar_chart([(b.label, b.count) for b in bins], "latency"))
+    label_y = sorted({float(y) for y in re.findall(r'<text x="[^"]+" y="([^"]+)" text-anchor="middle">[0-9≥]', svg) if float(y) > 172})
+    assert len(label_y) == 2, label_y  # two rows of bin labels, alternating
+    data = {"name": "f", "start": "main", "nodes": [{"name": "main", "type": "menu"}, {"name": "billing", "type": "say"}],
+            "edges": [{"from": "main", "to": "billing", "label": "1234"}, {"from": "main", "to": "billing", "label": "any"},
+                      {"from": "main", "to": "billing", "label": "yes"}]}
+    flow = str(flow_svg(data))
+    assert flow.count("<line ") == 1 and ">1234 | any | yes<" in flow

@@ -544,3 +544,123 @@ def test_a_canonical_calls_turns_latencies_interruptions_and_dead_air_are_drawn_
     page.get(f"{server}/ui/analyses")
     screenshots(page, "analyses-with-calls", lambda: page.find_elements("css selector", ".analysis-calls a"), full_page=True)
     assert console_errors(page) == []
+
+
+# -- dashboard trial fixes (issue 14) ------------------------------------------------------------------------
+
+
+def csp_violations(driver: Any) -> list[str]:
+    """Console entries of the Content-Security-Policy refusing something (a script, a style, an image)."""
+    return [entry["message"] for entry in driver.get_log("browser") if "Content Security Policy" in entry["message"]]
+
+
+def log_out_elsewhere(driver: Any, server: str) -> None:
+    """Log the browser's session out from another client (as another tab, or a server restart, ends it)."""
+    token = driver.execute_script("return document.querySelector('meta[name=csrf-token]').content")
+    cookie = driver.get_cookie("ivrsim_session")["value"]
+    with httpx.Client(base_url=server, cookies={"ivrsim_session": cookie}) as other:
+        assert other.post("/ui/logout", data={"csrf_token": token}).status_code == 303
+
+
+def test_open_pages_say_the_session_ended_with_a_login_link_back(page: Any, server: str, api: httpx.Client) -> None:
+    call_id = place(api, to="+15550100002", tts={"text": "Stay on the line."}, gather={"num_digits": 1, "timeout": 60})
+    logged_in(page, server)
+    page.get(f"{server}/ui/calls?limit=25")
+    wait_for(lambda: "Live:" in page.find_element("id", "live-state").text, "the list's stream to open")
+    list_tab = page.current_window_handle
+    page.switch_to.new_window("tab")
+    try:
+        page.get(f"{server}/ui/calls/{call_id}")
+        wait_for(lambda: page.find_elements("id", "timeline-live"), "the live call page")
+        log_out_elsewhere(page, server)
+        link = wait_for(lambda: page.find_element("id", "log-in-again"), "the call page to say the session ended")
+        assert "Your session ended" in page.find_element("id", "timeline-live").text
+        assert link.get_attribute("href") == f"{server}/ui/login?next=%2Fui%2Fcalls%2F{call_id}"
+    finally:
+        page.close()
+        page.switch_to.window(list_tab)
+    link = wait_for(lambda: page.find_element("id", "log-in-again"), "the calls list to say the session ended")
+    state = page.find_element("id", "live-state").text
+    assert state.startswith("Your session ended (the server restarted or you logged out)") and "reconnecting" not in state
+    screenshots(page, "calls-session-ended", reload=False)
+    link.click()
+    page.find_element("id", "api_key").send_keys(KEY)
+    page.find_element("css selector", "form[action='/ui/login'] button[type=submit]").click()
+    wait_for(lambda: page.current_url == f"{server}/ui/calls?limit=25", "the list again after logging in")
+    assert csp_violations(page) == []
+    run_until(api, call_id, ("completed",), step_s=5.0)
+
+
+TIMELINE_ROWS = """
+return [...document.querySelectorAll('#timeline tbody tr')].map((row) => {
+  const details = row.cells[3].getBoundingClientRect();
+  return {height: row.getBoundingClientRect().height, details_width: details.width, empty: row.cells[3].textContent === ''};
+});
+"""
+
+
+def test_the_call_page_fills_in_answered_ended_and_duration_live_and_its_timeline_reads_at_phone_width(page: Any, server: str,
+                                                                                                        api: httpx.Client) -> None:
+    call_id = place(api, to="+15550100001", tts={"text": "Please enter your four digit PIN."}, gather={"num_digits": 4, "timeout": 10})
+    logged_in(page, server)
+    page.get(f"{server}/ui/calls/{call_id}")
+    wait_for(lambda: page.find_elements("id", "timeline-live"), "the live call page")
+    page.execute_script("window.__not_reloaded = true")
+    facts = {name: page.find_element("id", f"call-{name}").text for name in ("ended", "duration")}
+    assert facts == {"ended": "—", "duration": "—"}  # (the call may already be answered: the manual clock answers at 0 s)
+    run_until(api, call_id, ("in-progress",))
+    wait_for(lambda: page.find_element("id", "call-answered").text.endswith("UTC"), "Answered to fill in live")
+    run_until(api, call_id, ("completed",), step_s=5.0)
+    call = api.get(f"/v1/voice/calls/{call_id}").json()
+    wait_for(lambda: page.find_element("id", "call-ended").text == call["ended_at"].replace("T", " ")[:19] + " UTC", "Ended to fill in live")
+    wait_for(lambda: page.find_element("id", "call-duration").text not in ("", "—"), "Duration to fill in live")
+    assert page.find_element("id", "call-status").text == "completed" and page.execute_script("return window.__not_reloaded === true")
+    viewport(page, *VIEWPORTS[1][1:])
+    page.refresh()
+    rows = wait_for(lambda: page.execute_script(TIMELINE_ROWS), "the timeline at phone width")
+    assert len(rows) >= 5
+    for row in rows:
+        assert row["height"] < 140, rows  # a card of a few lines, not a 260 px column of wrapped JSON
+        if not row["empty"]:
+            assert row["details_width"] > 300, rows  # the details use the card's width
+    page.execute_script("document.getElementById('timeline').scrollIntoView()")
+    page.get_screenshot_as_file(str(ARTIFACTS / "call-timeline-phone.png"))
+    viewport(page, *VIEWPORTS[0][1:])
+    assert csp_violations(page) == []
+
+
+def test_the_place_form_shows_each_error_under_its_field_and_keeps_the_values(page: Any, server: str) -> None:
+    logged_in(page, server)
+    page.get(f"{server}/ui/calls/new")
+    page.find_element("id", "to_other").send_keys("12ab")
+    digits = page.find_element("id", "num_digits")
+    digits.clear()
+    digits.send_keys("four")
+    page.find_element("css selector", "form[action='/ui/calls/new'] button[type=submit]").click()
+    problem = wait_for(lambda: page.find_element("id", "err-to_other"), "the error under the number")
+    field = page.find_element("id", "to_other")
+    assert field.get_attribute("aria-invalid") == "true" and field.get_attribute("aria-describedby") == "err-to_other"
+    assert field.get_attribute("value") == "12ab" and page.find_element("id", "num_digits").get_attribute("value") == "four"
+    assert problem.text.startswith("Must be an E.164 phone number") and "Value error" not in page.page_source
+    gap = page.execute_script("return arguments[1].getBoundingClientRect().top - arguments[0].getBoundingClientRect().bottom", field, problem)
+    assert 0 <= gap < 24  # right under its field
+    assert page.find_element("id", "err-num_digits").text == "Give a whole number, e.g. 4."
+    screenshots(page, "place-errors", reload=False)
+    assert csp_violations(page) == []
+
+
+def test_pages_raise_no_csp_violation_and_errors_are_pages(page: Any, server: str) -> None:
+    logged_in(page, server)
+    csp_violations(page)
+    for name, path in (("error-bad-limit", "/ui/calls?limit=abc"), ("calls-unknown-status", "/ui/calls?status=bogus"),
+                       ("analyses", "/ui/analyses"), ("flows", "/ui/flows"), ("place", "/ui/calls/new")):
+        page.get(f"{server}{path}")
+        wait_for(lambda: page.find_elements("tag name", "h1"), path)
+        assert csp_violations(page) == [], path
+        if name.startswith("error"):
+            assert page.find_element("id", "error-advice").text and "{" not in page.find_element("tag name", "body").text
+            screenshots(page, name, reload=False)
+    # The policy is enforced: an inline script added to the page is refused, and says so in the console.
+    page.execute_script("const s = document.createElement('script'); s.textContent = 'window.__inline = 1'; document.body.append(s)")
+    assert page.execute_script("return window.__inline === undefined")
+    assert wait_for(lambda: csp_violations(page), "the refusal in the console")

@@ -378,9 +378,11 @@ class Store:
             row = self._db.execute("SELECT * FROM calls WHERE id = ?", (call_id,)).fetchone()
         return _call(row) if row else None
 
-    def list_calls(self, status: str | None = None, limit: int = 50, before: str | None = None, number: str | None = None) -> list[CallRecord]:
+    def list_calls(self, status: str | None = None, limit: int = 50, before: str | None = None, number: str | None = None,
+                   after: str | None = None) -> list[CallRecord]:
         """Newest first; ``before`` is a call id to page from (exclusive); ``number``: only calls whose
-        to or from contains it (the dashboard's filter)."""
+        to or from contains it (the dashboard's filter). ``after``: the ``limit`` calls just newer than that
+        call id (keyset paging backwards), still newest first."""
         query = "SELECT * FROM calls"
         clauses: list[str] = []
         params: list[Any] = []
@@ -394,13 +396,17 @@ class Store:
         if before is not None:
             clauses.append("(created_at, id) < (SELECT created_at, id FROM calls WHERE id = ?)")
             params.append(before)
+        if after is not None:
+            clauses.append("(created_at, id) > (SELECT created_at, id FROM calls WHERE id = ?)")
+            params.append(after)
         if clauses:
             query += " WHERE " + " AND ".join(clauses)
-        query += " ORDER BY created_at DESC, id DESC LIMIT ?"
+        query += f" ORDER BY created_at {'ASC' if after is not None else 'DESC'}, id {'ASC' if after is not None else 'DESC'} LIMIT ?"
         params.append(limit)
         with self._lock:
             rows = self._db.execute(query, params).fetchall()
-        return [_call(row) for row in rows]
+        records = [_call(row) for row in rows]
+        return records[::-1] if after is not None else records
 
     # -- events ---------------------------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ from ivrsim.api.deps import ServicesDep
 from ivrsim.api.errors import HTTP_404_NOT_FOUND, HTTP_422_UNPROCESSABLE, ApiError
 from ivrsim.api.routes import calls as call_routes
 from ivrsim.api.routes import sim
-from ivrsim.ui.auth import CSRF_FIELD, CSRF_HEADER, CsrfDep, Session, SessionDep, form_fields
+from ivrsim.ui.auth import CSRF_FIELD, CSRF_HEADER, SESSION_COOKIE, CsrfDep, Session, SessionDep, form_fields, ui_auth
 from ivrsim.ui.pages import callee_of
 from ivrsim.ui.templating import environment
 
@@ -114,20 +114,72 @@ async def hang_up(call_id: str, request: Request, services: ServicesDep, session
     return await _control(request, call_id, session, run, "Hung up at {call_time_s:.2f} s.")
 
 
+@router.get("")
+async def session_check(_: SessionDep) -> dict[str, Any]:
+    """A cheap check the pages make when their event stream fails: 200 while the session lasts, 401 once it
+    has gone (the server restarted, or the browser logged out), so the page can say so instead of retrying."""
+    return {"session": "active"}
+
+
+@router.get("/calls/{call_id}/facts", response_class=HTMLResponse)
+async def call_facts(call_id: str, services: ServicesDep, _: SessionDep) -> HTMLResponse:
+    """The call page's facts (status, answered, ended, duration) as rendered on page load; the page swaps
+    them in when the call's status changes."""
+    record = services.engine.store.get_call(call_id)
+    if record is None:
+        raise ApiError(HTTP_404_NOT_FOUND, "not_found", f"no call {call_id!r}", "call_id")
+    html = environment().get_template("_call_facts.html").render(call=record, flow_id=record.request.get("flow_id"))
+    return HTMLResponse(html, headers={"Cache-Control": "no-store"})
+
+
 @router.get("/calls/{call_id}/events")
 async def call_events(call_id: str, services: ServicesDep, _: SessionDep, after: int = 0) -> dict[str, Any]:
     """The same payloads as ``GET /v1/voice/calls/{id}/events``."""
     return await call_routes.get_events(call_id, services, max(after, 0))
 
 
+def session_lasts(request: Request) -> bool:
+    """Whether the request's session is still open (a stream ends when its browser logs out, so the page
+    hears 401 on reconnecting and says the session ended)."""
+    return ui_auth(request).session(request.cookies.get(SESSION_COOKIE)) is not None
+
+
+async def while_session_lasts(request: Request, chunks: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    """``chunks`` until they end or the session does (checked every SHUTDOWN_POLL_S while they are idle)."""
+    iterator = aiter(chunks)
+    ended = object()
+
+    async def following() -> Any:
+        return await anext(iterator, ended)
+
+    pending: asyncio.Task[Any] | None = None
+    try:
+        while True:
+            if pending is None:
+                pending = asyncio.create_task(following())
+            done, _ = await asyncio.wait({pending}, timeout=SHUTDOWN_POLL_S)
+            if not done:
+                if not session_lasts(request):
+                    return
+                continue
+            chunk = pending.result()
+            pending = None
+            if chunk is ended:
+                return
+            yield chunk
+    finally:
+        if pending is not None and not pending.done():
+            pending.cancel()
+
+
 @router.get("/calls/{call_id}/events/stream")
-async def call_event_stream(call_id: str, services: ServicesDep, _: SessionDep, after: int = 0) -> StreamingResponse:
+async def call_event_stream(call_id: str, request: Request, services: ServicesDep, _: SessionDep, after: int = 0) -> StreamingResponse:
     """One call's events live, from ``GET /v1/voice/calls/{id}/events/stream``'s own generator (it ends
     with the call), as unnamed events (the type is in ``data``), so a page's ``onmessage`` gets them all."""
     named = await call_routes.stream_events(call_id, services, max(after, 0))
 
     async def unnamed() -> AsyncIterator[str]:
-        async for chunk in named.body_iterator:
+        async for chunk in while_session_lasts(request, named.body_iterator):
             text = chunk if isinstance(chunk, str) else bytes(chunk).decode()
             yield "".join(line for line in text.splitlines(keepends=True) if not line.startswith("event: "))
 
@@ -171,7 +223,7 @@ async def all_events(request: Request, services: ServicesDep, _: SessionDep) -> 
         try:
             yield "retry: 2000\n: connected\n\n"
             idle_s = 0.0
-            while closing is None or not closing.is_set():
+            while (closing is None or not closing.is_set()) and session_lasts(request):
                 if queue.overflowed:  # it fell behind and events were dropped: tell it to start over
                     while not queue.empty():
                         queue.get_nowait()

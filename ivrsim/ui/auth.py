@@ -33,6 +33,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from markupsafe import Markup
 
 from ivrsim.api.errors import HTTP_401_UNAUTHORIZED, ApiError
+from ivrsim.ui.page_errors import PageRoute
 
 logger = logging.getLogger(__name__)
 
@@ -185,7 +186,7 @@ def ui_auth(request: Request) -> UiAuth:
 
 
 def _is_api(request: Request) -> bool:
-    return request.url.path.startswith("/ui/api/")
+    return request.url.path == "/ui/api" or request.url.path.startswith("/ui/api/")
 
 
 async def require_session(request: Request) -> Session:
@@ -254,7 +255,7 @@ def set_session_cookie(response: Response, request: Request, session: Session, m
                         secure=request.url.scheme == "https")
 
 
-router = APIRouter(prefix="/ui", include_in_schema=False)
+router = APIRouter(prefix="/ui", include_in_schema=False, route_class=PageRoute)
 
 
 def _login_page(request: Request, status_code: int = 200, error: str | None = None, next_url: str = HOME) -> HTMLResponse:

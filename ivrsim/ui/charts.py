@@ -11,6 +11,8 @@ from markupsafe import Markup, escape
 
 #: Latency bin edges in ms: fine where turn latency usually is, coarse in the tail.
 LATENCY_EDGES_MS = (0, 250, 500, 750, 1000, 1500, 2000, 3000, 5000)
+#: About how wide one character of a chart's 12 px label is, in px (for deciding when labels would collide).
+LABEL_CHAR_PX = 7.0
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,9 @@ def bar_chart(items: list[tuple[str, float]], title: str, x_title: str = "", y_t
     plot_w, plot_h = width - left - right, height - top - bottom
     peak = max((v for _, v in items), default=0) or 1
     slot = plot_w / max(len(items), 1)
+    # Labels wider than their slot (about 7 px a character at 12 px) alternate between two lines, so
+    # neighbours never run together ("750–1000" beside "1000–1500").
+    stagger = max((len(label) for label, _ in items), default=0) * LABEL_CHAR_PX > slot * 0.95
     parts = [f'<svg class="chart" role="img" viewBox="0 0 {width} {height}" width="{width}" height="{height}" xmlns="http://www.w3.org/2000/svg">',
              f"<title>{escape(title)}</title>",
              f'<line x1="{left}" y1="{top + plot_h}" x2="{left + plot_w}" y2="{top + plot_h}" stroke="currentColor"/>']
@@ -47,7 +52,8 @@ def bar_chart(items: list[tuple[str, float]], title: str, x_title: str = "", y_t
         parts.append(f'<rect x="{x:.1f}" y="{y:.1f}" width="{slot * 0.7:.1f}" height="{bar_h:.1f}" fill="#4a6fa5" stroke="#1b1b1b"/>')
         shown = f"{value:g}" if isinstance(value, float) else str(value)
         parts.append(f'<text x="{x + slot * 0.35:.1f}" y="{y - 3:.1f}" text-anchor="middle">{escape(shown)}</text>')
-        parts.append(f'<text x="{x + slot * 0.35:.1f}" y="{top + plot_h + 14}" text-anchor="middle">{escape(label)}</text>')
+        label_y = top + plot_h + 14 + (13 if stagger and i % 2 else 0)
+        parts.append(f'<text x="{x + slot * 0.35:.1f}" y="{label_y}" text-anchor="middle">{escape(label)}</text>')
     if x_title:
         parts.append(f'<text x="{left + plot_w / 2:.1f}" y="{height - 6}" text-anchor="middle">{escape(x_title)}</text>')
     if y_title:
@@ -99,7 +105,17 @@ def flow_svg(data: dict[str, Any], path: list[str] | None = None) -> Markup:
              '<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse">'
              '<path d="M 0 0 L 10 5 L 0 10 z" fill="currentColor"/></marker></defs>']
     walked = set(zip(path or [], (path or [])[1:]))
+    # Parallel edges (several choices leading to the same node) are drawn once, their labels joined.
+    merged: dict[tuple[str, str], dict[str, Any]] = {}
     for edge in data["edges"]:
+        key = (edge["from"], edge["to"])
+        if key not in merged:
+            merged[key] = {**edge, "labels": []}
+        if edge.get("label"):
+            merged[key]["labels"].append(str(edge["label"]))
+    for edge in merged.values():
+        edge["label"] = " | ".join(dict.fromkeys(edge["labels"]))
+    for edge in merged.values():
         if edge["from"] not in where or edge["to"] not in where:
             continue
         (x1, y1), (x2, y2) = where[edge["from"]], where[edge["to"]]
@@ -116,7 +132,8 @@ def flow_svg(data: dict[str, Any], path: list[str] | None = None) -> Markup:
             parts.append(f'<path d="M {sx:.1f} {sy:.1f} Q {cx:.1f} {cy:.1f} {ex:.1f} {ey:.1f}" {style}/>')
             lx, ly = cx - 6, (cy + min(sy, ey)) / 2
         if edge.get("label"):
-            parts.append(f'<text x="{lx:.1f}" y="{ly:.1f}">{escape(str(edge["label"])[:24])}</text>')
+            label = edge["label"] if len(edge["label"]) <= 32 else edge["label"][:31] + "…"
+            parts.append(f'<text x="{lx:.1f}" y="{ly:.1f}">{escape(label)}</text>')
     for name, (x, y) in where.items():
         node = by_name[name]
         steps = visited.get(name)

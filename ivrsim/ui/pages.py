@@ -17,13 +17,14 @@ from ivrsim.api.deps import Services, ServicesDep
 from ivrsim.api.errors import ApiError
 from ivrsim.api.routes import calls as call_routes
 from ivrsim.api.schemas import CallCreate
-from ivrsim.store.sqlite import LIVE_STATUSES, CallRecord
+from ivrsim.store.sqlite import LIVE_STATUSES, CallRecord, FlowRecord
 from ivrsim.ui.analyses import analysis_marks, canonical_recording
 from ivrsim.ui.auth import CsrfDep, Session, SessionDep, form_fields
 from ivrsim.ui.charts import bar_chart, histogram_bins
+from ivrsim.ui.page_errors import PageRoute
 from ivrsim.ui.templating import render
 
-router = APIRouter(prefix="/ui", include_in_schema=False)
+router = APIRouter(prefix="/ui", include_in_schema=False, route_class=PageRoute)
 
 #: Statuses the list filters by (schemas.CALL_STATUSES).
 STATUSES = ("queued", "ringing", "in-progress", "completed", "busy", "no-answer", "failed")
@@ -72,19 +73,36 @@ def _not_found(request: Request, session: Session, what: str) -> HTMLResponse:
 @router.get("", response_class=HTMLResponse)
 @router.get("/calls", response_class=HTMLResponse)
 async def calls_page(request: Request, services: ServicesDep, session: SessionDep, status: str = "", number: str = "",
-                     starting_after: str = "", limit: int = 50) -> HTMLResponse:
-    """Newest first, filtered by status and number, paged by keyset (``starting_after`` a call id)."""
-    status = status if status in STATUSES else ""
+                     starting_after: str = "", ending_before: str = "", limit: int = 50) -> HTMLResponse:
+    """Newest first, filtered by status and number, paged by keyset: ``starting_after`` (a call id) gives
+    the older calls after it, ``ending_before`` the newer ones before it."""
+    problem = None
+    if status and status not in STATUSES:
+        problem = f"There is no status {status[:40]!r} to filter by, so calls of any status are shown: choose one of {', '.join(STATUSES)}."
+        status = ""
     number = number.strip()[:32]
     limit = min(max(limit, 1), max(PAGE_SIZES))
     store = services.engine.store
     if starting_after and store.get_call(starting_after) is None:
         starting_after = ""
-    records = store.list_calls(status=status or None, number=number or None, limit=limit + 1, before=starting_after or None)
-    page = records[:limit]
-    more = len(records) > limit
+    if ending_before and store.get_call(ending_before) is None:
+        ending_before = ""
+    filters = {"status": status or None, "number": number or None}
+    newer_before = None
+    if ending_before and not starting_after:
+        records = store.list_calls(**filters, limit=limit + 1, after=ending_before)
+        page = records[-limit:]
+        newer_before = page[0].id if len(records) > limit else None
+        next_after = page[-1].id if page else None  # the call it paged back from is older still
+    else:
+        records = store.list_calls(**filters, limit=limit + 1, before=starting_after or None)
+        page = records[:limit]
+        next_after = page[-1].id if len(records) > limit else None
+        newer_before = page[0].id if starting_after and page else None
+    first_page = newer_before is None and not starting_after
     return _page(request, session, "calls.html", calls=page, callee_of=callee_of(services), status=status, number=number, limit=limit, statuses=STATUSES,
-                 page_sizes=PAGE_SIZES, starting_after=starting_after, next_after=page[-1].id if more else None, first_page=not starting_after)
+                 page_sizes=PAGE_SIZES, starting_after=starting_after, next_after=next_after, newer_before=newer_before, first_page=first_page,
+                 filter_problem=problem)
 
 
 def _place_context(services: Services) -> dict[str, Any]:
@@ -104,7 +122,7 @@ def _place_context(services: Services) -> dict[str, Any]:
 async def place_form(request: Request, services: ServicesDep, session: SessionDep, to: str = "") -> HTMLResponse:
     defaults = {"to": to, "prompt": "tts", "text": "Press 1 for sales, 2 for support, then the pound key.", "voice": "", "audio_url": "",
                 "gather": "on", "num_digits": "", "record": "on", "webhook_url": ""}
-    return _page(request, session, "place.html", form=defaults, errors=[], **_place_context(services))
+    return _page(request, session, "place.html", form=defaults, errors=[], field_errors={}, labels=FIELD_LABELS, **_place_context(services))
 
 
 def call_body(fields: dict[str, Any]) -> dict[str, Any]:
@@ -130,12 +148,44 @@ def call_body(fields: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
-def _problems(error: ValidationError) -> list[str]:
-    out = []
+#: The place-call form's field for each CallCreate (or API error) location, and its label in messages.
+FORM_FIELDS = {"to": "to", "from": "from", "tts.text": "text", "tts.voice": "voice", "tts": "text", "audio_url": "audio_url",
+               "gather.num_digits": "num_digits", "gather": "num_digits", "webhook_url": "webhook_url"}
+FIELD_LABELS = {"to": "To", "to_other": "Other number", "from": "From", "text": "Text to speak", "voice": "Voice",
+                "audio_url": "Audio URL", "num_digits": "Number of digits", "webhook_url": "Webhook URL"}
+
+
+def _plain(problem: dict[str, Any]) -> str:
+    """Pydantic's message in plain words: no "Value error, " prefix, no "Input should be"."""
+    kind, message = problem.get("type", ""), str(problem.get("msg", ""))
+    if kind == "string_too_short":
+        return "This is empty: fill it in."
+    if kind in ("int_type", "int_parsing"):
+        return "Give a whole number, e.g. 4."
+    if kind.startswith(("greater_than", "less_than")):
+        return f"Give a number {message.removeprefix('Input should be ')}."
+    message = message.removeprefix("Value error, ").removeprefix("Input should be ")
+    return message[:1].upper() + message[1:] + ("" if message.endswith(".") else ".")
+
+
+def _form_field(where: str, fields: dict[str, Any]) -> str | None:
+    name = FORM_FIELDS.get(where)
+    if name == "to" and str(fields.get("to_other") or "").strip():
+        return "to_other"  # the number typed in wins over the phonebook's choice (call_body)
+    return name
+
+
+def _problems(error: ValidationError, fields: dict[str, Any]) -> tuple[dict[str, str], list[str]]:
+    """Each problem next to its form field (field name -> message); those of no one field, as a list."""
+    by_field: dict[str, str] = {}
+    general: list[str] = []
     for problem in error.errors():
-        where = ".".join(str(part) for part in problem["loc"]) or "form"
-        out.append(f"{where}: {problem['msg']}")
-    return out
+        name = _form_field(".".join(str(part) for part in problem["loc"]), fields)
+        if name is None:
+            general.append(_plain(problem))
+        else:
+            by_field.setdefault(name, _plain(problem))
+    return by_field, general
 
 
 @router.post("/calls/new", response_class=HTMLResponse)
@@ -148,9 +198,14 @@ async def place_call(request: Request, services: ServicesDep, session: CsrfDep) 
         body = CallCreate.model_validate(call_body(fields))
         created = await call_routes.create_call(body, services, None)
     except ValidationError as error:
-        return _page(request, session, "place.html", status_code=422, form=form, errors=_problems(error), **_place_context(services))
+        by_field, general = _problems(error, fields)
+        return _page(request, session, "place.html", status_code=422, form=form, field_errors=by_field, errors=general, labels=FIELD_LABELS,
+                     **_place_context(services))
     except ApiError as error:
-        return _page(request, session, "place.html", status_code=error.status, form=form, errors=[error.message], **_place_context(services))
+        name = _form_field(error.param or "", fields)
+        message = error.message[:1].upper() + error.message[1:]
+        return _page(request, session, "place.html", status_code=error.status, form=form, field_errors={name: message} if name else {},
+                     errors=[] if name else [message], labels=FIELD_LABELS, **_place_context(services))
     call_id = created["id"] if isinstance(created, dict) else json.loads(bytes(created.body))["id"]
     session.notices.append(f"Placed call {call_id} to {body.to}.")
     return RedirectResponse(f"/ui/calls/{call_id}", status_code=303)
@@ -246,7 +301,25 @@ async def flow_page(request: Request, flow_id: str, services: ServicesDep, sessi
         return _not_found(request, session, f"flow {flow_id}")
     flow = check_flow(record.document, default_name=record.name)
     path: list[str] = []
+    call_problem = None
     if call:
-        path = [str(e.data.get("node")) for e in store.events(call) if e.type == "flow.node_entered"]
+        ran = store.get_call(call)
+        if ran is None:
+            call_problem = "missing"
+        elif not (ran.request.get("flow_id") or ran.request.get("flow")):
+            call_problem = "no_flow"
+        elif not _ran_this_flow(ran, record):
+            call_problem = "other_flow"
+        else:
+            path = [str(e.data.get("node")) for e in store.events(call) if e.type == "flow.node_entered"]
     data = graph_data(flow)
-    return _page(request, session, "flow.html", flow=record, mermaid=mermaid(flow), svg=flow_svg(data, path), flow_path=path, call_id=call)
+    return _page(request, session, "flow.html", flow=record, mermaid=mermaid(flow), svg=flow_svg(data, path), flow_path=path, call_id=call,
+                 call_problem=call_problem)
+
+
+def _ran_this_flow(call: CallRecord, flow: FlowRecord) -> bool:
+    """Whether ``call`` ran this stored flow: by its ``flow_id``, or (a flow sent inline) the same document."""
+    if call.request.get("flow_id"):
+        return call.request["flow_id"] == flow.id
+    inline = call.request.get("flow")
+    return isinstance(inline, dict) and inline == flow.document

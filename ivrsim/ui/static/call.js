@@ -1,5 +1,7 @@
 // One call's page: the timeline grows live from the call's event stream, the status follows it, and
 // the live-control forms post with fetch (the CSRF token in a header) so the page stays put.
+import { watchSession } from "./session.js";
+
 const root = document.getElementById("call");
 const callId = root.dataset.callId;
 const timeline = document.getElementById("timeline").tBodies[0];
@@ -21,10 +23,12 @@ function addRow(event) {
   const row = timeline.insertRow();
   row.dataset.sequence = event.sequence;
   const cells = [String(event.sequence), Number(event.call_time_s).toFixed(2), event.type, details(event)];
+  const labels = ["#", "Call time (s)", "Event", "Details"];
   cells.forEach((text, i) => {
     const cell = row.insertCell();
     cell.textContent = text;
     cell.className = i < 2 ? "num" : "mono";
+    cell.dataset.label = labels[i];
   });
 }
 
@@ -47,8 +51,43 @@ function recordingDone(event) {
 }
 
 function setStatus(status) {
-  statusEl.textContent = status;
-  statusEl.className = `status status-${status}`;
+  const el = document.getElementById("call-status") || statusEl;
+  el.textContent = status;
+  el.className = `status status-${status}`;
+}
+
+// Answered, Ended, Duration (and a failure's reason) as the server renders them, fetched when the status
+// changes; the status span itself stays (it is the live region), only its text and class follow.
+let factsAgain = false;
+let factsBusy = false;
+async function refreshFacts() {
+  if (factsBusy) { factsAgain = true; return; }
+  factsBusy = true;
+  try {
+    const response = await fetch(`/ui/api/calls/${encodeURIComponent(callId)}/facts`, { credentials: "same-origin", headers: { Accept: "text/html" } });
+    if (!response.ok) return;
+    const template = document.createElement("template");
+    template.innerHTML = (await response.text()).trim();
+    const fresh = template.content.getElementById("call-facts");
+    if (!fresh) return;
+    for (const id of ["call-answered", "call-ended", "call-duration"]) {
+      const now = document.getElementById(id);
+      const then = fresh.querySelector(`#${id}`);
+      if (now && then) now.textContent = then.textContent;
+    }
+    const status = fresh.querySelector("#call-status");
+    if (status) setStatus(status.textContent);
+    const reason = fresh.querySelector("#call-reason");
+    if (reason && !document.getElementById("call-reason")) {
+      const span = document.createElement("span");
+      span.id = "call-reason";
+      span.textContent = reason.textContent;
+      document.getElementById("call-status").after(" — ", span);
+    }
+  } finally {
+    factsBusy = false;
+    if (factsAgain) { factsAgain = false; refreshFacts(); }
+  }
 }
 
 if (root.dataset.live === "on" && "EventSource" in window) {
@@ -57,8 +96,8 @@ if (root.dataset.live === "on" && "EventSource" in window) {
   const onEvent = (message) => {
     const event = JSON.parse(message.data);
     addRow(event);
-    if (event.type.startsWith("call.") && event.status) setStatus(event.status);
-    if (event.type === "recording.completed") recordingDone(event);
+    if (event.type.startsWith("call.") && event.status) { setStatus(event.status); refreshFacts(); }
+    if (event.type === "recording.completed") { recordingDone(event); refreshFacts(); }
     if (FINAL.has(event.type)) {
       document.getElementById("waveform")?.waveform?.refresh();  // an unanswered call: says there is no recording
       source.close();
@@ -74,6 +113,7 @@ if (root.dataset.live === "on" && "EventSource" in window) {
     }
   };
   source.onmessage = onEvent;
+  watchSession(source, document.getElementById("timeline-live"), "Live updates paused (reconnecting)…");
 }
 
 for (const form of document.querySelectorAll("form.js-control")) {

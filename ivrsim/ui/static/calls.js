@@ -1,5 +1,7 @@
 // The calls list, live: every call's events arrive over /ui/api/events/stream; a row is fetched
 // from the server (rendered as on page load) when its call changes, or prepended when a call is new.
+import { sessionEnded, watchSession } from "./session.js";
+
 const table = document.getElementById("calls");
 const liveState = document.getElementById("live-state");
 
@@ -18,7 +20,7 @@ async function refresh(callId) {
     const body = tbody();
     const existing = body.querySelector(`tr[data-call-id="${CSS.escape(callId)}"]`);
     if (response.status === 204) { if (existing) existing.remove(); return; }
-    if (response.status === 401) { liveState.textContent = "Logged out: reload the page to log in again."; return; }
+    if (response.status === 401) { sessionEnded(liveState); return; }
     if (!response.ok) return;
     const template = document.createElement("template");
     template.innerHTML = (await response.text()).trim();
@@ -43,7 +45,7 @@ function tbody() { return table.tBodies[0]; }
 if (table && table.dataset.live === "on" && "EventSource" in window) {
   const source = new EventSource("/ui/api/events/stream");
   source.onopen = () => { liveState.textContent = "Live: new calls and status changes appear as they happen."; };
-  source.onerror = () => { liveState.textContent = "Live updates paused (reconnecting)…"; };
+  watchSession(source, liveState, "Live updates paused (reconnecting)…");
   source.addEventListener("overflow", () => location.reload());
   source.onmessage = (message) => {
     const event = JSON.parse(message.data);
