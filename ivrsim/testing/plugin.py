@@ -38,8 +38,10 @@ UPDATE_GOLDEN_OPTION = "--ivrsim-update-golden"
 PROMPT_CACHE_INI = "ivrsim_prompt_cache"
 GOLDEN_LENGTH_TOLERANCE_S = 0.020
 GOLDEN_MIN_CORRELATION = 0.9
-#: How close (difflib ratio over words) the best-matching stretch of the transcript must be to pass ``heard``.
-HEARD_MIN_RATIO = 0.8
+#: ``heard`` allows one differing word per this many words of the phrase (none in phrases under 5 words).
+HEARD_WORDS_PER_MISS = 5
+#: Audio kept either side of a prompt's span when it is cut out of the recording (event times are per block).
+SPAN_MARGIN_S = 0.1
 #: Clauses of one prompt ``heard`` considers (its grammar grows with their square).
 MAX_CLAUSES = 12
 #: Longest a call may take from placing to its end, in wall seconds (an upper bound, not a wait).
@@ -174,22 +176,37 @@ class CallResult:
             raise AssertionError(f"call {self.id} took another path through the flow ({self.status}: {self.reason}):\n{diff}")
 
     def transcript(self) -> str:
-        """What the platform said: its channel of the recording, transcribed by pocketsphinx (en-US) over a
-        closed vocabulary (the call's say prompts, their sentences and clauses, else ``IVR_VOCABULARY``)."""
+        """What the platform said: its channel of the recording, each say prompt's span (``prompt.started`` to
+        ``prompt.completed``) transcribed by pocketsphinx (en-US) over that prompt's clauses; without prompt
+        texts, the whole channel over ``IVR_VOCABULARY``."""
         return self._transcribe([])
 
-    def heard(self, phrase: str, min_ratio: float = HEARD_MIN_RATIO) -> None:
-        """Assert the platform said ``phrase``: the best-matching stretch of the transcript of its channel
-        matches it word by word at least ``min_ratio`` (difflib), else AssertionError with the transcript."""
-        from ivrsim.speech.asr.phrases import normalise_phrase
-
+    def heard(self, phrase: str) -> None:
+        """Assert the platform said ``phrase``: some stretch of the transcript of its channel exactly as long
+        (+-1 word for phrases of 5+ words) differs from it in at most ``len(phrase) // 5`` words, else
+        AssertionError with the transcript. Numbers count as espeak says them ("42" -> "forty two")."""
         transcript = self._transcribe([phrase])
-        expected = normalise_phrase(phrase)
-        words = transcript.split()
-        ratio = _best_window_ratio(expected, words)
-        if ratio < min_ratio:
-            raise AssertionError(f"call {self.id}: the platform did not say {phrase!r} (best match {ratio:.2f} < {min_ratio}); "
-                                 f"it said: {transcript!r}")
+        expected = spoken_words(phrase)
+        differing = _fewest_differing_words(expected, transcript.split())
+        allowed = len(expected) // HEARD_WORDS_PER_MISS
+        if differing > allowed:
+            raise AssertionError(f"call {self.id}: the platform did not say {phrase!r} (best match differs in {differing} "
+                                 f"of {len(expected)} words, at most {allowed} allowed); it said: {transcript!r}")
+
+    def prompt_spans(self) -> list[PromptSpan]:
+        """The say prompts with text, each with where it is in the recording: its call times minus the answer
+        time (the recording starts at ``call.in-progress``)."""
+        answered = next((e for e in self.events if e["type"] == "call.in-progress"), None)
+        origin_s = float(answered["call_time_s"]) if answered is not None else 0.0
+        spans: list[PromptSpan] = []
+        for index, event in enumerate(self.events):
+            if event["type"] != "prompt.started" or not event.get("text"):
+                continue
+            start_s = float(event["call_time_s"])
+            completed = next((e for e in self.events[index + 1 :] if e["type"] == "prompt.completed"), None)
+            end_s = float(completed["call_time_s"]) if completed is not None else start_s + float(event.get("duration_s") or 0.0)
+            spans.append(PromptSpan(str(event["text"]), start_s - origin_s, end_s - origin_s))
+        return spans
 
     def _transcribe(self, extra: list[str]) -> str:
         import soundfile
@@ -200,32 +217,106 @@ class CallResult:
         if self.recording is None:
             raise AssertionError(f"call {self.id} has no recording to listen to; place it with record=True")
         samples, rate_hz = soundfile.read(str(self.recording.path), dtype="float32", always_2d=True)
-        # The closed vocabulary: the prompts and the expected phrase, each a whole alternative (single
-        # words of it let pocketsphinx split espeak speech into wrong short words). A phrase not said loses to
-        # the clauses that were; without known prompt texts (audio only), the common words of phone menus compete.
-        # Every run of consecutive clauses of each prompt is an alternative: voice activity detection cuts
-        # utterances at pauses anywhere.
-        spans: list[str] = []
-        for text in self.prompts:
-            clauses = [c.strip() for c in re.split(r"[.,;:?!]+", text) if c.strip()][:MAX_CLAUSES]
-            spans += [" ".join(clauses[i:j]) for i in range(len(clauses)) for j in range(len(clauses), i, -1)]
-        hints = [*spans, *extra] + ([] if self.prompts else list(IVR_VOCABULARY))
-        # one alternative per utterance: with a loop the decoder skips words to join two alternatives
+        platform = samples[:, 0]
         engine = self._server.listener(SphinxEngine) if self._server is not None else SphinxEngine()
-        results = engine.transcribe(samples[:, 0], rate_hz, hints, repeat=not self.prompts)
-        return " ".join(r.text for r in results if r.text)
+        spans = self.prompt_spans()
+        extras = [" ".join(spoken_words(e)) for e in extra]
+        if not spans:
+            # audio only: the common words of phone menus compete with the expected phrase, in any sequence
+            results = engine.transcribe(platform, rate_hz, [*extras, *IVR_VOCABULARY], repeat=True)
+            return " ".join(r.text for r in results if r.text)
+        heard: list[str] = []
+        for span in spans:
+            # One closed grammar per prompt: every run of consecutive clauses of THAT prompt is an alternative
+            # (voice activity detection may cut at a pause anywhere), and the expected phrase, which loses to
+            # the clauses that were said. One alternative per utterance: with a loop the decoder skips words.
+            clauses = [" ".join(w) for c in _CLAUSE_END.split(span.text) if (w := spoken_words(c))][:MAX_CLAUSES]
+            runs = [" ".join(clauses[i:j]) for i in range(len(clauses)) for j in range(len(clauses), i, -1)]
+            first = max(0, int((span.start_s - SPAN_MARGIN_S) * rate_hz))
+            last = min(len(platform), int((span.end_s + SPAN_MARGIN_S) * rate_hz))
+            if last <= first or not runs:
+                continue
+            results = engine.transcribe(platform[first:last], rate_hz, runs)
+            heard += [r.text for r in results if r.text]
+        return " ".join(heard)
 
 
-def _best_window_ratio(expected: list[str], words: list[str]) -> float:
-    """The best difflib ratio between ``expected`` and any stretch of ``words`` about as long."""
-    if not expected:
-        return 1.0
-    best = 0.0
+@dataclass(frozen=True)
+class PromptSpan:
+    """A say prompt's text and where it is in the recording (seconds from its start)."""
+
+    text: str
+    start_s: float
+    end_s: float
+
+
+#: A clause ends at punctuation followed by a space or the end ("3.50" and "1,234" stay whole).
+_CLAUSE_END = re.compile(r"[.,;:?!]+(?=\s|$)")
+_TOKEN = re.compile(r"\+?\d+(?:,\d{3})*(?:\.\d+)?|[^\W\d_]+(?:'[^\W\d_]+)*")
+_ONES = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+         "seventeen eighteen nineteen").split()
+_TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
+_SCALES = ((10**9, "billion"), (10**6, "million"), (1000, "thousand"), (100, "hundred"))
+
+
+def _cardinal(value: int) -> list[str]:
+    """English words of a whole number, as espeak-ng's en-us voice says it (no "and")."""
+    if value < 20:
+        return [_ONES[value]]
+    if value < 100:
+        tens, ones = divmod(value, 10)
+        return [_TENS[tens]] + ([_ONES[ones]] if ones else [])
+    for scale, name in _SCALES:
+        if value >= scale:
+            high, rest = divmod(value, scale)
+            return _cardinal(high) + [name] + (_cardinal(rest) if rest else [])
+    raise AssertionError("unreachable")
+
+
+def spoken_words(text: str) -> list[str]:
+    """The words espeak-ng says for ``text``, lower case: "42" -> "forty two", "+15559876543" -> "plus fifteen
+    billion five hundred ...", "3.50" -> "three point five zero", "007" -> "zero zero seven". The prompts'
+    grammars and the expected phrase both go through it, so a number matches however it was written."""
+    words: list[str] = []
+    for token in _TOKEN.findall(text.lower()):
+        if not token[0].isdigit() and token[0] != "+":
+            words.append(token)
+            continue
+        if token.startswith("+"):
+            words.append("plus")
+            token = token[1:]
+        whole, _, fraction = token.replace(",", "").partition(".")
+        if len(whole) > 1 and whole.startswith("0") or len(whole) > 12:
+            words += [_ONES[int(d)] for d in whole]
+        else:
+            words += _cardinal(int(whole))
+        if fraction:
+            words += ["point", *(_ONES[int(d)] for d in fraction)]
+    return words
+
+
+def _fewest_differing_words(expected: list[str], words: list[str]) -> int:
+    """The fewest words (substituted, missing or extra: word edit distance) by which a stretch of ``words`` of
+    exactly ``len(expected)`` words (+-1 for phrases of 5+ words) differs from ``expected``."""
     n = len(expected)
-    for size in {max(1, n - 1), n, n + 1}:
+    if n == 0:
+        return 0
+    sizes = {n - 1, n, n + 1} if n >= 5 else {n}
+    best = n
+    for size in sizes:
         for start in range(max(1, len(words) - size + 1)):
-            best = max(best, difflib.SequenceMatcher(None, expected, words[start : start + size]).ratio())
+            best = min(best, _edit_distance(expected, words[start : start + size]))
     return best
+
+
+def _edit_distance(a: list[str], b: list[str]) -> int:
+    previous = list(range(len(b) + 1))
+    for i, word in enumerate(a, 1):
+        current = [i]
+        for j, other in enumerate(b, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (word != other)))
+        previous = current
+    return previous[-1]
 
 
 class IvrsimClient:
