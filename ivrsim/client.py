@@ -184,6 +184,14 @@ class Canary:
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
         """One request, answer read whole within ``timeout_s``; the API's errors raise ``CanaryError``."""
+        return self._send(method, path, **kwargs).json()
+
+    def download(self, url: str) -> bytes:
+        """The bytes at ``url`` (e.g. a recording document's ``url``: absolute, or a path on the server), fetched
+        with the key within ``timeout_s``; the API's errors raise ``CanaryError``."""
+        return self._send("GET", url).content
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
             with self._deadline.within(self.timeout_s):
                 response = self._http.request(method, path, **kwargs)
@@ -194,22 +202,7 @@ class Canary:
             ) from error
         if response.status_code >= 400:
             self.raise_for(response)
-        return response.json()
-
-    def download(self, url: str) -> bytes:
-        """The bytes at ``url`` (e.g. a recording document's ``url``: absolute, or a path on the server), fetched
-        with the key within ``timeout_s``; the API's errors raise ``CanaryError``."""
-        try:
-            with self._deadline.within(self.timeout_s):
-                response = self._http.get(url)
-        except httpx.TimeoutException as error:
-            raise CanaryTimeoutError(
-                f"GET {url}: no complete answer from {self.base_url} within {self.timeout_s:g} s "
-                f"(total deadline, {TIMEOUT_ENV}): the server is too slow or stuck"
-            ) from error
-        if response.status_code >= 400:
-            self.raise_for(response)
-        return response.content
+        return response
 
     @staticmethod
     def raise_for(response: httpx.Response) -> None:
