@@ -496,6 +496,8 @@ class Store:
         with self._lock:
             rows = self._db.execute(
                 "SELECT c.id FROM calls c JOIN recordings r ON r.call_id = c.id"
+                # the call's own recording (the first: opened on answer), not a message a <Record> took later
+                " AND r.rowid = (SELECT MIN(rowid) FROM recordings WHERE call_id = c.id)"
                 " WHERE json_extract(c.request_json, '$.transcribe') = 1 AND r.completed_at IS NOT NULL"
                 " AND c.status NOT IN ('queued', 'ringing', 'in-progress')"
                 " AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.kind = 'transcription'"

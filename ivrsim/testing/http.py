@@ -13,32 +13,46 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 
+class _QuietHandler(BaseHTTPRequestHandler):
+    """A handler that logs nothing and answers with one call."""
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def reply(self, status: int, content_type: str, body: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
 @contextmanager
-def serve_bytes(body: bytes, content_type: str = "application/octet-stream", gate: threading.Event | None = None) -> Iterator[str]:
-    """Serve ``body`` to every GET on a free loopback port; yields the base URL (any path works).
-    ``gate``: each answer waits until it is set (a server that is slow until the test says otherwise)."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:
-            pass
-
-        def do_GET(self) -> None:  # noqa: N802
-            if gate is not None:
-                gate.wait(timeout=120)
-            self.send_response(200)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+def _serving(handler: type[BaseHTTPRequestHandler], name: str) -> Iterator[str]:
+    """``handler`` on a free loopback port in a thread; yields the base URL, shuts the server down after."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, name="serve-bytes", daemon=True).start()
+    threading.Thread(target=server.serve_forever, name=name, daemon=True).start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}"
     finally:
         server.shutdown()
         server.server_close()
+
+
+@contextmanager
+def serve_bytes(body: bytes, content_type: str = "application/octet-stream", gate: threading.Event | None = None) -> Iterator[str]:
+    """Serve ``body`` to every GET on a free loopback port; yields the base URL (any path works).
+    ``gate``: each answer waits until it is set (a server that is slow until the test says otherwise)."""
+
+    class Handler(_QuietHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            if gate is not None:
+                gate.wait(timeout=120)
+            self.reply(200, content_type, body)
+
+    with _serving(Handler, "serve-bytes") as url:
+        yield url
 
 
 @contextmanager
@@ -91,29 +105,15 @@ def serve_json(routes: dict[str, Callable[[Any], tuple[int, Any]]]) -> Iterator[
     """``JsonApp`` of ``routes`` answering POSTs (JSON bodies) on a free loopback port for as long as the ``with`` lasts."""
     app = JsonApp(routes)
 
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:
-            pass
-
-        def do_POST(self) -> None:
+    class Handler(_QuietHandler):
+        def do_POST(self) -> None:  # noqa: N802
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
             payload = json.loads(body) if body else None
             app.requests.append({"path": self.path, "json": payload})
             route = app.routes.get(self.path)
             status, answer = route(payload) if route is not None else (500, {"error": "no such route"})
-            data = json.dumps(answer).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            self.reply(status, "application/json", json.dumps(answer).encode())
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, name="serve-json", daemon=True).start()
-    app.url = f"http://127.0.0.1:{server.server_address[1]}"
-    try:
+    with _serving(Handler, "serve-json") as url:
+        app.url = url
         yield app
-    finally:
-        server.shutdown()
-        server.server_close()
