@@ -236,7 +236,7 @@ class CallResult:
             last = min(len(platform), int((span.end_s + SPAN_MARGIN_S) * rate_hz))
             if last <= first or not runs:
                 continue
-            results = engine.transcribe(platform[first:last], rate_hz, runs)
+            results = engine.transcribe(platform[first:last], rate_hz, [*runs, *extras])
             heard += [r.text for r in results if r.text]
         return " ".join(heard)
 
