@@ -51,6 +51,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.fft
+import scipy.signal
 
 from ivrsim.audio.dtmf_keys import COL_FREQUENCIES_HZ, DTMF_FREQUENCIES_HZ, KEYS_BY_INDEX, ROW_FREQUENCIES_HZ, DtmfKey
 from ivrsim.audio.goertzel import GoertzelBank, hann_window, window_response
@@ -68,6 +69,12 @@ MAX_RATE_HZ = 96000
 DTMF_BAND_HZ = (600.0, 1750.0)
 #: The rest of the telephone band above it, in Hz (ITU-T G.712's passband ends at 3400 Hz).
 UPPER_BAND_HZ = (1750.0, 3400.0)
+#: Call-progress pairs with a tone inside ``DTMF_BAND_HZ``, in Hz: the North American busy and reorder tone
+#: (ANSI T1.401, 480 + 620 Hz). Where both sound, steady and exact, the 620 Hz tone is background, not a
+#: sign of speech: a caller may key a digit over it. (Dial tone and ringback lie below the band.)
+CALL_PROGRESS_PAIRS_HZ = ((480.0, 620.0),)
+#: Samples notched before a segment when a call-progress tone is taken out, in seconds (the notch settles).
+CALL_PROGRESS_LEAD_S = 0.012
 #: Longest stretch of one tone analysed for purity, in seconds (bounds the cost of a held key).
 PURITY_MAX_S = 0.25
 #: Shortest stretch analysed for purity when the tone's runs allow it, in seconds (about 30 Hz resolution).
@@ -76,6 +83,10 @@ PURITY_MIN_S = 0.032
 BEATING_GAP_POWER = 0.25
 #: Time left out at each end of a tone before the purity analysis, in seconds (switching transients).
 PURITY_EDGE_S = 0.004
+#: A block of a tone holding less than this share of the tone's median block power is taken for a dropout.
+#: Two tones beat, but over a 6.375 ms block the beat moves the power by at most +-15 %; a 5 ms break
+#: takes at least 39 % out of each block it touches.
+DROPOUT_POWER = 0.7
 
 _NO_DIGIT = -1
 #: Half-blocks the streaming receiver keeps while no tone is pending: the last window (two half-blocks)
@@ -435,6 +446,28 @@ def _hann_f32(length: int) -> np.ndarray:
     return hann_window(length).astype(np.float32)
 
 
+def longest_unbroken(samples: np.ndarray, first: int, last: int, block_samples: int) -> tuple[int, int]:
+    """The longest stretch of ``samples[first:last]`` without a dropout, as ``(first, last)``.
+
+    A break too short to split the tone's windows (under about 10 ms) still splatters its spectrum: the
+    purity stage must not look across it. Blocks of ``block_samples`` whose power falls below
+    ``DROPOUT_POWER`` of the median block are breaks; the stretch returned lies between two of them.
+    """
+    count = (last - first) // block_samples
+    if count < 3:
+        return first, last
+    blocks = samples[first : first + count * block_samples].reshape(count, block_samples)
+    power = np.einsum("ij,ij->i", blocks, blocks)
+    low = np.flatnonzero(power < DROPOUT_POWER * np.median(power))
+    if len(low) == 0:
+        return first, last
+    bounds = np.concatenate([[-1], low, [count]])
+    piece = int(np.argmax(np.diff(bounds)))
+    piece_first = first + (int(bounds[piece]) + 1) * block_samples
+    piece_last = last if piece == len(bounds) - 2 else first + int(bounds[piece + 1]) * block_samples
+    return piece_first, piece_last
+
+
 def _mean_power(samples: np.ndarray, spans: list[tuple[int, int]]) -> float:
     """Mean square of ``samples`` over the ``(first, last)`` spans together."""
     total = sum(float(np.dot(samples[a:b], samples[a:b])) for a, b in spans)
@@ -487,6 +520,65 @@ def tone_purity(stretches: list[np.ndarray], rate_hz: float, row_hz: np.ndarray,
         upper=np.where(tones > 0.0, upper_power / safe, np.inf),
         peak_miss=np.abs(peaks - measured) / resolution_hz,
     )
+
+
+def _call_progress_lobes(
+    spectrum: np.ndarray, frequency: np.ndarray, resolution_hz: np.ndarray, pair_hz: tuple[float, float]
+) -> np.ndarray:
+    """The lobes of a call-progress pair, (stretches, bins), where each stretch holds that pair: both tones
+    peak within half a resolution of their nominal frequency, within 10 dB of each other. A voice seldom
+    puts two harmonics there (it takes a 20 Hz fundamental, or a low voice whose other harmonics fill the
+    band anyway)."""
+    lobes, powers, exact = [], [], []
+    for tone_hz in pair_hz:
+        lobe = np.abs(frequency - tone_hz) < 2.2 * resolution_hz
+        peak_hz = frequency[np.argmax(np.where(lobe, spectrum, -1.0), axis=1)]
+        lobes.append(lobe)
+        powers.append(np.where(lobe, spectrum, 0.0).sum(axis=1))
+        exact.append(np.abs(peak_hz - tone_hz) <= 0.5 * resolution_hz[:, 0])
+    balanced = (powers[0] <= 10.0 * powers[1]) & (powers[1] <= 10.0 * powers[0])
+    present = exact[0] & exact[1] & balanced
+    return (lobes[0] | lobes[1]) & present[:, None]
+
+
+@dataclass(frozen=True)
+class _Verdict:
+    """Stage 5's judgement of segments: ``ok`` (n,), their tone indices (n, 2), measured frequencies in Hz
+    and levels in dBm0 (n, 2)."""
+
+    ok: np.ndarray
+    tones: np.ndarray
+    hz: np.ndarray
+    dbm0: np.ndarray
+
+    def merged(self, positions: list[int], other: _Verdict) -> _Verdict:
+        """This verdict with ``positions`` replaced by ``other``'s segments, in order."""
+        ok, hz, dbm0 = self.ok.copy(), self.hz.copy(), self.dbm0.copy()
+        ok[positions], hz[positions], dbm0[positions] = other.ok, other.hz, other.dbm0
+        return _Verdict(ok=ok, tones=self.tones, hz=hz, dbm0=dbm0)
+
+
+def call_progress_present(stretches: list[np.ndarray], rate_hz: float) -> np.ndarray:
+    """Which stretches hold one of ``CALL_PROGRESS_PAIRS_HZ``, steady and exact (see ``_call_progress_lobes``)."""
+    lengths = np.array([max(len(s), 2) for s in stretches])
+    size = 1 << int(math.ceil(math.log2(2 * int(lengths.max()))))
+    frames = np.zeros((len(stretches), size), dtype=np.float32)
+    for i, stretch in enumerate(stretches):
+        frames[i, : len(stretch)] = stretch * _hann_f32(len(stretch))
+    spectrum = np.abs(scipy.fft.rfft(frames, axis=1)) ** 2
+    frequency = np.fft.rfftfreq(size, 1.0 / rate_hz)
+    resolution_hz = (rate_hz / lengths)[:, None]
+    present = np.zeros(len(stretches), dtype=bool)
+    for pair_hz in CALL_PROGRESS_PAIRS_HZ:
+        present |= _call_progress_lobes(spectrum, frequency, resolution_hz, pair_hz).any(axis=1)
+    return present
+
+
+@lru_cache(maxsize=16)
+def _notch_filter(rate_hz: int) -> np.ndarray:
+    """Second-order sections notching the in-band tone of each call-progress pair (Q 8: -0.6 dB at 697 Hz)."""
+    sections = [scipy.signal.tf2sos(*scipy.signal.iirnotch(pair[1], 8.0, rate_hz)) for pair in CALL_PROGRESS_PAIRS_HZ]
+    return np.vstack(sections)
 
 
 class _History:
@@ -751,36 +843,79 @@ class DtmfReceiver:
         starts: list[float],
         ends: list[float],
     ) -> list[DtmfDigit]:
-        """Stage 5: digits from the segments whose duration, frequencies, coherence, twist and purity pass."""
-        t = self.thresholds
+        """Stage 5: digits from the segments whose duration, frequencies, coherence, twist and purity pass.
+
+        A segment that fails with a busy or reorder tone sounding (``CALL_PROGRESS_PAIRS_HZ``) is judged
+        again with that tone notched out: its 620 Hz lies inside the analysis lobe of 697 Hz and in the
+        purity band, where it reads as a second voice.
+        """
         segment_start = np.array([starts[runs[0]] for runs in segments])
         segment_end = np.array([ends[runs[-1]] for runs in segments])
-        keep = np.flatnonzero(segment_end - segment_start >= self._min_tone_half_blocks)
-        if len(keep) == 0:
+        keep = np.flatnonzero(segment_end - segment_start >= self._min_tone_half_blocks).tolist()
+        if not keep:
             return []
-        segments = [segments[i] for i in keep]
-        segment_start, segment_end = segment_start[keep], segment_end[keep]
+        history = self._history
+        hann = history.hann[: max(history.count - 1, 0)]
+        flat = history.samples[: history.count].reshape(-1)
+        runs = (firsts, lasts, tones, starts, ends)
+        verdict = self._judge([segments[i] for i in keep], runs, hann, flat)
+        failed = [i for i, ok in zip(keep, verdict.ok.tolist()) if not ok]
+        if failed:
+            m = self.half_block_samples
+            spans = [(int(segment_start[i] * m), int(np.ceil(segment_end[i] * m))) for i in failed]
+            cleaned = self._without_call_progress(flat, hann, spans, [segments[i] for i in failed], firsts, lasts)
+            if cleaned is not None:
+                flat_clean, hann_clean, again = cleaned
+                second = self._judge([segments[failed[k]] for k in again], runs, hann_clean, flat_clean)
+                verdict = verdict.merged([keep.index(failed[k]) for k in again], second)
+        to_s = self.half_block_samples / self.rate_hz
+        digits = []
+        for position in np.flatnonzero(verdict.ok).tolist():
+            i = keep[position]
+            row, col = verdict.tones[position].tolist()
+            digits.append(
+                DtmfDigit(
+                    key=KEYS_BY_INDEX[row * 4 + col - 4],
+                    start_s=float((history.first + segment_start[i]) * to_s),
+                    end_s=float((history.first + segment_end[i]) * to_s),
+                    row_hz=float(verdict.hz[position, 0]),
+                    col_hz=float(verdict.hz[position, 1]),
+                    row_level_dbm0=float(verdict.dbm0[position, 0]),
+                    col_level_dbm0=float(verdict.dbm0[position, 1]),
+                )
+            )
+        return digits
+
+    def _judge(
+        self,
+        segments: list[list[int]],
+        runs: tuple[np.ndarray, np.ndarray, np.ndarray, list[float], list[float]],
+        hann: np.ndarray,
+        flat: np.ndarray,
+    ) -> _Verdict:
+        """Frequencies, coherence, twist and purity of each segment (runs of windows), from window spectra
+        ``hann`` and the samples ``flat``."""
+        firsts, lasts, tones, starts, ends = runs
+        t = self.thresholds
         order = np.array([run for runs in segments for run in runs])
         run_counts = np.array([len(runs) for runs in segments])
         segment_starts = np.concatenate([[0], np.cumsum(run_counts)[:-1]])
-        history = self._history
-        measured = self._meter.measure(
-            history.hann[: max(history.count - 1, 0)], firsts[order], lasts[order], tones[order], segment_starts
-        )
+        measured = self._meter.measure(hann, firsts[order], lasts[order], tones[order], segment_starts)
         segment_tones = tones[order[segment_starts]]
         nominal_hz = np.asarray(DTMF_FREQUENCIES_HZ)[segment_tones]
+        measured_hz = nominal_hz + measured.offset_hz
         tone_dbm0 = 10.0 * np.log10(np.maximum(measured.power, 1e-30) / ZERO_DBM0_POWER)
         twist_db = tone_dbm0[:, 0] - tone_dbm0[:, 1]
         ok = measured.valid
         ok &= (np.abs(measured.offset_hz) <= nominal_hz * t.max_frequency_deviation_pct / 100.0).all(axis=1)
         ok &= (measured.coherence >= t.min_phase_coherence).all(axis=1)
-        ok &= ~harmonic_pair(nominal_hz + measured.offset_hz)
+        ok &= ~harmonic_pair(measured_hz)
         ok &= twist_db <= t.max_normal_twist_db + t.twist_margin_db
         ok &= -twist_db <= t.max_reverse_twist_db + t.twist_margin_db
+        verdict = _Verdict(ok=ok, tones=segment_tones, hz=measured_hz, dbm0=tone_dbm0)
         survivors = np.flatnonzero(ok)
         if len(survivors) == 0:
-            return []
-        measured_hz = nominal_hz + measured.offset_hz
+            return verdict
         # Purity over the longest unbroken stretch of each tone, where a bridged dropout cannot splatter
         # the spectrum. When that stretch is too short to resolve close partials and the "gaps" between
         # runs are not quiet (beating partials, not a dropout), over the whole segment instead.
@@ -788,37 +923,64 @@ class DtmfReceiver:
         edge = int(round(PURITY_EDGE_S * self.rate_hz))
         longest = int(PURITY_MAX_S * self.rate_hz)
         shortest = int(PURITY_MIN_S * self.rate_hz)
-        flat = history.samples[: history.count].reshape(-1)
-        stretches = []
+        spans = []
         for i in survivors.tolist():
-            runs = segments[i]
-            run = max(runs, key=lambda r: ends[r] - starts[r])
+            runs_i = segments[i]
+            run = max(runs_i, key=lambda r: ends[r] - starts[r])
             first, last = int(round(starts[run] * m)) + edge, int(round(ends[run] * m)) - edge
-            if last - first < shortest and len(runs) > 1:
-                spans = [(int(round(starts[r] * m)), int(round(ends[r] * m))) for r in runs]
-                gaps = [(a_end, b_start) for (_, a_end), (b_start, _) in zip(spans, spans[1:]) if b_start > a_end]
-                if _mean_power(flat, gaps) > BEATING_GAP_POWER * _mean_power(flat, spans):
-                    first, last = spans[0][0] + edge, spans[-1][1] - edge
-            stretches.append(flat[first : max(min(last, first + longest), first + 2)])
-        purity = tone_purity(stretches, self.rate_hz, measured_hz[survivors, 0], measured_hz[survivors, 1])
+            if last - first < shortest and len(runs_i) > 1:
+                run_spans = [(int(round(starts[r] * m)), int(round(ends[r] * m))) for r in runs_i]
+                gaps = [(a_end, b_start) for (_, a_end), (b_start, _) in zip(run_spans, run_spans[1:]) if b_start > a_end]
+                if _mean_power(flat, gaps) > BEATING_GAP_POWER * _mean_power(flat, run_spans):
+                    first, last = run_spans[0][0] + edge, run_spans[-1][1] - edge
+            spans.append((first, max(min(last, first + longest), first + 2)))
+        pure = self._pure(flat, spans, measured_hz[survivors])
+        # A break too short to split the windows (about 5 ms) stays inside the stretch and splatters its
+        # spectrum: a tone that fails gets a second look over its longest stretch between such breaks.
+        retry = [k for k in np.flatnonzero(~pure).tolist() if spans[k][1] - spans[k][0] >= 2 * shortest]
+        second = [longest_unbroken(flat, spans[k][0], spans[k][1], m) for k in retry]
+        again = [k for k, (first, last) in zip(retry, second) if (first, last) != spans[k] and last - first >= shortest]
+        if again:
+            kept = [piece for k, piece in zip(retry, second) if k in again]
+            pure[again] = self._pure(flat, kept, measured_hz[survivors[again]])
+        ok[survivors] = pure
+        return verdict
+
+    def _without_call_progress(
+        self,
+        flat: np.ndarray,
+        hann: np.ndarray,
+        spans: list[tuple[int, int]],
+        segments: list[list[int]],
+        firsts: np.ndarray,
+        lasts: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray, list[int]] | None:
+        """Samples and window spectra with the busy / reorder tone notched out around each of ``spans``
+        (samples of failed segments) where it sounds, and which of them it sounds in; None if in none."""
+        lead = int(CALL_PROGRESS_LEAD_S * self.rate_hz)
+        present = call_progress_present([flat[a:b] for a, b in spans], self.rate_hz)
+        again = np.flatnonzero(present).tolist()
+        if not again:
+            return None
+        flat_clean, hann_clean = flat.copy(), hann.copy()
+        m = self.half_block_samples
+        notch = _notch_filter(self.rate_hz)
+        windows = []
+        for k in again:
+            a, b = max(spans[k][0] - lead, 0), min(spans[k][1] + m, len(flat))
+            flat_clean[a:b] = scipy.signal.sosfilt(notch, flat[a:b]).astype(np.float32)
+            windows += [w for run in segments[k] for w in range(int(firsts[run]), int(lasts[run]) + 1)]
+        ws = np.asarray(windows)
+        blocks = flat_clean[: (len(flat_clean) // m) * m].reshape(-1, m)
+        hann_clean[ws] = self._hann_bank.spectra(np.concatenate([blocks[ws], blocks[ws + 1]], axis=1))
+        return flat_clean, hann_clean, again
+
+    def _pure(self, flat: np.ndarray, spans: list[tuple[int, int]], measured_hz: np.ndarray) -> np.ndarray:
+        """Which ``(first, last)`` spans of ``flat`` hold their tones (``measured_hz``, (n, 2)) alone."""
+        t = self.thresholds
+        purity = tone_purity([flat[a:b] for a, b in spans], self.rate_hz, measured_hz[:, 0], measured_hz[:, 1])
         pure = (purity.residual <= t.max_inband_residual) & (purity.upper <= t.max_upper_band_ratio)
-        pure &= (purity.peak_miss <= t.max_peak_miss).all(axis=1)
-        to_s = m / self.rate_hz
-        digits = []
-        for i in survivors[pure].tolist():
-            label = int(segment_tones[i, 0] * 4 + segment_tones[i, 1] - 4)
-            digits.append(
-                DtmfDigit(
-                    key=KEYS_BY_INDEX[label],
-                    start_s=float((history.first + segment_start[i]) * to_s),
-                    end_s=float((history.first + segment_end[i]) * to_s),
-                    row_hz=float(measured_hz[i, 0]),
-                    col_hz=float(measured_hz[i, 1]),
-                    row_level_dbm0=float(tone_dbm0[i, 0]),
-                    col_level_dbm0=float(tone_dbm0[i, 1]),
-                )
-            )
-        return digits
+        return pure & (purity.peak_miss <= t.max_peak_miss).all(axis=1)
 
 
 def detect_dtmf(samples: np.ndarray, rate_hz: int, thresholds: DtmfThresholds | None = None) -> list[DtmfDigit]:
