@@ -441,17 +441,21 @@ def test_every_impairment_at_once_within_the_limits(seed: int) -> None:
 
 def test_talk_off_a_note_and_its_octave_inside_the_frequency_tolerance() -> None:
     """A slightly sharp G#5 (832 Hz) with falling harmonics: the note and its octave (1664 Hz) sit within
-    2.5 % of key C's 852 and 1633 Hz and pass level, twist and purity; only their 2:1 ratio gives them away."""
+    2.5 % of key C's 852 and 1633 Hz and pass level, twist and purity; their 2:1 ratio gives them away,
+    and so, on its own, does the note's 3rd harmonic (the harmonic comb)."""
     import ivrsim.audio.dtmf_receiver as receiver
 
     t = np.arange(int(0.3 * 8000)) / 8000
     note = sum(0.3 / 2 ** (h - 1) * np.sin(2 * np.pi * 832.0 * h * t) for h in (1, 2, 3, 4)).astype(np.float32)
     signal = np.concatenate([np.zeros(800, np.float32), note, np.zeros(800, np.float32)])
+    no_comb = DtmfThresholds(max_harmonic_comb=np.inf, max_standing_comb=np.inf)
     assert decode(signal, 8000) == ""
+    assert "".join(d.key for d in detect_dtmf(signal, 8000, no_comb)) == ""
     saved = receiver.HARMONIC_RATIOS
-    try:  # the same note with the ratio check off is taken for key C: the check is what refuses it
+    try:  # with the ratio check off, the comb still refuses it; with both off, it is taken for key C
         receiver.HARMONIC_RATIOS = ()
-        assert decode(signal, 8000) == "C"
+        assert decode(signal, 8000) == ""
+        assert "".join(d.key for d in detect_dtmf(signal, 8000, no_comb)) == "C"
     finally:
         receiver.HARMONIC_RATIOS = saved
 

@@ -75,6 +75,17 @@ UPPER_BAND_HZ = (1750.0, 3400.0)
 CALL_PROGRESS_PAIRS_HZ = ((480.0, 620.0),)
 #: Samples notched before a segment when a call-progress tone is taken out, in seconds (the notch settles).
 CALL_PROGRESS_LEAD_S = 0.012
+#: Call-progress tones of the world's dial, ringback and busy tones below 700 Hz (ITU-T E.180), in Hz.
+CALL_PROGRESS_TONES_HZ = (350.0, 400.0, 425.0, 440.0, 450.0, 480.0, 620.0)
+#: Harmonic comb (``harmonic_comb``): the largest harmonic number a row tone is tried as, the lowest
+#: fundamental tried, in Hz, how close both tones must lie to multiples of it, in percent, and the band
+#: looked at, in Hz.
+COMB_MAX_ROW_HARMONIC = 8
+COMB_MIN_F0_HZ = 85.0
+COMB_MATCH_PCT = 0.6
+COMB_BAND_HZ = (150.0, 3400.0)
+#: Below the DTMF band, in Hz: a voice's fundamental and first harmonics (``low_band_power``).
+LOW_BAND_HZ = (150.0, 600.0)
 #: Longest stretch of one tone analysed for purity, in seconds (bounds the cost of a held key).
 PURITY_MAX_S = 0.25
 #: Shortest stretch analysed for purity when the tone's runs allow it, in seconds (about 30 Hz resolution).
@@ -153,6 +164,14 @@ class DtmfThresholds:
     max_inband_residual: float = 0.06
     #: Power in 1750-3400 Hz relative to the two tones (-8 dB): speech formants and fricatives live there.
     max_upper_band_ratio: float = 0.15
+    #: A pair whose tones are harmonics of one fundamental (``harmonic_comb``) is a voice's or a note's
+    #: partials, not a key, when the other harmonics hold at least ``max_harmonic_comb`` of the pair's
+    #: power (-11 dB), or at least ``max_standing_comb`` (-18 dB) standing out by ``min_comb_contrast``
+    #: (10 dB) from the spectrum between them. Keys with dial tone, ringback or speech 10 dB under them
+    #: measured at most -13.4 dB (contrast under 0 dB) and -13.9 dB (contrast 16 dB).
+    max_harmonic_comb: float = 0.08
+    max_standing_comb: float = 0.016
+    min_comb_contrast: float = 10.0
     #: Largest distance between a tone's spectral peak and its measured frequency, in spectral
     #: resolutions (rate / samples analysed); a pure tone stays within about half of one.
     max_peak_miss: float = 1.0
@@ -485,6 +504,9 @@ class TonePurity:
     residual: np.ndarray
     upper: np.ndarray
     peak_miss: np.ndarray
+    comb: np.ndarray
+    comb_contrast: np.ndarray
+    low: np.ndarray
 
 
 def tone_purity(stretches: list[np.ndarray], rate_hz: float, row_hz: np.ndarray, col_hz: np.ndarray) -> TonePurity:
@@ -515,11 +537,72 @@ def tone_purity(stretches: list[np.ndarray], rate_hz: float, row_hz: np.ndarray,
     safe = np.where(tones > 0.0, tones, np.inf)
     peaks = np.stack([frequency[np.argmax(np.where(m, spectrum, -1.0), axis=1)] for m in (near_row, near_col)], axis=1)
     measured = np.stack([row_hz, col_hz], axis=1)
+    comb, contrast = harmonic_comb(spectrum, frequency, resolution_hz, row_hz, col_hz)
     return TonePurity(
+        comb=np.where(tones > 0.0, comb / safe, np.inf),
+        low=np.where(tones > 0.0, low_band_power(spectrum, frequency, resolution_hz) / safe, np.inf),
+        comb_contrast=contrast,
         residual=np.where(tones > 0.0, residual / safe, np.inf),
         upper=np.where(tones > 0.0, upper_power / safe, np.inf),
         peak_miss=np.abs(peaks - measured) / resolution_hz,
     )
+
+
+def harmonic_comb(
+    spectrum: np.ndarray, frequency: np.ndarray, resolution_hz: np.ndarray, row_hz: np.ndarray, col_hz: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Power at the other harmonics of a fundamental common to both tones, and its contrast (see below).
+
+    The partials of one voice or note are exact multiples of its fundamental f0: where row = p * f0 and
+    col = q * f0 hold within ``COMB_MATCH_PCT`` for some p up to ``COMB_MAX_ROW_HARMONIC`` (f0 at least
+    ``COMB_MIN_F0_HZ``), the pair may be two harmonics that formants lift (espeak-ng's raised voices put
+    the 3rd and 7th of 233 Hz on key A, the 4th and 7th of 176 Hz on key 1). A voice then also has
+    energy at f0's other multiples, standing out from the spectrum halfway between them; a key has
+    nothing there but noise (its tones are unrelated, each up to 1.5 % off, and seldom fit that close).
+    Returns, per stretch, for the fitting f0 whose other harmonics stand out most: their power relative
+    to the pair's, and the contrast (mean power within half a resolution of them over the mean power
+    halfway between). Zero where no f0 fits. Harmonics within the main lobe of a call-progress tone
+    are left out (dial tone on the line)."""
+    p = np.arange(1, COMB_MAX_ROW_HARMONIC + 1, dtype=np.float64)[None, :]
+    f0 = row_hz[:, None] / p
+    q = np.round(col_hz[:, None] / f0)
+    miss_pct = np.abs(col_hz[:, None] / (q * f0) - 1.0) * 100.0
+    fits = (f0 >= COMB_MIN_F0_HZ) & (q > p) & (miss_pct <= COMB_MATCH_PCT)
+    comb = np.zeros(len(row_hz))
+    contrast = np.zeros(len(row_hz))
+    stretch, candidate = np.nonzero(fits)
+    if len(stretch) == 0:
+        return comb, contrast
+    f0, q, res = f0[stretch, candidate][:, None], q[stretch, candidate][:, None], resolution_hz[stretch]
+    harmonic = frequency / f0
+    number = np.round(harmonic)
+    distance = np.abs(harmonic - number) * f0
+    usable = (frequency >= COMB_BAND_HZ[0]) & (frequency <= COMB_BAND_HZ[1])
+    for tone_hz in CALL_PROGRESS_TONES_HZ:
+        usable = usable & (np.abs(frequency - tone_hz) >= 2.2 * res)
+    on = usable & (distance <= 0.5 * res) & (number != p[0, candidate][:, None]) & (number != q)
+    off = usable & (np.abs(distance - 0.5 * f0) <= 0.5 * res)
+    power = spectrum[stretch]
+    on_power = np.where(on, power, 0.0).sum(axis=1)
+    on_mean = on_power / np.maximum(on.sum(axis=1), 1)
+    off_mean = np.where(off, power, 0.0).sum(axis=1) / np.maximum(off.sum(axis=1), 1)
+    candidate_contrast = on_mean / np.maximum(off_mean, 1e-30)
+    # Per stretch, the candidate whose comb stands out most.
+    order = np.lexsort((candidate_contrast, stretch))
+    last = np.r_[stretch[order][1:] != stretch[order][:-1], True]
+    chosen = order[last]
+    comb[stretch[chosen]] = on_power[chosen]
+    contrast[stretch[chosen]] = candidate_contrast[chosen]
+    return comb, contrast
+
+
+def low_band_power(spectrum: np.ndarray, frequency: np.ndarray, resolution_hz: np.ndarray) -> np.ndarray:
+    """Power in ``LOW_BAND_HZ`` outside the lobes of call-progress tones, per stretch: where a voice has its
+    fundamental and first harmonics, and a key on a line has only dial tone, ringback or busy tone."""
+    band = (frequency >= LOW_BAND_HZ[0]) & (frequency < LOW_BAND_HZ[1])
+    for tone_hz in CALL_PROGRESS_TONES_HZ:
+        band = band & (np.abs(frequency - tone_hz) >= 2.2 * resolution_hz)
+    return np.where(band, spectrum, 0.0).sum(axis=1)
 
 
 def _call_progress_lobes(
@@ -980,6 +1063,8 @@ class DtmfReceiver:
         t = self.thresholds
         purity = tone_purity([flat[a:b] for a, b in spans], self.rate_hz, measured_hz[:, 0], measured_hz[:, 1])
         pure = (purity.residual <= t.max_inband_residual) & (purity.upper <= t.max_upper_band_ratio)
+        pure &= purity.comb < t.max_harmonic_comb
+        pure &= (purity.comb < t.max_standing_comb) | (purity.comb_contrast < t.min_comb_contrast)
         return pure & (purity.peak_miss <= t.max_peak_miss).all(axis=1)
 
 
