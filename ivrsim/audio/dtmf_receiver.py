@@ -84,8 +84,6 @@ COMB_MAX_ROW_HARMONIC = 8
 COMB_MIN_F0_HZ = 85.0
 COMB_MATCH_PCT = 0.6
 COMB_BAND_HZ = (150.0, 3400.0)
-#: Below the DTMF band, in Hz: a voice's fundamental and first harmonics (``low_band_power``).
-LOW_BAND_HZ = (150.0, 600.0)
 #: Longest stretch of one tone analysed for purity, in seconds (bounds the cost of a held key).
 PURITY_MAX_S = 0.25
 #: Shortest stretch analysed for purity when the tone's runs allow it, in seconds (about 30 Hz resolution).
@@ -506,7 +504,53 @@ class TonePurity:
     peak_miss: np.ndarray
     comb: np.ndarray
     comb_contrast: np.ndarray
-    low: np.ndarray
+
+
+class StretchSpectra:
+    """Hann-windowed power spectra of stretches of samples, zero-padded to twice their length or more,
+    with prefix sums along frequency, so that the power in any band costs two lookups per stretch, not a
+    pass over every bin. Stretches are grouped by FFT size (a held key's 250 ms stretch does not make
+    every 40 ms one pay for 4,096 points); ``rows`` maps a group's rows back to the stretches."""
+
+    def __init__(self, stretches: list[np.ndarray], rate_hz: float) -> None:
+        lengths = np.array([max(len(s), 2) for s in stretches])
+        sizes = 1 << np.ceil(np.log2(2 * lengths)).astype(np.int64)
+        self.rate_hz = float(rate_hz)
+        self.resolution_hz = self.rate_hz / lengths
+        self.groups: list[tuple[np.ndarray, np.ndarray, np.ndarray, float]] = []
+        for size in np.unique(sizes).tolist():
+            rows = np.flatnonzero(sizes == size)
+            frames = np.zeros((len(rows), size), dtype=np.float32)
+            for row, i in enumerate(rows.tolist()):
+                frames[row, : len(stretches[i])] = stretches[i] * _hann_f32(len(stretches[i]))
+            spectrum = scipy.fft.rfft(frames, axis=1)
+            power = spectrum.real**2 + spectrum.imag**2
+            prefix = np.zeros((len(rows), power.shape[1] + 1))
+            np.cumsum(power, axis=1, out=prefix[:, 1:])
+            self.groups.append((rows, power, prefix, self.rate_hz / size))
+
+    def band_power(
+        self, rows: np.ndarray, prefix: np.ndarray, bin_hz: float, low_hz: Any, high_hz: Any
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Power of one group's stretches in [low_hz, high_hz] (scalars, or arrays shaped (rows, k)), and the
+        number of bins it sums; both shaped (rows, k)."""
+        bins = prefix.shape[1] - 1
+        first = np.clip(np.ceil(np.asarray(low_hz) / bin_hz), 0, bins).astype(np.int64)
+        last = np.clip(np.floor(np.asarray(high_hz) / bin_hz) + 1, 0, bins).astype(np.int64)
+        last = np.maximum(last, first)
+        shape = np.broadcast_shapes(first.shape, last.shape, (len(rows), 1))
+        first, last = np.broadcast_to(first, shape), np.broadcast_to(last, shape)
+        power = np.take_along_axis(prefix, last, axis=1) - np.take_along_axis(prefix, first, axis=1)
+        return power, (last - first)
+
+    def peak_hz(self, power: np.ndarray, bin_hz: float, center_hz: np.ndarray, half_width_hz: np.ndarray) -> np.ndarray:
+        """Frequency of the strongest bin within ``half_width_hz`` of ``center_hz``, per row (arrays (rows,))."""
+        width = int(np.ceil(2 * float(half_width_hz.max()) / bin_hz)) + 2
+        first = np.maximum(np.ceil((center_hz - half_width_hz) / bin_hz).astype(np.int64), 0)
+        index = np.minimum(first[:, None] + np.arange(width)[None, :], power.shape[1] - 1)
+        inside = np.abs(index * bin_hz - center_hz[:, None]) <= half_width_hz[:, None]
+        values = np.where(inside, np.take_along_axis(power, index, axis=1), -1.0)
+        return np.take_along_axis(index, np.argmax(values, axis=1)[:, None], axis=1)[:, 0] * bin_hz
 
 
 def tone_purity(stretches: list[np.ndarray], rate_hz: float, row_hz: np.ndarray, col_hz: np.ndarray) -> TonePurity:
@@ -517,39 +561,40 @@ def tone_purity(stretches: list[np.ndarray], rate_hz: float, row_hz: np.ndarray,
     tone counts as tone, everything else in the band as residual. Two notes close together can pull the
     phase-based frequency between them, where neither has its peak: the peak check catches that.
     """
-    lengths = np.array([len(s) for s in stretches])
-    size = 1 << int(math.ceil(math.log2(2 * max(int(lengths.max()), 2))))
-    frames = np.zeros((len(stretches), size), dtype=np.float32)
-    for i, stretch in enumerate(stretches):
-        frames[i, : len(stretch)] = stretch * _hann_f32(len(stretch))
-    spectrum = np.abs(scipy.fft.rfft(frames, axis=1)) ** 2
-    frequency = np.fft.rfftfreq(size, 1.0 / rate_hz)
-    resolution_hz = (rate_hz / np.maximum(lengths, 1))[:, None]
-    lobe_hz = 2.2 * resolution_hz
-    near_row = np.abs(frequency - row_hz[:, None]) < lobe_hz
-    near_col = np.abs(frequency - col_hz[:, None]) < lobe_hz
-    near = near_row | near_col
-    band = (frequency >= DTMF_BAND_HZ[0]) & (frequency <= DTMF_BAND_HZ[1])
-    upper = (frequency > UPPER_BAND_HZ[0]) & (frequency <= UPPER_BAND_HZ[1])
-    tones = np.where(near, spectrum, 0.0).sum(axis=1)
-    residual = np.where(band & ~near, spectrum, 0.0).sum(axis=1)
-    upper_power = spectrum[:, upper].sum(axis=1)
+    spectra = StretchSpectra(stretches, rate_hz)
+    n = len(stretches)
+    tones, residual, upper = np.zeros(n), np.zeros(n), np.zeros(n)
+    comb, contrast, peak_miss = np.zeros(n), np.zeros(n), np.zeros((n, 2))
+    for rows, power, prefix, bin_hz in spectra.groups:
+        res = spectra.resolution_hz[rows]
+        lobe = 2.2 * res
+        measured = np.stack([row_hz[rows], col_hz[rows]], axis=1)
+        # Tone lobes (open intervals around each tone, shrunk by a hair so that a bin on the edge is out).
+        edge = 1e-9 * bin_hz
+        near, _ = spectra.band_power(rows, prefix, bin_hz, measured - lobe[:, None] + edge, measured + lobe[:, None] - edge)
+        in_band_lo = np.maximum(measured - lobe[:, None] + edge, DTMF_BAND_HZ[0])
+        in_band_hi = np.minimum(measured + lobe[:, None] - edge, DTMF_BAND_HZ[1])
+        near_in_band, _ = spectra.band_power(rows, prefix, bin_hz, in_band_lo, np.maximum(in_band_hi, in_band_lo - bin_hz))
+        band, _ = spectra.band_power(rows, prefix, bin_hz, DTMF_BAND_HZ[0], DTMF_BAND_HZ[1])
+        upper_band, _ = spectra.band_power(rows, prefix, bin_hz, UPPER_BAND_HZ[0] + edge, UPPER_BAND_HZ[1])
+        tones[rows] = near.sum(axis=1)
+        residual[rows] = np.maximum(band[:, 0] - near_in_band.sum(axis=1), 0.0)
+        upper[rows] = upper_band[:, 0]
+        for k in range(2):
+            peak_miss[rows, k] = np.abs(spectra.peak_hz(power, bin_hz, measured[:, k], lobe - edge) - measured[:, k]) / res
+        comb[rows], contrast[rows] = harmonic_comb(spectra, rows, prefix, bin_hz, measured[:, 0], measured[:, 1])
     safe = np.where(tones > 0.0, tones, np.inf)
-    peaks = np.stack([frequency[np.argmax(np.where(m, spectrum, -1.0), axis=1)] for m in (near_row, near_col)], axis=1)
-    measured = np.stack([row_hz, col_hz], axis=1)
-    comb, contrast = harmonic_comb(spectrum, frequency, resolution_hz, row_hz, col_hz)
     return TonePurity(
-        comb=np.where(tones > 0.0, comb / safe, np.inf),
-        low=np.where(tones > 0.0, low_band_power(spectrum, frequency, resolution_hz) / safe, np.inf),
-        comb_contrast=contrast,
         residual=np.where(tones > 0.0, residual / safe, np.inf),
-        upper=np.where(tones > 0.0, upper_power / safe, np.inf),
-        peak_miss=np.abs(peaks - measured) / resolution_hz,
+        upper=np.where(tones > 0.0, upper / safe, np.inf),
+        peak_miss=peak_miss,
+        comb=np.where(tones > 0.0, comb / safe, np.inf),
+        comb_contrast=contrast,
     )
 
 
 def harmonic_comb(
-    spectrum: np.ndarray, frequency: np.ndarray, resolution_hz: np.ndarray, row_hz: np.ndarray, col_hz: np.ndarray
+    spectra: StretchSpectra, rows: np.ndarray, prefix: np.ndarray, bin_hz: float, row_hz: np.ndarray, col_hz: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Power at the other harmonics of a fundamental common to both tones, and its contrast (see below).
 
@@ -559,34 +604,41 @@ def harmonic_comb(
     the 3rd and 7th of 233 Hz on key A, the 4th and 7th of 176 Hz on key 1). A voice then also has
     energy at f0's other multiples, standing out from the spectrum halfway between them; a key has
     nothing there but noise (its tones are unrelated, each up to 1.5 % off, and seldom fit that close).
-    Returns, per stretch, for the fitting f0 whose other harmonics stand out most: their power relative
-    to the pair's, and the contrast (mean power within half a resolution of them over the mean power
-    halfway between). Zero where no f0 fits. Harmonics within the main lobe of a call-progress tone
-    are left out (dial tone on the line)."""
+    Returns, per stretch of one ``spectra`` group (``rows``), for the fitting f0 whose other harmonics
+    stand out most: their power (relative to nothing: the caller divides by the pair's), and the contrast
+    (mean power per bin within half a resolution of them over the mean power halfway between). Zero
+    where no f0 fits. Harmonics within the main lobe of a call-progress tone are left out (dial tone on
+    the line).
+    """
     p = np.arange(1, COMB_MAX_ROW_HARMONIC + 1, dtype=np.float64)[None, :]
     f0 = row_hz[:, None] / p
     q = np.round(col_hz[:, None] / f0)
     miss_pct = np.abs(col_hz[:, None] / (q * f0) - 1.0) * 100.0
     fits = (f0 >= COMB_MIN_F0_HZ) & (q > p) & (miss_pct <= COMB_MATCH_PCT)
-    comb = np.zeros(len(row_hz))
-    contrast = np.zeros(len(row_hz))
+    comb, contrast = np.zeros(len(rows)), np.zeros(len(rows))
     stretch, candidate = np.nonzero(fits)
     if len(stretch) == 0:
         return comb, contrast
-    f0, q, res = f0[stretch, candidate][:, None], q[stretch, candidate][:, None], resolution_hz[stretch]
-    harmonic = frequency / f0
-    number = np.round(harmonic)
-    distance = np.abs(harmonic - number) * f0
-    usable = (frequency >= COMB_BAND_HZ[0]) & (frequency <= COMB_BAND_HZ[1])
+    f0 = f0[stretch, candidate][:, None]
+    res = spectra.resolution_hz[rows][stretch][:, None]
+    number = np.arange(1, int(COMB_BAND_HZ[1] // COMB_MIN_F0_HZ) + 1, dtype=np.float64)[None, :]
+    on_hz, off_hz = number * f0, (number + 0.5) * f0
+    usable_on = (on_hz >= COMB_BAND_HZ[0]) & (on_hz <= COMB_BAND_HZ[1])
+    usable_on &= (number != p[0, candidate][:, None]) & (number != q[stretch, candidate][:, None])
+    usable_off = (off_hz >= COMB_BAND_HZ[0]) & (off_hz <= COMB_BAND_HZ[1])
     for tone_hz in CALL_PROGRESS_TONES_HZ:
-        usable = usable & (np.abs(frequency - tone_hz) >= 2.2 * res)
-    on = usable & (distance <= 0.5 * res) & (number != p[0, candidate][:, None]) & (number != q)
-    off = usable & (np.abs(distance - 0.5 * f0) <= 0.5 * res)
-    power = spectrum[stretch]
-    on_power = np.where(on, power, 0.0).sum(axis=1)
-    on_mean = on_power / np.maximum(on.sum(axis=1), 1)
-    off_mean = np.where(off, power, 0.0).sum(axis=1) / np.maximum(off.sum(axis=1), 1)
-    candidate_contrast = on_mean / np.maximum(off_mean, 1e-30)
+        usable_on &= np.abs(on_hz - tone_hz) >= 2.2 * res
+        usable_off &= np.abs(off_hz - tone_hz) >= 2.2 * res
+    candidate_prefix = prefix[stretch]
+    group_rows = np.arange(len(stretch))
+
+    def interval_power(center_hz: np.ndarray, usable: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        power, bins = spectra.band_power(group_rows, candidate_prefix, bin_hz, center_hz - 0.5 * res, center_hz + 0.5 * res)
+        return np.where(usable, power, 0.0).sum(axis=1), np.where(usable, bins, 0).sum(axis=1)
+
+    on_power, on_bins = interval_power(on_hz, usable_on)
+    off_power, off_bins = interval_power(off_hz, usable_off)
+    candidate_contrast = (on_power / np.maximum(on_bins, 1)) / np.maximum(off_power / np.maximum(off_bins, 1), 1e-30)
     # Per stretch, the candidate whose comb stands out most.
     order = np.lexsort((candidate_contrast, stretch))
     last = np.r_[stretch[order][1:] != stretch[order][:-1], True]
@@ -594,34 +646,6 @@ def harmonic_comb(
     comb[stretch[chosen]] = on_power[chosen]
     contrast[stretch[chosen]] = candidate_contrast[chosen]
     return comb, contrast
-
-
-def low_band_power(spectrum: np.ndarray, frequency: np.ndarray, resolution_hz: np.ndarray) -> np.ndarray:
-    """Power in ``LOW_BAND_HZ`` outside the lobes of call-progress tones, per stretch: where a voice has its
-    fundamental and first harmonics, and a key on a line has only dial tone, ringback or busy tone."""
-    band = (frequency >= LOW_BAND_HZ[0]) & (frequency < LOW_BAND_HZ[1])
-    for tone_hz in CALL_PROGRESS_TONES_HZ:
-        band = band & (np.abs(frequency - tone_hz) >= 2.2 * resolution_hz)
-    return np.where(band, spectrum, 0.0).sum(axis=1)
-
-
-def _call_progress_lobes(
-    spectrum: np.ndarray, frequency: np.ndarray, resolution_hz: np.ndarray, pair_hz: tuple[float, float]
-) -> np.ndarray:
-    """The lobes of a call-progress pair, (stretches, bins), where each stretch holds that pair: both tones
-    peak within half a resolution of their nominal frequency, within 10 dB of each other. A voice seldom
-    puts two harmonics there (it takes a 20 Hz fundamental, or a low voice whose other harmonics fill the
-    band anyway)."""
-    lobes, powers, exact = [], [], []
-    for tone_hz in pair_hz:
-        lobe = np.abs(frequency - tone_hz) < 2.2 * resolution_hz
-        peak_hz = frequency[np.argmax(np.where(lobe, spectrum, -1.0), axis=1)]
-        lobes.append(lobe)
-        powers.append(np.where(lobe, spectrum, 0.0).sum(axis=1))
-        exact.append(np.abs(peak_hz - tone_hz) <= 0.5 * resolution_hz[:, 0])
-    balanced = (powers[0] <= 10.0 * powers[1]) & (powers[1] <= 10.0 * powers[0])
-    present = exact[0] & exact[1] & balanced
-    return (lobes[0] | lobes[1]) & present[:, None]
 
 
 @dataclass(frozen=True)
@@ -642,18 +666,23 @@ class _Verdict:
 
 
 def call_progress_present(stretches: list[np.ndarray], rate_hz: float) -> np.ndarray:
-    """Which stretches hold one of ``CALL_PROGRESS_PAIRS_HZ``, steady and exact (see ``_call_progress_lobes``)."""
-    lengths = np.array([max(len(s), 2) for s in stretches])
-    size = 1 << int(math.ceil(math.log2(2 * int(lengths.max()))))
-    frames = np.zeros((len(stretches), size), dtype=np.float32)
-    for i, stretch in enumerate(stretches):
-        frames[i, : len(stretch)] = stretch * _hann_f32(len(stretch))
-    spectrum = np.abs(scipy.fft.rfft(frames, axis=1)) ** 2
-    frequency = np.fft.rfftfreq(size, 1.0 / rate_hz)
-    resolution_hz = (rate_hz / lengths)[:, None]
+    """Which stretches hold one of ``CALL_PROGRESS_PAIRS_HZ``: both tones peak within half a resolution of
+    their nominal frequency, within 10 dB of each other. A voice seldom puts two harmonics there (it takes
+    a 20 Hz fundamental, or a low voice whose other harmonics fill the band anyway)."""
+    spectra = StretchSpectra(stretches, rate_hz)
     present = np.zeros(len(stretches), dtype=bool)
-    for pair_hz in CALL_PROGRESS_PAIRS_HZ:
-        present |= _call_progress_lobes(spectrum, frequency, resolution_hz, pair_hz).any(axis=1)
+    for rows, power, prefix, bin_hz in spectra.groups:
+        res = spectra.resolution_hz[rows]
+        for pair_hz in CALL_PROGRESS_PAIRS_HZ:
+            exact = np.ones(len(rows), dtype=bool)
+            lobes = []
+            for tone_hz in pair_hz:
+                center = np.full(len(rows), tone_hz)
+                exact &= np.abs(spectra.peak_hz(power, bin_hz, center, 2.2 * res) - tone_hz) <= 0.5 * res
+                lobe, _ = spectra.band_power(rows, prefix, bin_hz, tone_hz - 2.2 * res[:, None], tone_hz + 2.2 * res[:, None])
+                lobes.append(lobe[:, 0])
+            balanced = (lobes[0] <= 10.0 * lobes[1]) & (lobes[1] <= 10.0 * lobes[0])
+            present[rows] |= exact & balanced
     return present
 
 
