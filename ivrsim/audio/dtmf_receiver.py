@@ -90,6 +90,10 @@ PURITY_MAX_S = 0.25
 PURITY_MIN_S = 0.032
 #: Gaps between a segment's runs holding at least this share of the runs' power are not dropouts.
 BEATING_GAP_POWER = 0.25
+#: Windows in a row (12.75 ms each, 6.375 ms apart: 25.5 ms of tone) that one run of a segment holds,
+#: unless the breaks between its runs are dropouts of at least ``MIN_DROPOUT_S`` (``DtmfReceiver._holds``).
+MIN_HOLD_WINDOWS = 3
+MIN_DROPOUT_S = 0.002
 #: Time left out at each end of a tone before the purity analysis, in seconds (switching transients).
 PURITY_EDGE_S = 0.004
 #: A block of a tone holding less than this share of the tone's median block power is taken for a dropout.
@@ -154,9 +158,16 @@ class DtmfThresholds:
     #: Share of the window's power that the two tones must carry (0.5 with dial tone at the same level).
     min_energy_share: float = 0.4
     #: Largest accepted frequency deviation of either tone, in percent (accept 1.5 %, reject 3.5 %).
-    max_frequency_deviation_pct: float = 2.5
+    max_frequency_deviation_pct: float = 1.7
     #: Steadiness of each tone's phase turn across the segment (1.0 for a pure tone).
     min_phase_coherence: float = 0.9
+    #: Largest change of either tone's frequency from the first half of the tone to the second, in Hz.
+    #: Keys measured (any level, twist and offset within the limits, noise 15 dB down, G.711): at most
+    #: 2.5 Hz; a voice's partials glide with its pitch (a median of 12 Hz over espeak-ng's false pairs).
+    max_drift_hz: float = 6.0
+    #: Largest spread of either tone's magnitude across the windows inside the tone, over its mean. Keys
+    #: measured: at most 0.075; a voice's partials swell and fade with its formants, a note decays.
+    max_level_spread: float = 0.15
     #: Power left in 600-1750 Hz once the two tones are taken out, relative to the tones (-12 dB).
     #: A DTMF pair is alone in that band; voiced speech and music bring more harmonics into it.
     max_inband_residual: float = 0.06
@@ -167,16 +178,16 @@ class DtmfThresholds:
     #: power (-11 dB), or at least ``max_standing_comb`` (-18 dB) standing out by ``min_comb_contrast``
     #: (10 dB) from the spectrum between them. Keys with dial tone, ringback or speech 10 dB under them
     #: measured at most -13.4 dB (contrast under 0 dB) and -13.9 dB (contrast 16 dB).
-    max_harmonic_comb: float = 0.08
+    max_harmonic_comb: float = 0.07
     max_standing_comb: float = 0.016
-    min_comb_contrast: float = 10.0
+    min_comb_contrast: float = 8.0
     #: Largest distance between a tone's spectral peak and its measured frequency, in spectral
     #: resolutions (rate / samples analysed); a pure tone stays within about half of one.
     max_peak_miss: float = 1.0
     #: Shortest tone accepted as a digit, in ms (accept 40 ms, reject 23 ms). Above the midpoint: measured
     #: 40 ms tones come out no shorter than 37.8 ms under every impairment within the limits, while the
     #: rare vowel pairs that pass every other check in espeak-ng speech last 32-35 ms.
-    min_tone_ms: float = 35.5
+    min_tone_ms: float = 37.0
     #: Longest gap inside one tone that is bridged, in ms (bridge 10 ms, split at 40 ms).
     bridge_gap_ms: float = 25.0
 
@@ -397,6 +408,14 @@ class ToneMeasurement:
     coherence: np.ndarray
     power: np.ndarray
     valid: np.ndarray
+    #: How far each tone's frequency moves from the first half of the segment to the second, in Hz (a
+    #: key's stays put; a voice's partials glide with its pitch). Infinite where a half holds no two
+    #: consecutive windows of the digit: a key's windows run unbroken (but for a dropout), while the
+    #: pair a voice mimics comes and goes with its pitch pulses, a window at a time.
+    drift_hz: np.ndarray
+    #: Spread of each tone's magnitude across the windows inside its runs, over its mean (a key holds its
+    #: level; a voice's partials swell and fade with its formants).
+    level_spread: np.ndarray
 
 
 class ToneMeter:
@@ -446,7 +465,34 @@ class ToneMeter:
         all_count = np.add.reduceat(lasts - firsts + 1, segment_starts)[:, None]
         mean_sq = np.where(inner_count > 0, inner_power / np.maximum(inner_count, 1), all_power / all_count)
 
-        offset_hz = np.angle(total) * self.rate_hz / (2.0 * math.pi * self.hop_samples)
+        # Drift: the phase turn over the segment's first half of windows against its second half.
+        rotation = self.hop_rotation[tones[segment_starts]]
+        to_hz = self.rate_hz / (2.0 * math.pi * self.hop_samples)
+        segment_ends = np.r_[segment_starts[1:], runs]
+        middle = (firsts[segment_starts] + lasts[segment_ends - 1]) // 2
+        windows, owner = _ranges(firsts, lasts)
+        segment_of_run = np.repeat(np.arange(len(segment_starts)), segment_ends - segment_starts)
+        turn = pair(windows[:, None], tones[owner])
+        is_early = (windows < middle[segment_of_run[owner]])[:, None]
+        segments = segment_of_run[owner]
+        early = _range_sums(np.where(is_early, turn, 0), segments, len(segment_starts)) * rotation
+        late = _range_sums(np.where(is_early, 0, turn), segments, len(segment_starts)) * rotation
+        drift_hz = np.angle(late * np.conj(early)) * to_hz
+        # Level spread over the windows inside the runs, leaving out those a dropout dims (under
+        # ``DROPOUT_POWER`` of the mean magnitude): a break is bridged, not a swell.
+        inner, inner_owner = _ranges(firsts + 1, np.maximum(lasts, firsts + 1))
+        inner_segment = segment_of_run[inner_owner]
+        magnitude = np.abs(hann[inner[:, None], tones[inner_owner]]).astype(np.float64)
+        count = len(segment_starts)
+        mean = _range_sums(magnitude, inner_segment, count) / np.maximum(inner_count, 1)
+        lit = magnitude >= DROPOUT_POWER * mean[inner_segment]
+        lit_count = _range_sums(lit.astype(np.float64), inner_segment, count)
+        lit_mean = _range_sums(np.where(lit, magnitude, 0.0), inner_segment, count) / np.maximum(lit_count, 1)
+        lit_square = _range_sums(np.where(lit, magnitude**2, 0.0), inner_segment, count) / np.maximum(lit_count, 1)
+        spread = np.sqrt(np.maximum(lit_square - lit_mean**2, 0.0))
+        level_spread = np.where(lit_count > 1, spread / np.maximum(lit_mean, 1e-30), 0.0)
+
+        offset_hz = np.angle(total) * to_hz
         coherence = np.abs(total) / np.maximum(magnitude_total, 1e-30)
         response = np.interp(offset_hz, self._offsets_hz, self._response)
         amplitude = 2.0 * np.sqrt(mean_sq) / (self.gain * np.maximum(response, 1e-6))
@@ -455,6 +501,8 @@ class ToneMeter:
             coherence=coherence,
             power=amplitude**2 / 2.0,
             valid=np.asarray((magnitude_total > 0.0).all(axis=1)),
+            drift_hz=np.where((early != 0) & (late != 0), drift_hz, np.inf),
+            level_spread=level_spread,
         )
 
 
@@ -1021,9 +1069,12 @@ class DtmfReceiver:
         ok = measured.valid
         ok &= (np.abs(measured.offset_hz) <= nominal_hz * t.max_frequency_deviation_pct / 100.0).all(axis=1)
         ok &= (measured.coherence >= t.min_phase_coherence).all(axis=1)
+        ok &= (np.abs(measured.drift_hz) <= t.max_drift_hz).all(axis=1)
+        ok &= (measured.level_spread <= t.max_level_spread).all(axis=1)
         ok &= ~harmonic_pair(measured_hz)
         ok &= twist_db <= t.max_normal_twist_db + t.twist_margin_db
         ok &= -twist_db <= t.max_reverse_twist_db + t.twist_margin_db
+        ok &= np.array([self._holds(runs_i, firsts, lasts, starts, ends, flat) for runs_i in segments])
         verdict = _Verdict(ok=ok, tones=segment_tones, hz=measured_hz, dbm0=tone_dbm0)
         survivors = np.flatnonzero(ok)
         if len(survivors) == 0:
@@ -1057,6 +1108,23 @@ class DtmfReceiver:
             pure[again] = self._pure(flat, kept, measured_hz[survivors[again]])
         ok[survivors] = pure
         return verdict
+
+    def _holds(
+        self, runs: list[int], firsts: np.ndarray, lasts: np.ndarray, starts: list[float], ends: list[float], flat: np.ndarray
+    ) -> bool:
+        """Whether a segment's pair holds the signal: one of its runs lasts ``MIN_HOLD_WINDOWS`` windows, or
+        the breaks between its runs are real dropouts (quiet, at least ``MIN_DROPOUT_S``). A key holds
+        its pair window after window but for a dropout; the pair a voice's partials or a chord's notes
+        mimic comes and goes a window or two at a time while the sound goes on."""
+        if max(int(lasts[r] - firsts[r]) + 1 for r in runs) >= MIN_HOLD_WINDOWS:
+            return True
+        m = self.half_block_samples
+        spans = [(int(round(starts[r] * m)), int(round(ends[r] * m))) for r in runs]
+        shortest = int(MIN_DROPOUT_S * self.rate_hz)
+        gaps = [(a_end, b_start) for (_, a_end), (b_start, _) in zip(spans, spans[1:])]
+        if any(b - a < shortest for a, b in gaps):
+            return False
+        return _mean_power(flat, gaps) <= BEATING_GAP_POWER * _mean_power(flat, spans)
 
     def _without_call_progress(
         self,
