@@ -8,8 +8,10 @@ cd "$(dirname "$0")"
 # redis-server: the distributed job queue's tests and bench (the embedded queue needs no server);
 # libportaudio2: PortAudio for sounddevice (the sound card); pulseaudio, pulseaudio-utils (pactl, pacat) and
 # libasound2-plugins (ALSA's pulse device for PortAudio): the null-sink sound card the device tests run on;
-# chromium, chromium-driver: the headless browser (and its WebDriver) the dashboard's browser tests drive.
-APT_PACKAGES=(espeak-ng multimon-ng redis-server libportaudio2 pulseaudio pulseaudio-utils libasound2-plugins chromium chromium-driver)
+# chromium, chromium-driver: the headless browser (and its WebDriver) the dashboard's browser tests drive;
+# flite: more synthetic voices for the talk-off corpus; libspandsp2: spandsp's DTMF receiver, the second
+# reference decoder in bench/ (bench/spandsp_rx.py).
+APT_PACKAGES=(espeak-ng multimon-ng redis-server libportaudio2 pulseaudio pulseaudio-utils libasound2-plugins chromium chromium-driver flite libspandsp2)
 
 missing=()
 for package in "${APT_PACKAGES[@]}"; do

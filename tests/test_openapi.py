@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
+from ivrsim.api.schemas import HTTP_URL_PATTERN
 from ivrsim.api.server import BackgroundServer
 from ivrsim.settings import Settings
 
@@ -54,6 +55,7 @@ def test_schemathesis_finds_no_failure(server: BackgroundServer, tmp_path: Path)
         "SCHEMATHESIS_HOOKS": "schemathesis_hooks",
         "PYTHONPATH": os.pathsep.join([str(TESTS_DIR), os.environ.get("PYTHONPATH", "")]),
         "IVRSIM_TEST_SINK": f"http://127.0.0.1:{closed_port()}/sink",
+        "IVRSIM_TEST_URL_PATTERN": HTTP_URL_PATTERN,  # the hooks take it from here: no ivrsim import there
         "NO_COLOR": "1",
     }
     command = [

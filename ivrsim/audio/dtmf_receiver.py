@@ -51,7 +51,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.fft
-import scipy.signal
 
 from ivrsim.audio.dtmf_keys import COL_FREQUENCIES_HZ, DTMF_FREQUENCIES_HZ, KEYS_BY_INDEX, ROW_FREQUENCIES_HZ, DtmfKey
 from ivrsim.audio.goertzel import GoertzelBank, hann_window, window_response
@@ -145,7 +144,7 @@ class DtmfThresholds:
     """
 
     #: Weakest tone level that can start a detection, in dBm0 (accept -25, reject -55; 35 dB range + margin).
-    min_tone_level_dbm0: float = -40.0
+    min_tone_level_dbm0: float = -43.0
     #: Normal twist (low tone louder) accepted, in dB (Q.24 AT&T: 8 dB).
     max_normal_twist_db: float = 8.0
     #: Reverse twist (high tone louder) accepted, in dB (Q.24 AT&T: 4 dB).
@@ -737,6 +736,7 @@ def call_progress_present(stretches: list[np.ndarray], rate_hz: float) -> np.nda
 @lru_cache(maxsize=16)
 def _notch_filter(rate_hz: int) -> np.ndarray:
     """Second-order sections notching the in-band tone of each call-progress pair (Q 8: -0.6 dB at 697 Hz)."""
+    import scipy.signal  # here, not at the top: it takes a second to import, and most processes never notch
     sections = [scipy.signal.tf2sos(*scipy.signal.iirnotch(pair[1], 8.0, rate_hz)) for pair in CALL_PROGRESS_PAIRS_HZ]
     return np.vstack(sections)
 
@@ -1145,10 +1145,11 @@ class DtmfReceiver:
         flat_clean, hann_clean = flat.copy(), hann.copy()
         m = self.half_block_samples
         notch = _notch_filter(self.rate_hz)
+        from scipy.signal import sosfilt
         windows = []
         for k in again:
             a, b = max(spans[k][0] - lead, 0), min(spans[k][1] + m, len(flat))
-            flat_clean[a:b] = scipy.signal.sosfilt(notch, flat[a:b]).astype(np.float32)
+            flat_clean[a:b] = sosfilt(notch, flat[a:b]).astype(np.float32)
             windows += [w for run in segments[k] for w in range(int(firsts[run]), int(lasts[run]) + 1)]
         ws = np.asarray(windows)
         blocks = flat_clean[: (len(flat_clean) // m) * m].reshape(-1, m)

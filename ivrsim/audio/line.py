@@ -17,12 +17,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.signal import butter, sosfilt
-
-try:  # the compiled core of scipy.signal.sosfilt (see LineModel.process)
-    from scipy.signal._sosfilt import _sosfilt as _sosfilt_inplace
-except ImportError:  # pragma: no cover - a scipy that moved it: use the public function
-    _sosfilt_inplace = None
 
 from ivrsim.audio import g711
 from ivrsim.audio.levels import dbm0_to_power
@@ -84,6 +78,14 @@ class LineModel:
     def __init__(self, settings: LineSettings | None = None) -> None:
         self.settings = settings or LineSettings()
         s = self.settings
+        # scipy.signal takes about a second to import: only a process that models a line pays for it.
+        from scipy.signal import butter, sosfilt
+
+        try:  # the compiled core of scipy.signal.sosfilt (see process)
+            from scipy.signal._sosfilt import _sosfilt as sosfilt_inplace
+        except ImportError:  # pragma: no cover - a scipy that moved it: use the public function
+            sosfilt_inplace = None
+        self._sosfilt, self._sosfilt_inplace = sosfilt, sosfilt_inplace
         self._sos = butter(FILTER_ORDER, s.band_hz, btype="bandpass", fs=s.rate_hz, output="sos")
         self._gain = np.float32(10.0 ** (s.gain_db / 20.0))
         self._noise_sigma = (
@@ -103,12 +105,12 @@ class LineModel:
         the bit), and falls back to sosfilt if scipy ever moves it.
         """
         x = np.asarray(frame, dtype=np.float64) * float(self._gain)
-        if _sosfilt_inplace is not None:
+        if self._sosfilt_inplace is not None:
             signal = x.reshape(1, -1).copy()
-            _sosfilt_inplace(self._sos, signal, self._state)
+            self._sosfilt_inplace(self._sos, signal, self._state)
             y = signal[0].astype(np.float32)
         else:  # pragma: no cover
-            filtered, state = sosfilt(self._sos, x, zi=self._state[0])
+            filtered, state = self._sosfilt(self._sos, x, zi=self._state[0])
             self._state = state[None]
             y = filtered.astype(np.float32)
         if self._noise_sigma:

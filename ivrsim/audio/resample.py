@@ -5,7 +5,6 @@ from __future__ import annotations
 from math import gcd
 
 import numpy as np
-from scipy.signal import resample_poly
 
 
 def resample(samples: np.ndarray, from_rate_hz: int, to_rate_hz: int) -> np.ndarray:
@@ -18,5 +17,7 @@ def resample(samples: np.ndarray, from_rate_hz: int, to_rate_hz: int) -> np.ndar
     x = np.asarray(samples, dtype=np.float32)
     if from_rate_hz == to_rate_hz or len(x) == 0:
         return x
+    from scipy.signal import resample_poly  # here: scipy.signal takes about a second to import
+
     common = gcd(int(from_rate_hz), int(to_rate_hz))
     return resample_poly(x, int(to_rate_hz) // common, int(from_rate_hz) // common, axis=0).astype(np.float32)
