@@ -260,10 +260,10 @@ def window_energies(
 def harmonic_pair(tones_hz: np.ndarray) -> np.ndarray:
     """True for each (row, col) pair of measured frequencies in one of ``HARMONIC_RATIOS``."""
     ratio = tones_hz[:, 1] / tones_hz[:, 0]
-    hit = np.zeros(len(ratio), dtype=bool)
-    for harmonic, tolerance_pct in HARMONIC_RATIOS:
-        hit |= np.abs(ratio / harmonic - 1.0) * 100 <= tolerance_pct
-    return hit
+    if not HARMONIC_RATIOS:
+        return np.zeros(len(ratio), dtype=bool)
+    harmonic, tolerance_pct = np.array(HARMONIC_RATIOS).T
+    return (np.abs(ratio[:, None] / harmonic - 1.0) * 100 <= tolerance_pct).any(axis=1)
 
 
 class WindowClassifier:
@@ -315,15 +315,15 @@ def _ranges(begins: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarra
 
 
 def _range_sums(values: np.ndarray, owner: np.ndarray, count: int) -> np.ndarray:
-    """Per-range sums of ``values`` (n, 2), real or complex, grouped by ``owner``: (count, 2)."""
-    columns = []
-    for column in range(values.shape[1]):
-        v = values[:, column]
-        if np.iscomplexobj(v):
-            columns.append(np.bincount(owner, v.real, count) + 1j * np.bincount(owner, v.imag, count))
-        else:
-            columns.append(np.bincount(owner, v, count))
-    return np.stack(columns, axis=1)
+    """Per-range sums of ``values`` (n, k), real or complex, grouped by ``owner``: (count, k)."""
+    k = values.shape[1]
+    slots = (owner[:, None] * k + np.arange(k)).reshape(-1)
+    if np.iscomplexobj(values):
+        flat = values.reshape(-1)
+        sums = np.bincount(slots, flat.real, count * k) + 1j * np.bincount(slots, flat.imag, count * k)
+    else:
+        sums = np.bincount(slots, values.reshape(-1), count * k)
+    return sums.reshape(count, k)
 
 
 def find_runs(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -434,7 +434,7 @@ class ToneMeter:
         self.gain = bank.gain
         self.hop_rotation = bank.hop_rotation(hop_samples)
         self._offsets_hz = np.linspace(-100.0, 100.0, 801)
-        self._response = window_response(window, self._offsets_hz, self.rate_hz)
+        self._response = _window_response(window.tobytes(), self.rate_hz)
 
     def measure(
         self, hann: np.ndarray, firsts: np.ndarray, lasts: np.ndarray, tones: np.ndarray, segment_starts: np.ndarray
@@ -503,6 +503,13 @@ class ToneMeter:
             drift_hz=np.where((early != 0) & (late != 0), drift_hz, np.inf),
             level_spread=level_spread,
         )
+
+
+@lru_cache(maxsize=64)
+def _window_response(window: bytes, rate_hz: float) -> np.ndarray:
+    """``window_response`` over ``ToneMeter``'s offsets, once per window and rate (it costs milliseconds,
+    more than decoding a short clip)."""
+    return window_response(np.frombuffer(window, dtype=np.float64), np.linspace(-100.0, 100.0, 801), rate_hz)
 
 
 @lru_cache(maxsize=256)
