@@ -1,7 +1,8 @@
-"""DTMF accuracy next to multimon-ng: digits found within the limits, digits refused beyond them, and
-talk-off (false digits from speech and music).
+"""DTMF accuracy next to multimon-ng and spandsp: digits found within the limits, digits refused beyond
+them, digits under call-progress tones and across dropouts, and talk-off (false digits from speech and music,
+synthetic and recorded).
 
-Usage: .venv/bin/python bench/dtmf_accuracy.py [--seed 1] [--json]
+Usage: .venv/bin/python bench/dtmf_accuracy.py [--seed 1] [--synthetic 300] [--real] [--json]
 
 All signals are generated here from the seed, at 22,050 Hz (the only rate multimon-ng reads) and decoded
 by both; ivrsim also decodes the same signals resampled to 8 kHz through G.711 mu-law, as a call carries
@@ -11,7 +12,15 @@ them.
 - beyond the limits: 320 keys that must be refused, each nominal but for one thing: a tone of 23 ms, an
   offset of 3.5 % on one tone, twist of 10 dB normal or 6 dB reverse, or a level of -55 dBm0;
 - talk-off: espeak-ng speaking an IVR script in 20 voices and languages at three levels, plus 5 minutes
-  of synthetic music (harmonics, vibrato, chords).
+  of synthetic music (harmonics, vibrato, chords);
+- call progress: all 16 keys (80/80 and 50/50 ms) under US dial tone, ringback, busy and reorder at -15 and
+  -20 dBm0, keys at the same level; dropouts: a 100 ms tone of each key with a 5 or 10 ms break starting at
+  every ms from 20 to 80 ms (``ivrsim.testing.speech_corpus``), decoded at 8 kHz;
+- synthetic voices: ``--synthetic N`` voices drawn (seeded) from the broad espeak-ng / flite corpus
+  (bench/dtmf_synthetic_corpus.py runs all of it), at 8 kHz: false digits per hour;
+- real recordings (``--real``): the corpus bench/dtmf_real_corpus.py builds from Debian packages (7.6 h of
+  IVR prompts, music, animals), at 8 kHz: false digits per hour.
+spandsp (Debian's libspandsp2, bench/spandsp_rx.py) reads 8 kHz: it gets each signal resampled to 8 kHz.
 """
 
 from __future__ import annotations
@@ -21,9 +30,12 @@ import json
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import soundfile
 
 from ivrsim.audio import g711
 from ivrsim.audio.dtmf_generator import dual_tone
@@ -32,6 +44,9 @@ from ivrsim.audio.dtmf_receiver import detect_dtmf
 from ivrsim.audio.levels import dbm0_to_power
 from ivrsim.audio.resample import resample
 from ivrsim.media.files import read_audio_file
+from ivrsim.testing.speech_corpus import CorpusRenderer, call_progress_cases, dropout_cases, sample
+
+import spandsp_rx  # bench/, beside this script
 
 RATE_HZ = 22050
 KEYS = "".join(KEYPAD)
@@ -119,6 +134,10 @@ def ivrsim_call(signal: np.ndarray) -> str:
     return "".join(d.key for d in detect_dtmf(g711.round_trip(resample(signal, RATE_HZ, 8000)), 8000))
 
 
+def spandsp(signal: np.ndarray, rate_hz: int = RATE_HZ) -> str:
+    return spandsp_rx.decode(resample(signal, rate_hz, 8000))
+
+
 def score(sent: str, got: str) -> dict[str, int]:
     """Keys right (in order), and keys extra or missing, by edit alignment."""
     rows, cols = len(sent) + 1, len(got) + 1
@@ -131,9 +150,60 @@ def score(sent: str, got: str) -> dict[str, int]:
     return {"sent": len(sent), "decoded": len(got), "edit_distance": int(cost[-1, -1])}
 
 
+def decoders_8k(folder: Path) -> dict[str, Callable[[np.ndarray], str]]:
+    """The decoders of the corpus sections, each taking 8 kHz audio."""
+    out: dict[str, Callable[[np.ndarray], str]] = {"ivrsim @8 kHz": lambda s: "".join(d.key for d in detect_dtmf(s, 8000))}
+    if shutil.which("multimon-ng"):
+        out["multimon-ng @22.05 kHz"] = lambda s: multimon(resample(s, 8000, RATE_HZ), folder)
+    if spandsp_rx.available():
+        out["spandsp @8 kHz"] = spandsp_rx.decode
+    return out
+
+
+def corpora(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
+    """Call progress, dropouts, synthetic voices and (with ``--real``) real recordings, per decoder."""
+    decoders = decoders_8k(folder)
+    out: dict[str, Any] = {"call_progress": {}, "dropouts": {}}
+    progress, breaks = call_progress_cases(), dropout_cases()
+    for label, decode in decoders.items():
+        right = sum(len(c.expected) - score(c.expected, decode(c.samples))["edit_distance"] for c in progress)
+        out["call_progress"][label] = {"keys": sum(len(c.expected) for c in progress), "right": right}
+        out["dropouts"][label] = {"tones": len(breaks), "right": sum(decode(c.samples) == c.expected for c in breaks)}
+    if args.synthetic:
+        renderer = CorpusRenderer(8000, Path.home() / ".cache" / "ivrsim" / "synthetic-corpus")
+        voices = sample(args.synthetic, args.seed)
+        out["synthetic_voices"] = false_digits(decoders, (s for _, s in renderer.render_many(voices)))
+    if args.real:
+        cache = Path.home() / ".cache" / "ivrsim" / "dtmf-corpus"
+        manifest = cache / "manifest.json"
+        if not manifest.exists():
+            raise SystemExit(f"no real-recording corpus in {cache}: build it with .venv/bin/python bench/dtmf_real_corpus.py --convert-only")
+        files = [cache / entry["file"] for entry in json.loads(manifest.read_text())["files"]]
+        out["real_recordings"] = false_digits(decoders, (read_mono(path) for path in files))
+    return out
+
+
+def read_mono(path: Path) -> np.ndarray:
+    samples, rate_hz = soundfile.read(str(path), dtype="float32")
+    return resample(samples if samples.ndim == 1 else samples[:, 0], rate_hz, 8000)
+
+
+def false_digits(decoders: dict[str, Callable[[np.ndarray], str]], signals: Iterable[np.ndarray]) -> dict[str, Any]:
+    """Every digit decoded from ``signals`` (nobody pressed a key in them), per decoder, and per hour."""
+    seconds, counts = 0.0, dict.fromkeys(decoders, 0)
+    for signal in signals:
+        seconds += len(signal) / 8000
+        for label, decode in decoders.items():
+            counts[label] += len(decode(signal))
+    hours = seconds / 3600
+    return {"hours": round(hours, 2), "decoders": {k: {"false_digits": v, "per_hour": v / hours if hours else 0.0} for k, v in counts.items()}}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--synthetic", type=int, default=300, help="synthetic voices to draw from the broad corpus (0: none)")
+    parser.add_argument("--real", action="store_true", help="also decode the real-recording corpus (bench/dtmf_real_corpus.py builds it)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     rng = np.random.default_rng(args.seed)
@@ -143,6 +213,8 @@ def main() -> None:
         folder = Path(name)
         if shutil.which("multimon-ng"):
             decoders["multimon-ng @22.05 kHz"] = lambda s: multimon(s, folder)
+        if spandsp_rx.available():
+            decoders["spandsp @8 kHz"] = spandsp
         within, within_sent = keys_signal(rng, 320, beyond=False)
         beyond, _ = keys_signal(rng, 320, beyond=True)
         talk = speech(folder) + [music(rng, 300.0)]
@@ -154,14 +226,25 @@ def main() -> None:
                 "talk_off_digits": sum(len(decode(t)) for t in talk),
                 "talk_off_audio_s": round(talk_s),
             }
+        extra = corpora(args, folder)
     if args.json:
-        print(json.dumps(results, indent=2))
+        print(json.dumps({"synthetic_signals": results, **extra}, indent=2))
         return
     print(f"{'decoder':<26} {'within limits (320 keys)':>26} {'beyond limits accepted':>24} {'talk-off digits':>16}")
     for label, r in results.items():
         w = r["within_limits"]
         print(f"{label:<26} {w['decoded']:>11} decoded, {w['edit_distance']:>3} errors {r['beyond_limits_accepted']:>15} of 320 "
               f"{r['talk_off_digits']:>10} in {r['talk_off_audio_s']} s")
+    print()
+    print(f"{'decoder':<26} {'call progress (keys right)':>28} {'dropouts (tones right)':>24}")
+    for label in extra["call_progress"]:
+        c, d = extra["call_progress"][label], extra["dropouts"][label]
+        print(f"{label:<26} {c['right']:>14} of {c['keys']:<11} {d['right']:>12} of {d['tones']}")
+    for section in ("synthetic_voices", "real_recordings"):
+        if section in extra:
+            print(f"\n{section.replace('_', ' ')}: {extra[section]['hours']} h")
+            for label, r in extra[section]["decoders"].items():
+                print(f"{label:<26} {r['false_digits']:>6} false digits, {r['per_hour']:.2f} per hour")
 
 
 if __name__ == "__main__":
