@@ -487,3 +487,43 @@ def test_dropouts_of_10_ms_are_bridged_even_between_short_pieces(rate_hz: int, p
     tone[start : start + int(gap_ms / 1000 * rate_hz)] = 0.0
     silence = np.zeros(int(0.05 * rate_hz), dtype=np.float32)
     assert decode(np.concatenate([silence, tone, silence]), rate_hz) == "9"
+
+
+# -- what a key has and speech or music lacks (issues 15 and 18) -----------------------------------------
+
+
+@pytest.mark.parametrize("rate_hz", RATES_HZ)
+def test_keys_at_minus_41_dbm0_per_tone_are_accepted_through_g711(rate_hz: int) -> None:
+    signal = keys(rate_hz, level_dbm0=-41.0, on_ms=40, off_ms=60, row_offset_pct=1.5, col_offset_pct=-1.5)
+    if rate_hz == 8000:
+        signal = g711.round_trip(signal)
+    assert decode(signal, rate_hz) == ALL_KEYS
+
+
+def _pair(low_hz: np.ndarray, high_hz: np.ndarray, amplitude: np.ndarray, rate_hz: int = 8000) -> np.ndarray:
+    """Two tones whose frequencies (per sample, Hz) and common amplitude may move, between silences."""
+    tone = amplitude * (np.sin(2 * np.pi * np.cumsum(low_hz) / rate_hz) + np.sin(2 * np.pi * np.cumsum(high_hz) / rate_hz))
+    silence = np.zeros(rate_hz // 10, dtype=np.float32)
+    return np.concatenate([silence, tone.astype(np.float32), silence])
+
+
+@pytest.mark.parametrize(("glide_hz", "heard"), [(0.0, "5"), (3.0, "5"), (16.0, "")])
+def test_a_pair_whose_frequencies_glide_like_a_voice_is_not_a_key(glide_hz: float, heard: str) -> None:
+    """Key 5's tones gliding together by ``glide_hz`` over 80 ms, as a voice's partials follow its pitch
+    (within 1 % of nominal throughout): a key's tones stay put (they drift under 2.5 Hz measured)."""
+    n = int(0.08 * 8000)
+    glide = np.linspace(-glide_hz / 2, glide_hz / 2, n)
+    low_hz, high_hz = key_tones_hz("5")
+    amplitude = np.full(n, 0.1)
+    assert decode(_pair(low_hz + glide, high_hz + glide * high_hz / low_hz, amplitude), 8000) == heard
+
+
+@pytest.mark.parametrize(("depth", "heard"), [(0.0, "5"), (0.05, "5"), (0.5, "")])
+def test_a_pair_that_swells_and_fades_like_formants_is_not_a_key(depth: float, heard: str) -> None:
+    """Key 5's exact tones, their level swinging by ``depth`` at 25 Hz over 80 ms (a voice's partials rise
+    and fall with its formants; a key holds its level)."""
+    n = int(0.08 * 8000)
+    low_hz, high_hz = key_tones_hz("5")
+    amplitude = 0.1 * (1 + depth * np.sin(2 * np.pi * 25 * np.arange(n) / 8000))
+    assert decode(_pair(np.full(n, low_hz), np.full(n, high_hz), amplitude), 8000) == heard
+

@@ -6,7 +6,7 @@ Specification (ITU-T Q.24, AT&T column; Mitel/Bellcore practice as followed by s
 requirement                accept                                  reject
 =========================  ======================================  =====================================
 frequency deviation        within +-1.5 % on each tone             +-3.5 % and beyond
-level, per tone            0 .. -25 dBm0 (35 dB dynamic range)     -55 dBm0 and below
+level, per tone            0 .. -25 dBm0 (down to -41 here)        -55 dBm0 and below
 twist                      low tone up to 8 dB louder (normal),    beyond those, with a 1 dB margin
                            high tone up to 4 dB louder (reverse)
 tone duration              40 ms and longer                        23 ms and shorter
@@ -34,8 +34,14 @@ How it works, stage by stage (each a named function or class below):
    windows 6.375 ms apart, the coherence of that turn (a steady sine scores 1), and the tone levels
    corrected for the window's response at the measured offset. ``tone_purity`` looks at the whole tone
    at 25 Hz resolution: a DTMF pair stands alone in 600-1750 Hz with little above it, while the
-   harmonics of a voice or an instrument that happen to hit two DTMF frequencies do not. A segment is a
-   digit when duration, frequencies, coherence, twist and purity all pass.
+   harmonics of a voice or an instrument that happen to hit two DTMF frequencies do not.
+6. What a key has and speech or music lacks, each measured over the segment: one run holds the pair for
+   three windows (``_holds``); neither tone drifts between the segment's halves nor swells and fades
+   (``ToneMeasurement.drift_hz`` / ``level_spread``); and where both tones fit one fundamental, its other
+   harmonics are absent (``harmonic_comb``: espeak-ng's raised voices put their 3rd and 7th harmonics on
+   key A). A segment is a digit when duration, frequencies, coherence, twist, purity and these all pass.
+   A segment that fails while a busy or reorder tone (480 + 620 Hz) sounds is judged again with 620 Hz
+   notched out; one that fails purity gets a second look between its short dropouts (``longest_unbroken``).
 
 The receiver is pure: float samples in, ``DtmfDigit`` events out. ``DtmfReceiver`` is fed frames of any
 size and reports each digit once it has ended; ``detect_dtmf`` runs it over a whole signal. Both give the
@@ -143,7 +149,8 @@ class DtmfThresholds:
     reject limit of the specification (module docstring), so that measurement error has room both ways.
     """
 
-    #: Weakest tone level that can start a detection, in dBm0 (accept -25, reject -55; 35 dB range + margin).
+    #: Weakest tone level that can start a detection, in dBm0 (accept -25, reject -55): keys at -41 dBm0 per
+    #: tone still pass, with 2 dB for G.711 and noise.
     min_tone_level_dbm0: float = -43.0
     #: Normal twist (low tone louder) accepted, in dB (Q.24 AT&T: 8 dB).
     max_normal_twist_db: float = 8.0
@@ -156,7 +163,9 @@ class DtmfThresholds:
     min_relative_peak_db: float = 6.0
     #: Share of the window's power that the two tones must carry (0.5 with dial tone at the same level).
     min_energy_share: float = 0.4
-    #: Largest accepted frequency deviation of either tone, in percent (accept 1.5 %, reject 3.5 %).
+    #: Largest accepted frequency deviation of either tone, in percent (accept 1.5 %, reject 3.5 %). Keys
+    #: 1.5 % off measure at most 1.56 % (any level, twist, 40 ms, G.711, noise); the pairs that recorded
+    #: voices and chords put near keys sit 1.7-2.4 % off, inside the band Q.24 leaves open.
     max_frequency_deviation_pct: float = 1.7
     #: Steadiness of each tone's phase turn across the segment (1.0 for a pure tone).
     min_phase_coherence: float = 0.9
@@ -174,9 +183,10 @@ class DtmfThresholds:
     max_upper_band_ratio: float = 0.15
     #: A pair whose tones are harmonics of one fundamental (``harmonic_comb``) is a voice's or a note's
     #: partials, not a key, when the other harmonics hold at least ``max_harmonic_comb`` of the pair's
-    #: power (-11 dB), or at least ``max_standing_comb`` (-18 dB) standing out by ``min_comb_contrast``
-    #: (10 dB) from the spectrum between them. Keys with dial tone, ringback or speech 10 dB under them
-    #: measured at most -13.4 dB (contrast under 0 dB) and -13.9 dB (contrast 16 dB).
+    #: power (-11.5 dB), or at least ``max_standing_comb`` (-18 dB) standing out by ``min_comb_contrast``
+    #: (a power ratio: 9 dB) from the spectrum between them. Keys measured with dial tone or ringback at
+    #: their level: at most -13.4 dB (contrast under 0 dB). A key with a voice whose harmonics happen to
+    #: fit it sounding within 10 dB of it can be refused (-13.9 dB, contrast 16 dB).
     max_harmonic_comb: float = 0.07
     max_standing_comb: float = 0.016
     min_comb_contrast: float = 8.0
@@ -185,7 +195,7 @@ class DtmfThresholds:
     max_peak_miss: float = 1.0
     #: Shortest tone accepted as a digit, in ms (accept 40 ms, reject 23 ms). Above the midpoint: measured
     #: 40 ms tones come out no shorter than 37.8 ms under every impairment within the limits, while the
-    #: rare vowel pairs that pass every other check in espeak-ng speech last 32-35 ms.
+    #: rare pairs in recorded and synthetic speech that pass every other check last 35-37 ms.
     min_tone_ms: float = 37.0
     #: Longest gap inside one tone that is bridged, in ms (bridge 10 ms, split at 40 ms).
     bridge_gap_ms: float = 25.0
@@ -551,7 +561,8 @@ class TonePurity:
     """How alone each pair of tones is, from a spectrum of the whole tone: ``residual`` in
     ``DTMF_BAND_HZ`` and ``upper`` in ``UPPER_BAND_HZ`` (both relative to the two tones' power), and
     ``peak_miss`` (segments, 2): how far each spectral peak lies from the measured frequency, in units
-    of the spectrum's resolution (a pure tone: under about 0.5)."""
+    of the spectrum's resolution (a pure tone: under about 0.5); ``comb`` (relative to the tones) and
+    ``comb_contrast``: see ``harmonic_comb``."""
 
     residual: np.ndarray
     upper: np.ndarray
