@@ -13,6 +13,8 @@ them.
   offset of 3.5 % on one tone, twist of 10 dB normal or 6 dB reverse, or a level of -55 dBm0;
 - talk-off: espeak-ng speaking an IVR script in 20 voices and languages at three levels, plus 5 minutes
   of synthetic music (harmonics, vibrato, chords);
+- acceptance sweep: each key with both tones at -3 to -41 dBm0 (twist -4, 0, +8 dB), 1.5 % off, 40 and 45 ms,
+  with and without noise, through G.711 (``acceptance_sweep``);
 - call progress: all 16 keys (80/80 and 50/50 ms) under US dial tone, ringback, busy and reorder at -15 and
   -20 dBm0, keys at the same level; dropouts: a 100 ms tone of each key with a 5 or 10 ms break starting at
   every ms from 20 to 80 ms (``ivrsim.testing.speech_corpus``), decoded at 8 kHz;
@@ -44,7 +46,7 @@ from ivrsim.audio.dtmf_receiver import detect_dtmf
 from ivrsim.audio.levels import dbm0_to_power
 from ivrsim.audio.resample import resample
 from ivrsim.media.files import read_audio_file
-from ivrsim.testing.speech_corpus import CorpusRenderer, call_progress_cases, dropout_cases, sample
+from ivrsim.testing.speech_corpus import CorpusRenderer, DigitCase, call_progress_cases, dropout_cases, sample
 
 import spandsp_rx  # bench/, beside this script
 
@@ -163,9 +165,10 @@ def decoders_8k(folder: Path) -> dict[str, Callable[[np.ndarray], str]]:
 def corpora(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
     """Call progress, dropouts, synthetic voices and (with ``--real``) real recordings, per decoder."""
     decoders = decoders_8k(folder)
-    out: dict[str, Any] = {"call_progress": {}, "dropouts": {}}
-    progress, breaks = call_progress_cases(), dropout_cases()
+    out: dict[str, Any] = {"call_progress": {}, "dropouts": {}, "sweep": {}}
+    progress, breaks, sweep = call_progress_cases(), dropout_cases(), acceptance_sweep(args.seed)
     for label, decode in decoders.items():
+        out["sweep"][label] = {"tones": len(sweep), "right": sum(decode(c.samples) == c.expected for c in sweep)}
         right = sum(len(c.expected) - score(c.expected, decode(c.samples))["edit_distance"] for c in progress)
         out["call_progress"][label] = {"keys": sum(len(c.expected) for c in progress), "right": right}
         out["dropouts"][label] = {"tones": len(breaks), "right": sum(decode(c.samples) == c.expected for c in breaks)}
@@ -181,6 +184,35 @@ def corpora(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
         files = [cache / entry["file"] for entry in json.loads(manifest.read_text())["files"]]
         out["real_recordings"] = false_digits(decoders, (read_mono(path) for path in files))
     return out
+
+
+def acceptance_sweep(seed: int) -> list[DigitCase]:
+    """Each key with both tones between -3 and -41 dBm0 (the louder at -3, -10, -25, -33 or -41; twist -4,
+    0 or +8 dB where the weaker stays within -41), each tone 1.5 % off (either way, seeded), 40 and 45 ms
+    long, alone and in white noise 15 dB under the weaker tone (or under -25 dBm0, whichever is lower),
+    through G.711 mu-law at 8 kHz: one digit each (ITU-T Q.24)."""
+    rng = np.random.default_rng(seed)
+    cases = []
+    for louder in (-3.0, -10.0, -25.0, -33.0, -41.0):
+        for key in KEYS:
+            for twist in (-4.0, 0.0, 8.0):
+                level = louder - abs(twist)
+                if level < -41.0:
+                    continue
+                for on_s in (0.040, 0.045):
+                    for noisy in (False, True):
+                        low_hz, high_hz = key_tones_hz(key)
+                        low_hz *= 1 + float(rng.choice([-1.5, 1.5])) / 100
+                        high_hz *= 1 + float(rng.choice([-1.5, 1.5])) / 100
+                        low_level, high_level = (louder, level) if twist > 0 else (level, louder)
+                        tone = dual_tone(low_hz, high_hz, on_s, 8000, low_level, high_level)
+                        signal = np.concatenate([np.zeros(400, np.float32), tone, np.zeros(400, np.float32)])
+                        if noisy:
+                            sigma = np.sqrt(dbm0_to_power(min(level, -25.0) - 15.0))
+                            signal = signal + rng.normal(0.0, sigma, len(signal)).astype(np.float32)
+                        name = f"{key} {level:g} dBm0 twist {twist:g} {on_s * 1000:g} ms{' noise' if noisy else ''}"
+                        cases.append(DigitCase(name, g711.round_trip(signal), key, 8000))
+    return cases
 
 
 def read_mono(path: Path) -> np.ndarray:
@@ -236,10 +268,10 @@ def main() -> None:
         print(f"{label:<26} {w['decoded']:>11} decoded, {w['edit_distance']:>3} errors {r['beyond_limits_accepted']:>15} of 320 "
               f"{r['talk_off_digits']:>10} in {r['talk_off_audio_s']} s")
     print()
-    print(f"{'decoder':<26} {'call progress (keys right)':>28} {'dropouts (tones right)':>24}")
+    print(f"{'decoder':<26} {'sweep -3..-41 dBm0':>20} {'call progress (keys right)':>28} {'dropouts (tones right)':>24}")
     for label in extra["call_progress"]:
-        c, d = extra["call_progress"][label], extra["dropouts"][label]
-        print(f"{label:<26} {c['right']:>14} of {c['keys']:<11} {d['right']:>12} of {d['tones']}")
+        w, c, d = extra["sweep"][label], extra["call_progress"][label], extra["dropouts"][label]
+        print(f"{label:<26} {w['right']:>10} of {w['tones']:<7} {c['right']:>14} of {c['keys']:<11} {d['right']:>12} of {d['tones']}")
     for section in ("synthetic_voices", "real_recordings"):
         if section in extra:
             print(f"\n{section.replace('_', ' ')}: {extra[section]['hours']} h")
