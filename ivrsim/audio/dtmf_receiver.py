@@ -101,9 +101,14 @@ MIN_HOLD_WINDOWS = 3
 MIN_DROPOUT_S = 0.002
 #: Time left out at each end of a tone before the purity analysis, in seconds (switching transients).
 PURITY_EDGE_S = 0.004
+#: Offsets from a tone's nominal frequency at which ``ToneMeter`` tabulates its window's response, in Hz.
+METER_OFFSETS_HZ = np.linspace(-100.0, 100.0, 801)
+#: A window whose magnitude at a tone is under this share of the tone's mean magnitude is dimmed by a
+#: dropout (``ToneMeter``'s level spread leaves it out).
+DROPOUT_MAGNITUDE = 0.7
 #: A block of a tone holding less than this share of the tone's median block power is taken for a dropout.
 #: Two tones beat, but over a 6.375 ms block the beat moves the power by at most +-15 %; a 5 ms break
-#: takes at least 39 % out of each block it touches.
+#: takes at least 39 % out of the block it touches most.
 DROPOUT_POWER = 0.7
 
 _NO_DIGIT = -1
@@ -145,8 +150,9 @@ HARMONIC_RATIOS = harmonic_ratios()
 class DtmfThresholds:
     """Decision thresholds of the receiver, each derived from the limit it implements.
 
-    Every field carries its unit. The defaults put each threshold midway between the accept and the
-    reject limit of the specification (module docstring), so that measurement error has room both ways.
+    Every field carries its unit. Each default lies between the accept and the reject limit of the
+    specification (module docstring), with room for measurement error on the accept side; where talk-off
+    asked for it, closer to the accept limit than midway (level, frequency, duration), as each says.
     """
 
     #: Weakest tone level that can start a detection, in dBm0 (accept -25, reject -55): keys at -41 dBm0 per
@@ -175,7 +181,7 @@ class DtmfThresholds:
     max_drift_hz: float = 6.0
     #: Largest spread of either tone's magnitude across the windows inside the tone, over its mean. Keys
     #: measured: at most 0.075; a voice's partials swell and fade with its formants, a note decays.
-    max_level_spread: float = 0.15
+    max_level_spread: float = 0.1
     #: Power left in 600-1750 Hz once the two tones are taken out, relative to the tones (-12 dB).
     #: A DTMF pair is alone in that band; voiced speech and music bring more harmonics into it.
     max_inband_residual: float = 0.06
@@ -443,58 +449,48 @@ class ToneMeter:
         self.hop_samples = hop_samples
         self.gain = bank.gain
         self.hop_rotation = bank.hop_rotation(hop_samples)
-        self._offsets_hz = np.linspace(-100.0, 100.0, 801)
-        self._response = _window_response(window.tobytes(), self.rate_hz)
+        self._response = _window_response(np.asarray(window, dtype=np.float64).tobytes(), self.rate_hz)
 
     def measure(
         self, hann: np.ndarray, firsts: np.ndarray, lasts: np.ndarray, tones: np.ndarray, segment_starts: np.ndarray
     ) -> ToneMeasurement:
         """Measure runs ``firsts``/``lasts`` (ordered by segment; segment k's runs begin at
         ``segment_starts[k]``) on their ``tones`` (r, 2), from window spectra ``hann`` (n, 8)."""
-        runs = len(firsts)
-
-        def over(begins: np.ndarray, ends: np.ndarray, per_window: Any) -> np.ndarray:
-            """Per-segment sums of ``per_window(windows, tones)`` over windows begins .. ends-1 of each run."""
-            windows, owner = _ranges(begins, ends)
-            per_run = _range_sums(per_window(windows[:, None], tones[owner]), owner, runs)
-            return np.add.reduceat(per_run, segment_starts, axis=0)
-
-        def pair(w: np.ndarray, t: np.ndarray) -> np.ndarray:
-            return hann[w + 1, t] * np.conj(hann[w, t])
-
-        def power(w: np.ndarray, t: np.ndarray) -> np.ndarray:
-            value = hann[w, t]
-            return value.real.astype(np.float64) ** 2 + value.imag.astype(np.float64) ** 2
-
-        total = over(firsts, lasts, pair) * self.hop_rotation[tones[segment_starts]]
-        magnitude_total = over(firsts, lasts, lambda w, t: np.abs(pair(w, t)).astype(np.float64))
-        inner_power = over(firsts + 1, np.maximum(lasts, firsts + 1), power)
-        inner_count = np.add.reduceat(np.maximum(lasts - firsts - 1, 0), segment_starts)[:, None]
-        all_power = over(firsts, lasts + 1, power)
-        all_count = np.add.reduceat(lasts - firsts + 1, segment_starts)[:, None]
-        mean_sq = np.where(inner_count > 0, inner_power / np.maximum(inner_count, 1), all_power / all_count)
-
-        # Drift: the phase turn over the segment's first half of windows against its second half.
+        runs, count = len(firsts), len(segment_starts)
+        segment_ends = np.r_[segment_starts[1:], runs]
+        segment_of_run = np.repeat(np.arange(count), segment_ends - segment_starts)
         rotation = self.hop_rotation[tones[segment_starts]]
         to_hz = self.rate_hz / (2.0 * math.pi * self.hop_samples)
-        segment_ends = np.r_[segment_starts[1:], runs]
-        middle = (firsts[segment_starts] + lasts[segment_ends - 1]) // 2
+
+        # Phase turns between consecutive windows of each run, in segment order: the frequency (their
+        # sum), its steadiness (coherence), and its drift (the first half of a segment's turns against
+        # the second half, split by count, so that a dropout near one end leaves both halves some).
         windows, owner = _ranges(firsts, lasts)
-        segment_of_run = np.repeat(np.arange(len(segment_starts)), segment_ends - segment_starts)
-        turn = pair(windows[:, None], tones[owner])
-        is_early = (windows < middle[segment_of_run[owner]])[:, None]
-        segments = segment_of_run[owner]
-        early = _range_sums(np.where(is_early, turn, 0), segments, len(segment_starts)) * rotation
-        late = _range_sums(np.where(is_early, 0, turn), segments, len(segment_starts)) * rotation
-        drift_hz = np.angle(late * np.conj(early)) * to_hz
-        # Level spread over the windows inside the runs, leaving out those a dropout dims (under
-        # ``DROPOUT_POWER`` of the mean magnitude): a break is bridged, not a swell.
+        segment = segment_of_run[owner]
+        turn = hann[windows[:, None] + 1, tones[owner]] * np.conj(hann[windows[:, None], tones[owner]])
+        turns = np.bincount(segment, minlength=count)
+        rank = np.arange(len(windows)) - (np.cumsum(turns) - turns)[segment]
+        is_early = (2 * rank < turns[segment])[:, None]
+        early = _range_sums(np.where(is_early, turn, 0), segment, count) * rotation
+        late = _range_sums(np.where(is_early, 0, turn), segment, count) * rotation
+        total = early + late
+        magnitude_total = _range_sums(np.abs(turn).astype(np.float64), segment, count)
+        drift_hz = np.where((early != 0) & (late != 0), np.angle(late * np.conj(early)) * to_hz, np.inf)
+
+        # Level: the mean power over the windows inside the runs (both neighbours in the run), or over all
+        # of them when no run has an inside; its spread over the inside windows, leaving out those a
+        # dropout dims (under ``DROPOUT_MAGNITUDE`` of the mean): a break is bridged, not a swell.
         inner, inner_owner = _ranges(firsts + 1, np.maximum(lasts, firsts + 1))
         inner_segment = segment_of_run[inner_owner]
         magnitude = np.abs(hann[inner[:, None], tones[inner_owner]]).astype(np.float64)
-        count = len(segment_starts)
+        inner_count = np.bincount(inner_segment, minlength=count)[:, None]
+        inner_power = _range_sums(magnitude**2, inner_segment, count)
+        every, every_owner = _ranges(firsts, lasts + 1)
+        every_power = _range_sums(np.abs(hann[every[:, None], tones[every_owner]]).astype(np.float64) ** 2, segment_of_run[every_owner], count)
+        every_count = np.bincount(segment_of_run[every_owner], minlength=count)[:, None]
+        mean_sq = np.where(inner_count > 0, inner_power / np.maximum(inner_count, 1), every_power / np.maximum(every_count, 1))
         mean = _range_sums(magnitude, inner_segment, count) / np.maximum(inner_count, 1)
-        lit = magnitude >= DROPOUT_POWER * mean[inner_segment]
+        lit = magnitude >= DROPOUT_MAGNITUDE * mean[inner_segment]
         lit_count = _range_sums(lit.astype(np.float64), inner_segment, count)
         lit_mean = _range_sums(np.where(lit, magnitude, 0.0), inner_segment, count) / np.maximum(lit_count, 1)
         lit_square = _range_sums(np.where(lit, magnitude**2, 0.0), inner_segment, count) / np.maximum(lit_count, 1)
@@ -503,14 +499,14 @@ class ToneMeter:
 
         offset_hz = np.angle(total) * to_hz
         coherence = np.abs(total) / np.maximum(magnitude_total, 1e-30)
-        response = np.interp(offset_hz, self._offsets_hz, self._response)
+        response = np.interp(offset_hz, METER_OFFSETS_HZ, self._response)
         amplitude = 2.0 * np.sqrt(mean_sq) / (self.gain * np.maximum(response, 1e-6))
         return ToneMeasurement(
             offset_hz=offset_hz,
             coherence=coherence,
             power=amplitude**2 / 2.0,
             valid=np.asarray((magnitude_total > 0.0).all(axis=1)),
-            drift_hz=np.where((early != 0) & (late != 0), drift_hz, np.inf),
+            drift_hz=drift_hz,
             level_spread=level_spread,
         )
 
@@ -519,7 +515,7 @@ class ToneMeter:
 def _window_response(window: bytes, rate_hz: float) -> np.ndarray:
     """``window_response`` over ``ToneMeter``'s offsets, once per window and rate (it costs milliseconds,
     more than decoding a short clip)."""
-    return window_response(np.frombuffer(window, dtype=np.float64), np.linspace(-100.0, 100.0, 801), rate_hz)
+    return window_response(np.frombuffer(window, dtype=np.float64), METER_OFFSETS_HZ, rate_hz)
 
 
 @lru_cache(maxsize=256)
@@ -753,7 +749,8 @@ def call_progress_present(stretches: list[np.ndarray], rate_hz: float) -> np.nda
 
 @lru_cache(maxsize=16)
 def _notch_filter(rate_hz: int) -> np.ndarray:
-    """Second-order sections notching the in-band tone of each call-progress pair (Q 8: -0.6 dB at 697 Hz)."""
+    """Second-order sections notching the in-band tone of each call-progress pair (Q 8: -1.1 dB at 697 Hz,
+    which the levels measured through it are corrected for)."""
     import scipy.signal  # here, not at the top: it takes a second to import, and most processes never notch
     sections = [scipy.signal.tf2sos(*scipy.signal.iirnotch(pair[1], 8.0, rate_hz)) for pair in CALL_PROGRESS_PAIRS_HZ]
     return np.vstack(sections)
@@ -817,7 +814,10 @@ def _as_float32(samples: np.ndarray) -> np.ndarray:
     if x.dtype.kind == "u":
         half = 2 ** (8 * x.dtype.itemsize - 1)
         return (x.astype(np.float32) - np.float32(half)) / np.float32(half)
-    return x.astype(np.float32, copy=False)
+    x = x.astype(np.float32, copy=False)
+    if not np.isfinite(x.sum(dtype=np.float64)):  # NaN or infinity in a frame: silence, not a crash
+        x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
+    return x
 
 
 def _grow(array: np.ndarray, capacity: int, fill: float = 0) -> np.ndarray:
@@ -866,6 +866,9 @@ class DtmfReceiver:
         self._gate_energy = self._classifier.min_tone_energy / self.window_samples
         t = self.thresholds
         self._bridge_half_blocks = t.bridge_gap_ms / 1000.0 * self.rate_hz / m
+        # Half-blocks kept before a pending segment for the call-progress notch to settle in, so that a
+        # stream notches from the same sample as a whole signal does.
+        self._lead_half_blocks = int(math.ceil(CALL_PROGRESS_LEAD_S * self.rate_hz / m))
         self._min_tone_half_blocks = t.min_tone_ms / 1000.0 * self.rate_hz / m
         # A segment whose last window is this many windows old can no longer be extended by a bridge.
         self._settle_windows = 5 + int(math.floor(self._bridge_half_blocks))
@@ -910,7 +913,7 @@ class DtmfReceiver:
         if not self._undecided:
             # Nothing pending: keep only what the next chunk's first window and edge need (as ``_decide``
             # does), so that a call's silence or speech costs no memory, however long the call.
-            history.drop(history.count - IDLE_KEEP_HALF_BLOCKS)
+            history.drop(history.count - IDLE_KEEP_HALF_BLOCKS - self._lead_half_blocks)
         elif history.first + history.count - 1 >= self._decision_due:
             return self._decide(final=False)
         return []
@@ -1000,7 +1003,7 @@ class DtmfReceiver:
             if history.first + last <= self._decided_through:
                 continue
             if not final and windows - 1 - last < self._settle_windows:
-                keep_from = min(keep_from, max(int(firsts[runs[0]]) - 2, 0))
+                keep_from = min(keep_from, max(int(firsts[runs[0]]) - 2 - self._lead_half_blocks, 0))
                 self._undecided = True
                 self._decision_due = history.first + last + self._settle_windows + 1
                 break
@@ -1044,7 +1047,7 @@ class DtmfReceiver:
             cleaned = self._without_call_progress(flat, hann, spans, [segments[i] for i in failed], firsts, lasts)
             if cleaned is not None:
                 flat_clean, hann_clean, again = cleaned
-                second = self._judge([segments[failed[k]] for k in again], runs, hann_clean, flat_clean)
+                second = self._judge([segments[failed[k]] for k in again], runs, hann_clean, flat_clean, _notch_filter(self.rate_hz))
                 verdict = verdict.merged([keep.index(failed[k]) for k in again], second)
         to_s = self.half_block_samples / self.rate_hz
         digits = []
@@ -1070,9 +1073,11 @@ class DtmfReceiver:
         runs: tuple[np.ndarray, np.ndarray, np.ndarray, list[float], list[float]],
         hann: np.ndarray,
         flat: np.ndarray,
+        notch: np.ndarray | None = None,
     ) -> _Verdict:
         """Frequencies, coherence, twist and purity of each segment (runs of windows), from window spectra
-        ``hann`` and the samples ``flat``."""
+        ``hann`` and the samples ``flat``; levels are corrected for ``notch`` (second-order sections) when
+        the samples went through it."""
         firsts, lasts, tones, starts, ends = runs
         t = self.thresholds
         order = np.array([run for runs in segments for run in runs])
@@ -1083,6 +1088,11 @@ class DtmfReceiver:
         nominal_hz = np.asarray(DTMF_FREQUENCIES_HZ)[segment_tones]
         measured_hz = nominal_hz + measured.offset_hz
         tone_dbm0 = 10.0 * np.log10(np.maximum(measured.power, 1e-30) / ZERO_DBM0_POWER)
+        if notch is not None:
+            from scipy.signal import sosfreqz
+
+            _, response = sosfreqz(notch, worN=measured_hz.reshape(-1), fs=self.rate_hz)
+            tone_dbm0 -= 20.0 * np.log10(np.maximum(np.abs(response), 1e-6)).reshape(tone_dbm0.shape)
         twist_db = tone_dbm0[:, 0] - tone_dbm0[:, 1]
         ok = measured.valid
         ok &= (np.abs(measured.offset_hz) <= nominal_hz * t.max_frequency_deviation_pct / 100.0).all(axis=1)
@@ -1118,7 +1128,7 @@ class DtmfReceiver:
         pure = self._pure(flat, spans, measured_hz[survivors])
         # A break too short to split the windows (about 5 ms) stays inside the stretch and splatters its
         # spectrum: a tone that fails gets a second look over its longest stretch between such breaks.
-        retry = [k for k in np.flatnonzero(~pure).tolist() if spans[k][1] - spans[k][0] >= 2 * shortest]
+        retry = [k for k in np.flatnonzero(~pure).tolist() if spans[k][1] - spans[k][0] > shortest]
         second = [longest_unbroken(flat, spans[k][0], spans[k][1], m) for k in retry]
         again = [k for k, (first, last) in zip(retry, second) if (first, last) != spans[k] and last - first >= shortest]
         if again:
@@ -1136,6 +1146,8 @@ class DtmfReceiver:
         mimic comes and goes a window or two at a time while the sound goes on."""
         if max(int(lasts[r] - firsts[r]) + 1 for r in runs) >= MIN_HOLD_WINDOWS:
             return True
+        if len(runs) == 1:
+            return False
         m = self.half_block_samples
         spans = [(int(round(starts[r] * m)), int(round(ends[r] * m))) for r in runs]
         shortest = int(MIN_DROPOUT_S * self.rate_hz)
