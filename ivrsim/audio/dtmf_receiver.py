@@ -101,6 +101,9 @@ MIN_HOLD_WINDOWS = 3
 MIN_DROPOUT_S = 0.002
 #: Time left out at each end of a tone before the purity analysis, in seconds (switching transients).
 PURITY_EDGE_S = 0.004
+#: Largest angle between one phase turn and its segment's mean turn that the drift measure keeps, in
+#: radians: a 12 Hz glide bends the end turns by 0.24 rad, a dropped block by anything up to pi.
+MAX_TURN_DEVIATION_RAD = 0.5
 #: Offsets from a tone's nominal frequency at which ``ToneMeter`` tabulates its window's response, in Hz.
 METER_OFFSETS_HZ = np.linspace(-100.0, 100.0, 801)
 #: A window whose magnitude at a tone is under this share of the tone's mean magnitude is dimmed by a
@@ -472,10 +475,13 @@ class ToneMeter:
         turns = np.bincount(segment, minlength=count)
         rank = np.arange(len(windows)) - (np.cumsum(turns) - turns)[segment]
         is_early = (2 * rank < turns[segment])[:, None]
-        early = _range_sums(np.where(is_early, turn, 0), segment, count) * rotation
-        late = _range_sums(np.where(is_early, 0, turn), segment, count) * rotation
-        total = early + late
+        total = _range_sums(turn, segment, count) * rotation
         magnitude_total = _range_sums(np.abs(turn).astype(np.float64), segment, count)
+        # A turn far from the segment's (a block the sound card dropped, a phase jump) would pull its half
+        # by several hertz: the drift leaves such turns out. A voice's glide bends each turn a little.
+        steady = np.abs(np.angle(turn * rotation[segment] * np.conj(total[segment]))) < MAX_TURN_DEVIATION_RAD
+        early = _range_sums(np.where(is_early & steady, turn, 0), segment, count) * rotation
+        late = _range_sums(np.where(~is_early & steady, turn, 0), segment, count) * rotation
         drift_hz = np.where((early != 0) & (late != 0), np.angle(late * np.conj(early)) * to_hz, np.inf)
 
         # Level: the mean power over the windows inside the runs (both neighbours in the run), or over all
