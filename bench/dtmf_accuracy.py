@@ -167,7 +167,14 @@ def corpora(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
     decoders = decoders_8k(folder)
     out: dict[str, Any] = {"call_progress": {}, "dropouts": {}, "sweep": {}}
     progress, breaks, sweep = call_progress_cases(), dropout_cases(), acceptance_sweep(args.seed)
+    short = short_tone_dropouts()
+    out["short_dropouts"] = {}
     for label, decode in decoders.items():
+        if not label.startswith("multimon"):  # a process per case: minutes; it is in the other rows
+            out["short_dropouts"][label] = {
+                f"{tone_ms} ms, {gap_ms} ms break": f"{sum(decode(c.samples) == c.expected for c in cases)} of {len(cases)}"
+                for (tone_ms, gap_ms), cases in short.items()
+            }
         out["sweep"][label] = {"tones": len(sweep), "right": sum(decode(c.samples) == c.expected for c in sweep)}
         right = sum(len(c.expected) - score(c.expected, decode(c.samples))["edit_distance"] for c in progress)
         out["call_progress"][label] = {"keys": sum(len(c.expected) for c in progress), "right": right}
@@ -184,6 +191,16 @@ def corpora(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
         files = [cache / entry["file"] for entry in json.loads(manifest.read_text())["files"]]
         out["real_recordings"] = false_digits(decoders, (read_mono(path) for path in files))
     return out
+
+
+def short_tone_dropouts() -> dict[tuple[int, int], list[DigitCase]]:
+    """Each key in a 50, 60, 70 or 80 ms tone with a 5 or 10 ms break starting at every ms that leaves 10 ms
+    of tone on either side: one digit each (Q.24 bridges breaks of 10 ms and less in any tone of 40 ms)."""
+    return {
+        (tone_ms, gap_ms): dropout_cases(8000, (float(gap_ms),), tuple(range(10, tone_ms - gap_ms - 9)), tone_ms=float(tone_ms))
+        for tone_ms in (50, 60, 70, 80)
+        for gap_ms in (5, 10)
+    }
 
 
 def acceptance_sweep(seed: int) -> list[DigitCase]:
@@ -272,6 +289,9 @@ def main() -> None:
     for label in extra["call_progress"]:
         w, c, d = extra["sweep"][label], extra["call_progress"][label], extra["dropouts"][label]
         print(f"{label:<26} {w['right']:>10} of {w['tones']:<7} {c['right']:>14} of {c['keys']:<11} {d['right']:>12} of {d['tones']}")
+    print("\nshort tones with a break (all 16 keys, every start):")
+    for label, rows in extra["short_dropouts"].items():
+        print(f"{label:<26} " + ", ".join(f"{k}: {v}" for k, v in rows.items()))
     for section in ("synthetic_voices", "real_recordings"):
         if section in extra:
             print(f"\n{section.replace('_', ' ')}: {extra[section]['hours']} h")

@@ -89,6 +89,9 @@ COMB_MAX_ROW_HARMONIC = 8
 COMB_MIN_F0_HZ = 85.0
 COMB_MATCH_PCT = 0.6
 COMB_BAND_HZ = (150.0, 3400.0)
+#: Shortest stretch the comb is judged on, in seconds (50 Hz resolution; the 12 ms left of a 20 ms piece
+#: between dropouts is too coarse: the tones' own lobes cover the harmonics).
+COMB_MIN_S = 0.02
 #: Longest stretch of one tone analysed for purity, in seconds (bounds the cost of a held key).
 PURITY_MAX_S = 0.25
 #: Shortest stretch analysed for purity when the tone's runs allow it, in seconds (about 30 Hz resolution).
@@ -1198,8 +1201,11 @@ class DtmfReceiver:
         t = self.thresholds
         purity = tone_purity([flat[a:b] for a, b in spans], self.rate_hz, measured_hz[:, 0], measured_hz[:, 1])
         pure = (purity.residual <= t.max_inband_residual) & (purity.upper <= t.max_upper_band_ratio)
-        pure &= purity.comb < t.max_harmonic_comb
-        pure &= (purity.comb < t.max_standing_comb) | (purity.comb_contrast < t.min_comb_contrast)
+        # The comb needs some resolution (``COMB_MIN_S``).
+        voice = purity.comb >= t.max_harmonic_comb
+        voice |= (purity.comb >= t.max_standing_comb) & (purity.comb_contrast >= t.min_comb_contrast)
+        resolved = np.array([b - a for a, b in spans]) >= int(COMB_MIN_S * self.rate_hz)
+        pure &= ~(voice & resolved)
         return pure & (purity.peak_miss <= t.max_peak_miss).all(axis=1)
 
 
