@@ -555,6 +555,12 @@ def longest_unbroken(samples: np.ndarray, first: int, last: int, block_samples: 
     return piece_first, piece_last
 
 
+def _quiet(samples: np.ndarray, gaps: list[tuple[int, int]], spans: list[tuple[int, int]]) -> bool:
+    """Whether the gaps between a segment's runs are dropouts (at most ``BEATING_GAP_POWER`` of the runs'
+    mean power), not beating partials."""
+    return _mean_power(samples, gaps) <= BEATING_GAP_POWER * _mean_power(samples, spans)
+
+
 def _mean_power(samples: np.ndarray, spans: list[tuple[int, int]]) -> float:
     """Mean square of ``samples`` over the ``(first, last)`` spans together."""
     total = sum(float(np.dot(samples[a:b], samples[a:b])) for a, b in spans)
@@ -600,16 +606,15 @@ class StretchSpectra:
             np.cumsum(power, axis=1, out=prefix[:, 1:])
             self.groups.append((rows, power, prefix, self.rate_hz / size))
 
-    def band_power(
-        self, rows: np.ndarray, prefix: np.ndarray, bin_hz: float, low_hz: Any, high_hz: Any
-    ) -> tuple[np.ndarray, np.ndarray]:
+    @staticmethod
+    def band_power(prefix: np.ndarray, bin_hz: float, low_hz: Any, high_hz: Any) -> tuple[np.ndarray, np.ndarray]:
         """Power of one group's stretches in [low_hz, high_hz] (scalars, or arrays shaped (rows, k)), and the
         number of bins it sums; both shaped (rows, k)."""
         bins = prefix.shape[1] - 1
         first = np.clip(np.ceil(np.asarray(low_hz) / bin_hz), 0, bins).astype(np.int64)
         last = np.clip(np.floor(np.asarray(high_hz) / bin_hz) + 1, 0, bins).astype(np.int64)
         last = np.maximum(last, first)
-        shape = np.broadcast_shapes(first.shape, last.shape, (len(rows), 1))
+        shape = np.broadcast_shapes(first.shape, last.shape, (len(prefix), 1))
         first, last = np.broadcast_to(first, shape), np.broadcast_to(last, shape)
         power = np.take_along_axis(prefix, last, axis=1) - np.take_along_axis(prefix, first, axis=1)
         return power, (last - first)
@@ -642,12 +647,12 @@ def tone_purity(stretches: list[np.ndarray], rate_hz: float, row_hz: np.ndarray,
         measured = np.stack([row_hz[rows], col_hz[rows]], axis=1)
         # Tone lobes (open intervals around each tone, shrunk by a hair so that a bin on the edge is out).
         edge = 1e-9 * bin_hz
-        near, _ = spectra.band_power(rows, prefix, bin_hz, measured - lobe[:, None] + edge, measured + lobe[:, None] - edge)
+        near, _ = spectra.band_power(prefix, bin_hz, measured - lobe[:, None] + edge, measured + lobe[:, None] - edge)
         in_band_lo = np.maximum(measured - lobe[:, None] + edge, DTMF_BAND_HZ[0])
         in_band_hi = np.minimum(measured + lobe[:, None] - edge, DTMF_BAND_HZ[1])
-        near_in_band, _ = spectra.band_power(rows, prefix, bin_hz, in_band_lo, np.maximum(in_band_hi, in_band_lo - bin_hz))
-        band, _ = spectra.band_power(rows, prefix, bin_hz, DTMF_BAND_HZ[0], DTMF_BAND_HZ[1])
-        upper_band, _ = spectra.band_power(rows, prefix, bin_hz, UPPER_BAND_HZ[0] + edge, UPPER_BAND_HZ[1])
+        near_in_band, _ = spectra.band_power(prefix, bin_hz, in_band_lo, in_band_hi)
+        band, _ = spectra.band_power(prefix, bin_hz, DTMF_BAND_HZ[0], DTMF_BAND_HZ[1])
+        upper_band, _ = spectra.band_power(prefix, bin_hz, UPPER_BAND_HZ[0] + edge, UPPER_BAND_HZ[1])
         tones[rows] = near.sum(axis=1)
         residual[rows] = np.maximum(band[:, 0] - near_in_band.sum(axis=1), 0.0)
         upper[rows] = upper_band[:, 0]
@@ -704,7 +709,7 @@ def harmonic_comb(
     group_rows = np.arange(len(stretch))
 
     def interval_power(center_hz: np.ndarray, usable: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        power, bins = spectra.band_power(group_rows, candidate_prefix, bin_hz, center_hz - 0.5 * res, center_hz + 0.5 * res)
+        power, bins = spectra.band_power(candidate_prefix, bin_hz, center_hz - 0.5 * res, center_hz + 0.5 * res)
         return np.where(usable, power, 0.0).sum(axis=1), np.where(usable, bins, 0).sum(axis=1)
 
     on_power, on_bins = interval_power(on_hz, usable_on)
@@ -750,7 +755,7 @@ def call_progress_present(stretches: list[np.ndarray], rate_hz: float) -> np.nda
             for tone_hz in pair_hz:
                 center = np.full(len(rows), tone_hz)
                 exact &= np.abs(spectra.peak_hz(power, bin_hz, center, 2.2 * res) - tone_hz) <= 0.5 * res
-                lobe, _ = spectra.band_power(rows, prefix, bin_hz, tone_hz - 2.2 * res[:, None], tone_hz + 2.2 * res[:, None])
+                lobe, _ = spectra.band_power(prefix, bin_hz, tone_hz - 2.2 * res[:, None], tone_hz + 2.2 * res[:, None])
                 lobes.append(lobe[:, 0])
             balanced = (lobes[0] <= 10.0 * lobes[1]) & (lobes[1] <= 10.0 * lobes[0])
             present[rows] |= exact & balanced
@@ -824,10 +829,7 @@ def _as_float32(samples: np.ndarray) -> np.ndarray:
     if x.dtype.kind == "u":
         half = 2 ** (8 * x.dtype.itemsize - 1)
         return (x.astype(np.float32) - np.float32(half)) / np.float32(half)
-    x = x.astype(np.float32, copy=False)
-    if not np.isfinite(x.sum(dtype=np.float64)):  # NaN or infinity in a frame: silence, not a crash
-        x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
-    return x
+    return x.astype(np.float32, copy=False)
 
 
 def _grow(array: np.ndarray, capacity: int, fill: float = 0) -> np.ndarray:
@@ -944,8 +946,11 @@ class DtmfReceiver:
     def _analyse(self, blocks: np.ndarray) -> None:
         """Stages 1-3 over new half-blocks; store them with the labels of the windows they complete."""
         history = self._history
-        position = history.append(blocks)
         energy = np.einsum("ij,ij->i", blocks, blocks)
+        if not np.isfinite(energy.sum()):  # NaN or infinity in the input: silence, not a crash
+            blocks = np.nan_to_num(blocks, nan=0.0, posinf=0.0, neginf=0.0)
+            energy = np.einsum("ij,ij->i", blocks, blocks)
+        position = history.append(blocks)
         previous = self._last_energy
         self._last_energy = float(energy[-1])
         if previous is None:
@@ -1130,9 +1135,8 @@ class DtmfReceiver:
             run = max(runs_i, key=lambda r: ends[r] - starts[r])
             first, last = int(round(starts[run] * m)) + edge, int(round(ends[run] * m)) - edge
             if last - first < shortest and len(runs_i) > 1:
-                run_spans = [(int(round(starts[r] * m)), int(round(ends[r] * m))) for r in runs_i]
-                gaps = [(a_end, b_start) for (_, a_end), (b_start, _) in zip(run_spans, run_spans[1:]) if b_start > a_end]
-                if _mean_power(flat, gaps) > BEATING_GAP_POWER * _mean_power(flat, run_spans):
+                run_spans, gaps = self._spans_and_gaps(runs_i, starts, ends)
+                if not _quiet(flat, [g for g in gaps if g[1] > g[0]], run_spans):
                     first, last = run_spans[0][0] + edge, run_spans[-1][1] - edge
             spans.append((first, max(min(last, first + longest), first + 2)))
         pure = self._pure(flat, spans, measured_hz[survivors])
@@ -1158,13 +1162,18 @@ class DtmfReceiver:
             return True
         if len(runs) == 1:
             return False
+        spans, gaps = self._spans_and_gaps(runs, starts, ends)
+        if any(b - a < int(MIN_DROPOUT_S * self.rate_hz) for a, b in gaps):
+            return False
+        return _quiet(flat, gaps, spans)
+
+    def _spans_and_gaps(
+        self, runs: list[int], starts: list[float], ends: list[float]
+    ) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+        """The samples each run covers, and those between consecutive runs (empty or negative where they meet)."""
         m = self.half_block_samples
         spans = [(int(round(starts[r] * m)), int(round(ends[r] * m))) for r in runs]
-        shortest = int(MIN_DROPOUT_S * self.rate_hz)
-        gaps = [(a_end, b_start) for (_, a_end), (b_start, _) in zip(spans, spans[1:])]
-        if any(b - a < shortest for a, b in gaps):
-            return False
-        return _mean_power(flat, gaps) <= BEATING_GAP_POWER * _mean_power(flat, spans)
+        return spans, [(a_end, b_start) for (_, a_end), (b_start, _) in zip(spans, spans[1:])]
 
     def _without_call_progress(
         self,
