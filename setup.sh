@@ -10,8 +10,8 @@ cd "$(dirname "$0")"
 # libasound2-plugins (ALSA's pulse device for PortAudio): the null-sink sound card the device tests run on;
 # chromium, chromium-driver: the headless browser (and its WebDriver) the dashboard's browser tests drive;
 # flite: more synthetic voices for the talk-off corpus; libspandsp2: spandsp's DTMF receiver, the second
-# reference decoder in bench/ (bench/spandsp_rx.py).
-APT_PACKAGES=(espeak-ng multimon-ng redis-server libportaudio2 pulseaudio pulseaudio-utils libasound2-plugins chromium chromium-driver flite libspandsp2)
+# reference decoder in bench/ (bench/spandsp_rx.py); gcc and python3-dev: the DTMF receiver's compiled kernels.
+APT_PACKAGES=(gcc python3-dev espeak-ng multimon-ng redis-server libportaudio2 pulseaudio pulseaudio-utils libasound2-plugins chromium chromium-driver flite libspandsp2)
 
 missing=()
 for package in "${APT_PACKAGES[@]}"; do
@@ -41,7 +41,10 @@ if [ ! -x .venv/bin/python ]; then
   fi
 fi
 stamp=.venv/.ivrsim-installed
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+# (the install also compiles the DTMF receiver's kernels, ivrsim/audio/dtmf_kernels.pyx, with Cython and gcc;
+# it runs again when they change)
+kernels=(ivrsim/audio/dtmf_kernels*.so)
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ ivrsim/audio/dtmf_kernels.pyx -nt "$stamp" ] || [ ! -f "${kernels[0]}" ]; then
   echo "setup: installing ivrsim and its test extras into .venv"
   # (some machines' pip configs list find-links folders that do not exist; pip warns about each one)
   .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]' 2>&1 \

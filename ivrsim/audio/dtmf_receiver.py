@@ -18,15 +18,14 @@ talk-off                   no digits from speech, music, or dial / ringback / bu
 How it works, stage by stage (each a named function or class below):
 
 1. ``GoertzelBank.spectra``: the complex DFT at the eight DTMF frequencies over half-blocks of 6.375 ms
-   (51 samples at 8 kHz), and each half-block's energy. Chunks whose energy cannot hold a tone above
-   the level threshold stop here.
-2. ``window_energies``: adjacent half-blocks combined into 12.75 ms windows (102 samples at 8 kHz, the
-   block spandsp uses) every 6.375 ms: energy per tone and in total.
+   (51 samples at 8 kHz), and each half-block's energy.
+2. Adjacent half-blocks combined into 12.75 ms windows (102 samples at 8 kHz, the block spandsp uses)
+   every 6.375 ms: energy per tone and in total.
 3. ``WindowClassifier``: a window holds a digit when its strongest row and column tones are both above
    the level threshold, within a loose twist limit, each at least 6 dB above the runner-up of its group
    (relative peak), and together carry enough of the window's energy (share of total energy).
-4. ``find_runs``, ``refine_edges``, ``bridge_runs``: runs of windows with the same digit; where each
-   tone starts and ends, to about a millisecond, from how much of each edge half-block it fills, so that
+4. ``runs_and_segments``: runs of windows with the same digit; where each tone starts and ends, to about
+   a millisecond, from how much of each edge half-block it fills, so that
    the 23 ms / 40 ms duration rule and the 10 ms / 40 ms gap rule are decided on measured times, not on
    block counts; runs of one digit separated by at most ``bridge_gap_ms`` join into one segment.
 5. ``ToneMeter``: over each segment, Hann-windowed DFTs (sidelobes low enough that the other group's
@@ -38,14 +37,15 @@ How it works, stage by stage (each a named function or class below):
 6. What a key has and speech or music lacks, each measured over the segment: one run holds the pair for
    three windows (``_holds``); neither tone drifts between the segment's halves nor swells and fades
    (``ToneMeasurement.drift_hz`` / ``level_spread``); and where both tones fit one fundamental, its other
-   harmonics are absent (``harmonic_comb``: espeak-ng's raised voices put their 3rd and 7th harmonics on
-   key A). A segment is a digit when duration, frequencies, coherence, twist, purity and these all pass.
+   harmonics are absent (the harmonic comb in ``tone_purity``: espeak-ng's raised voices put their 3rd
+   and 7th harmonics on key A). A segment is a digit when duration, frequencies, coherence, twist, purity and these all pass.
    A segment that fails while a busy or reorder tone (480 + 620 Hz) sounds is judged again with 620 Hz
    notched out; one that fails purity gets a second look between its short dropouts (``longest_unbroken``).
 
 The receiver is pure: float samples in, ``DtmfDigit`` events out. ``DtmfReceiver`` is fed frames of any
 size and reports each digit once it has ended; ``detect_dtmf`` runs it over a whole signal. Both give the
-same digits, to the sample.
+same digits, to the sample. The inner loops of stages 2-6 are compiled (``dtmf_kernels``, Cython): in
+numpy alone, a streamed digit took a few hundred small calls.
 """
 
 from __future__ import annotations
@@ -58,6 +58,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.fft
 
+from ivrsim.audio import dtmf_kernels
 from ivrsim.audio.dtmf_keys import COL_FREQUENCIES_HZ, DTMF_FREQUENCIES_HZ, KEYS_BY_INDEX, ROW_FREQUENCIES_HZ, DtmfKey
 from ivrsim.audio.goertzel import GoertzelBank, hann_window, window_response
 from ivrsim.audio.levels import ZERO_DBM0_POWER, db_to_power_ratio, dbm0_to_power
@@ -82,7 +83,7 @@ CALL_PROGRESS_PAIRS_HZ = ((480.0, 620.0),)
 CALL_PROGRESS_LEAD_S = 0.012
 #: Call-progress tones of the world's dial, ringback and busy tones below 700 Hz (ITU-T E.180), in Hz.
 CALL_PROGRESS_TONES_HZ = (350.0, 400.0, 425.0, 440.0, 450.0, 480.0, 620.0)
-#: Harmonic comb (``harmonic_comb``): the largest harmonic number a row tone is tried as, the lowest
+#: Harmonic comb (``tone_purity``): the largest harmonic number a row tone is tried as, the lowest
 #: fundamental tried, in Hz, how close both tones must lie to multiples of it, in percent, and the band
 #: looked at, in Hz.
 COMB_MAX_ROW_HARMONIC = 8
@@ -194,7 +195,7 @@ class DtmfThresholds:
     max_inband_residual: float = 0.06
     #: Power in 1750-3400 Hz relative to the two tones (-8 dB): speech formants and fricatives live there.
     max_upper_band_ratio: float = 0.15
-    #: A pair whose tones are harmonics of one fundamental (``harmonic_comb``) is a voice's or a note's
+    #: A pair whose tones are harmonics of one fundamental (the comb of ``tone_purity``) is a voice's or a note's
     #: partials, not a key, when the other harmonics hold at least ``max_harmonic_comb`` of the pair's
     #: power (-11.5 dB), or at least ``max_standing_comb`` (-18 dB) standing out by ``min_comb_contrast``
     #: (a power ratio: 9 dB) from the spectrum between them. Keys measured with dial tone or ringback at
@@ -259,25 +260,7 @@ def _rounded(value: float, digits: int) -> float:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Stages 2 and 3: window powers and the per-window classifier, vectorised over any number of windows.
-
-
-def window_energies(
-    half_spectra: np.ndarray, half_energy: np.ndarray, hop_rotation: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Tone energy ``|Y|**2`` per frequency and total energy of windows made of adjacent half-blocks.
-
-    Args:
-        half_spectra: complex (n, 8) DFT terms of n consecutive half-blocks, each in its own phase.
-        half_energy: (n,) sum of squares of each half-block.
-        hop_rotation: (8,) phase correction that brings a half-block to its predecessor's reference.
-
-    Returns:
-        (tone_energy (n-1, 8), window_energy (n-1,)). For a window of W samples, a tone of amplitude A at
-        exactly its frequency gives tone_energy (A*W/2)**2; a signal of mean power P gives window_energy W*P.
-    """
-    spectrum = half_spectra[:-1] + half_spectra[1:] * hop_rotation
-    return spectrum.real**2 + spectrum.imag**2, half_energy[:-1] + half_energy[1:]
+# Stages 2 and 3: window powers and the per-window classifier (compiled: ``dtmf_kernels.classify_windows``).
 
 
 def harmonic_pair(tones_hz: np.ndarray) -> np.ndarray:
@@ -308,116 +291,56 @@ class WindowClassifier:
         self.reverse_twist = db_to_power_ratio(thresholds.max_reverse_twist_db + loose_margin_db)
         self.relative_peak = db_to_power_ratio(thresholds.min_relative_peak_db)
 
-    def classify(self, tone_energy: np.ndarray, window_energy: np.ndarray) -> np.ndarray:
-        """Digit index (row * 4 + col) per window, or -1; int8 (n,)."""
-        groups = tone_energy.reshape(len(tone_energy), 2, 4)
-        best = groups.argmax(axis=2)
-        ordered = np.sort(groups, axis=2)
-        top = ordered[:, :, 3]
-        row, col = top[:, 0], top[:, 1]
-        ok = np.minimum(row, col) >= self.min_tone_energy
-        ok &= (row <= col * self.normal_twist) & (col <= row * self.reverse_twist)
-        ok &= (ordered[:, :, 2] * self.relative_peak <= top).all(axis=1)
-        ok &= row + col >= self.share_scale * window_energy
-        return np.where(ok, best[:, 0] * 4 + best[:, 1], _NO_DIGIT).astype(np.int8)
+    def classify(self, half_spectra: np.ndarray, half_energy: np.ndarray, hop_rotation: np.ndarray, labels: np.ndarray) -> int:
+        """Label each window of two adjacent half-blocks (``half_spectra`` (n + 1, 8) complex64, ``half_energy``
+        (n + 1,) float32) into ``labels`` (n,) int8: the digit index (row * 4 + col), or -1. ``hop_rotation``
+        brings a half-block to its predecessor's phase reference. Returns how many windows hold a digit.
+
+        A window's tone energy is ``|Y|**2`` of the sum of its half-blocks' terms: for a window of W samples,
+        a tone of amplitude A at exactly its frequency gives (A*W/2)**2; a signal of mean power P gives a
+        window energy of W*P."""
+        return dtmf_kernels.classify_windows(
+            half_spectra,
+            half_energy,
+            hop_rotation,
+            self.min_tone_energy,
+            self.normal_twist,
+            self.reverse_twist,
+            self.relative_peak,
+            self.share_scale,
+            labels,
+        )
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Stages 4 and 5: tone runs, their edges, segments, and the tones measured over each segment. All of it
-# is vectorised over any number of runs and segments, so that a long recording costs a handful of numpy
-# calls, not a handful per digit.
+# Stages 4 and 5: tone runs, their edges, segments, and the tones measured over each segment. The loops are
+# compiled (``dtmf_kernels``) and run over any number of runs and segments at once.
 
 
-def _ranges(begins: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Every index of the ranges ``begins[r] .. ends[r] - 1``, concatenated, and the range each belongs to:
-    sums over many short ranges of a long history cost what the ranges hold, not the history."""
-    lengths = np.maximum(ends - begins, 0)
-    owner = np.repeat(np.arange(len(begins)), lengths)
-    within = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    return begins[owner] + within, owner
-
-
-def _range_sums(values: np.ndarray, owner: np.ndarray, count: int) -> np.ndarray:
-    """Per-range sums of ``values`` (n, k), real or complex, grouped by ``owner``: (count, k)."""
-    k = values.shape[1]
-    slots = (owner[:, None] * k + np.arange(k)).reshape(-1)
-    if np.iscomplexobj(values):
-        flat = values.reshape(-1)
-        sums = np.bincount(slots, flat.real, count * k) + 1j * np.bincount(slots, flat.imag, count * k)
-    else:
-        sums = np.bincount(slots, values.reshape(-1), count * k)
-    return sums.reshape(count, k)
-
-
-def find_runs(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(first, last) window of each run of equal, non-negative labels."""
-    candidates = np.flatnonzero(labels >= 0)
-    if len(candidates) == 0:
-        empty = np.zeros(0, dtype=np.int64)
-        return empty, empty
-    breaks = np.flatnonzero((np.diff(candidates) != 1) | (np.diff(labels[candidates]) != 0)) + 1
-    firsts = candidates[np.concatenate([[0], breaks])]
-    lasts = candidates[np.concatenate([breaks - 1, [len(candidates) - 1]])]
-    return firsts, lasts
-
-
-def refine_edges(
-    magnitudes: np.ndarray, firsts: np.ndarray, lasts: np.ndarray, tones: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """How far each run's tone reaches into the half-blocks around it: (start_fill, end_fill).
+def runs_and_segments(labels: np.ndarray, half_spectra: np.ndarray, bridge: float) -> tuple[np.ndarray, ...]:
+    """Stage 4: runs of windows with the same digit, where each tone starts and ends, and the segments.
 
     For a run of windows ``a .. b``, half-blocks ``a+1 .. b`` are filled by the tone, and its edges lie
     in the two half-blocks on either side. A tone filling a fraction p of a half-block gives p times the
     full DFT magnitude, so each edge half-block counts with its share of the mean magnitude of the filled
     ones. (Over 51 samples the other group's tone leaks about 15 % into each bin, beating from block to
     block; the mean, unlike the peak, does not bias the shares, and the beat leaves about 1 ms of error
-    per edge.) The tone starts ``start_fill`` half-blocks before half-block ``a+1`` and ends
-    ``end_fill`` half-blocks after the end of half-block ``b``.
+    per edge.) The tone starts that many half-blocks before half-block ``a+1`` and ends that many after
+    the end of half-block ``b``: the 23 ms / 40 ms duration rule and the 10 ms / 40 ms gap rule are
+    decided on these measured times, not on block counts. A run joins the latest segment of its digit
+    that ended at most ``bridge`` half-blocks before it started; runs in between (glitches inside the
+    gap) are dropped.
 
     Args:
-        magnitudes: (n, 8) |DFT| of the history's half-blocks (only those around runs are read).
-        firsts, lasts: (r,) window positions of each run.
-        tones: (r, 2) the run's row and column tone indices.
+        labels: (windows,) int8 window labels, -1 where no digit.
+        half_spectra: (windows + 1 or more, 8) complex64 Goertzel terms of the half-blocks.
+        bridge: the longest gap bridged, in half-blocks.
+
+    Returns:
+        ``(firsts, lasts, run_labels, starts, ends, segment_of_run)``: each run's first and last window, its
+        label, its start and end in half-blocks, and its segment (0, 1, ... in order; -1 if dropped).
     """
-    padded = np.vstack([np.zeros((1, 8)), magnitudes, np.zeros((2, 8))])  # row i+1 is half-block i
-
-    def at(rows: np.ndarray, source: np.ndarray) -> np.ndarray:
-        return source[rows[:, None], tones]
-
-    filled_count = (lasts - firsts)[:, None]
-    filled, owner = _ranges(firsts + 1, lasts + 1)
-    filled_sum = _range_sums(magnitudes[filled[:, None], tones[owner]], owner, len(firsts))
-    filled_mean = filled_sum / np.maximum(filled_count, 1)
-    short_peak = np.maximum(at(firsts + 1, padded), at(firsts + 2, padded))
-    reference = np.where(filled_count > 0, filled_mean, short_peak)
-    reference = np.where(reference > 0.0, reference, np.inf)
-
-    def fill(half_blocks: np.ndarray) -> np.ndarray:
-        return np.clip((at(half_blocks + 1, padded) / reference).mean(axis=1), 0.0, 1.0)
-
-    return fill(firsts - 1) + fill(firsts), fill(lasts + 1) + fill(lasts + 2)
-
-
-def bridge_runs(labels: list[int], starts: list[float], ends: list[float], bridge: float) -> list[list[int]]:
-    """Group runs into segments: a run joins the latest segment of its digit that ended at most
-    ``bridge`` before it started; runs in between (glitches inside the gap) are dropped."""
-    segments: list[list[int]] = []
-    segment_ends: list[float] = []
-    for run, (label, start, end) in enumerate(zip(labels, starts, ends)):
-        joined = False
-        for i in range(len(segments) - 1, -1, -1):
-            if start - segment_ends[i] > bridge:
-                break
-            if labels[segments[i][0]] == label:
-                segments[i].append(run)
-                segment_ends[i] = end
-                del segments[i + 1 :], segment_ends[i + 1 :]
-                joined = True
-                break
-        if not joined:
-            segments.append([run])
-            segment_ends.append(end)
-    return segments
+    return dtmf_kernels.runs_and_segments(np.ascontiguousarray(labels), np.ascontiguousarray(half_spectra), float(bridge))
 
 
 @dataclass(frozen=True)
@@ -449,6 +372,12 @@ class ToneMeter:
     the other group's tone 40 dB down, so that 8 dB of twist does not bend the phase. The level is the mean
     over windows inside the tone (both neighbours in the run), corrected for the window's response at the
     measured offset.
+
+    The drift compares the first half of a segment's turns with the second, split by count (a dropout near
+    one end leaves both halves some), leaving out turns more than ``MAX_TURN_DEVIATION_RAD`` from the
+    segment's mean: a block the sound card dropped would pull its half by hertz, while a voice's glide
+    bends each turn a little. The level spread is over the inside windows but those a dropout dims (under
+    ``DROPOUT_MAGNITUDE`` of the mean): a break is bridged, not a swell.
     """
 
     def __init__(self, bank: GoertzelBank, window: np.ndarray, hop_samples: int) -> None:
@@ -463,61 +392,23 @@ class ToneMeter:
     ) -> ToneMeasurement:
         """Measure runs ``firsts``/``lasts`` (ordered by segment; segment k's runs begin at
         ``segment_starts[k]``) on their ``tones`` (r, 2), from window spectra ``hann`` (n, 8)."""
-        runs, count = len(firsts), len(segment_starts)
-        segment_ends = np.r_[segment_starts[1:], runs]
-        segment_of_run = np.repeat(np.arange(count), segment_ends - segment_starts)
-        rotation = self.hop_rotation[tones[segment_starts]]
-        to_hz = self.rate_hz / (2.0 * math.pi * self.hop_samples)
-
-        # Phase turns between consecutive windows of each run, in segment order: the frequency (their
-        # sum), its steadiness (coherence), and its drift (the first half of a segment's turns against
-        # the second half, split by count, so that a dropout near one end leaves both halves some).
-        windows, owner = _ranges(firsts, lasts)
-        segment = segment_of_run[owner]
-        turn = hann[windows[:, None] + 1, tones[owner]] * np.conj(hann[windows[:, None], tones[owner]])
-        turns = np.bincount(segment, minlength=count)
-        rank = np.arange(len(windows)) - (np.cumsum(turns) - turns)[segment]
-        is_early = (2 * rank < turns[segment])[:, None]
-        total = _range_sums(turn, segment, count) * rotation
-        magnitude_total = _range_sums(np.abs(turn).astype(np.float64), segment, count)
-        # A turn far from the segment's (a block the sound card dropped, a phase jump) would pull its half
-        # by several hertz: the drift leaves such turns out. A voice's glide bends each turn a little.
-        steady = np.abs(np.angle(turn * rotation[segment] * np.conj(total[segment]))) < MAX_TURN_DEVIATION_RAD
-        early = _range_sums(np.where(is_early & steady, turn, 0), segment, count) * rotation
-        late = _range_sums(np.where(~is_early & steady, turn, 0), segment, count) * rotation
-        drift_hz = np.where((early != 0) & (late != 0), np.angle(late * np.conj(early)) * to_hz, np.inf)
-
-        # Level: the mean power over the windows inside the runs (both neighbours in the run), or over all
-        # of them when no run has an inside; its spread over the inside windows, leaving out those a
-        # dropout dims (under ``DROPOUT_MAGNITUDE`` of the mean): a break is bridged, not a swell.
-        inner, inner_owner = _ranges(firsts + 1, np.maximum(lasts, firsts + 1))
-        inner_segment = segment_of_run[inner_owner]
-        magnitude = np.abs(hann[inner[:, None], tones[inner_owner]]).astype(np.float64)
-        inner_count = np.bincount(inner_segment, minlength=count)[:, None]
-        inner_power = _range_sums(magnitude**2, inner_segment, count)
-        every, every_owner = _ranges(firsts, lasts + 1)
-        every_power = _range_sums(np.abs(hann[every[:, None], tones[every_owner]]).astype(np.float64) ** 2, segment_of_run[every_owner], count)
-        every_count = np.bincount(segment_of_run[every_owner], minlength=count)[:, None]
-        mean_sq = np.where(inner_count > 0, inner_power / np.maximum(inner_count, 1), every_power / np.maximum(every_count, 1))
-        mean = _range_sums(magnitude, inner_segment, count) / np.maximum(inner_count, 1)
-        lit = magnitude >= DROPOUT_MAGNITUDE * mean[inner_segment]
-        lit_count = _range_sums(lit.astype(np.float64), inner_segment, count)
-        lit_mean = _range_sums(np.where(lit, magnitude, 0.0), inner_segment, count) / np.maximum(lit_count, 1)
-        lit_square = _range_sums(np.where(lit, magnitude**2, 0.0), inner_segment, count) / np.maximum(lit_count, 1)
-        spread = np.sqrt(np.maximum(lit_square - lit_mean**2, 0.0))
-        level_spread = np.where(lit_count > 1, spread / np.maximum(lit_mean, 1e-30), 0.0)
-
-        offset_hz = np.angle(total) * to_hz
-        coherence = np.abs(total) / np.maximum(magnitude_total, 1e-30)
-        response = np.interp(offset_hz, METER_OFFSETS_HZ, self._response)
-        amplitude = 2.0 * np.sqrt(mean_sq) / (self.gain * np.maximum(response, 1e-6))
+        offset_hz, coherence, power, valid, drift_hz, level_spread = dtmf_kernels.measure_tones(
+            np.ascontiguousarray(hann),
+            np.ascontiguousarray(firsts, dtype=np.int64),
+            np.ascontiguousarray(lasts, dtype=np.int64),
+            np.ascontiguousarray(tones, dtype=np.int64),
+            np.ascontiguousarray(segment_starts, dtype=np.int64),
+            self.hop_rotation,
+            self.rate_hz / (2.0 * math.pi * self.hop_samples),
+            self._response,
+            float(METER_OFFSETS_HZ[0]),
+            float(METER_OFFSETS_HZ[1] - METER_OFFSETS_HZ[0]),
+            self.gain,
+            MAX_TURN_DEVIATION_RAD,
+            DROPOUT_MAGNITUDE,
+        )
         return ToneMeasurement(
-            offset_hz=offset_hz,
-            coherence=coherence,
-            power=amplitude**2 / 2.0,
-            valid=np.asarray((magnitude_total > 0.0).all(axis=1)),
-            drift_hz=drift_hz,
-            level_spread=level_spread,
+            offset_hz=offset_hz, coherence=coherence, power=power, valid=valid, drift_hz=drift_hz, level_spread=level_spread
         )
 
 
@@ -574,7 +465,7 @@ class TonePurity:
     ``DTMF_BAND_HZ`` and ``upper`` in ``UPPER_BAND_HZ`` (both relative to the two tones' power), and
     ``peak_miss`` (segments, 2): how far each spectral peak lies from the measured frequency, in units
     of the spectrum's resolution (a pure tone: under about 0.5); ``comb`` (relative to the tones) and
-    ``comb_contrast``: see ``harmonic_comb``."""
+    ``comb_contrast``: see ``tone_purity``."""
 
     residual: np.ndarray
     upper: np.ndarray
@@ -584,49 +475,25 @@ class TonePurity:
 
 
 class StretchSpectra:
-    """Hann-windowed power spectra of stretches of samples, zero-padded to twice their length or more,
-    with prefix sums along frequency, so that the power in any band costs two lookups per stretch, not a
-    pass over every bin. Stretches are grouped by FFT size (a held key's 250 ms stretch does not make
-    every 40 ms one pay for 4,096 points); ``rows`` maps a group's rows back to the stretches."""
+    """Hann-windowed power spectra of stretches of samples, zero-padded to twice their length or more.
+    Stretches are grouped by FFT size (a held key's 250 ms stretch does not make every 40 ms one pay for
+    4,096 points): each group is ``(rows, power, bin_hz)``, ``rows`` mapping its spectra back to the
+    stretches. Band powers and peaks are summed over them by ``dtmf_kernels``."""
 
     def __init__(self, stretches: list[np.ndarray], rate_hz: float) -> None:
         lengths = np.array([max(len(s), 2) for s in stretches])
         sizes = 1 << np.ceil(np.log2(2 * lengths)).astype(np.int64)
         self.rate_hz = float(rate_hz)
         self.resolution_hz = self.rate_hz / lengths
-        self.groups: list[tuple[np.ndarray, np.ndarray, np.ndarray, float]] = []
+        self.groups: list[tuple[np.ndarray, np.ndarray, float]] = []
         for size in np.unique(sizes).tolist():
             rows = np.flatnonzero(sizes == size)
             frames = np.zeros((len(rows), size), dtype=np.float32)
             for row, i in enumerate(rows.tolist()):
                 frames[row, : len(stretches[i])] = stretches[i] * _hann_f32(len(stretches[i]))
             spectrum = scipy.fft.rfft(frames, axis=1)
-            power = spectrum.real**2 + spectrum.imag**2
-            prefix = np.zeros((len(rows), power.shape[1] + 1))
-            np.cumsum(power, axis=1, out=prefix[:, 1:])
-            self.groups.append((rows, power, prefix, self.rate_hz / size))
-
-    @staticmethod
-    def band_power(prefix: np.ndarray, bin_hz: float, low_hz: Any, high_hz: Any) -> tuple[np.ndarray, np.ndarray]:
-        """Power of one group's stretches in [low_hz, high_hz] (scalars, or arrays shaped (rows, k)), and the
-        number of bins it sums; both shaped (rows, k)."""
-        bins = prefix.shape[1] - 1
-        first = np.clip(np.ceil(np.asarray(low_hz) / bin_hz), 0, bins).astype(np.int64)
-        last = np.clip(np.floor(np.asarray(high_hz) / bin_hz) + 1, 0, bins).astype(np.int64)
-        last = np.maximum(last, first)
-        shape = np.broadcast_shapes(first.shape, last.shape, (len(prefix), 1))
-        first, last = np.broadcast_to(first, shape), np.broadcast_to(last, shape)
-        power = np.take_along_axis(prefix, last, axis=1) - np.take_along_axis(prefix, first, axis=1)
-        return power, (last - first)
-
-    def peak_hz(self, power: np.ndarray, bin_hz: float, center_hz: np.ndarray, half_width_hz: np.ndarray) -> np.ndarray:
-        """Frequency of the strongest bin within ``half_width_hz`` of ``center_hz``, per row (arrays (rows,))."""
-        width = int(np.ceil(2 * float(half_width_hz.max()) / bin_hz)) + 2
-        first = np.maximum(np.ceil((center_hz - half_width_hz) / bin_hz).astype(np.int64), 0)
-        index = np.minimum(first[:, None] + np.arange(width)[None, :], power.shape[1] - 1)
-        inside = np.abs(index * bin_hz - center_hz[:, None]) <= half_width_hz[:, None]
-        values = np.where(inside, np.take_along_axis(power, index, axis=1), -1.0)
-        return np.take_along_axis(index, np.argmax(values, axis=1)[:, None], axis=1)[:, 0] * bin_hz
+            power = np.ascontiguousarray(spectrum.real**2 + spectrum.imag**2, dtype=np.float32)
+            self.groups.append((rows, power, self.rate_hz / size))
 
 
 def tone_purity(stretches: list[np.ndarray], rate_hz: float, row_hz: np.ndarray, col_hz: np.ndarray) -> TonePurity:
@@ -634,31 +501,41 @@ def tone_purity(stretches: list[np.ndarray], rate_hz: float, row_hz: np.ndarray,
 
     A Hann-windowed spectrum of the whole stretch (25 Hz resolution for 40 ms) resolves the harmonics
     of a voice or an instrument that a 12.75 ms block cannot; what lies within the main lobe of either
-    tone counts as tone, everything else in the band as residual. Two notes close together can pull the
-    phase-based frequency between them, where neither has its peak: the peak check catches that.
+    tone (2.2 resolutions) counts as tone, everything else in the band as residual. Two notes close
+    together can pull the phase-based frequency between them, where neither has its peak: the peak check
+    catches that.
+
+    The harmonic comb: the partials of one voice or note are exact multiples of its fundamental f0. Where
+    row = p * f0 and col = q * f0 hold within ``COMB_MATCH_PCT`` for some p up to ``COMB_MAX_ROW_HARMONIC``
+    (f0 at least ``COMB_MIN_F0_HZ``), the pair may be two harmonics that formants lift (espeak-ng's raised
+    voices put the 3rd and 7th of 233 Hz on key A, the 4th and 7th of 176 Hz on key 1). A voice then also
+    has energy at f0's other multiples, standing out from the spectrum halfway between them; a key has
+    nothing there but noise (its tones are unrelated, each up to 1.5 % off, and seldom fit that close).
+    For the fitting f0 whose other harmonics stand out most, ``comb`` is their power (within half a
+    resolution of each, in ``COMB_BAND_HZ``) and ``comb_contrast`` their mean power per bin over the mean
+    power per bin halfway between; zero where no f0 fits. Harmonics within the main lobe of a
+    call-progress tone are left out (dial tone on the line).
     """
     spectra = StretchSpectra(stretches, rate_hz)
     n = len(stretches)
     tones, residual, upper = np.zeros(n), np.zeros(n), np.zeros(n)
     comb, contrast, peak_miss = np.zeros(n), np.zeros(n), np.zeros((n, 2))
-    for rows, power, prefix, bin_hz in spectra.groups:
-        res = spectra.resolution_hz[rows]
-        lobe = 2.2 * res
-        measured = np.stack([row_hz[rows], col_hz[rows]], axis=1)
-        # Tone lobes (open intervals around each tone, shrunk by a hair so that a bin on the edge is out).
-        edge = 1e-9 * bin_hz
-        near, _ = spectra.band_power(prefix, bin_hz, measured - lobe[:, None] + edge, measured + lobe[:, None] - edge)
-        in_band_lo = np.maximum(measured - lobe[:, None] + edge, DTMF_BAND_HZ[0])
-        in_band_hi = np.minimum(measured + lobe[:, None] - edge, DTMF_BAND_HZ[1])
-        near_in_band, _ = spectra.band_power(prefix, bin_hz, in_band_lo, in_band_hi)
-        band, _ = spectra.band_power(prefix, bin_hz, DTMF_BAND_HZ[0], DTMF_BAND_HZ[1])
-        upper_band, _ = spectra.band_power(prefix, bin_hz, UPPER_BAND_HZ[0] + edge, UPPER_BAND_HZ[1])
-        tones[rows] = near.sum(axis=1)
-        residual[rows] = np.maximum(band[:, 0] - near_in_band.sum(axis=1), 0.0)
-        upper[rows] = upper_band[:, 0]
-        for k in range(2):
-            peak_miss[rows, k] = np.abs(spectra.peak_hz(power, bin_hz, measured[:, k], lobe - edge) - measured[:, k]) / res
-        comb[rows], contrast[rows] = harmonic_comb(spectra, rows, prefix, bin_hz, measured[:, 0], measured[:, 1])
+    measured = np.ascontiguousarray(np.stack([row_hz, col_hz], axis=1), dtype=np.float64)
+    for rows, power, bin_hz in spectra.groups:
+        sums = dtmf_kernels.stretch_purity(
+            power,
+            bin_hz,
+            np.ascontiguousarray(spectra.resolution_hz[rows], dtype=np.float64),
+            np.ascontiguousarray(measured[rows]),
+            DTMF_BAND_HZ,
+            UPPER_BAND_HZ,
+            COMB_BAND_HZ,
+            COMB_MIN_F0_HZ,
+            COMB_MATCH_PCT,
+            COMB_MAX_ROW_HARMONIC,
+            _CALL_PROGRESS_TONES,
+        )
+        tones[rows], residual[rows], upper[rows], peak_miss[rows], comb[rows], contrast[rows] = sums
     safe = np.where(tones > 0.0, tones, np.inf)
     return TonePurity(
         residual=np.where(tones > 0.0, residual / safe, np.inf),
@@ -669,59 +546,7 @@ def tone_purity(stretches: list[np.ndarray], rate_hz: float, row_hz: np.ndarray,
     )
 
 
-def harmonic_comb(
-    spectra: StretchSpectra, rows: np.ndarray, prefix: np.ndarray, bin_hz: float, row_hz: np.ndarray, col_hz: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Power at the other harmonics of a fundamental common to both tones, and its contrast (see below).
-
-    The partials of one voice or note are exact multiples of its fundamental f0: where row = p * f0 and
-    col = q * f0 hold within ``COMB_MATCH_PCT`` for some p up to ``COMB_MAX_ROW_HARMONIC`` (f0 at least
-    ``COMB_MIN_F0_HZ``), the pair may be two harmonics that formants lift (espeak-ng's raised voices put
-    the 3rd and 7th of 233 Hz on key A, the 4th and 7th of 176 Hz on key 1). A voice then also has
-    energy at f0's other multiples, standing out from the spectrum halfway between them; a key has
-    nothing there but noise (its tones are unrelated, each up to 1.5 % off, and seldom fit that close).
-    Returns, per stretch of one ``spectra`` group (``rows``), for the fitting f0 whose other harmonics
-    stand out most: their power (relative to nothing: the caller divides by the pair's), and the contrast
-    (mean power per bin within half a resolution of them over the mean power halfway between). Zero
-    where no f0 fits. Harmonics within the main lobe of a call-progress tone are left out (dial tone on
-    the line).
-    """
-    p = np.arange(1, COMB_MAX_ROW_HARMONIC + 1, dtype=np.float64)[None, :]
-    f0 = row_hz[:, None] / p
-    q = np.round(col_hz[:, None] / f0)
-    miss_pct = np.abs(col_hz[:, None] / (q * f0) - 1.0) * 100.0
-    fits = (f0 >= COMB_MIN_F0_HZ) & (q > p) & (miss_pct <= COMB_MATCH_PCT)
-    comb, contrast = np.zeros(len(rows)), np.zeros(len(rows))
-    stretch, candidate = np.nonzero(fits)
-    if len(stretch) == 0:
-        return comb, contrast
-    f0 = f0[stretch, candidate][:, None]
-    res = spectra.resolution_hz[rows][stretch][:, None]
-    number = np.arange(1, int(COMB_BAND_HZ[1] // COMB_MIN_F0_HZ) + 1, dtype=np.float64)[None, :]
-    on_hz, off_hz = number * f0, (number + 0.5) * f0
-    usable_on = (on_hz >= COMB_BAND_HZ[0]) & (on_hz <= COMB_BAND_HZ[1])
-    usable_on &= (number != p[0, candidate][:, None]) & (number != q[stretch, candidate][:, None])
-    usable_off = (off_hz >= COMB_BAND_HZ[0]) & (off_hz <= COMB_BAND_HZ[1])
-    for tone_hz in CALL_PROGRESS_TONES_HZ:
-        usable_on &= np.abs(on_hz - tone_hz) >= 2.2 * res
-        usable_off &= np.abs(off_hz - tone_hz) >= 2.2 * res
-    candidate_prefix = prefix[stretch]
-    group_rows = np.arange(len(stretch))
-
-    def interval_power(center_hz: np.ndarray, usable: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        power, bins = spectra.band_power(candidate_prefix, bin_hz, center_hz - 0.5 * res, center_hz + 0.5 * res)
-        return np.where(usable, power, 0.0).sum(axis=1), np.where(usable, bins, 0).sum(axis=1)
-
-    on_power, on_bins = interval_power(on_hz, usable_on)
-    off_power, off_bins = interval_power(off_hz, usable_off)
-    candidate_contrast = (on_power / np.maximum(on_bins, 1)) / np.maximum(off_power / np.maximum(off_bins, 1), 1e-30)
-    # Per stretch, the candidate whose comb stands out most.
-    order = np.lexsort((candidate_contrast, stretch))
-    last = np.r_[stretch[order][1:] != stretch[order][:-1], True]
-    chosen = order[last]
-    comb[stretch[chosen]] = on_power[chosen]
-    contrast[stretch[chosen]] = candidate_contrast[chosen]
-    return comb, contrast
+_CALL_PROGRESS_TONES = np.asarray(CALL_PROGRESS_TONES_HZ, dtype=np.float64)
 
 
 @dataclass(frozen=True)
@@ -747,16 +572,14 @@ def call_progress_present(stretches: list[np.ndarray], rate_hz: float) -> np.nda
     a 20 Hz fundamental, or a low voice whose other harmonics fill the band anyway)."""
     spectra = StretchSpectra(stretches, rate_hz)
     present = np.zeros(len(stretches), dtype=bool)
-    for rows, power, prefix, bin_hz in spectra.groups:
-        res = spectra.resolution_hz[rows]
+    for rows, power, bin_hz in spectra.groups:
+        res = np.ascontiguousarray(spectra.resolution_hz[rows], dtype=np.float64)
         for pair_hz in CALL_PROGRESS_PAIRS_HZ:
             exact = np.ones(len(rows), dtype=bool)
             lobes = []
             for tone_hz in pair_hz:
-                center = np.full(len(rows), tone_hz)
-                exact &= np.abs(spectra.peak_hz(power, bin_hz, center, 2.2 * res) - tone_hz) <= 0.5 * res
-                lobe, _ = spectra.band_power(prefix, bin_hz, tone_hz - 2.2 * res[:, None], tone_hz + 2.2 * res[:, None])
-                lobes.append(lobe[:, 0])
+                exact &= np.abs(dtmf_kernels.peak_hz(power, bin_hz, tone_hz, 2.2 * res) - tone_hz) <= 0.5 * res
+                lobes.append(dtmf_kernels.band_power(power, bin_hz, tone_hz - 2.2 * res, tone_hz + 2.2 * res))
             balanced = (lobes[0] <= 10.0 * lobes[1]) & (lobes[1] <= 10.0 * lobes[0])
             present[rows] |= exact & balanced
     return present
@@ -774,27 +597,34 @@ def _notch_filter(rate_hz: int) -> np.ndarray:
 class _History:
     """Half-blocks kept since the oldest one a pending decision may need, in growable arrays.
 
-    Position i holds half-block ``first + i`` (absolute), its samples, and the label and Hann spectrum
-    of the window that starts with it (spanning half-blocks i and i+1; unset for the newest).
+    Position i holds half-block ``first + i`` (absolute): its samples, energy and Goertzel terms, and the
+    label and Hann spectrum of the window that starts with it (spanning half-blocks i and i+1; unset for
+    the newest).
     """
 
     def __init__(self, block_samples: int) -> None:
         self.first = 0
         self.count = 0
         self.samples = np.zeros((HISTORY_MIN_CAPACITY, block_samples), dtype=np.float32)
+        self.energy = np.zeros(HISTORY_MIN_CAPACITY, dtype=np.float32)
+        self.spectra = np.zeros((HISTORY_MIN_CAPACITY, 8), dtype=np.complex64)
         self.labels = np.full(HISTORY_MIN_CAPACITY, _NO_DIGIT, dtype=np.int8)
         self.hann = np.zeros((HISTORY_MIN_CAPACITY, 8), dtype=np.complex64)
 
-    def append(self, blocks: np.ndarray) -> int:
-        """Add half-blocks; return the position of the first one."""
+    def _arrays(self) -> tuple[str, ...]:
+        return ("samples", "energy", "spectra", "labels", "hann")
+
+    def append(self, blocks: np.ndarray, energy: np.ndarray, spectra: np.ndarray) -> int:
+        """Add half-blocks with their energies and Goertzel terms; return the position of the first one."""
         needed = self.count + len(blocks)
         if needed > len(self.labels):
             capacity = max(needed, 2 * len(self.labels))
-            self.samples = _grow(self.samples, capacity)
-            self.labels = _grow(self.labels, capacity, _NO_DIGIT)
-            self.hann = _grow(self.hann, capacity)
+            for name in self._arrays():
+                setattr(self, name, _grow(getattr(self, name), capacity, _NO_DIGIT if name == "labels" else 0))
         position = self.count
         self.samples[position:needed] = blocks
+        self.energy[position:needed] = energy
+        self.spectra[position:needed] = spectra
         self.labels[position:needed] = _NO_DIGIT
         self.hann[position:needed] = 0.0
         self.count = needed
@@ -806,17 +636,14 @@ class _History:
             return
         keep = self.count - count
         capacity = len(self.labels)
-        if capacity > HISTORY_SHRINK_FROM and 4 * keep < capacity:
-            # Give back what a long tone grew (arrays never shrink otherwise): a held key is state for a tone
-            # in progress, never for the rest of the call.
-            capacity = max(HISTORY_MIN_CAPACITY, 2 * keep)
-            self.samples = _grow(self.samples[count : self.count], capacity)
-            self.labels = _grow(self.labels[count : self.count], capacity, _NO_DIGIT)
-            self.hann = _grow(self.hann[count : self.count], capacity)
-        else:
-            self.samples[:keep] = self.samples[count : self.count]
-            self.labels[:keep] = self.labels[count : self.count]
-            self.hann[:keep] = self.hann[count : self.count]
+        for name in self._arrays():
+            array = getattr(self, name)
+            if capacity > HISTORY_SHRINK_FROM and 4 * keep < capacity:
+                # Give back what a long tone grew (arrays never shrink otherwise): a held key is state for a
+                # tone in progress, never for the rest of the call.
+                setattr(self, name, _grow(array[count : self.count], max(HISTORY_MIN_CAPACITY, 2 * keep), _NO_DIGIT if name == "labels" else 0))
+            else:
+                array[:keep] = array[count : self.count]
         self.first += count
         self.count = keep
 
@@ -874,8 +701,6 @@ class DtmfReceiver:
         self._hann_bank = GoertzelBank(DTMF_FREQUENCIES_HZ, self.rate_hz, self.window_samples, window=hann)
         self._meter = ToneMeter(self._hann_bank, hann, m)
         self._classifier = WindowClassifier(self.thresholds, self.window_samples)
-        # Below this window energy neither tone can reach the level threshold (|Y|^2 <= W * energy).
-        self._gate_energy = self._classifier.min_tone_energy / self.window_samples
         t = self.thresholds
         self._bridge_half_blocks = t.bridge_gap_ms / 1000.0 * self.rate_hz / m
         # Half-blocks kept before a pending segment for the call-progress notch to settle in, so that a
@@ -891,8 +716,6 @@ class DtmfReceiver:
         self._pending: list[np.ndarray] = []
         self._pending_samples = 0
         self._history = _History(self.half_block_samples)
-        self._last_spectrum: np.ndarray | None = None
-        self._last_energy: float | None = None
         #: Absolute index of the last window of the newest segment already decided.
         self._decided_through = -1
         self._undecided = False
@@ -950,36 +773,17 @@ class DtmfReceiver:
         if not np.isfinite(energy.sum()):  # NaN or infinity in the input: silence, not a crash
             blocks = np.nan_to_num(blocks, nan=0.0, posinf=0.0, neginf=0.0)
             energy = np.einsum("ij,ij->i", blocks, blocks)
-        position = history.append(blocks)
-        previous = self._last_energy
-        self._last_energy = float(energy[-1])
-        if previous is None:
-            window_energy = energy[:-1] + energy[1:]
-            first_window = position
-        else:
-            window_energy = np.concatenate([[previous], energy])
-            window_energy = window_energy[:-1] + window_energy[1:]
-            first_window = position - 1
-        if len(window_energy) == 0 or float(window_energy.max()) < self._gate_energy:
-            self._last_spectrum = None  # computed again from the samples if the next chunk needs it
+        position = history.append(blocks, energy, self._bank.spectra(blocks))
+        first_window = max(position - 1, 0)
+        found = self._classifier.classify(
+            history.spectra[first_window : history.count],
+            history.energy[first_window : history.count],
+            self._hop_rotation,
+            history.labels[first_window : history.count - 1],
+        )
+        if found == 0:
             return
-        spectra = self._bank.spectra(blocks)
-        if previous is not None:
-            last = self._last_spectrum
-            if last is None:
-                last = self._bank.spectra(history.samples[position - 1 : position])[0]
-            spectra_all = np.vstack([last[None, :], spectra])
-            energy_all = np.concatenate([[previous], energy])
-        else:
-            spectra_all, energy_all = spectra, energy
-        self._last_spectrum = spectra[-1]
-        tone_energy, window_energy = window_energies(spectra_all, energy_all, self._hop_rotation)
-        labels = self._classifier.classify(tone_energy, window_energy)
-        candidates = np.flatnonzero(labels >= 0)
-        if len(candidates) == 0:
-            return
-        windows = first_window + candidates
-        history.labels[windows] = labels[candidates]
+        windows = first_window + np.flatnonzero(history.labels[first_window : history.count - 1] >= 0)
         frames = np.concatenate([history.samples[windows], history.samples[windows + 1]], axis=1)
         history.hann[windows] = self._hann_bank.spectra(frames)
         if not self._undecided:
@@ -993,23 +797,20 @@ class DtmfReceiver:
         history = self._history
         windows = max(history.count - 1, 0)
         labels = history.labels[:windows]
-        firsts, lasts = find_runs(labels)
+        firsts, lasts, run_labels, start_array, end_array, segment_of_run = runs_and_segments(
+            labels, history.spectra[: history.count], self._bridge_half_blocks
+        )
         keep_from = max(windows - 2, 0)
         self._undecided = False
         if len(firsts) == 0:
             history.drop(keep_from)
             return []
-        run_labels = labels[firsts].astype(np.int64)
         tones = np.stack([run_labels // 4, 4 + run_labels % 4], axis=1)
-        # |DFT| of the half-blocks each run and its edges cover (a-1 .. b+2), not of the whole history.
-        needed, _ = _ranges(np.maximum(firsts - 1, 0), np.minimum(lasts + 3, history.count))
-        needed = np.unique(needed)
-        magnitudes = np.zeros((history.count, 8), dtype=np.float32)
-        magnitudes[needed] = np.abs(self._bank.spectra(history.samples[needed]))
-        start_fill, end_fill = refine_edges(magnitudes, firsts, lasts, tones)
-        starts = (firsts + 1 - start_fill).tolist()
-        ends = (lasts + 1 + end_fill).tolist()
-        segments = bridge_runs(run_labels.tolist(), starts, ends, self._bridge_half_blocks)
+        starts, ends = start_array.tolist(), end_array.tolist()
+        segments: list[list[int]] = [[] for _ in range(int(segment_of_run.max()) + 1)]
+        for run, segment in enumerate(segment_of_run.tolist()):
+            if segment >= 0:
+                segments[segment].append(run)
 
         ready: list[list[int]] = []
         last_windows = lasts.tolist()

@@ -1,0 +1,11 @@
+"""Builds the DTMF receiver's compiled kernels (``ivrsim/audio/dtmf_kernels.pyx``); the rest is in pyproject.toml."""
+
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+setup(
+    ext_modules=cythonize(
+        [Extension("ivrsim.audio.dtmf_kernels", ["ivrsim/audio/dtmf_kernels.pyx"], extra_compile_args=["-O3"])],
+        compiler_directives={"language_level": "3"},
+    )
+)
