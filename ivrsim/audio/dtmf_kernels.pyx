@@ -26,63 +26,116 @@ cdef inline double _angle(double complex z) nogil:
     return atan2(z.imag, z.real)
 
 
-def classify_windows(
-    const float complex[:, ::1] half_spectra,
-    const float[::1] half_energy,
-    const float complex[::1] hop_rotation,
-    double min_tone_energy,
-    double normal_twist,
-    double reverse_twist,
-    double relative_peak,
-    double share_scale,
-    signed char[::1] labels,
-):
-    """Stages 2 and 3: the digit each window of two adjacent half-blocks holds, or -1.
+cdef inline void _dft_terms(const float* samples, Py_ssize_t length, const float[:, ::1] basis, float complex* out) noexcept nogil:
+    """The DFT terms at the eight frequencies of ``basis`` (length, 16: cos and -sin interleaved)."""
+    cdef float acc[16]
+    cdef Py_ssize_t n, k
+    cdef float x
+    cdef const float* row
+    for k in range(16):
+        acc[k] = 0.0
+    for n in range(length):
+        x = samples[n]
+        row = &basis[n, 0]
+        for k in range(16):
+            acc[k] += x * row[k]
+    for k in range(8):
+        out[k].real = acc[2 * k]
+        out[k].imag = acc[2 * k + 1]
 
-    ``half_spectra`` (n + 1, 8) and ``half_energy`` (n + 1,) are consecutive half-blocks; window i spans
-    half-blocks i and i + 1 and its label is written to ``labels[i]``. The thresholds are
-    ``WindowClassifier``'s, scaled to raw window energies. Returns how many windows hold a digit.
-    """
-    cdef Py_ssize_t n = half_spectra.shape[0] - 1
-    cdef Py_ssize_t w, g, k
+
+cdef class WindowThresholds:
+    """``WindowClassifier``'s thresholds, scaled to raw window energies."""
+
+    cdef public double min_tone_energy, normal_twist, reverse_twist, relative_peak, share_scale
+
+    def __init__(self, double min_tone_energy, double normal_twist, double reverse_twist, double relative_peak, double share_scale):
+        self.min_tone_energy = min_tone_energy
+        self.normal_twist = normal_twist
+        self.reverse_twist = reverse_twist
+        self.relative_peak = relative_peak
+        self.share_scale = share_scale
+
+
+cdef inline signed char _classify(const float complex* earlier, const float complex* later, double energy, const float complex[::1] hop_rotation, WindowThresholds t) noexcept:
+    """Stage 3 for one window: its digit (row * 4 + column), or -1."""
     cdef double power[8]
     cdef double top[2]
     cdef double second[2]
     cdef int best[2]
-    cdef double v, window_energy
+    cdef Py_ssize_t g, k
+    cdef double v
     cdef double complex y
-    cdef int found = 0
-    with nogil:
-        for w in range(n):
-            for k in range(8):
-                y = <double complex>half_spectra[w, k] + <double complex>half_spectra[w + 1, k] * <double complex>hop_rotation[k]
-                power[k] = _abs2(y)
-            for g in range(2):
-                top[g] = -1.0
-                second[g] = -1.0
-                best[g] = 0
-                for k in range(4):
-                    v = power[4 * g + k]
-                    if v > top[g]:
-                        second[g] = top[g]
-                        top[g] = v
-                        best[g] = k
-                    elif v > second[g]:
-                        second[g] = v
-            window_energy = <double>half_energy[w] + <double>half_energy[w + 1]
-            if (
-                top[0] >= min_tone_energy
-                and top[1] >= min_tone_energy
-                and top[0] <= top[1] * normal_twist
-                and top[1] <= top[0] * reverse_twist
-                and second[0] * relative_peak <= top[0]
-                and second[1] * relative_peak <= top[1]
-                and top[0] + top[1] >= share_scale * window_energy
-            ):
-                labels[w] = <signed char>(best[0] * 4 + best[1])
-                found += 1
-            else:
-                labels[w] = -1
+    for k in range(8):
+        y = <double complex>earlier[k] + <double complex>later[k] * <double complex>hop_rotation[k]
+        power[k] = _abs2(y)
+    for g in range(2):
+        top[g] = -1.0
+        second[g] = -1.0
+        best[g] = 0
+        for k in range(4):
+            v = power[4 * g + k]
+            if v > top[g]:
+                second[g] = top[g]
+                top[g] = v
+                best[g] = k
+            elif v > second[g]:
+                second[g] = v
+    if (
+        top[0] >= t.min_tone_energy
+        and top[1] >= t.min_tone_energy
+        and top[0] <= top[1] * t.normal_twist
+        and top[1] <= top[0] * t.reverse_twist
+        and second[0] * t.relative_peak <= top[0]
+        and second[1] * t.relative_peak <= top[1]
+        and top[0] + top[1] >= t.share_scale * energy
+    ):
+        return <signed char>(best[0] * 4 + best[1])
+    return -1
+
+
+def analyse_blocks(
+    float[:, ::1] samples,
+    float[::1] energy,
+    float complex[:, ::1] spectra,
+    signed char[::1] labels,
+    float complex[:, ::1] hann,
+    Py_ssize_t position,
+    Py_ssize_t count,
+    const float[:, ::1] basis,
+    const float[:, ::1] hann_basis,
+    const float complex[::1] hop_rotation,
+    WindowThresholds thresholds,
+):
+    """Stages 1-3 over the history's half-blocks ``position .. count - 1`` (new, samples already stored).
+
+    Each one's energy and Goertzel terms (``basis``: half-block length x 16, cos and -sin interleaved) are
+    stored; NaN or infinite samples are set to zero first (silence, not a crash). Every window the new
+    half-blocks complete (from ``position - 1``) is labelled (stage 3), and each window that holds a digit
+    gets its Hann-windowed terms (``hann_basis``: two half-blocks x 16). Returns how many windows hold a
+    digit.
+    """
+    cdef Py_ssize_t m = samples.shape[1], b, n, w, found = 0
+    cdef double e
+    cdef float x
+    cdef bint finite
+    for b in range(position, count):
+        e = 0.0
+        finite = True
+        for n in range(m):
+            x = samples[b, n]
+            if not (x - x == 0.0):  # NaN or infinite
+                samples[b, n] = 0.0
+                x = 0.0
+            e += <double>x * x
+        energy[b] = <float>e
+        _dft_terms(&samples[b, 0], m, basis, &spectra[b, 0])
+    for w in range(max(position - 1, 0), count - 1):
+        labels[w] = _classify(&spectra[w, 0], &spectra[w + 1, 0], <double>energy[w] + <double>energy[w + 1], hop_rotation, thresholds)
+        if labels[w] >= 0:
+            # Half-blocks w and w + 1 are consecutive rows: one stretch of two half-blocks.
+            _dft_terms(&samples[w, 0], 2 * m, hann_basis, &hann[w, 0])
+            found += 1
     return found
 
 
@@ -131,7 +184,7 @@ def runs_and_segments(const signed char[::1] labels, const float complex[:, ::1]
     cdef long[::1] open_first = open_first_array
     cdef double[::1] open_end = open_end_array
     cdef Py_ssize_t w, r, b, i, j, runs = 0, open_count = 0
-    cdef long label, row, col, segments = 0
+    cdef long label, row, col, previous, segments = 0
     cdef double ref_row, ref_col, sum_row, sum_col
     cdef bint joined
     with nogil:
@@ -197,13 +250,23 @@ def runs_and_segments(const signed char[::1] labels, const float complex[:, ::1]
                 open_first[open_count] = r
                 open_end[open_count] = ends[r]
                 open_count += 1
+        # Number the segments left 0, 1, ... in order (a kept segment's runs are consecutive among the kept).
+        segments = 0
+        previous = -1
+        for r in range(runs):
+            if segment_of_run[r] < 0:
+                continue
+            if segment_of_run[r] != previous:
+                previous = segment_of_run[r]
+                segments += 1
+            segment_of_run[r] = segments - 1
     return (
         firsts_array[:runs],
         lasts_array[:runs],
         labels_array[:runs],
         starts_array[:runs],
         ends_array[:runs],
-        _renumbered(segment_array[:runs]),
+        segment_array[:runs],
     )
 
 
@@ -212,14 +275,6 @@ cdef inline void _drop_segment(long[::1] segment_of_run, Py_ssize_t before, long
     for r in range(before):
         if segment_of_run[r] == segment:
             segment_of_run[r] = -1
-
-
-def _renumbered(segment_of_run):
-    """Segments numbered 0, 1, ... in order once the dropped ones are gone (-1 stays -1)."""
-    result = np.full(len(segment_of_run), -1, dtype=np.int64)
-    kept = segment_of_run >= 0
-    _, result[kept] = np.unique(segment_of_run[kept], return_inverse=True)
-    return result
 
 
 def measure_tones(

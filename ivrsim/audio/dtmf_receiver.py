@@ -278,7 +278,10 @@ class WindowClassifier:
     Checks, all required: both tones at or above ``min_tone_level_dbm0``; twist within the limits plus a
     wide margin (the exact twist is checked on the whole tone); each tone at least
     ``min_relative_peak_db`` above the runner-up of its group; the two tones together carry at least
-    ``min_energy_share`` of the window's power. Thresholds are scaled once to the window's raw energies.
+    ``min_energy_share`` of the window's power. Thresholds are scaled once to the window's raw energies:
+    for a window of W samples, a tone of amplitude A at exactly its frequency gives a tone energy
+    ``|Y|**2`` of (A*W/2)**2, a signal of mean power P a window energy of W*P. The check runs compiled
+    (``dtmf_kernels.analyse_blocks``).
     """
 
     def __init__(self, thresholds: DtmfThresholds, window_samples: int) -> None:
@@ -291,24 +294,10 @@ class WindowClassifier:
         self.reverse_twist = db_to_power_ratio(thresholds.max_reverse_twist_db + loose_margin_db)
         self.relative_peak = db_to_power_ratio(thresholds.min_relative_peak_db)
 
-    def classify(self, half_spectra: np.ndarray, half_energy: np.ndarray, hop_rotation: np.ndarray, labels: np.ndarray) -> int:
-        """Label each window of two adjacent half-blocks (``half_spectra`` (n + 1, 8) complex64, ``half_energy``
-        (n + 1,) float32) into ``labels`` (n,) int8: the digit index (row * 4 + col), or -1. ``hop_rotation``
-        brings a half-block to its predecessor's phase reference. Returns how many windows hold a digit.
-
-        A window's tone energy is ``|Y|**2`` of the sum of its half-blocks' terms: for a window of W samples,
-        a tone of amplitude A at exactly its frequency gives (A*W/2)**2; a signal of mean power P gives a
-        window energy of W*P."""
-        return dtmf_kernels.classify_windows(
-            half_spectra,
-            half_energy,
-            hop_rotation,
-            self.min_tone_energy,
-            self.normal_twist,
-            self.reverse_twist,
-            self.relative_peak,
-            self.share_scale,
-            labels,
+    def scaled(self) -> dtmf_kernels.WindowThresholds:
+        """The thresholds as ``dtmf_kernels.analyse_blocks`` takes them."""
+        return dtmf_kernels.WindowThresholds(
+            self.min_tone_energy, self.normal_twist, self.reverse_twist, self.relative_peak, self.share_scale
         )
 
 
@@ -481,19 +470,21 @@ class StretchSpectra:
     stretches. Band powers and peaks are summed over them by ``dtmf_kernels``."""
 
     def __init__(self, stretches: list[np.ndarray], rate_hz: float) -> None:
-        lengths = np.array([max(len(s), 2) for s in stretches])
-        sizes = 1 << np.ceil(np.log2(2 * lengths)).astype(np.int64)
+        lengths = [max(len(s), 2) for s in stretches]
         self.rate_hz = float(rate_hz)
-        self.resolution_hz = self.rate_hz / lengths
+        self.resolution_hz = self.rate_hz / np.array(lengths, dtype=np.float64)
+        by_size: dict[int, list[int]] = {}
+        for i, length in enumerate(lengths):
+            by_size.setdefault(1 << (2 * length - 1).bit_length(), []).append(i)
         self.groups: list[tuple[np.ndarray, np.ndarray, float]] = []
-        for size in np.unique(sizes).tolist():
-            rows = np.flatnonzero(sizes == size)
+        for size in sorted(by_size):
+            rows = by_size[size]
             frames = np.zeros((len(rows), size), dtype=np.float32)
-            for row, i in enumerate(rows.tolist()):
+            for row, i in enumerate(rows):
                 frames[row, : len(stretches[i])] = stretches[i] * _hann_f32(len(stretches[i]))
-            spectrum = scipy.fft.rfft(frames, axis=1)
-            power = np.ascontiguousarray(spectrum.real**2 + spectrum.imag**2, dtype=np.float32)
-            self.groups.append((rows, power, self.rate_hz / size))
+            spectrum = scipy.fft.rfft(frames, axis=1).view(np.float32).reshape(len(rows), -1, 2)
+            power = np.einsum("ijk,ijk->ij", spectrum, spectrum)
+            self.groups.append((np.array(rows), power, self.rate_hz / size))
 
 
 def tone_purity(stretches: list[np.ndarray], rate_hz: float, row_hz: np.ndarray, col_hz: np.ndarray) -> TonePurity:
@@ -614,17 +605,17 @@ class _History:
     def _arrays(self) -> tuple[str, ...]:
         return ("samples", "energy", "spectra", "labels", "hann")
 
-    def append(self, blocks: np.ndarray, energy: np.ndarray, spectra: np.ndarray) -> int:
-        """Add half-blocks with their energies and Goertzel terms; return the position of the first one."""
+    def append(self, blocks: np.ndarray) -> int:
+        """Add half-blocks' samples (the rest is set by ``dtmf_kernels.analyse_blocks``); return the position
+        of the first one."""
         needed = self.count + len(blocks)
         if needed > len(self.labels):
-            capacity = max(needed, 2 * len(self.labels))
+            # Doubling for a stream; a whole signal's one append gets room for the flush's few more.
+            capacity = max(needed + HISTORY_MIN_CAPACITY, 2 * len(self.labels))
             for name in self._arrays():
-                setattr(self, name, _grow(getattr(self, name), capacity, _NO_DIGIT if name == "labels" else 0))
+                setattr(self, name, _grow(getattr(self, name)[: self.count], capacity, _NO_DIGIT if name == "labels" else 0))
         position = self.count
         self.samples[position:needed] = blocks
-        self.energy[position:needed] = energy
-        self.spectra[position:needed] = spectra
         self.labels[position:needed] = _NO_DIGIT
         self.hann[position:needed] = 0.0
         self.count = needed
@@ -700,7 +691,7 @@ class DtmfReceiver:
         hann = hann_window(self.window_samples)
         self._hann_bank = GoertzelBank(DTMF_FREQUENCIES_HZ, self.rate_hz, self.window_samples, window=hann)
         self._meter = ToneMeter(self._hann_bank, hann, m)
-        self._classifier = WindowClassifier(self.thresholds, self.window_samples)
+        self._window_thresholds = WindowClassifier(self.thresholds, self.window_samples).scaled()
         t = self.thresholds
         self._bridge_half_blocks = t.bridge_gap_ms / 1000.0 * self.rate_hz / m
         # Half-blocks kept before a pending segment for the call-progress notch to settle in, so that a
@@ -769,24 +760,21 @@ class DtmfReceiver:
     def _analyse(self, blocks: np.ndarray) -> None:
         """Stages 1-3 over new half-blocks; store them with the labels of the windows they complete."""
         history = self._history
-        energy = np.einsum("ij,ij->i", blocks, blocks)
-        if not np.isfinite(energy.sum()):  # NaN or infinity in the input: silence, not a crash
-            blocks = np.nan_to_num(blocks, nan=0.0, posinf=0.0, neginf=0.0)
-            energy = np.einsum("ij,ij->i", blocks, blocks)
-        position = history.append(blocks, energy, self._bank.spectra(blocks))
-        first_window = max(position - 1, 0)
-        found = self._classifier.classify(
-            history.spectra[first_window : history.count],
-            history.energy[first_window : history.count],
+        position = history.append(blocks)
+        found = dtmf_kernels.analyse_blocks(
+            history.samples,
+            history.energy,
+            history.spectra,
+            history.labels,
+            history.hann,
+            position,
+            history.count,
+            self._bank.basis,
+            self._hann_bank.basis,
             self._hop_rotation,
-            history.labels[first_window : history.count - 1],
+            self._window_thresholds,
         )
-        if found == 0:
-            return
-        windows = first_window + np.flatnonzero(history.labels[first_window : history.count - 1] >= 0)
-        frames = np.concatenate([history.samples[windows], history.samples[windows + 1]], axis=1)
-        history.hann[windows] = self._hann_bank.spectra(frames)
-        if not self._undecided:
+        if found and not self._undecided:
             self._undecided = True
             self._decision_due = 0
 

@@ -56,6 +56,11 @@ class GoertzelBank:
         basis[:, 1::2] = -weights[:, None] * np.sin(phase)
         self._basis = basis.astype(np.float32)
 
+    @property
+    def basis(self) -> np.ndarray:
+        """The float32 basis (block_samples, 2 * freqs): cos and -sin of each frequency, interleaved."""
+        return self._basis
+
     def spectra(self, blocks: np.ndarray) -> np.ndarray:
         """DFT terms of each row of ``blocks`` (float32, (count, block_samples)): complex64 (count, freqs)."""
         return np.ascontiguousarray(blocks @ self._basis).view(np.complex64)
