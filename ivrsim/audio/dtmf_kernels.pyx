@@ -15,14 +15,15 @@ digit's label is ``row * 4 + column`` (0-15); a run's tones are its row (0-3) an
 
 import numpy as np
 
-from libc.math cimport INFINITY, atan2, ceil, fabs, floor, rint, sqrt
+from libc.math cimport INFINITY, M_PI, atan2, ceil, cos, fabs, floor, log10, rint, sin, sqrt
+from libc.stdlib cimport qsort
 
 
-cdef inline double _abs2(double complex z) nogil:
+cdef inline double _abs2(double complex z) noexcept nogil:
     return z.real * z.real + z.imag * z.imag
 
 
-cdef inline double _angle(double complex z) nogil:
+cdef inline double _angle(double complex z) noexcept nogil:
     return atan2(z.imag, z.real)
 
 
@@ -139,7 +140,7 @@ def analyse_blocks(
     return found
 
 
-cdef inline double _fill(const float complex[:, ::1] spectra, Py_ssize_t block, long row, long col, double ref_row, double ref_col) nogil:
+cdef inline double _fill(const float complex[:, ::1] spectra, Py_ssize_t block, long row, long col, double ref_row, double ref_col) noexcept nogil:
     """Share of a half-block a tone fills: its magnitude over the run's reference, averaged over both tones."""
     cdef double share
     if block < 0 or block >= spectra.shape[0]:
@@ -150,7 +151,7 @@ cdef inline double _fill(const float complex[:, ::1] spectra, Py_ssize_t block, 
     return min(max(share, 0.0), 1.0)
 
 
-cdef inline double _magnitude(const float complex[:, ::1] spectra, Py_ssize_t block, long tone) nogil:
+cdef inline double _magnitude(const float complex[:, ::1] spectra, Py_ssize_t block, long tone) noexcept nogil:
     if block < 0 or block >= spectra.shape[0]:
         return 0.0
     return sqrt(_abs2(<double complex>spectra[block, tone]))
@@ -270,152 +271,15 @@ def runs_and_segments(const signed char[::1] labels, const float complex[:, ::1]
     )
 
 
-cdef inline void _drop_segment(long[::1] segment_of_run, Py_ssize_t before, long segment) nogil:
+cdef inline void _drop_segment(long[::1] segment_of_run, Py_ssize_t before, long segment) noexcept nogil:
     cdef Py_ssize_t r
     for r in range(before):
         if segment_of_run[r] == segment:
             segment_of_run[r] = -1
 
 
-def measure_tones(
-    const float complex[:, ::1] hann,
-    const long[::1] firsts,
-    const long[::1] lasts,
-    const long[:, ::1] tones,
-    const long[::1] segment_starts,
-    const float complex[::1] hop_rotation,
-    double to_hz,
-    const double[::1] response,
-    double response_first_hz,
-    double response_step_hz,
-    double gain,
-    double max_turn_deviation_rad,
-    double dropout_magnitude,
-):
-    """Stage 5: each segment's two tones from window spectra ``hann`` (see ``dtmf_receiver.ToneMeter``).
-
-    Runs ``firsts``/``lasts`` with their ``tones`` (runs, 2) are ordered by segment; segment k's runs begin
-    at ``segment_starts[k]``. Returns arrays (segments, 2): offset from nominal in Hz, coherence, power
-    (amplitude squared over two, full scale 1.0), drift between the halves in Hz (infinite where a half
-    has no steady turn), level spread; and ``valid`` (segments,).
-    """
-    cdef Py_ssize_t count = segment_starts.shape[0], runs = firsts.shape[0]
-    offset_array = np.zeros((count, 2))
-    coherence_array = np.zeros((count, 2))
-    power_array = np.zeros((count, 2))
-    drift_array = np.zeros((count, 2))
-    spread_array = np.zeros((count, 2))
-    valid_array = np.ones(count, dtype=bool)
-    cdef double[:, ::1] offset_hz = offset_array
-    cdef double[:, ::1] coherence = coherence_array
-    cdef double[:, ::1] power = power_array
-    cdef double[:, ::1] drift_hz = drift_array
-    cdef double[:, ::1] level_spread = spread_array
-    cdef unsigned char[::1] valid = valid_array.view(np.uint8)
-    cdef Py_ssize_t s, k, r, w, first_run, end_run, rank, turn_count, inner_count, every_count, lit_count, early_count, late_count, cell
-    cdef long tone
-    cdef double complex turn, total, rotation, early, late, reference
-    cdef double magnitude_total, inner_power, every_power, mean_sq, mean, mag, lit_sum, lit_square, lit_mean, spread
-    cdef double offset, response_at, position, fraction, amplitude
-    cdef Py_ssize_t last_cell = response.shape[0] - 1
-    with nogil:
-        for s in range(count):
-            first_run = segment_starts[s]
-            end_run = segment_starts[s + 1] if s + 1 < count else runs
-            for k in range(2):
-                tone = tones[first_run, k]
-                rotation = hop_rotation[tone]
-                # Phase turns between consecutive windows of each run: frequency, coherence, drift.
-                total = 0.0
-                magnitude_total = 0.0
-                turn_count = 0
-                for r in range(first_run, end_run):
-                    for w in range(firsts[r], lasts[r]):
-                        turn = <double complex>(hann[w + 1, tone] * hann[w, tone].conjugate())
-                        total = total + turn
-                        magnitude_total += sqrt(_abs2(turn))
-                        turn_count += 1
-                total = total * rotation
-                reference = total.conjugate() * rotation
-                early = 0.0
-                late = 0.0
-                early_count = 0
-                late_count = 0
-                rank = 0
-                for r in range(first_run, end_run):
-                    for w in range(firsts[r], lasts[r]):
-                        turn = <double complex>(hann[w + 1, tone] * hann[w, tone].conjugate())
-                        if fabs(_angle(turn * reference)) < max_turn_deviation_rad:
-                            if 2 * rank < turn_count:
-                                early = early + turn
-                                early_count += 1
-                            else:
-                                late = late + turn
-                                late_count += 1
-                        rank += 1
-                if early_count > 0 and late_count > 0:
-                    drift_hz[s, k] = _angle(late * rotation * (early * rotation).conjugate()) * to_hz
-                else:
-                    drift_hz[s, k] = INFINITY
-                # Level: mean power over the windows inside the runs (or all of them), and its spread over
-                # the inside windows a dropout does not dim.
-                inner_power = 0.0
-                inner_count = 0
-                mean = 0.0
-                every_power = 0.0
-                every_count = 0
-                for r in range(first_run, end_run):
-                    for w in range(firsts[r], lasts[r] + 1):
-                        mag = sqrt(_abs2(<double complex>hann[w, tone]))
-                        every_power += mag * mag
-                        every_count += 1
-                        if firsts[r] < w < lasts[r]:
-                            inner_power += mag * mag
-                            mean += mag
-                            inner_count += 1
-                if inner_count > 0:
-                    mean_sq = inner_power / inner_count
-                    mean = mean / inner_count
-                else:
-                    mean_sq = every_power / every_count if every_count > 0 else 0.0
-                lit_sum = 0.0
-                lit_square = 0.0
-                lit_count = 0
-                for r in range(first_run, end_run):
-                    for w in range(firsts[r] + 1, lasts[r]):
-                        mag = sqrt(_abs2(<double complex>hann[w, tone]))
-                        if mag >= dropout_magnitude * mean:
-                            lit_sum += mag
-                            lit_square += mag * mag
-                            lit_count += 1
-                if lit_count > 1:
-                    lit_mean = lit_sum / lit_count
-                    spread = sqrt(max(lit_square / lit_count - lit_mean * lit_mean, 0.0))
-                    level_spread[s, k] = spread / max(lit_mean, 1e-30)
-                else:
-                    level_spread[s, k] = 0.0
-                offset = _angle(total) * to_hz
-                offset_hz[s, k] = offset
-                coherence[s, k] = sqrt(_abs2(total)) / max(magnitude_total, 1e-30)
-                if not magnitude_total > 0.0:
-                    valid[s] = 0
-                # The window's response at the measured offset, interpolated (clamped at the table's ends).
-                position = (offset - response_first_hz) / response_step_hz
-                if position <= 0.0:
-                    response_at = response[0]
-                elif position >= last_cell:
-                    response_at = response[last_cell]
-                else:
-                    cell = <Py_ssize_t>floor(position)
-                    fraction = position - cell
-                    response_at = response[cell] + fraction * (response[cell + 1] - response[cell])
-                amplitude = 2.0 * sqrt(mean_sq) / (gain * max(response_at, 1e-6))
-                power[s, k] = amplitude * amplitude / 2.0
-    return offset_array, coherence_array, power_array, valid_array, drift_array, spread_array
-
-
-cdef inline double _band_power(const float[:, ::1] power, Py_ssize_t row, double bin_hz, double low_hz, double high_hz, Py_ssize_t* bins_out) nogil:
-    """Power of one spectrum in [low_hz, high_hz]: the bins whose centres lie inside (``StretchSpectra``)."""
+cdef inline double _band_power(const float[:, ::1] power, Py_ssize_t row, double bin_hz, double low_hz, double high_hz, Py_ssize_t* bins_out) noexcept nogil:
+    """Power of one spectrum in [low_hz, high_hz]: the bins whose centres lie inside."""
     cdef Py_ssize_t bins = power.shape[1], first, last, i
     cdef double total = 0.0
     first = <Py_ssize_t>min(max(ceil(low_hz / bin_hz), 0.0), <double>bins)
@@ -429,7 +293,7 @@ cdef inline double _band_power(const float[:, ::1] power, Py_ssize_t row, double
     return total
 
 
-cdef inline double _peak_hz(const float[:, ::1] power, Py_ssize_t row, double bin_hz, double center_hz, double half_width_hz) nogil:
+cdef inline double _peak_hz(const float[:, ::1] power, Py_ssize_t row, double bin_hz, double center_hz, double half_width_hz) noexcept nogil:
     """Frequency of the strongest bin within ``half_width_hz`` of ``center_hz`` (the first such bin if none)."""
     cdef Py_ssize_t bins = power.shape[1], first, i, best
     cdef double best_value = -1.0
@@ -444,121 +308,558 @@ cdef inline double _peak_hz(const float[:, ::1] power, Py_ssize_t row, double bi
     return best * bin_hz
 
 
-def band_power(const float[:, ::1] power, double bin_hz, const double[::1] low_hz, const double[::1] high_hz):
-    """Power of each spectrum (row of ``power``, bins ``bin_hz`` apart) in [low_hz[row], high_hz[row]]."""
-    result = np.zeros(power.shape[0])
-    cdef double[::1] out = result
-    cdef Py_ssize_t row
-    for row in range(power.shape[0]):
-        out[row] = _band_power(power, row, bin_hz, low_hz[row], high_hz[row], NULL)
-    return result
+cdef int _compare_doubles(const void* a, const void* b) noexcept nogil:
+    cdef double x = (<const double*>a)[0], y = (<const double*>b)[0]
+    return (x > y) - (x < y)
 
 
-def peak_hz(const float[:, ::1] power, double bin_hz, double center_hz, const double[::1] half_width_hz):
-    """Frequency of each spectrum's strongest bin within ``half_width_hz[row]`` of ``center_hz``: (rows,)."""
-    result = np.zeros(power.shape[0])
-    cdef double[::1] out = result
-    cdef Py_ssize_t row
-    for row in range(power.shape[0]):
-        out[row] = _peak_hz(power, row, bin_hz, center_hz, half_width_hz[row])
-    return result
+cdef class SegmentJudge:
+    """Stages 5 and 6 for segments (runs of windows of one digit): a digit, or not, with its frequencies
+    and levels. What each check is and why is told in ``dtmf_receiver`` (module docstring, ``ToneMeter``,
+    ``tone_purity``, ``DtmfReceiver``); this class runs them compiled, a segment at a time, and calls
+    ``rfft`` (scipy's) once per FFT size for the purity spectra.
 
-
-def stretch_purity(
-    const float[:, ::1] power,
-    double bin_hz,
-    const double[::1] resolution_hz,
-    const double[:, ::1] measured_hz,
-    tuple dtmf_band_hz,
-    tuple upper_band_hz,
-    tuple comb_band_hz,
-    double comb_min_f0_hz,
-    double comb_match_pct,
-    long comb_max_row_harmonic,
-    const double[::1] call_progress_tones_hz,
-):
-    """Purity sums of spectra of one FFT size (see ``dtmf_receiver.tone_purity`` and ``harmonic_comb``).
-
-    ``power`` (stretches, bins) are Hann-windowed power spectra; ``resolution_hz`` each stretch's rate over
-    its length; ``measured_hz`` (stretches, 2) its tones. Returns ``(tones, residual, upper, peak_miss,
-    comb, contrast)``: the power in the tones' lobes, what is left in the DTMF band, the power above it,
-    each peak's distance from its tone in resolutions (stretches, 2), the other harmonics' power and
-    their contrast (zero where no fundamental fits both tones).
+    Args:
+        rate_hz, half_block_samples: the receiver's rate and half-block length.
+        hop_rotation: per DTMF frequency, the phase a steady tone at it turns between windows one
+            half-block apart (complex64, 8).
+        response, response_first_hz, response_step_hz: the Hann window's gain at offsets from a tone's
+            frequency, tabulated from ``response_first_hz`` every ``response_step_hz``.
+        gain: the window's sum (a tone of amplitude A at its frequency gives |X| = A * gain / 2).
+        limits: a ``DtmfThresholds``.
+        settings: the receiver's constants by name (see ``DtmfReceiver._judge_settings``).
+        rfft: ``scipy.fft.rfft``.
     """
-    cdef Py_ssize_t n = power.shape[0], row, k, p, i
-    tones_array = np.zeros(n)
-    residual_array = np.zeros(n)
-    upper_array = np.zeros(n)
-    miss_array = np.zeros((n, 2))
-    comb_array = np.zeros(n)
-    contrast_array = np.zeros(n)
-    cdef double[::1] tones = tones_array
-    cdef double[::1] residual = residual_array
-    cdef double[::1] upper = upper_array
-    cdef double[:, ::1] peak_miss = miss_array
-    cdef double[::1] comb = comb_array
-    cdef double[::1] contrast = contrast_array
-    cdef double band_lo = dtmf_band_hz[0], band_hi = dtmf_band_hz[1]
-    cdef double upper_lo = upper_band_hz[0], upper_hi = upper_band_hz[1]
-    cdef double comb_lo = comb_band_hz[0], comb_hi = comb_band_hz[1]
-    cdef Py_ssize_t numbers = <Py_ssize_t>floor(comb_hi / comb_min_f0_hz)
-    cdef Py_ssize_t tones_count = call_progress_tones_hz.shape[0]
-    cdef double res, lobe, edge, measured, near_in_band, band, f0, q, miss, on_hz, off_hz
-    cdef double on_power, off_power, candidate_contrast, best_contrast, best_power
-    cdef Py_ssize_t on_bins, off_bins, bins_here, number
-    cdef bint usable_on, usable_off, found
-    with nogil:
-        for row in range(n):
-            res = resolution_hz[row]
-            lobe = 2.2 * res
-            edge = 1e-9 * bin_hz
-            near_in_band = 0.0
-            for k in range(2):
-                measured = measured_hz[row, k]
-                tones[row] += _band_power(power, row, bin_hz, measured - lobe + edge, measured + lobe - edge, NULL)
-                near_in_band += _band_power(
-                    power, row, bin_hz, max(measured - lobe + edge, band_lo), min(measured + lobe - edge, band_hi), NULL
-                )
-                peak_miss[row, k] = fabs(_peak_hz(power, row, bin_hz, measured, lobe - edge) - measured) / res
-            band = _band_power(power, row, bin_hz, band_lo, band_hi, NULL)
-            residual[row] = max(band - near_in_band, 0.0)
-            upper[row] = _band_power(power, row, bin_hz, upper_lo + edge, upper_hi, NULL)
-            # The harmonic comb: over the fundamentals both tones fit, the one whose other harmonics stand
-            # out most from the spectrum halfway between them (ties: the higher harmonic number p).
-            found = False
-            best_contrast = 0.0
-            best_power = 0.0
-            for p in range(1, comb_max_row_harmonic + 1):
-                f0 = measured_hz[row, 0] / p
-                q = rint(measured_hz[row, 1] / f0)
-                miss = fabs(measured_hz[row, 1] / (q * f0) - 1.0) * 100.0
-                if not (f0 >= comb_min_f0_hz and q > p and miss <= comb_match_pct):
+
+    cdef double rate_hz, to_hz, gain, response_first_hz, response_step_hz, zero_dbm0_power
+    cdef Py_ssize_t m
+    cdef double[::1] response
+    cdef float complex[::1] hop_rotation
+    cdef double[::1] nominal_hz
+    cdef double[:, ::1] harmonic_ratios
+    cdef double[::1] call_progress_tones_hz
+    cdef double max_deviation_pct, min_coherence, max_drift_hz, max_level_spread, max_normal_twist_db, max_reverse_twist_db
+    cdef double max_inband_residual, max_upper_band_ratio, max_harmonic_comb, max_standing_comb, min_comb_contrast, max_peak_miss
+    cdef double max_turn_deviation_rad, dropout_magnitude, dropout_power, beating_gap_power
+    cdef Py_ssize_t min_hold_windows, min_dropout_samples, purity_edge, purity_longest, purity_shortest, comb_min_samples
+    cdef double band_lo, band_hi, upper_lo, upper_hi, comb_lo, comb_hi, comb_min_f0_hz, comb_match_pct
+    cdef long comb_max_row_harmonic
+    cdef object rfft
+    cdef dict windows
+
+    def __init__(self, double rate_hz, Py_ssize_t half_block_samples, hop_rotation, response, double response_first_hz,
+                 double response_step_hz, double gain, limits, dict settings, rfft):
+        self.rate_hz = rate_hz
+        self.m = half_block_samples
+        self.to_hz = rate_hz / (2.0 * M_PI * half_block_samples)
+        self.hop_rotation = np.ascontiguousarray(hop_rotation, dtype=np.complex64)
+        self.response = np.ascontiguousarray(response, dtype=np.float64)
+        self.response_first_hz = response_first_hz
+        self.response_step_hz = response_step_hz
+        self.gain = gain
+        self.nominal_hz = np.ascontiguousarray(settings["frequencies_hz"], dtype=np.float64)
+        self.harmonic_ratios = np.ascontiguousarray(settings["harmonic_ratios"], dtype=np.float64).reshape(-1, 2)
+        self.call_progress_tones_hz = np.ascontiguousarray(settings["call_progress_tones_hz"], dtype=np.float64)
+        self.zero_dbm0_power = settings["zero_dbm0_power"]
+        self.max_deviation_pct = limits.max_frequency_deviation_pct
+        self.min_coherence = limits.min_phase_coherence
+        self.max_drift_hz = limits.max_drift_hz
+        self.max_level_spread = limits.max_level_spread
+        self.max_normal_twist_db = limits.max_normal_twist_db + limits.twist_margin_db
+        self.max_reverse_twist_db = limits.max_reverse_twist_db + limits.twist_margin_db
+        self.max_inband_residual = limits.max_inband_residual
+        self.max_upper_band_ratio = limits.max_upper_band_ratio
+        self.max_harmonic_comb = limits.max_harmonic_comb
+        self.max_standing_comb = limits.max_standing_comb
+        self.min_comb_contrast = limits.min_comb_contrast
+        self.max_peak_miss = limits.max_peak_miss
+        self.max_turn_deviation_rad = settings["max_turn_deviation_rad"]
+        self.dropout_magnitude = settings["dropout_magnitude"]
+        self.dropout_power = settings["dropout_power"]
+        self.beating_gap_power = settings["beating_gap_power"]
+        self.min_hold_windows = settings["min_hold_windows"]
+        self.min_dropout_samples = settings["min_dropout_samples"]
+        self.purity_edge = settings["purity_edge_samples"]
+        self.purity_longest = settings["purity_longest_samples"]
+        self.purity_shortest = settings["purity_shortest_samples"]
+        self.comb_min_samples = settings["comb_min_samples"]
+        self.band_lo, self.band_hi = settings["dtmf_band_hz"]
+        self.upper_lo, self.upper_hi = settings["upper_band_hz"]
+        self.comb_lo, self.comb_hi = settings["comb_band_hz"]
+        self.comb_min_f0_hz = settings["comb_min_f0_hz"]
+        self.comb_match_pct = settings["comb_match_pct"]
+        self.comb_max_row_harmonic = settings["comb_max_row_harmonic"]
+        self.rfft = rfft
+        self.windows = {}
+
+    # -- stage 5: the tone meter ----------------------------------------------------------------------
+
+    cdef void _measure(
+        self, const float complex[:, ::1] hann, const long[::1] firsts, const long[::1] lasts, const long[::1] order,
+        Py_ssize_t r0, Py_ssize_t r1, long tone, double* out
+    ) noexcept nogil:
+        """One tone of one segment (runs ``order[r0:r1]``): out = offset_hz, coherence, power, drift_hz,
+        level_spread, magnitude_total."""
+        cdef double complex turn, total = 0.0, rotation = self.hop_rotation[tone], reference, early = 0.0, late = 0.0
+        cdef double magnitude_total = 0.0, inner_power = 0.0, every_power = 0.0, mean = 0.0, mean_sq, mag
+        cdef double lit_sum = 0.0, lit_square = 0.0, lit_mean, position, fraction, response_at, amplitude, offset
+        cdef Py_ssize_t i, r, w, turn_count = 0, rank = 0, early_count = 0, late_count = 0
+        cdef Py_ssize_t inner_count = 0, every_count = 0, lit_count = 0, cell, last_cell = self.response.shape[0] - 1
+        for i in range(r0, r1):
+            r = order[i]
+            for w in range(firsts[r], lasts[r]):
+                turn = <double complex>(hann[w + 1, tone] * hann[w, tone].conjugate())
+                total = total + turn
+                magnitude_total += sqrt(_abs2(turn))
+                turn_count += 1
+        total = total * rotation
+        reference = total.conjugate() * rotation
+        for i in range(r0, r1):
+            r = order[i]
+            for w in range(firsts[r], lasts[r]):
+                turn = <double complex>(hann[w + 1, tone] * hann[w, tone].conjugate())
+                if fabs(_angle(turn * reference)) < self.max_turn_deviation_rad:
+                    if 2 * rank < turn_count:
+                        early = early + turn
+                        early_count += 1
+                    else:
+                        late = late + turn
+                        late_count += 1
+                rank += 1
+        if early_count > 0 and late_count > 0:
+            out[3] = _angle(late * early.conjugate()) * self.to_hz
+        else:
+            out[3] = INFINITY
+        for i in range(r0, r1):
+            r = order[i]
+            for w in range(firsts[r], lasts[r] + 1):
+                mag = sqrt(_abs2(<double complex>hann[w, tone]))
+                every_power += mag * mag
+                every_count += 1
+                if firsts[r] < w < lasts[r]:
+                    inner_power += mag * mag
+                    mean += mag
+                    inner_count += 1
+        if inner_count > 0:
+            mean_sq = inner_power / inner_count
+            mean = mean / inner_count
+        else:
+            mean_sq = every_power / every_count if every_count > 0 else 0.0
+        for i in range(r0, r1):
+            r = order[i]
+            for w in range(firsts[r] + 1, lasts[r]):
+                mag = sqrt(_abs2(<double complex>hann[w, tone]))
+                if mag >= self.dropout_magnitude * mean:
+                    lit_sum += mag
+                    lit_square += mag * mag
+                    lit_count += 1
+        if lit_count > 1:
+            lit_mean = lit_sum / lit_count
+            out[4] = sqrt(max(lit_square / lit_count - lit_mean * lit_mean, 0.0)) / max(lit_mean, 1e-30)
+        else:
+            out[4] = 0.0
+        offset = _angle(total) * self.to_hz
+        out[0] = offset
+        out[1] = sqrt(_abs2(total)) / max(magnitude_total, 1e-30)
+        position = (offset - self.response_first_hz) / self.response_step_hz
+        if position <= 0.0:
+            response_at = self.response[0]
+        elif position >= last_cell:
+            response_at = self.response[last_cell]
+        else:
+            cell = <Py_ssize_t>floor(position)
+            fraction = position - cell
+            response_at = self.response[cell] + fraction * (self.response[cell + 1] - self.response[cell])
+        amplitude = 2.0 * sqrt(mean_sq) / (self.gain * max(response_at, 1e-6))
+        out[2] = amplitude * amplitude / 2.0
+        out[5] = magnitude_total
+
+    # -- stage 6: the pair holds the signal -----------------------------------------------------------
+
+    cdef inline Py_ssize_t _sample(self, double half_blocks) noexcept nogil:
+        return <Py_ssize_t>rint(half_blocks * self.m)
+
+    cdef bint _gaps_quiet(self, const float[::1] flat, const double[::1] starts, const double[::1] ends,
+                          const long[::1] order, Py_ssize_t r0, Py_ssize_t r1, bint strict) noexcept nogil:
+        """Whether the breaks between a segment's runs are dropouts (at most ``beating_gap_power`` of the
+        runs' mean power), not beating partials. ``strict``: every break must also last
+        ``min_dropout_samples`` (``_holds``); otherwise breaks where runs meet are left out."""
+        cdef Py_ssize_t i, a, b, gap_a
+        cdef double run_power = 0.0, gap_power = 0.0, run_samples = 0.0, gap_samples = 0.0
+        for i in range(r0, r1):
+            a = self._sample(starts[order[i]])
+            b = self._sample(ends[order[i]])
+            if i > r0:
+                gap_a = self._sample(ends[order[i - 1]])
+                if strict and a - gap_a < self.min_dropout_samples:
+                    return False
+                if a > gap_a:
+                    gap_power += self._span_energy(flat, gap_a, a)
+                    gap_samples += self._span_count(flat, gap_a, a)
+            run_power += self._span_energy(flat, a, b)
+            run_samples += self._span_count(flat, a, b)
+        return (gap_power / gap_samples if gap_samples > 0 else 0.0) <= self.beating_gap_power * (
+            run_power / run_samples if run_samples > 0 else 0.0
+        )
+
+    cdef inline double _span_energy(self, const float[::1] flat, Py_ssize_t a, Py_ssize_t b) noexcept nogil:
+        cdef double total = 0.0
+        cdef Py_ssize_t i
+        for i in range(max(a, 0), min(b, flat.shape[0])):
+            total += <double>flat[i] * flat[i]
+        return total
+
+    cdef inline double _span_count(self, const float[::1] flat, Py_ssize_t a, Py_ssize_t b) noexcept nogil:
+        return <double>max(min(b, flat.shape[0]) - max(a, 0), 0)
+
+    cdef bint _holds(self, const float[::1] flat, const long[::1] firsts, const long[::1] lasts, const double[::1] starts,
+                     const double[::1] ends, const long[::1] order, Py_ssize_t r0, Py_ssize_t r1) noexcept nogil:
+        """One run holds ``min_hold_windows`` windows, or the breaks between the runs are real dropouts."""
+        cdef Py_ssize_t i
+        for i in range(r0, r1):
+            if lasts[order[i]] - firsts[order[i]] + 1 >= self.min_hold_windows:
+                return True
+        if r1 - r0 == 1:
+            return False
+        return self._gaps_quiet(flat, starts, ends, order, r0, r1, True)
+
+    # -- purity ---------------------------------------------------------------------------------------
+
+    cdef object _hann(self, Py_ssize_t length):
+        window = self.windows.get(length)
+        if window is None:
+            window = (0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(length) / max(length, 1))).astype(np.float32)
+            self.windows[length] = window
+        return window
+
+    cdef object _spectra(self, const float[::1] flat, const long[:, ::1] spans, list rows):
+        """Hann-windowed power spectra (float32) of ``flat[first:last]`` for ``spans[rows]``, all of one FFT
+        size (twice the longest length or more, a power of two)."""
+        cdef Py_ssize_t size = 0, row, i, a, b, n = flat.shape[0], length
+        cdef float[:, ::1] frame
+        cdef const float[::1] window
+        for i in rows:
+            length = max(min(spans[i, 1], n) - max(spans[i, 0], 0), 2)
+            size = max(size, 1 << _bit_length(2 * length - 1))
+        frames = np.zeros((len(rows), size), dtype=np.float32)
+        frame = frames
+        for row, i in enumerate(rows):
+            a = max(spans[i, 0], 0)
+            b = min(spans[i, 1], n)
+            if b <= a:
+                continue
+            window = self._hann(b - a)
+            for length in range(b - a):
+                frame[row, length] = flat[a + length] * window[length]
+        spectrum = self.rfft(frames, axis=1)
+        cdef const float[:, :, ::1] parts = spectrum.view(np.float32).reshape(len(rows), -1, 2)
+        power_array = np.empty((len(rows), parts.shape[1]), dtype=np.float32)
+        cdef float[:, ::1] power = power_array
+        for row in range(parts.shape[0]):
+            for i in range(parts.shape[1]):
+                power[row, i] = parts[row, i, 0] * parts[row, i, 0] + parts[row, i, 1] * parts[row, i, 1]
+        return power_array, self.rate_hz / size
+
+    cdef dict _by_size(self, const float[::1] flat, const long[:, ::1] spans):
+        """Rows of ``spans`` grouped by FFT size (a held key's 250 ms stretch does not make every 40 ms one pay
+        for 4,096 points)."""
+        cdef dict groups = {}
+        cdef Py_ssize_t i, length, n = flat.shape[0]
+        for i in range(spans.shape[0]):
+            length = max(min(spans[i, 1], n) - max(spans[i, 0], 0), 2)
+            groups.setdefault(1 << _bit_length(2 * length - 1), []).append(i)
+        return groups
+
+    def purity(self, const float[::1] flat, const long[:, ::1] spans, const double[:, ::1] measured_hz):
+        """Which spans of ``flat`` (first, last) hold their tones (``measured_hz``, (n, 2)) alone: purity, the
+        peak check and the harmonic comb (``dtmf_receiver.tone_purity``). Returns bool (n,)."""
+        pure_array = np.zeros(spans.shape[0], dtype=bool)
+        cdef unsigned char[::1] pure = pure_array.view(np.uint8)
+        cdef float[:, ::1] power
+        cdef double bin_hz
+        cdef double sums[7]
+        cdef Py_ssize_t row, i, length, n = flat.shape[0]
+        cdef bint voice
+        for rows in self._by_size(flat, spans).values():
+            power_array, bin_hz = self._spectra(flat, spans, rows)
+            power = power_array
+            for row, i in enumerate(rows):
+                length = max(min(spans[i, 1], n) - max(spans[i, 0], 0), 2)
+                self._purity_sums(power, row, bin_hz, self.rate_hz / length, measured_hz[i, 0], measured_hz[i, 1], sums)
+                # sums: tones, residual, upper, peak miss (row, col), comb, contrast
+                if not sums[0] > 0.0:
                     continue
-                on_power = 0.0
-                off_power = 0.0
-                on_bins = 0
-                off_bins = 0
-                for number in range(1, numbers + 1):
-                    on_hz = number * f0
-                    off_hz = (number + 0.5) * f0
-                    usable_on = comb_lo <= on_hz <= comb_hi and number != p and number != q
-                    usable_off = comb_lo <= off_hz <= comb_hi
-                    for i in range(tones_count):
-                        if fabs(on_hz - call_progress_tones_hz[i]) < lobe:
-                            usable_on = False
-                        if fabs(off_hz - call_progress_tones_hz[i]) < lobe:
-                            usable_off = False
-                    if usable_on:
-                        on_power += _band_power(power, row, bin_hz, on_hz - 0.5 * res, on_hz + 0.5 * res, &bins_here)
-                        on_bins += bins_here
-                    if usable_off:
-                        off_power += _band_power(power, row, bin_hz, off_hz - 0.5 * res, off_hz + 0.5 * res, &bins_here)
-                        off_bins += bins_here
-                candidate_contrast = (on_power / max(on_bins, 1)) / max(off_power / max(off_bins, 1), 1e-30)
-                if not found or candidate_contrast >= best_contrast:
-                    best_contrast = candidate_contrast
-                    best_power = on_power
-                    found = True
-            comb[row] = best_power
-            contrast[row] = best_contrast
-    return tones_array, residual_array, upper_array, miss_array, comb_array, contrast_array
+                voice = sums[5] / sums[0] >= self.max_harmonic_comb or (
+                    sums[5] / sums[0] >= self.max_standing_comb and sums[6] >= self.min_comb_contrast
+                )
+                pure[i] = (
+                    sums[1] / sums[0] <= self.max_inband_residual
+                    and sums[2] / sums[0] <= self.max_upper_band_ratio
+                    and not (voice and spans[i, 1] - spans[i, 0] >= self.comb_min_samples)
+                    and sums[3] <= self.max_peak_miss
+                    and sums[4] <= self.max_peak_miss
+                )
+        return pure_array
+
+    cdef void _purity_sums(self, const float[:, ::1] power, Py_ssize_t row, double bin_hz, double res, double row_hz,
+                           double col_hz, double* sums) noexcept nogil:
+        """sums = power in the tones' lobes, what is left in the DTMF band, the power above it, each peak's
+        distance from its tone in resolutions, the comb's power and contrast (``tone_purity``)."""
+        cdef double lobe = 2.2 * res, edge = 1e-9 * bin_hz, measured, near_in_band = 0.0, band
+        cdef double f0, q, miss, on_hz, off_hz, on_power, off_power, candidate_contrast
+        cdef double best_contrast = 0.0, best_power = 0.0
+        cdef double tones_hz[2]
+        cdef Py_ssize_t k, p, i, number, on_bins, off_bins, bins_here
+        cdef Py_ssize_t numbers = <Py_ssize_t>floor(self.comb_hi / self.comb_min_f0_hz)
+        cdef bint usable_on, usable_off, found = False
+        tones_hz[0] = row_hz
+        tones_hz[1] = col_hz
+        sums[0] = 0.0
+        for k in range(2):
+            measured = tones_hz[k]
+            sums[0] += _band_power(power, row, bin_hz, measured - lobe + edge, measured + lobe - edge, NULL)
+            near_in_band += _band_power(
+                power, row, bin_hz, max(measured - lobe + edge, self.band_lo), min(measured + lobe - edge, self.band_hi), NULL
+            )
+            sums[3 + k] = fabs(_peak_hz(power, row, bin_hz, measured, lobe - edge) - measured) / res
+        band = _band_power(power, row, bin_hz, self.band_lo, self.band_hi, NULL)
+        sums[1] = max(band - near_in_band, 0.0)
+        sums[2] = _band_power(power, row, bin_hz, self.upper_lo + edge, self.upper_hi, NULL)
+        # The comb: over the fundamentals both tones fit, the one whose other harmonics stand out most
+        # from the spectrum halfway between them (ties: the higher harmonic number p).
+        for p in range(1, self.comb_max_row_harmonic + 1):
+            f0 = row_hz / p
+            q = rint(col_hz / f0)
+            miss = fabs(col_hz / (q * f0) - 1.0) * 100.0
+            if not (f0 >= self.comb_min_f0_hz and q > p and miss <= self.comb_match_pct):
+                continue
+            on_power = 0.0
+            off_power = 0.0
+            on_bins = 0
+            off_bins = 0
+            for number in range(1, numbers + 1):
+                on_hz = number * f0
+                off_hz = (number + 0.5) * f0
+                usable_on = self.comb_lo <= on_hz <= self.comb_hi and number != p and number != q
+                usable_off = self.comb_lo <= off_hz <= self.comb_hi
+                for i in range(self.call_progress_tones_hz.shape[0]):
+                    if fabs(on_hz - self.call_progress_tones_hz[i]) < lobe:
+                        usable_on = False
+                    if fabs(off_hz - self.call_progress_tones_hz[i]) < lobe:
+                        usable_off = False
+                if usable_on:
+                    on_power += _band_power(power, row, bin_hz, on_hz - 0.5 * res, on_hz + 0.5 * res, &bins_here)
+                    on_bins += bins_here
+                if usable_off:
+                    off_power += _band_power(power, row, bin_hz, off_hz - 0.5 * res, off_hz + 0.5 * res, &bins_here)
+                    off_bins += bins_here
+            candidate_contrast = (on_power / max(on_bins, 1)) / max(off_power / max(off_bins, 1), 1e-30)
+            if not found or candidate_contrast >= best_contrast:
+                best_contrast = candidate_contrast
+                best_power = on_power
+                found = True
+        sums[5] = best_power
+        sums[6] = best_contrast
+
+    def call_progress_present(self, const float[::1] flat, const long[:, ::1] spans, tuple pairs_hz):
+        """Which spans of ``flat`` hold one of ``pairs_hz``: both tones peak within half a resolution of their
+        nominal frequency, within 10 dB of each other (``dtmf_receiver.call_progress_present``)."""
+        present_array = np.zeros(spans.shape[0], dtype=bool)
+        cdef unsigned char[::1] present = present_array.view(np.uint8)
+        cdef float[:, ::1] power
+        cdef double bin_hz, res, lobe_a, lobe_b, tone_a, tone_b
+        cdef Py_ssize_t row, i, length, n = flat.shape[0]
+        for rows in self._by_size(flat, spans).values():
+            power_array, bin_hz = self._spectra(flat, spans, rows)
+            power = power_array
+            for row, i in enumerate(rows):
+                length = max(min(spans[i, 1], n) - max(spans[i, 0], 0), 2)
+                res = self.rate_hz / length
+                for tone_a, tone_b in pairs_hz:
+                    lobe_a = _band_power(power, row, bin_hz, tone_a - 2.2 * res, tone_a + 2.2 * res, NULL)
+                    lobe_b = _band_power(power, row, bin_hz, tone_b - 2.2 * res, tone_b + 2.2 * res, NULL)
+                    if (
+                        fabs(_peak_hz(power, row, bin_hz, tone_a, 2.2 * res) - tone_a) <= 0.5 * res
+                        and fabs(_peak_hz(power, row, bin_hz, tone_b, 2.2 * res) - tone_b) <= 0.5 * res
+                        and lobe_a <= 10.0 * lobe_b
+                        and lobe_b <= 10.0 * lobe_a
+                    ):
+                        present[i] = 1
+        return present_array
+
+    cdef void _longest_unbroken(self, const float[::1] flat, Py_ssize_t first, Py_ssize_t last, Py_ssize_t* out):
+        """The longest stretch of ``flat[first:last]`` without a dropout (``dtmf_receiver.longest_unbroken``)."""
+        cdef Py_ssize_t count = (last - first) // self.m, b, i, piece = 0, previous = -1, longest = -1
+        out[0] = first
+        out[1] = last
+        if count < 3:
+            return
+        block_power = np.empty(count)
+        ordered = np.empty(count)
+        cdef double[::1] power = block_power
+        cdef double[::1] sorted_power = ordered
+        cdef double median, e
+        for b in range(count):
+            e = 0.0
+            for i in range(first + b * self.m, first + (b + 1) * self.m):
+                e += <double>flat[i] * flat[i]
+            power[b] = <float>e
+            sorted_power[b] = power[b]
+        qsort(&sorted_power[0], count, sizeof(double), _compare_doubles)
+        median = sorted_power[count // 2] if count % 2 else 0.5 * (sorted_power[count // 2 - 1] + sorted_power[count // 2])
+        # Pieces between low blocks (bounds -1 and count at the ends): the first longest wins.
+        cdef Py_ssize_t best_start = -1, best_end = count, low_seen = 0
+        for b in range(count + 1):
+            if b == count or power[b] < self.dropout_power * median:
+                if b < count:
+                    low_seen += 1
+                if b - previous > longest:
+                    longest = b - previous
+                    best_start = previous
+                    best_end = b
+                previous = b
+        if low_seen == 0:
+            return
+        out[0] = first + (best_start + 1) * self.m
+        out[1] = last if best_end == count else first + best_end * self.m
+
+    # -- the judgement --------------------------------------------------------------------------------
+
+    def judge(
+        self,
+        const float complex[:, ::1] hann,
+        const float[::1] flat,
+        const long[::1] firsts,
+        const long[::1] lasts,
+        const long[:, ::1] tones,
+        const double[::1] starts,
+        const double[::1] ends,
+        const long[::1] order,
+        const long[::1] segment_starts,
+        notch=None,
+    ):
+        """Judge segments: runs ``order[segment_starts[k]:segment_starts[k + 1]]`` (of ``firsts``, ``lasts``,
+        ``tones`` (runs, 2), ``starts``/``ends`` in half-blocks) make segment k; window spectra ``hann``,
+        samples ``flat``. Levels are corrected for ``notch`` (second-order sections, (k, 6)) when the
+        samples went through it. Returns ``(ok, hz, dbm0)``: bool (segments,), measured frequencies and
+        levels (segments, 2)."""
+        cdef Py_ssize_t count = segment_starts.shape[0], runs = order.shape[0], s, k, r0, r1, i, best_run
+        ok_array = np.zeros(count, dtype=bool)
+        hz_array = np.zeros((count, 2))
+        dbm0_array = np.zeros((count, 2))
+        cdef unsigned char[::1] ok = ok_array.view(np.uint8)
+        cdef double[:, ::1] hz = hz_array
+        cdef double[:, ::1] dbm0 = dbm0_array
+        cdef const double[:, ::1] sections
+        cdef double measured[6]
+        cdef double nominal, twist, longest_run
+        cdef bint passed
+        cdef long tone
+        cdef Py_ssize_t first, last, spans_count = 0
+        if notch is not None:
+            sections = np.ascontiguousarray(notch, dtype=np.float64)
+        survivors = []
+        span_list = []
+        for s in range(count):
+            r0 = segment_starts[s]
+            r1 = segment_starts[s + 1] if s + 1 < count else runs
+            passed = True
+            for k in range(2):
+                tone = tones[order[r0], k]
+                self._measure(hann, firsts, lasts, order, r0, r1, tone, measured)
+                nominal = self.nominal_hz[tone]
+                hz[s, k] = nominal + measured[0]
+                dbm0[s, k] = 10.0 * log10(max(measured[2], 1e-30) / self.zero_dbm0_power)
+                if notch is not None:
+                    dbm0[s, k] -= 20.0 * log10(max(_sos_gain(sections, hz[s, k] / self.rate_hz), 1e-6))
+                passed = (
+                    passed
+                    and measured[5] > 0.0
+                    and fabs(measured[0]) <= nominal * self.max_deviation_pct / 100.0
+                    and measured[1] >= self.min_coherence
+                    and fabs(measured[3]) <= self.max_drift_hz
+                    and measured[4] <= self.max_level_spread
+                )
+            twist = dbm0[s, 0] - dbm0[s, 1]
+            passed = passed and twist <= self.max_normal_twist_db and -twist <= self.max_reverse_twist_db
+            passed = passed and not _harmonic(hz[s, 1] / hz[s, 0], self.harmonic_ratios)
+            if not passed or not self._holds(flat, firsts, lasts, starts, ends, order, r0, r1):
+                continue
+            # Purity over the longest unbroken stretch of the tone, where a bridged dropout cannot splatter
+            # the spectrum. When that stretch is too short to resolve close partials and the gaps between
+            # runs are not quiet (beating partials, not a dropout), over the whole segment instead.
+            best_run = order[r0]
+            longest_run = ends[best_run] - starts[best_run]
+            for i in range(r0 + 1, r1):
+                if ends[order[i]] - starts[order[i]] > longest_run:
+                    best_run = order[i]
+                    longest_run = ends[best_run] - starts[best_run]
+            first = self._sample(starts[best_run]) + self.purity_edge
+            last = self._sample(ends[best_run]) - self.purity_edge
+            if last - first < self.purity_shortest and r1 - r0 > 1:
+                if not self._gaps_quiet(flat, starts, ends, order, r0, r1, False):
+                    first = self._sample(starts[order[r0]]) + self.purity_edge
+                    last = self._sample(ends[order[r1 - 1]]) - self.purity_edge
+            survivors.append(s)
+            span_list.append((first, max(min(last, first + self.purity_longest), first + 2)))
+        if not survivors:
+            return ok_array, hz_array, dbm0_array
+        spans = np.array(span_list, dtype=np.int64).reshape(-1, 2)
+        pure = self.purity(flat, spans, np.ascontiguousarray(hz_array[survivors]))
+        # A break too short to split the windows (about 5 ms) stays inside the stretch and splatters its
+        # spectrum: a tone that fails gets a second look over its longest stretch between such breaks.
+        cdef Py_ssize_t piece[2]
+        again, pieces = [], []
+        for k in range(len(survivors)):
+            if pure[k] or spans[k, 1] - spans[k, 0] <= self.purity_shortest:
+                continue
+            self._longest_unbroken(flat, spans[k, 0], spans[k, 1], piece)
+            if (piece[0], piece[1]) != (spans[k, 0], spans[k, 1]) and piece[1] - piece[0] >= self.purity_shortest:
+                again.append(k)
+                pieces.append((piece[0], piece[1]))
+        if again:
+            pure[again] = self.purity(
+                flat, np.array(pieces, dtype=np.int64).reshape(-1, 2), np.ascontiguousarray(hz_array[[survivors[k] for k in again]])
+            )
+        ok_array[survivors] = pure
+        return ok_array, hz_array, dbm0_array
+
+
+cdef double _sos_gain(const double[:, ::1] sections, double cycles_per_sample) noexcept nogil:
+    """|H| of cascaded second-order sections (b0, b1, b2, a0, a1, a2) at a frequency, in cycles per sample."""
+    cdef double complex z1 = cos(2.0 * M_PI * cycles_per_sample) - 1j * sin(2.0 * M_PI * cycles_per_sample)
+    cdef double complex z2 = z1 * z1, h = 1.0
+    cdef Py_ssize_t k
+    for k in range(sections.shape[0]):
+        h = h * (sections[k, 0] + sections[k, 1] * z1 + sections[k, 2] * z2) / (sections[k, 3] + sections[k, 4] * z1 + sections[k, 5] * z2)
+    return sqrt(_abs2(h))
+
+
+cdef inline int _bit_length(Py_ssize_t value) noexcept nogil:
+    cdef int bits = 0
+    while value > 0:
+        bits += 1
+        value >>= 1
+    return bits
+
+
+cdef bint _harmonic(double ratio, const double[:, ::1] ratios) noexcept nogil:
+    """Whether a column-over-row frequency ratio lies within tolerance (percent) of one of ``ratios``
+    (ratio, tolerance_pct)."""
+    cdef Py_ssize_t i
+    for i in range(ratios.shape[0]):
+        if fabs(ratio / ratios[i, 0] - 1.0) * 100 <= ratios[i, 1]:
+            return True
+    return False
+
+
+def harmonic_pair(const double[:, ::1] tones_hz, ratios):
+    """True for each (row, col) pair of frequencies (n, 2) whose ratio is one of ``ratios`` (see
+    ``dtmf_receiver.harmonic_ratios``)."""
+    cdef const double[:, ::1] table = np.ascontiguousarray(ratios, dtype=np.float64).reshape(-1, 2)
+    result = np.zeros(tones_hz.shape[0], dtype=bool)
+    cdef unsigned char[::1] out = result.view(np.uint8)
+    cdef Py_ssize_t i
+    for i in range(tones_hz.shape[0]):
+        out[i] = _harmonic(tones_hz[i, 1] / tones_hz[i, 0], table)
+    return result

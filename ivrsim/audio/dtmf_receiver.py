@@ -265,11 +265,7 @@ def _rounded(value: float, digits: int) -> float:
 
 def harmonic_pair(tones_hz: np.ndarray) -> np.ndarray:
     """True for each (row, col) pair of measured frequencies in one of ``HARMONIC_RATIOS``."""
-    ratio = tones_hz[:, 1] / tones_hz[:, 0]
-    if not HARMONIC_RATIOS:
-        return np.zeros(len(ratio), dtype=bool)
-    harmonic, tolerance_pct = np.array(HARMONIC_RATIOS).T
-    return (np.abs(ratio[:, None] / harmonic - 1.0) * 100 <= tolerance_pct).any(axis=1)
+    return dtmf_kernels.harmonic_pair(np.ascontiguousarray(tones_hz, dtype=np.float64).reshape(-1, 2), HARMONIC_RATIOS)
 
 
 class WindowClassifier:
@@ -332,212 +328,11 @@ def runs_and_segments(labels: np.ndarray, half_spectra: np.ndarray, bridge: floa
     return dtmf_kernels.runs_and_segments(np.ascontiguousarray(labels), np.ascontiguousarray(half_spectra), float(bridge))
 
 
-@dataclass(frozen=True)
-class ToneMeasurement:
-    """The two tones of each segment, measured: arrays (segments, 2) of offset from nominal in Hz, phase
-    coherence (1.0 for a steady sine), and mean power; ``valid`` is False where a segment has no two
-    consecutive windows to measure from."""
-
-    offset_hz: np.ndarray
-    coherence: np.ndarray
-    power: np.ndarray
-    valid: np.ndarray
-    #: How far each tone's frequency moves from the first half of the segment to the second, in Hz (a
-    #: key's stays put; a voice's partials glide with its pitch). Infinite where a half holds no two
-    #: consecutive windows of the digit: a key's windows run unbroken (but for a dropout), while the
-    #: pair a voice mimics comes and goes with its pitch pulses, a window at a time.
-    drift_hz: np.ndarray
-    #: Spread of each tone's magnitude across the windows inside its runs, over its mean (a key holds its
-    #: level; a voice's partials swell and fade with its formants).
-    level_spread: np.ndarray
-
-
-class ToneMeter:
-    """Stage 5: frequency, steadiness and level of each segment's two tones from Hann-windowed DFTs.
-
-    The frequency comes from the phase turn between windows ``hop_samples`` apart (a pulse-pair
-    estimate): ``offset_hz = angle(sum Y[w+1] * conj(Y[w])) * rate / (2 pi hop)``, unambiguous within
-    +-rate / (2 hop) = +-78 Hz. Only pairs of consecutive windows of one run count. The Hann window keeps
-    the other group's tone 40 dB down, so that 8 dB of twist does not bend the phase. The level is the mean
-    over windows inside the tone (both neighbours in the run), corrected for the window's response at the
-    measured offset.
-
-    The drift compares the first half of a segment's turns with the second, split by count (a dropout near
-    one end leaves both halves some), leaving out turns more than ``MAX_TURN_DEVIATION_RAD`` from the
-    segment's mean: a block the sound card dropped would pull its half by hertz, while a voice's glide
-    bends each turn a little. The level spread is over the inside windows but those a dropout dims (under
-    ``DROPOUT_MAGNITUDE`` of the mean): a break is bridged, not a swell.
-    """
-
-    def __init__(self, bank: GoertzelBank, window: np.ndarray, hop_samples: int) -> None:
-        self.rate_hz = bank.rate_hz
-        self.hop_samples = hop_samples
-        self.gain = bank.gain
-        self.hop_rotation = bank.hop_rotation(hop_samples)
-        self._response = _window_response(np.asarray(window, dtype=np.float64).tobytes(), self.rate_hz)
-
-    def measure(
-        self, hann: np.ndarray, firsts: np.ndarray, lasts: np.ndarray, tones: np.ndarray, segment_starts: np.ndarray
-    ) -> ToneMeasurement:
-        """Measure runs ``firsts``/``lasts`` (ordered by segment; segment k's runs begin at
-        ``segment_starts[k]``) on their ``tones`` (r, 2), from window spectra ``hann`` (n, 8)."""
-        offset_hz, coherence, power, valid, drift_hz, level_spread = dtmf_kernels.measure_tones(
-            np.ascontiguousarray(hann),
-            np.ascontiguousarray(firsts, dtype=np.int64),
-            np.ascontiguousarray(lasts, dtype=np.int64),
-            np.ascontiguousarray(tones, dtype=np.int64),
-            np.ascontiguousarray(segment_starts, dtype=np.int64),
-            self.hop_rotation,
-            self.rate_hz / (2.0 * math.pi * self.hop_samples),
-            self._response,
-            float(METER_OFFSETS_HZ[0]),
-            float(METER_OFFSETS_HZ[1] - METER_OFFSETS_HZ[0]),
-            self.gain,
-            MAX_TURN_DEVIATION_RAD,
-            DROPOUT_MAGNITUDE,
-        )
-        return ToneMeasurement(
-            offset_hz=offset_hz, coherence=coherence, power=power, valid=valid, drift_hz=drift_hz, level_spread=level_spread
-        )
-
-
 @lru_cache(maxsize=64)
 def _window_response(window: bytes, rate_hz: float) -> np.ndarray:
-    """``window_response`` over ``ToneMeter``'s offsets, once per window and rate (it costs milliseconds,
+    """``window_response`` over the tone meter's offsets, once per window and rate (it costs milliseconds,
     more than decoding a short clip)."""
     return window_response(np.frombuffer(window, dtype=np.float64), METER_OFFSETS_HZ, rate_hz)
-
-
-@lru_cache(maxsize=256)
-def _hann_f32(length: int) -> np.ndarray:
-    return hann_window(length).astype(np.float32)
-
-
-def longest_unbroken(samples: np.ndarray, first: int, last: int, block_samples: int) -> tuple[int, int]:
-    """The longest stretch of ``samples[first:last]`` without a dropout, as ``(first, last)``.
-
-    A break too short to split the tone's windows (under about 10 ms) still splatters its spectrum: the
-    purity stage must not look across it. Blocks of ``block_samples`` whose power falls below
-    ``DROPOUT_POWER`` of the median block are breaks; the stretch returned lies between two of them.
-    """
-    count = (last - first) // block_samples
-    if count < 3:
-        return first, last
-    blocks = samples[first : first + count * block_samples].reshape(count, block_samples)
-    power = np.einsum("ij,ij->i", blocks, blocks)
-    low = np.flatnonzero(power < DROPOUT_POWER * np.median(power))
-    if len(low) == 0:
-        return first, last
-    bounds = np.concatenate([[-1], low, [count]])
-    piece = int(np.argmax(np.diff(bounds)))
-    piece_first = first + (int(bounds[piece]) + 1) * block_samples
-    piece_last = last if piece == len(bounds) - 2 else first + int(bounds[piece + 1]) * block_samples
-    return piece_first, piece_last
-
-
-def _quiet(samples: np.ndarray, gaps: list[tuple[int, int]], spans: list[tuple[int, int]]) -> bool:
-    """Whether the gaps between a segment's runs are dropouts (at most ``BEATING_GAP_POWER`` of the runs'
-    mean power), not beating partials."""
-    return _mean_power(samples, gaps) <= BEATING_GAP_POWER * _mean_power(samples, spans)
-
-
-def _mean_power(samples: np.ndarray, spans: list[tuple[int, int]]) -> float:
-    """Mean square of ``samples`` over the ``(first, last)`` spans together."""
-    total = sum(float(np.dot(samples[a:b], samples[a:b])) for a, b in spans)
-    count = sum(max(b - a, 0) for a, b in spans)
-    return total / count if count else 0.0
-
-
-@dataclass(frozen=True)
-class TonePurity:
-    """How alone each pair of tones is, from a spectrum of the whole tone: ``residual`` in
-    ``DTMF_BAND_HZ`` and ``upper`` in ``UPPER_BAND_HZ`` (both relative to the two tones' power), and
-    ``peak_miss`` (segments, 2): how far each spectral peak lies from the measured frequency, in units
-    of the spectrum's resolution (a pure tone: under about 0.5); ``comb`` (relative to the tones) and
-    ``comb_contrast``: see ``tone_purity``."""
-
-    residual: np.ndarray
-    upper: np.ndarray
-    peak_miss: np.ndarray
-    comb: np.ndarray
-    comb_contrast: np.ndarray
-
-
-class StretchSpectra:
-    """Hann-windowed power spectra of stretches of samples, zero-padded to twice their length or more.
-    Stretches are grouped by FFT size (a held key's 250 ms stretch does not make every 40 ms one pay for
-    4,096 points): each group is ``(rows, power, bin_hz)``, ``rows`` mapping its spectra back to the
-    stretches. Band powers and peaks are summed over them by ``dtmf_kernels``."""
-
-    def __init__(self, stretches: list[np.ndarray], rate_hz: float) -> None:
-        lengths = [max(len(s), 2) for s in stretches]
-        self.rate_hz = float(rate_hz)
-        self.resolution_hz = self.rate_hz / np.array(lengths, dtype=np.float64)
-        by_size: dict[int, list[int]] = {}
-        for i, length in enumerate(lengths):
-            by_size.setdefault(1 << (2 * length - 1).bit_length(), []).append(i)
-        self.groups: list[tuple[np.ndarray, np.ndarray, float]] = []
-        for size in sorted(by_size):
-            rows = by_size[size]
-            frames = np.zeros((len(rows), size), dtype=np.float32)
-            for row, i in enumerate(rows):
-                frames[row, : len(stretches[i])] = stretches[i] * _hann_f32(len(stretches[i]))
-            spectrum = scipy.fft.rfft(frames, axis=1).view(np.float32).reshape(len(rows), -1, 2)
-            power = np.einsum("ijk,ijk->ij", spectrum, spectrum)
-            self.groups.append((np.array(rows), power, self.rate_hz / size))
-
-
-def tone_purity(stretches: list[np.ndarray], rate_hz: float, row_hz: np.ndarray, col_hz: np.ndarray) -> TonePurity:
-    """Purity of each stretch of samples around its measured tones (see ``TonePurity``).
-
-    A Hann-windowed spectrum of the whole stretch (25 Hz resolution for 40 ms) resolves the harmonics
-    of a voice or an instrument that a 12.75 ms block cannot; what lies within the main lobe of either
-    tone (2.2 resolutions) counts as tone, everything else in the band as residual. Two notes close
-    together can pull the phase-based frequency between them, where neither has its peak: the peak check
-    catches that.
-
-    The harmonic comb: the partials of one voice or note are exact multiples of its fundamental f0. Where
-    row = p * f0 and col = q * f0 hold within ``COMB_MATCH_PCT`` for some p up to ``COMB_MAX_ROW_HARMONIC``
-    (f0 at least ``COMB_MIN_F0_HZ``), the pair may be two harmonics that formants lift (espeak-ng's raised
-    voices put the 3rd and 7th of 233 Hz on key A, the 4th and 7th of 176 Hz on key 1). A voice then also
-    has energy at f0's other multiples, standing out from the spectrum halfway between them; a key has
-    nothing there but noise (its tones are unrelated, each up to 1.5 % off, and seldom fit that close).
-    For the fitting f0 whose other harmonics stand out most, ``comb`` is their power (within half a
-    resolution of each, in ``COMB_BAND_HZ``) and ``comb_contrast`` their mean power per bin over the mean
-    power per bin halfway between; zero where no f0 fits. Harmonics within the main lobe of a
-    call-progress tone are left out (dial tone on the line).
-    """
-    spectra = StretchSpectra(stretches, rate_hz)
-    n = len(stretches)
-    tones, residual, upper = np.zeros(n), np.zeros(n), np.zeros(n)
-    comb, contrast, peak_miss = np.zeros(n), np.zeros(n), np.zeros((n, 2))
-    measured = np.ascontiguousarray(np.stack([row_hz, col_hz], axis=1), dtype=np.float64)
-    for rows, power, bin_hz in spectra.groups:
-        sums = dtmf_kernels.stretch_purity(
-            power,
-            bin_hz,
-            np.ascontiguousarray(spectra.resolution_hz[rows], dtype=np.float64),
-            np.ascontiguousarray(measured[rows]),
-            DTMF_BAND_HZ,
-            UPPER_BAND_HZ,
-            COMB_BAND_HZ,
-            COMB_MIN_F0_HZ,
-            COMB_MATCH_PCT,
-            COMB_MAX_ROW_HARMONIC,
-            _CALL_PROGRESS_TONES,
-        )
-        tones[rows], residual[rows], upper[rows], peak_miss[rows], comb[rows], contrast[rows] = sums
-    safe = np.where(tones > 0.0, tones, np.inf)
-    return TonePurity(
-        residual=np.where(tones > 0.0, residual / safe, np.inf),
-        upper=np.where(tones > 0.0, upper / safe, np.inf),
-        peak_miss=peak_miss,
-        comb=np.where(tones > 0.0, comb / safe, np.inf),
-        comb_contrast=contrast,
-    )
-
-
-_CALL_PROGRESS_TONES = np.asarray(CALL_PROGRESS_TONES_HZ, dtype=np.float64)
 
 
 @dataclass(frozen=True)
@@ -555,25 +350,6 @@ class _Verdict:
         ok, hz, dbm0 = self.ok.copy(), self.hz.copy(), self.dbm0.copy()
         ok[positions], hz[positions], dbm0[positions] = other.ok, other.hz, other.dbm0
         return _Verdict(ok=ok, tones=self.tones, hz=hz, dbm0=dbm0)
-
-
-def call_progress_present(stretches: list[np.ndarray], rate_hz: float) -> np.ndarray:
-    """Which stretches hold one of ``CALL_PROGRESS_PAIRS_HZ``: both tones peak within half a resolution of
-    their nominal frequency, within 10 dB of each other. A voice seldom puts two harmonics there (it takes
-    a 20 Hz fundamental, or a low voice whose other harmonics fill the band anyway)."""
-    spectra = StretchSpectra(stretches, rate_hz)
-    present = np.zeros(len(stretches), dtype=bool)
-    for rows, power, bin_hz in spectra.groups:
-        res = np.ascontiguousarray(spectra.resolution_hz[rows], dtype=np.float64)
-        for pair_hz in CALL_PROGRESS_PAIRS_HZ:
-            exact = np.ones(len(rows), dtype=bool)
-            lobes = []
-            for tone_hz in pair_hz:
-                exact &= np.abs(dtmf_kernels.peak_hz(power, bin_hz, tone_hz, 2.2 * res) - tone_hz) <= 0.5 * res
-                lobes.append(dtmf_kernels.band_power(power, bin_hz, tone_hz - 2.2 * res, tone_hz + 2.2 * res))
-            balanced = (lobes[0] <= 10.0 * lobes[1]) & (lobes[1] <= 10.0 * lobes[0])
-            present[rows] |= exact & balanced
-    return present
 
 
 @lru_cache(maxsize=16)
@@ -690,7 +466,18 @@ class DtmfReceiver:
         self._hop_rotation = self._bank.hop_rotation(m)
         hann = hann_window(self.window_samples)
         self._hann_bank = GoertzelBank(DTMF_FREQUENCIES_HZ, self.rate_hz, self.window_samples, window=hann)
-        self._meter = ToneMeter(self._hann_bank, hann, m)
+        self._judge_kernel = dtmf_kernels.SegmentJudge(
+            self.rate_hz,
+            m,
+            self._hann_bank.hop_rotation(m),
+            _window_response(hann.tobytes(), float(self.rate_hz)),
+            float(METER_OFFSETS_HZ[0]),
+            float(METER_OFFSETS_HZ[1] - METER_OFFSETS_HZ[0]),
+            self._hann_bank.gain,
+            self.thresholds,
+            self._judge_settings(),
+            scipy.fft.rfft,
+        )
         self._window_thresholds = WindowClassifier(self.thresholds, self.window_samples).scaled()
         t = self.thresholds
         self._bridge_half_blocks = t.bridge_gap_ms / 1000.0 * self.rate_hz / m
@@ -701,6 +488,32 @@ class DtmfReceiver:
         # A segment whose last window is this many windows old can no longer be extended by a bridge.
         self._settle_windows = 5 + int(math.floor(self._bridge_half_blocks))
         self.reset()
+
+    def _judge_settings(self) -> dict[str, Any]:
+        """The constants stages 5 and 6 run on (``dtmf_kernels.SegmentJudge``), in samples at this rate."""
+        rate = self.rate_hz
+        return {
+            "frequencies_hz": DTMF_FREQUENCIES_HZ,
+            "harmonic_ratios": HARMONIC_RATIOS,
+            "call_progress_tones_hz": CALL_PROGRESS_TONES_HZ,
+            "zero_dbm0_power": ZERO_DBM0_POWER,
+            "max_turn_deviation_rad": MAX_TURN_DEVIATION_RAD,
+            "dropout_magnitude": DROPOUT_MAGNITUDE,
+            "dropout_power": DROPOUT_POWER,
+            "beating_gap_power": BEATING_GAP_POWER,
+            "min_hold_windows": MIN_HOLD_WINDOWS,
+            "min_dropout_samples": int(MIN_DROPOUT_S * rate),
+            "purity_edge_samples": int(round(PURITY_EDGE_S * rate)),
+            "purity_longest_samples": int(PURITY_MAX_S * rate),
+            "purity_shortest_samples": int(PURITY_MIN_S * rate),
+            "comb_min_samples": int(COMB_MIN_S * rate),
+            "dtmf_band_hz": DTMF_BAND_HZ,
+            "upper_band_hz": UPPER_BAND_HZ,
+            "comb_band_hz": COMB_BAND_HZ,
+            "comb_min_f0_hz": COMB_MIN_F0_HZ,
+            "comb_match_pct": COMB_MATCH_PCT,
+            "comb_max_row_harmonic": COMB_MAX_ROW_HARMONIC,
+        }
 
     def reset(self) -> None:
         """Forget all state: the next sample fed is time zero."""
@@ -794,7 +607,7 @@ class DtmfReceiver:
             history.drop(keep_from)
             return []
         tones = np.stack([run_labels // 4, 4 + run_labels % 4], axis=1)
-        starts, ends = start_array.tolist(), end_array.tolist()
+        starts, ends = start_array, end_array
         segments: list[list[int]] = [[] for _ in range(int(segment_of_run.max()) + 1)]
         for run, segment in enumerate(segment_of_run.tolist()):
             if segment >= 0:
@@ -825,8 +638,8 @@ class DtmfReceiver:
         firsts: np.ndarray,
         lasts: np.ndarray,
         tones: np.ndarray,
-        starts: list[float],
-        ends: list[float],
+        starts: np.ndarray,
+        ends: np.ndarray,
     ) -> list[DtmfDigit]:
         """Stage 5: digits from the segments whose duration, frequencies, coherence, twist and purity pass.
 
@@ -874,95 +687,20 @@ class DtmfReceiver:
     def _judge(
         self,
         segments: list[list[int]],
-        runs: tuple[np.ndarray, np.ndarray, np.ndarray, list[float], list[float]],
+        runs: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
         hann: np.ndarray,
         flat: np.ndarray,
         notch: np.ndarray | None = None,
     ) -> _Verdict:
-        """Frequencies, coherence, twist and purity of each segment (runs of windows), from window spectra
-        ``hann`` and the samples ``flat``; levels are corrected for ``notch`` (second-order sections) when
-        the samples went through it."""
+        """Stages 5 and 6 on each segment (runs of windows), from window spectra ``hann`` and the samples
+        ``flat``; levels are corrected for ``notch`` (second-order sections) when the samples went through
+        it. Frequencies, coherence, drift, level spread, twist, harmonic ratio, hold, purity and comb: see
+        ``dtmf_kernels.SegmentJudge``."""
         firsts, lasts, tones, starts, ends = runs
-        t = self.thresholds
-        order = np.array([run for runs in segments for run in runs])
-        run_counts = np.array([len(runs) for runs in segments])
-        segment_starts = np.concatenate([[0], np.cumsum(run_counts)[:-1]])
-        measured = self._meter.measure(hann, firsts[order], lasts[order], tones[order], segment_starts)
-        segment_tones = tones[order[segment_starts]]
-        nominal_hz = np.asarray(DTMF_FREQUENCIES_HZ)[segment_tones]
-        measured_hz = nominal_hz + measured.offset_hz
-        tone_dbm0 = 10.0 * np.log10(np.maximum(measured.power, 1e-30) / ZERO_DBM0_POWER)
-        if notch is not None:
-            from scipy.signal import sosfreqz
-
-            _, response = sosfreqz(notch, worN=measured_hz.reshape(-1), fs=self.rate_hz)
-            tone_dbm0 -= 20.0 * np.log10(np.maximum(np.abs(response), 1e-6)).reshape(tone_dbm0.shape)
-        twist_db = tone_dbm0[:, 0] - tone_dbm0[:, 1]
-        ok = measured.valid
-        ok &= (np.abs(measured.offset_hz) <= nominal_hz * t.max_frequency_deviation_pct / 100.0).all(axis=1)
-        ok &= (measured.coherence >= t.min_phase_coherence).all(axis=1)
-        ok &= (np.abs(measured.drift_hz) <= t.max_drift_hz).all(axis=1)
-        ok &= (measured.level_spread <= t.max_level_spread).all(axis=1)
-        ok &= ~harmonic_pair(measured_hz)
-        ok &= twist_db <= t.max_normal_twist_db + t.twist_margin_db
-        ok &= -twist_db <= t.max_reverse_twist_db + t.twist_margin_db
-        ok &= np.array([self._holds(runs_i, firsts, lasts, starts, ends, flat) for runs_i in segments])
-        verdict = _Verdict(ok=ok, tones=segment_tones, hz=measured_hz, dbm0=tone_dbm0)
-        survivors = np.flatnonzero(ok)
-        if len(survivors) == 0:
-            return verdict
-        # Purity over the longest unbroken stretch of each tone, where a bridged dropout cannot splatter
-        # the spectrum. When that stretch is too short to resolve close partials and the "gaps" between
-        # runs are not quiet (beating partials, not a dropout), over the whole segment instead.
-        m = self.half_block_samples
-        edge = int(round(PURITY_EDGE_S * self.rate_hz))
-        longest = int(PURITY_MAX_S * self.rate_hz)
-        shortest = int(PURITY_MIN_S * self.rate_hz)
-        spans = []
-        for i in survivors.tolist():
-            runs_i = segments[i]
-            run = max(runs_i, key=lambda r: ends[r] - starts[r])
-            first, last = int(round(starts[run] * m)) + edge, int(round(ends[run] * m)) - edge
-            if last - first < shortest and len(runs_i) > 1:
-                run_spans, gaps = self._spans_and_gaps(runs_i, starts, ends)
-                if not _quiet(flat, [g for g in gaps if g[1] > g[0]], run_spans):
-                    first, last = run_spans[0][0] + edge, run_spans[-1][1] - edge
-            spans.append((first, max(min(last, first + longest), first + 2)))
-        pure = self._pure(flat, spans, measured_hz[survivors])
-        # A break too short to split the windows (about 5 ms) stays inside the stretch and splatters its
-        # spectrum: a tone that fails gets a second look over its longest stretch between such breaks.
-        retry = [k for k in np.flatnonzero(~pure).tolist() if spans[k][1] - spans[k][0] > shortest]
-        second = [longest_unbroken(flat, spans[k][0], spans[k][1], m) for k in retry]
-        again = [k for k, (first, last) in zip(retry, second) if (first, last) != spans[k] and last - first >= shortest]
-        if again:
-            kept = [piece for k, piece in zip(retry, second) if k in again]
-            pure[again] = self._pure(flat, kept, measured_hz[survivors[again]])
-        ok[survivors] = pure
-        return verdict
-
-    def _holds(
-        self, runs: list[int], firsts: np.ndarray, lasts: np.ndarray, starts: list[float], ends: list[float], flat: np.ndarray
-    ) -> bool:
-        """Whether a segment's pair holds the signal: one of its runs lasts ``MIN_HOLD_WINDOWS`` windows, or
-        the breaks between its runs are real dropouts (quiet, at least ``MIN_DROPOUT_S``). A key holds
-        its pair window after window but for a dropout; the pair a voice's partials or a chord's notes
-        mimic comes and goes a window or two at a time while the sound goes on."""
-        if max(int(lasts[r] - firsts[r]) + 1 for r in runs) >= MIN_HOLD_WINDOWS:
-            return True
-        if len(runs) == 1:
-            return False
-        spans, gaps = self._spans_and_gaps(runs, starts, ends)
-        if any(b - a < int(MIN_DROPOUT_S * self.rate_hz) for a, b in gaps):
-            return False
-        return _quiet(flat, gaps, spans)
-
-    def _spans_and_gaps(
-        self, runs: list[int], starts: list[float], ends: list[float]
-    ) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
-        """The samples each run covers, and those between consecutive runs (empty or negative where they meet)."""
-        m = self.half_block_samples
-        spans = [(int(round(starts[r] * m)), int(round(ends[r] * m))) for r in runs]
-        return spans, [(a_end, b_start) for (_, a_end), (b_start, _) in zip(spans, spans[1:])]
+        order = np.fromiter((run for runs_i in segments for run in runs_i), dtype=np.int64)
+        segment_starts = np.cumsum([0] + [len(runs_i) for runs_i in segments[:-1]], dtype=np.int64)
+        ok, hz, dbm0 = self._judge_kernel.judge(hann, flat, firsts, lasts, tones, starts, ends, order, segment_starts, notch)
+        return _Verdict(ok=ok, tones=tones[order[segment_starts]], hz=hz, dbm0=dbm0)
 
     def _without_call_progress(
         self,
@@ -974,9 +712,14 @@ class DtmfReceiver:
         lasts: np.ndarray,
     ) -> tuple[np.ndarray, np.ndarray, list[int]] | None:
         """Samples and window spectra with the busy / reorder tone notched out around each of ``spans``
-        (samples of failed segments) where it sounds, and which of them it sounds in; None if in none."""
+        (samples of failed segments) where it sounds, and which of them it sounds in; None if in none.
+
+        A stretch holds a call-progress pair (``CALL_PROGRESS_PAIRS_HZ``) when both tones peak within half a
+        resolution of their nominal frequency, within 10 dB of each other. A voice seldom puts two
+        harmonics there (it takes a 20 Hz fundamental, or a low voice whose other harmonics fill the band
+        anyway)."""
         lead = int(CALL_PROGRESS_LEAD_S * self.rate_hz)
-        present = call_progress_present([flat[a:b] for a, b in spans], self.rate_hz)
+        present = self._judge_kernel.call_progress_present(flat, np.array(spans, dtype=np.int64).reshape(-1, 2), CALL_PROGRESS_PAIRS_HZ)
         again = np.flatnonzero(present).tolist()
         if not again:
             return None
@@ -993,18 +736,6 @@ class DtmfReceiver:
         blocks = flat_clean[: (len(flat_clean) // m) * m].reshape(-1, m)
         hann_clean[ws] = self._hann_bank.spectra(np.concatenate([blocks[ws], blocks[ws + 1]], axis=1))
         return flat_clean, hann_clean, again
-
-    def _pure(self, flat: np.ndarray, spans: list[tuple[int, int]], measured_hz: np.ndarray) -> np.ndarray:
-        """Which ``(first, last)`` spans of ``flat`` hold their tones (``measured_hz``, (n, 2)) alone."""
-        t = self.thresholds
-        purity = tone_purity([flat[a:b] for a, b in spans], self.rate_hz, measured_hz[:, 0], measured_hz[:, 1])
-        pure = (purity.residual <= t.max_inband_residual) & (purity.upper <= t.max_upper_band_ratio)
-        # The comb needs some resolution (``COMB_MIN_S``).
-        voice = purity.comb >= t.max_harmonic_comb
-        voice |= (purity.comb >= t.max_standing_comb) & (purity.comb_contrast >= t.min_comb_contrast)
-        resolved = np.array([b - a for a, b in spans]) >= int(COMB_MIN_S * self.rate_hz)
-        pure &= ~(voice & resolved)
-        return pure & (purity.peak_miss <= t.max_peak_miss).all(axis=1)
 
 
 def detect_dtmf(samples: np.ndarray, rate_hz: int, thresholds: DtmfThresholds | None = None) -> list[DtmfDigit]:
