@@ -158,13 +158,27 @@ cdef inline double _magnitude(const float complex[:, ::1] spectra, Py_ssize_t bl
 
 
 def runs_and_segments(const signed char[::1] labels, const float complex[:, ::1] half_spectra, double bridge):
-    """Stage 4: runs of windows with one digit, where each tone starts and ends, and the segments they form.
+    """Stage 4: runs of windows with the same digit, where each tone starts and ends, and the segments.
 
-    ``labels`` (windows,) are the classifier's; ``half_spectra`` (half-blocks, 8) the Goertzel terms of the
-    half-blocks (at least windows + 1 of them). See ``dtmf_receiver.refine_edges`` for the edge rule and
-    ``bridge_runs`` for the grouping. Returns ``(firsts, lasts, run_labels, starts, ends, segment_of_run)``:
-    each run's first and last window, its label, its measured start and end in half-blocks, and the
-    segment it belongs to (-1 for a run dropped inside a bridged gap); segments are numbered in order.
+    For a run of windows ``a .. b``, half-blocks ``a+1 .. b`` are filled by the tone, and its edges lie
+    in the two half-blocks on either side. A tone filling a fraction p of a half-block gives p times the
+    full DFT magnitude, so each edge half-block counts with its share of the mean magnitude of the filled
+    ones. (Over 51 samples the other group's tone leaks about 15 % into each bin, beating from block to
+    block; the mean, unlike the peak, does not bias the shares, and the beat leaves about 1 ms of error
+    per edge.) The tone starts that many half-blocks before half-block ``a+1`` and ends that many after
+    the end of half-block ``b``: the 23 ms / 40 ms duration rule and the 10 ms / 40 ms gap rule are
+    decided on these measured times, not on block counts. A run joins the latest segment of its digit
+    that ended at most ``bridge`` half-blocks before it started; runs in between (glitches inside the
+    gap) are dropped.
+
+    Args:
+        labels: (windows,) int8 window labels, -1 where no digit.
+        half_spectra: (windows + 1 or more, 8) complex64 Goertzel terms of the half-blocks.
+        bridge: the longest gap bridged, in half-blocks.
+
+    Returns:
+        ``(firsts, lasts, run_labels, starts, ends, segment_of_run)``: each run's first and last window, its
+        label, its start and end in half-blocks, and its segment (0, 1, ... in order; -1 if dropped).
     """
     cdef Py_ssize_t windows = labels.shape[0]
     firsts_array = np.empty(windows, dtype=np.int64)
@@ -327,7 +341,9 @@ cdef class SegmentJudge:
             frequency, tabulated from ``response_first_hz`` every ``response_step_hz``.
         gain: the window's sum (a tone of amplitude A at its frequency gives |X| = A * gain / 2).
         limits: a ``DtmfThresholds``.
-        settings: the receiver's constants by name (see ``DtmfReceiver._judge_settings``).
+        settings: the receiver's constants by name, in samples, half-blocks or windows at its rate (see
+            ``DtmfReceiver._judge_settings``), with ``notch``: an object with ``sections`` (second-order
+            sections) and ``apply(samples)``, the call-progress notch.
         rfft: ``scipy.fft.rfft``.
     """
 
@@ -344,8 +360,11 @@ cdef class SegmentJudge:
     cdef Py_ssize_t min_hold_windows, min_dropout_samples, purity_edge, purity_longest, purity_shortest, comb_min_samples
     cdef double band_lo, band_hi, upper_lo, upper_hi, comb_lo, comb_hi, comb_min_f0_hz, comb_match_pct
     cdef long comb_max_row_harmonic
-    cdef object rfft
+    cdef object rfft, notch, hann_basis
     cdef dict windows
+    cdef double bridge, min_tone_half_blocks
+    cdef Py_ssize_t settle_windows, lead_half_blocks, call_progress_lead_samples
+    cdef tuple call_progress_pairs_hz
 
     def __init__(self, double rate_hz, Py_ssize_t half_block_samples, hop_rotation, response, double response_first_hz,
                  double response_step_hz, double gain, limits, dict settings, rfft):
@@ -389,6 +408,14 @@ cdef class SegmentJudge:
         self.comb_min_f0_hz = settings["comb_min_f0_hz"]
         self.comb_match_pct = settings["comb_match_pct"]
         self.comb_max_row_harmonic = settings["comb_max_row_harmonic"]
+        self.bridge = settings["bridge_half_blocks"]
+        self.min_tone_half_blocks = settings["min_tone_half_blocks"]
+        self.settle_windows = settings["settle_windows"]
+        self.lead_half_blocks = settings["lead_half_blocks"]
+        self.call_progress_lead_samples = settings["call_progress_lead_samples"]
+        self.call_progress_pairs_hz = tuple(settings["call_progress_pairs_hz"])
+        self.hann_basis = np.ascontiguousarray(settings["hann_basis"], dtype=np.float32)
+        self.notch = settings["notch"]
         self.rfft = rfft
         self.windows = {}
 
@@ -725,29 +752,28 @@ cdef class SegmentJudge:
 
     # -- the judgement --------------------------------------------------------------------------------
 
-    def judge(
+    cdef tuple _judge(
         self,
         const float complex[:, ::1] hann,
         const float[::1] flat,
         const long[::1] firsts,
         const long[::1] lasts,
-        const long[:, ::1] tones,
+        const long[::1] run_labels,
         const double[::1] starts,
         const double[::1] ends,
         const long[::1] order,
         const long[::1] segment_starts,
-        notch=None,
+        object notch_sections,
     ):
         """Judge segments: runs ``order[segment_starts[k]:segment_starts[k + 1]]`` (of ``firsts``, ``lasts``,
-        ``tones`` (runs, 2), ``starts``/``ends`` in half-blocks) make segment k; window spectra ``hann``,
-        samples ``flat``. Levels are corrected for ``notch`` (second-order sections, (k, 6)) when the
-        samples went through it. Returns ``(ok, hz, dbm0)``: bool (segments,), measured frequencies and
+        ``run_labels``, ``starts``/``ends`` in half-blocks) make segment k; window spectra ``hann``, samples
+        ``flat``. Levels are corrected for ``notch_sections`` (second-order sections, (k, 6)) when the
+        samples went through them. Returns ``(ok, hz, dbm0)``: bool (segments,), measured frequencies and
         levels (segments, 2)."""
         cdef Py_ssize_t count = segment_starts.shape[0], runs = order.shape[0], s, k, r0, r1, i, best_run
         ok_array = np.zeros(count, dtype=bool)
         hz_array = np.zeros((count, 2))
         dbm0_array = np.zeros((count, 2))
-        cdef unsigned char[::1] ok = ok_array.view(np.uint8)
         cdef double[:, ::1] hz = hz_array
         cdef double[:, ::1] dbm0 = dbm0_array
         cdef const double[:, ::1] sections
@@ -755,9 +781,9 @@ cdef class SegmentJudge:
         cdef double nominal, twist, longest_run
         cdef bint passed
         cdef long tone
-        cdef Py_ssize_t first, last, spans_count = 0
-        if notch is not None:
-            sections = np.ascontiguousarray(notch, dtype=np.float64)
+        cdef Py_ssize_t first, last
+        if notch_sections is not None:
+            sections = np.ascontiguousarray(notch_sections, dtype=np.float64)
         survivors = []
         span_list = []
         for s in range(count):
@@ -765,12 +791,12 @@ cdef class SegmentJudge:
             r1 = segment_starts[s + 1] if s + 1 < count else runs
             passed = True
             for k in range(2):
-                tone = tones[order[r0], k]
+                tone = run_labels[order[r0]] // 4 if k == 0 else 4 + run_labels[order[r0]] % 4
                 self._measure(hann, firsts, lasts, order, r0, r1, tone, measured)
                 nominal = self.nominal_hz[tone]
                 hz[s, k] = nominal + measured[0]
                 dbm0[s, k] = 10.0 * log10(max(measured[2], 1e-30) / self.zero_dbm0_power)
-                if notch is not None:
+                if notch_sections is not None:
                     dbm0[s, k] -= 20.0 * log10(max(_sos_gain(sections, hz[s, k] / self.rate_hz), 1e-6))
                 passed = (
                     passed
@@ -823,6 +849,129 @@ cdef class SegmentJudge:
             )
         ok_array[survivors] = pure
         return ok_array, hz_array, dbm0_array
+
+    # -- stage 4 and the decisions --------------------------------------------------------------------
+
+    def decide(
+        self,
+        const signed char[::1] labels,
+        const float complex[:, ::1] spectra,
+        const float complex[:, ::1] hann,
+        const float[::1] flat,
+        Py_ssize_t count,
+        long first,
+        long decided_through,
+        long decision_due,
+        bint final,
+    ):
+        """Stage 4 over the history's ``count`` half-blocks (``labels``, ``spectra``, ``hann`` and the samples
+        ``flat`` of the history, the first being absolute half-block ``first``); stages 5 and 6 on every
+        segment that can no longer grow (all of them when ``final``), unless its last window is at or
+        before ``decided_through`` (absolute).
+
+        A segment that fails with a busy or reorder tone sounding is judged again with that tone notched
+        out (``notch``): its 620 Hz lies inside the analysis lobe of 697 Hz and in the purity band, where
+        it reads as a second voice.
+
+        Returns ``(digits, keep_from, undecided, decision_due, decided_through)``: each digit as ``(label,
+        start, end, row_hz, col_hz, row_dbm0, col_dbm0)`` (start and end in absolute half-blocks); the
+        first half-block the history must keep; whether a segment is still open, and the absolute window
+        count at which it may have settled; the last window decided.
+        """
+        cdef Py_ssize_t windows = max(count - 1, 0), keep_from = max(windows - 2, 0), run_count, r, r0, r1, i
+        cdef bint undecided = False
+        firsts_array, lasts_array, labels_array, starts_array, ends_array, segment_array = runs_and_segments(
+            labels[:windows], spectra[:count], self.bridge
+        )
+        cdef const long[::1] firsts = firsts_array
+        cdef const long[::1] lasts = lasts_array
+        cdef const long[::1] segment_of_run = segment_array
+        cdef const double[::1] starts = starts_array
+        cdef const double[::1] ends = ends_array
+        run_count = firsts.shape[0]
+        # Kept runs in order, and where each ready segment's runs begin among them.
+        order_list, segment_list = [], []
+        r = 0
+        while r < run_count:
+            if segment_of_run[r] < 0:
+                r += 1
+                continue
+            r0 = r
+            r1 = r + 1
+            while r1 < run_count and (segment_of_run[r1] < 0 or segment_of_run[r1] == segment_of_run[r0]):
+                r1 += 1
+            last_run = r1 - 1
+            while segment_of_run[last_run] < 0:
+                last_run -= 1
+            r = r1
+            if first + lasts[last_run] <= decided_through:
+                continue
+            if not final and windows - 1 - lasts[last_run] < self.settle_windows:
+                keep_from = min(keep_from, max(firsts[r0] - 2 - self.lead_half_blocks, 0))
+                undecided = True
+                decision_due = first + lasts[last_run] + self.settle_windows + 1
+                break
+            decided_through = first + lasts[last_run]
+            if ends[last_run] - starts[r0] < self.min_tone_half_blocks:
+                continue
+            segment_list.append(len(order_list))
+            for i in range(r0, r1):
+                if segment_of_run[i] >= 0:
+                    order_list.append(i)
+        if not segment_list:
+            return [], keep_from, undecided, decision_due, decided_through
+        order = np.array(order_list, dtype=np.int64)
+        segment_starts = np.array(segment_list, dtype=np.int64)
+        hann_used = hann[:windows]
+        flat_used = flat[: count * self.m]
+        ok, hz, dbm0 = self._judge(hann_used, flat_used, firsts, lasts, labels_array, starts, ends, order, segment_starts, None)
+        if not ok.all():
+            self._judge_without_call_progress(hann_used, flat_used, firsts_array, lasts_array, labels_array, starts_array, ends_array, order, segment_starts, ok, hz, dbm0)
+        digits = []
+        for k in np.flatnonzero(ok).tolist():
+            r0 = order[segment_starts[k]]
+            r1 = order[segment_starts[k + 1] - 1] if k + 1 < len(segment_starts) else order[len(order) - 1]
+            digits.append((labels_array[r0], first + starts[r0], first + ends[r1], hz[k, 0], hz[k, 1], dbm0[k, 0], dbm0[k, 1]))
+        return digits, keep_from, undecided, decision_due, decided_through
+
+    cdef void _judge_without_call_progress(
+        self, hann, flat, firsts, lasts, run_labels, starts, ends, order, segment_starts, ok, hz, dbm0
+    ):
+        """Judge the failed segments again with the busy / reorder tone notched out around each where it
+        sounds (from ``call_progress_lead_samples`` before it, for the notch to settle); update ``ok``,
+        ``hz`` and ``dbm0`` in place."""
+        cdef Py_ssize_t m = self.m, k, w, a, b, count = len(segment_starts)
+        failed = np.flatnonzero(~ok).tolist()
+        bounds = np.append(segment_starts, len(order))
+        spans = []
+        for k in failed:
+            r0, r1 = order[bounds[k]], order[bounds[k + 1] - 1]
+            spans.append((int(starts[r0] * m), int(ceil(ends[r1] * m))))
+        present = self.call_progress_present(flat, np.array(spans, dtype=np.int64).reshape(-1, 2), self.call_progress_pairs_hz)
+        again = [k for k, sounds in zip(failed, present.tolist()) if sounds]
+        if not again:
+            return
+        flat_clean, hann_clean = np.array(flat), np.array(hann)
+        cdef float[::1] clean_samples = flat_clean
+        cdef float complex[:, ::1] clean_hann = hann_clean
+        cdef const float[:, ::1] hann_basis = self.hann_basis
+        order_list, segment_list = [], []
+        for k in again:
+            a, b = spans[failed.index(k)]
+            a = max(a - self.call_progress_lead_samples, 0)
+            b = min(b + m, len(flat))
+            flat_clean[a:b] = self.notch.apply(np.asarray(flat[a:b]))
+            segment_list.append(len(order_list))
+            order_list += order[bounds[k] : bounds[k + 1]].tolist()
+        for k in again:
+            for i in order[bounds[k] : bounds[k + 1]].tolist():
+                for w in range(firsts[i], lasts[i] + 1):
+                    _dft_terms(&clean_samples[w * m], 2 * m, hann_basis, &clean_hann[w, 0])
+        second_ok, second_hz, second_dbm0 = self._judge(
+            hann_clean, flat_clean, firsts, lasts, run_labels, starts, ends,
+            np.array(order_list, dtype=np.int64), np.array(segment_list, dtype=np.int64), self.notch.sections,
+        )
+        ok[again], hz[again], dbm0[again] = second_ok, second_hz, second_dbm0
 
 
 cdef double _sos_gain(const double[:, ::1] sections, double cycles_per_sample) noexcept nogil:

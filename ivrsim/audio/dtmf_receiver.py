@@ -302,32 +302,6 @@ class WindowClassifier:
 # compiled (``dtmf_kernels``) and run over any number of runs and segments at once.
 
 
-def runs_and_segments(labels: np.ndarray, half_spectra: np.ndarray, bridge: float) -> tuple[np.ndarray, ...]:
-    """Stage 4: runs of windows with the same digit, where each tone starts and ends, and the segments.
-
-    For a run of windows ``a .. b``, half-blocks ``a+1 .. b`` are filled by the tone, and its edges lie
-    in the two half-blocks on either side. A tone filling a fraction p of a half-block gives p times the
-    full DFT magnitude, so each edge half-block counts with its share of the mean magnitude of the filled
-    ones. (Over 51 samples the other group's tone leaks about 15 % into each bin, beating from block to
-    block; the mean, unlike the peak, does not bias the shares, and the beat leaves about 1 ms of error
-    per edge.) The tone starts that many half-blocks before half-block ``a+1`` and ends that many after
-    the end of half-block ``b``: the 23 ms / 40 ms duration rule and the 10 ms / 40 ms gap rule are
-    decided on these measured times, not on block counts. A run joins the latest segment of its digit
-    that ended at most ``bridge`` half-blocks before it started; runs in between (glitches inside the
-    gap) are dropped.
-
-    Args:
-        labels: (windows,) int8 window labels, -1 where no digit.
-        half_spectra: (windows + 1 or more, 8) complex64 Goertzel terms of the half-blocks.
-        bridge: the longest gap bridged, in half-blocks.
-
-    Returns:
-        ``(firsts, lasts, run_labels, starts, ends, segment_of_run)``: each run's first and last window, its
-        label, its start and end in half-blocks, and its segment (0, 1, ... in order; -1 if dropped).
-    """
-    return dtmf_kernels.runs_and_segments(np.ascontiguousarray(labels), np.ascontiguousarray(half_spectra), float(bridge))
-
-
 @lru_cache(maxsize=64)
 def _window_response(window: bytes, rate_hz: float) -> np.ndarray:
     """``window_response`` over the tone meter's offsets, once per window and rate (it costs milliseconds,
@@ -335,30 +309,29 @@ def _window_response(window: bytes, rate_hz: float) -> np.ndarray:
     return window_response(np.frombuffer(window, dtype=np.float64), METER_OFFSETS_HZ, rate_hz)
 
 
-@dataclass(frozen=True)
-class _Verdict:
-    """Stage 5's judgement of segments: ``ok`` (n,), their tone indices (n, 2), measured frequencies in Hz
-    and levels in dBm0 (n, 2)."""
-
-    ok: np.ndarray
-    tones: np.ndarray
-    hz: np.ndarray
-    dbm0: np.ndarray
-
-    def merged(self, positions: list[int], other: _Verdict) -> _Verdict:
-        """This verdict with ``positions`` replaced by ``other``'s segments, in order."""
-        ok, hz, dbm0 = self.ok.copy(), self.hz.copy(), self.dbm0.copy()
-        ok[positions], hz[positions], dbm0[positions] = other.ok, other.hz, other.dbm0
-        return _Verdict(ok=ok, tones=self.tones, hz=hz, dbm0=dbm0)
-
-
-@lru_cache(maxsize=16)
-def _notch_filter(rate_hz: int) -> np.ndarray:
+class CallProgressNotch:
     """Second-order sections notching the in-band tone of each call-progress pair (Q 8: -1.1 dB at 697 Hz,
-    which the levels measured through it are corrected for)."""
-    import scipy.signal  # here, not at the top: it takes a second to import, and most processes never notch
-    sections = [scipy.signal.tf2sos(*scipy.signal.iirnotch(pair[1], 8.0, rate_hz)) for pair in CALL_PROGRESS_PAIRS_HZ]
-    return np.vstack(sections)
+    which the levels measured through it are corrected for), made when first needed: scipy.signal takes
+    a second to import, and most processes never notch."""
+
+    def __init__(self, rate_hz: int) -> None:
+        self.rate_hz = rate_hz
+        self._sections: np.ndarray | None = None
+
+    @property
+    def sections(self) -> np.ndarray:
+        if self._sections is None:
+            import scipy.signal
+
+            design = [scipy.signal.tf2sos(*scipy.signal.iirnotch(pair[1], 8.0, self.rate_hz)) for pair in CALL_PROGRESS_PAIRS_HZ]
+            self._sections = np.vstack(design)
+        return self._sections
+
+    def apply(self, samples: np.ndarray) -> np.ndarray:
+        """``samples`` through the notch, as float32."""
+        from scipy.signal import sosfilt
+
+        return sosfilt(self.sections, samples).astype(np.float32)
 
 
 class _History:
@@ -466,6 +439,15 @@ class DtmfReceiver:
         self._hop_rotation = self._bank.hop_rotation(m)
         hann = hann_window(self.window_samples)
         self._hann_bank = GoertzelBank(DTMF_FREQUENCIES_HZ, self.rate_hz, self.window_samples, window=hann)
+        self._window_thresholds = WindowClassifier(self.thresholds, self.window_samples).scaled()
+        t = self.thresholds
+        self._bridge_half_blocks = t.bridge_gap_ms / 1000.0 * self.rate_hz / m
+        # Half-blocks kept before a pending segment for the call-progress notch to settle in, so that a
+        # stream notches from the same sample as a whole signal does.
+        self._lead_half_blocks = int(math.ceil(CALL_PROGRESS_LEAD_S * self.rate_hz / m))
+        self._min_tone_half_blocks = t.min_tone_ms / 1000.0 * self.rate_hz / m
+        # A segment whose last window is this many windows old can no longer be extended by a bridge.
+        self._settle_windows = 5 + int(math.floor(self._bridge_half_blocks))
         self._judge_kernel = dtmf_kernels.SegmentJudge(
             self.rate_hz,
             m,
@@ -478,15 +460,6 @@ class DtmfReceiver:
             self._judge_settings(),
             scipy.fft.rfft,
         )
-        self._window_thresholds = WindowClassifier(self.thresholds, self.window_samples).scaled()
-        t = self.thresholds
-        self._bridge_half_blocks = t.bridge_gap_ms / 1000.0 * self.rate_hz / m
-        # Half-blocks kept before a pending segment for the call-progress notch to settle in, so that a
-        # stream notches from the same sample as a whole signal does.
-        self._lead_half_blocks = int(math.ceil(CALL_PROGRESS_LEAD_S * self.rate_hz / m))
-        self._min_tone_half_blocks = t.min_tone_ms / 1000.0 * self.rate_hz / m
-        # A segment whose last window is this many windows old can no longer be extended by a bridge.
-        self._settle_windows = 5 + int(math.floor(self._bridge_half_blocks))
         self.reset()
 
     def _judge_settings(self) -> dict[str, Any]:
@@ -513,6 +486,14 @@ class DtmfReceiver:
             "comb_min_f0_hz": COMB_MIN_F0_HZ,
             "comb_match_pct": COMB_MATCH_PCT,
             "comb_max_row_harmonic": COMB_MAX_ROW_HARMONIC,
+            "bridge_half_blocks": self._bridge_half_blocks,
+            "min_tone_half_blocks": self._min_tone_half_blocks,
+            "settle_windows": self._settle_windows,
+            "lead_half_blocks": self._lead_half_blocks,
+            "call_progress_lead_samples": int(CALL_PROGRESS_LEAD_S * rate),
+            "call_progress_pairs_hz": CALL_PROGRESS_PAIRS_HZ,
+            "hann_basis": self._hann_bank.basis,
+            "notch": CallProgressNotch(self.rate_hz),
         }
 
     def reset(self) -> None:
@@ -594,148 +575,34 @@ class DtmfReceiver:
     # -- decisions ------------------------------------------------------------------------------------
 
     def _decide(self, final: bool) -> list[DtmfDigit]:
-        """Stage 4 over the history; stage 5 on every segment that can no longer grow."""
+        """Stage 4 over the history; stages 5 and 6 on every segment that can no longer grow
+        (``dtmf_kernels.SegmentJudge.decide``)."""
         history = self._history
-        windows = max(history.count - 1, 0)
-        labels = history.labels[:windows]
-        firsts, lasts, run_labels, start_array, end_array, segment_of_run = runs_and_segments(
-            labels, history.spectra[: history.count], self._bridge_half_blocks
+        digits, keep_from, self._undecided, self._decision_due, self._decided_through = self._judge_kernel.decide(
+            history.labels,
+            history.spectra,
+            history.hann,
+            history.samples.reshape(-1),
+            history.count,
+            history.first,
+            self._decided_through,
+            self._decision_due,
+            final,
         )
-        keep_from = max(windows - 2, 0)
-        self._undecided = False
-        if len(firsts) == 0:
-            history.drop(keep_from)
-            return []
-        tones = np.stack([run_labels // 4, 4 + run_labels % 4], axis=1)
-        starts, ends = start_array, end_array
-        segments: list[list[int]] = [[] for _ in range(int(segment_of_run.max()) + 1)]
-        for run, segment in enumerate(segment_of_run.tolist()):
-            if segment >= 0:
-                segments[segment].append(run)
-
-        ready: list[list[int]] = []
-        last_windows = lasts.tolist()
-        for runs in segments:
-            last = last_windows[runs[-1]]
-            if history.first + last <= self._decided_through:
-                continue
-            if not final and windows - 1 - last < self._settle_windows:
-                keep_from = min(keep_from, max(int(firsts[runs[0]]) - 2 - self._lead_half_blocks, 0))
-                self._undecided = True
-                self._decision_due = history.first + last + self._settle_windows + 1
-                break
-            ready.append(runs)
-        digits: list[DtmfDigit] = []
-        if ready:
-            self._decided_through = history.first + last_windows[ready[-1][-1]]
-            digits = self._validate(ready, firsts, lasts, tones, starts, ends)
         history.drop(keep_from)
-        return digits
-
-    def _validate(
-        self,
-        segments: list[list[int]],
-        firsts: np.ndarray,
-        lasts: np.ndarray,
-        tones: np.ndarray,
-        starts: np.ndarray,
-        ends: np.ndarray,
-    ) -> list[DtmfDigit]:
-        """Stage 5: digits from the segments whose duration, frequencies, coherence, twist and purity pass.
-
-        A segment that fails with a busy or reorder tone sounding (``CALL_PROGRESS_PAIRS_HZ``) is judged
-        again with that tone notched out: its 620 Hz lies inside the analysis lobe of 697 Hz and in the
-        purity band, where it reads as a second voice.
-        """
-        segment_start = np.array([starts[runs[0]] for runs in segments])
-        segment_end = np.array([ends[runs[-1]] for runs in segments])
-        keep = np.flatnonzero(segment_end - segment_start >= self._min_tone_half_blocks).tolist()
-        if not keep:
-            return []
-        history = self._history
-        hann = history.hann[: max(history.count - 1, 0)]
-        flat = history.samples[: history.count].reshape(-1)
-        runs = (firsts, lasts, tones, starts, ends)
-        verdict = self._judge([segments[i] for i in keep], runs, hann, flat)
-        failed = [i for i, ok in zip(keep, verdict.ok.tolist()) if not ok]
-        if failed:
-            m = self.half_block_samples
-            spans = [(int(segment_start[i] * m), int(np.ceil(segment_end[i] * m))) for i in failed]
-            cleaned = self._without_call_progress(flat, hann, spans, [segments[i] for i in failed], firsts, lasts)
-            if cleaned is not None:
-                flat_clean, hann_clean, again = cleaned
-                second = self._judge([segments[failed[k]] for k in again], runs, hann_clean, flat_clean, _notch_filter(self.rate_hz))
-                verdict = verdict.merged([keep.index(failed[k]) for k in again], second)
         to_s = self.half_block_samples / self.rate_hz
-        digits = []
-        for position in np.flatnonzero(verdict.ok).tolist():
-            i = keep[position]
-            row, col = verdict.tones[position].tolist()
-            digits.append(
-                DtmfDigit(
-                    key=KEYS_BY_INDEX[row * 4 + col - 4],
-                    start_s=float((history.first + segment_start[i]) * to_s),
-                    end_s=float((history.first + segment_end[i]) * to_s),
-                    row_hz=float(verdict.hz[position, 0]),
-                    col_hz=float(verdict.hz[position, 1]),
-                    row_level_dbm0=float(verdict.dbm0[position, 0]),
-                    col_level_dbm0=float(verdict.dbm0[position, 1]),
-                )
+        return [
+            DtmfDigit(
+                key=KEYS_BY_INDEX[label],
+                start_s=start * to_s,
+                end_s=end * to_s,
+                row_hz=row_hz,
+                col_hz=col_hz,
+                row_level_dbm0=row_dbm0,
+                col_level_dbm0=col_dbm0,
             )
-        return digits
-
-    def _judge(
-        self,
-        segments: list[list[int]],
-        runs: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
-        hann: np.ndarray,
-        flat: np.ndarray,
-        notch: np.ndarray | None = None,
-    ) -> _Verdict:
-        """Stages 5 and 6 on each segment (runs of windows), from window spectra ``hann`` and the samples
-        ``flat``; levels are corrected for ``notch`` (second-order sections) when the samples went through
-        it. Frequencies, coherence, drift, level spread, twist, harmonic ratio, hold, purity and comb: see
-        ``dtmf_kernels.SegmentJudge``."""
-        firsts, lasts, tones, starts, ends = runs
-        order = np.fromiter((run for runs_i in segments for run in runs_i), dtype=np.int64)
-        segment_starts = np.cumsum([0] + [len(runs_i) for runs_i in segments[:-1]], dtype=np.int64)
-        ok, hz, dbm0 = self._judge_kernel.judge(hann, flat, firsts, lasts, tones, starts, ends, order, segment_starts, notch)
-        return _Verdict(ok=ok, tones=tones[order[segment_starts]], hz=hz, dbm0=dbm0)
-
-    def _without_call_progress(
-        self,
-        flat: np.ndarray,
-        hann: np.ndarray,
-        spans: list[tuple[int, int]],
-        segments: list[list[int]],
-        firsts: np.ndarray,
-        lasts: np.ndarray,
-    ) -> tuple[np.ndarray, np.ndarray, list[int]] | None:
-        """Samples and window spectra with the busy / reorder tone notched out around each of ``spans``
-        (samples of failed segments) where it sounds, and which of them it sounds in; None if in none.
-
-        A stretch holds a call-progress pair (``CALL_PROGRESS_PAIRS_HZ``) when both tones peak within half a
-        resolution of their nominal frequency, within 10 dB of each other. A voice seldom puts two
-        harmonics there (it takes a 20 Hz fundamental, or a low voice whose other harmonics fill the band
-        anyway)."""
-        lead = int(CALL_PROGRESS_LEAD_S * self.rate_hz)
-        present = self._judge_kernel.call_progress_present(flat, np.array(spans, dtype=np.int64).reshape(-1, 2), CALL_PROGRESS_PAIRS_HZ)
-        again = np.flatnonzero(present).tolist()
-        if not again:
-            return None
-        flat_clean, hann_clean = flat.copy(), hann.copy()
-        m = self.half_block_samples
-        notch = _notch_filter(self.rate_hz)
-        from scipy.signal import sosfilt
-        windows = []
-        for k in again:
-            a, b = max(spans[k][0] - lead, 0), min(spans[k][1] + m, len(flat))
-            flat_clean[a:b] = sosfilt(notch, flat[a:b]).astype(np.float32)
-            windows += [w for run in segments[k] for w in range(int(firsts[run]), int(lasts[run]) + 1)]
-        ws = np.asarray(windows)
-        blocks = flat_clean[: (len(flat_clean) // m) * m].reshape(-1, m)
-        hann_clean[ws] = self._hann_bank.spectra(np.concatenate([blocks[ws], blocks[ws + 1]], axis=1))
-        return flat_clean, hann_clean, again
+            for label, start, end, row_hz, col_hz, row_dbm0, col_dbm0 in digits
+        ]
 
 
 def detect_dtmf(samples: np.ndarray, rate_hz: int, thresholds: DtmfThresholds | None = None) -> list[DtmfDigit]:
