@@ -17,6 +17,7 @@ import numpy as np
 
 from libc.math cimport INFINITY, M_PI, atan2, ceil, cos, fabs, floor, log10, rint, sin, sqrt
 from libc.stdlib cimport qsort
+from libc.string cimport memcpy, memmove
 
 
 cdef inline double _abs2(double complex z) noexcept nogil:
@@ -95,12 +96,13 @@ cdef inline signed char _classify(const float complex* earlier, const float comp
     return -1
 
 
-def analyse_blocks(
-    float[:, ::1] samples,
+cdef Py_ssize_t _analyse_blocks(
+    float[::1] samples,
     float[::1] energy,
     float complex[:, ::1] spectra,
     signed char[::1] labels,
     float complex[:, ::1] hann,
+    Py_ssize_t m,
     Py_ssize_t position,
     Py_ssize_t count,
     const float[:, ::1] basis,
@@ -108,34 +110,30 @@ def analyse_blocks(
     const float complex[::1] hop_rotation,
     WindowThresholds thresholds,
 ):
-    """Stages 1-3 over the history's half-blocks ``position .. count - 1`` (new, samples already stored).
+    """Stages 1-3 over half-blocks ``position .. count - 1`` of ``m`` samples (new, samples already stored).
 
-    Each one's energy and Goertzel terms (``basis``: half-block length x 16, cos and -sin interleaved) are
-    stored; NaN or infinite samples are set to zero first (silence, not a crash). Every window the new
-    half-blocks complete (from ``position - 1``) is labelled (stage 3), and each window that holds a digit
-    gets its Hann-windowed terms (``hann_basis``: two half-blocks x 16). Returns how many windows hold a
-    digit.
+    Each one's energy and Goertzel terms (``basis``: m x 16, cos and -sin interleaved) are stored; NaN or
+    infinite samples are set to zero first (silence, not a crash). Every window the new half-blocks
+    complete (from ``position - 1``) is labelled (stage 3), and each window that holds a digit gets its
+    Hann-windowed terms (``hann_basis``: 2m x 16). Returns how many windows hold a digit.
     """
-    cdef Py_ssize_t m = samples.shape[1], b, n, w, found = 0
+    cdef Py_ssize_t b, n, w, found = 0
     cdef double e
     cdef float x
-    cdef bint finite
     for b in range(position, count):
         e = 0.0
-        finite = True
-        for n in range(m):
-            x = samples[b, n]
+        for n in range(b * m, (b + 1) * m):
+            x = samples[n]
             if not (x - x == 0.0):  # NaN or infinite
-                samples[b, n] = 0.0
+                samples[n] = 0.0
                 x = 0.0
             e += <double>x * x
         energy[b] = <float>e
-        _dft_terms(&samples[b, 0], m, basis, &spectra[b, 0])
+        _dft_terms(&samples[b * m], m, basis, &spectra[b, 0])
     for w in range(max(position - 1, 0), count - 1):
         labels[w] = _classify(&spectra[w, 0], &spectra[w + 1, 0], <double>energy[w] + <double>energy[w + 1], hop_rotation, thresholds)
         if labels[w] >= 0:
-            # Half-blocks w and w + 1 are consecutive rows: one stretch of two half-blocks.
-            _dft_terms(&samples[w, 0], 2 * m, hann_basis, &hann[w, 0])
+            _dft_terms(&samples[w * m], 2 * m, hann_basis, &hann[w, 0])
             found += 1
     return found
 
@@ -157,7 +155,7 @@ cdef inline double _magnitude(const float complex[:, ::1] spectra, Py_ssize_t bl
     return sqrt(_abs2(<double complex>spectra[block, tone]))
 
 
-def runs_and_segments(const signed char[::1] labels, const float complex[:, ::1] half_spectra, double bridge):
+cdef tuple runs_and_segments(const signed char[::1] labels, const float complex[:, ::1] half_spectra, double bridge):
     """Stage 4: runs of windows with the same digit, where each tone starts and ends, and the segments.
 
     For a run of windows ``a .. b``, half-blocks ``a+1 .. b`` are filled by the tone, and its edges lie
@@ -852,7 +850,7 @@ cdef class SegmentJudge:
 
     # -- stage 4 and the decisions --------------------------------------------------------------------
 
-    def decide(
+    cdef tuple decide(
         self,
         const signed char[::1] labels,
         const float complex[:, ::1] spectra,
@@ -886,6 +884,7 @@ cdef class SegmentJudge:
         cdef const long[::1] firsts = firsts_array
         cdef const long[::1] lasts = lasts_array
         cdef const long[::1] segment_of_run = segment_array
+        cdef const long[::1] run_labels = labels_array
         cdef const double[::1] starts = starts_array
         cdef const double[::1] ends = ends_array
         run_count = firsts.shape[0]
@@ -924,14 +923,16 @@ cdef class SegmentJudge:
         segment_starts = np.array(segment_list, dtype=np.int64)
         hann_used = hann[:windows]
         flat_used = flat[: count * self.m]
-        ok, hz, dbm0 = self._judge(hann_used, flat_used, firsts, lasts, labels_array, starts, ends, order, segment_starts, None)
+        ok, hz, dbm0 = self._judge(hann_used, flat_used, firsts, lasts, run_labels, starts, ends, order, segment_starts, None)
         if not ok.all():
             self._judge_without_call_progress(hann_used, flat_used, firsts_array, lasts_array, labels_array, starts_array, ends_array, order, segment_starts, ok, hz, dbm0)
+        cdef const double[:, ::1] hz_view = hz
+        cdef const double[:, ::1] dbm0_view = dbm0
         digits = []
         for k in np.flatnonzero(ok).tolist():
             r0 = order[segment_starts[k]]
             r1 = order[segment_starts[k + 1] - 1] if k + 1 < len(segment_starts) else order[len(order) - 1]
-            digits.append((labels_array[r0], first + starts[r0], first + ends[r1], hz[k, 0], hz[k, 1], dbm0[k, 0], dbm0[k, 1]))
+            digits.append((run_labels[r0], first + starts[r0], first + ends[r1], hz_view[k, 0], hz_view[k, 1], dbm0_view[k, 0], dbm0_view[k, 1]))
         return digits, keep_from, undecided, decision_due, decided_through
 
     cdef void _judge_without_call_progress(
@@ -1012,3 +1013,146 @@ def harmonic_pair(const double[:, ::1] tones_hz, ratios):
     for i in range(tones_hz.shape[0]):
         out[i] = _harmonic(tones_hz[i, 1] / tones_hz[i, 0], table)
     return result
+
+
+cdef class ReceiverCore:
+    """The streaming receiver's state and history, compiled: input gathered into chunks, stages 1-3 on each,
+    the decisions (``SegmentJudge.decide``) when a segment may have settled, and the history trimmed to
+    what a pending decision needs (``dtmf_receiver.DtmfReceiver`` says why and when).
+
+    The history holds, from absolute half-block ``first``, ``count`` half-blocks' samples, energies and
+    Goertzel terms, the labels and Hann terms of the windows they start, and after them the ``pending``
+    samples of the next chunk. Digits come out as tuples (see ``SegmentJudge.decide``).
+    """
+
+    cdef SegmentJudge judge
+    cdef Py_ssize_t m, chunk_samples, keep_idle, min_capacity, shrink_from
+    cdef const float[:, ::1] basis
+    cdef const float[:, ::1] hann_basis
+    cdef const float complex[::1] hop_rotation
+    cdef WindowThresholds thresholds
+    cdef float[::1] samples
+    cdef float[::1] energy
+    cdef float complex[:, ::1] spectra
+    cdef signed char[::1] labels
+    cdef float complex[:, ::1] hann
+    cdef Py_ssize_t capacity, count, pending
+    cdef long first, decided_through, decision_due
+    cdef bint undecided
+
+    def __init__(self, SegmentJudge judge, Py_ssize_t half_block_samples, Py_ssize_t chunk_samples, Py_ssize_t keep_idle,
+                 basis, hann_basis, hop_rotation, WindowThresholds thresholds, Py_ssize_t min_capacity, Py_ssize_t shrink_from):
+        self.judge = judge
+        self.m = half_block_samples
+        self.chunk_samples = chunk_samples
+        self.keep_idle = keep_idle
+        self.basis = np.ascontiguousarray(basis, dtype=np.float32)
+        self.hann_basis = np.ascontiguousarray(hann_basis, dtype=np.float32)
+        self.hop_rotation = np.ascontiguousarray(hop_rotation, dtype=np.complex64)
+        self.thresholds = thresholds
+        self.min_capacity = min_capacity
+        self.shrink_from = shrink_from
+        self.reset()
+
+    def reset(self):
+        """Forget all state: the next sample fed is time zero."""
+        self.count = 0
+        self.pending = 0
+        self._allocate(self.min_capacity)
+        self.first = 0
+        self.decided_through = -1
+        self.decision_due = 0
+        self.undecided = False
+
+    cdef void _allocate(self, Py_ssize_t capacity):
+        """Arrays for ``capacity`` half-blocks (samples: one more, for a chunk's partial half-block), keeping
+        what the history holds."""
+        cdef Py_ssize_t kept = self.count, kept_samples = self.count * self.m + self.pending
+        samples = np.zeros((capacity + 1) * self.m, dtype=np.float32)
+        energy = np.zeros(capacity, dtype=np.float32)
+        spectra = np.zeros((capacity, 8), dtype=np.complex64)
+        labels = np.full(capacity, -1, dtype=np.int8)
+        hann = np.zeros((capacity, 8), dtype=np.complex64)
+        if kept_samples > 0:
+            samples[:kept_samples] = self.samples[:kept_samples]
+        if kept > 0:
+            energy[:kept] = self.energy[:kept]
+            spectra[:kept] = self.spectra[:kept]
+            labels[:kept] = self.labels[:kept]
+            hann[:kept] = self.hann[:kept]
+        self.samples, self.energy, self.spectra, self.labels, self.hann = samples, energy, spectra, labels, hann
+        self.capacity = capacity
+
+    cdef void _drop(self, Py_ssize_t blocks):
+        """Forget the oldest ``blocks`` half-blocks; give back what a long tone grew (a held key is state for
+        a tone in progress, never for the rest of the call)."""
+        if blocks <= 0:
+            return
+        cdef Py_ssize_t keep = self.count - blocks, m = self.m
+        memmove(&self.samples[0], &self.samples[blocks * m], (keep * m + self.pending) * sizeof(float))
+        if keep > 0:
+            memmove(&self.energy[0], &self.energy[blocks], keep * sizeof(float))
+            memmove(&self.spectra[0, 0], &self.spectra[blocks, 0], keep * 8 * sizeof(float complex))
+            memmove(&self.labels[0], &self.labels[blocks], keep * sizeof(signed char))
+            memmove(&self.hann[0, 0], &self.hann[blocks, 0], keep * 8 * sizeof(float complex))
+        self.first += blocks
+        self.count = keep
+        if self.capacity > self.shrink_from and 4 * keep < self.capacity:
+            self._allocate(max(self.min_capacity, 2 * keep, self.pending // m + 3))
+
+    cdef void _append(self, const float[::1] x):
+        """Store ``x`` after the pending samples, growing the arrays (doubling) when they are full."""
+        cdef Py_ssize_t needed = self.count + (self.pending + x.shape[0]) // self.m + 3
+        if needed > self.capacity:
+            self._allocate(max(needed + self.min_capacity, 2 * self.capacity))
+        if x.shape[0] > 0:
+            memcpy(&self.samples[self.count * self.m + self.pending], &x[0], x.shape[0] * sizeof(float))
+        self.pending += x.shape[0]
+
+    cdef void _analyse(self, Py_ssize_t blocks):
+        """Stages 1-3 over the next ``blocks`` half-blocks of the pending samples."""
+        cdef Py_ssize_t position = self.count, w
+        for w in range(max(position - 1, 0), position + blocks):
+            self.labels[w] = -1
+        for w in range(position, position + blocks):
+            self.hann[w, :] = 0
+        self.count += blocks
+        self.pending -= blocks * self.m
+        if _analyse_blocks(
+            self.samples, self.energy, self.spectra, self.labels, self.hann, self.m, position, self.count,
+            self.basis, self.hann_basis, self.hop_rotation, self.thresholds,
+        ) and not self.undecided:
+            self.undecided = True
+            self.decision_due = 0
+
+    cdef list _decide(self, bint final):
+        digits, keep_from, self.undecided, self.decision_due, self.decided_through = self.judge.decide(
+            self.labels, self.spectra, self.hann, self.samples, self.count, self.first, self.decided_through,
+            self.decision_due, final,
+        )
+        self._drop(keep_from)
+        return digits
+
+    def feed(self, const float[::1] x):
+        """Take ``x`` (float32 samples); return the digits that ended, as tuples."""
+        if x.shape[0] == 0:
+            return []
+        self._append(x)
+        if self.pending < self.chunk_samples:
+            return []
+        self._analyse(self.pending // self.m)
+        if not self.undecided:
+            # Nothing pending: keep only what the next chunk's first window and edge need.
+            self._drop(self.count - self.keep_idle)
+        elif self.first + self.count - 1 >= self.decision_due:
+            return self._decide(False)
+        return []
+
+    def flush(self):
+        """End of stream: the digits still pending, as tuples; then reset."""
+        cdef Py_ssize_t blocks = (self.pending + self.m - 1) // self.m + 2, i
+        self._append(np.zeros(blocks * self.m - self.pending, dtype=np.float32))
+        self._analyse(blocks)
+        digits = self._decide(True)
+        self.reset()
+        return digits

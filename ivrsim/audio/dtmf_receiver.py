@@ -334,60 +334,6 @@ class CallProgressNotch:
         return sosfilt(self.sections, samples).astype(np.float32)
 
 
-class _History:
-    """Half-blocks kept since the oldest one a pending decision may need, in growable arrays.
-
-    Position i holds half-block ``first + i`` (absolute): its samples, energy and Goertzel terms, and the
-    label and Hann spectrum of the window that starts with it (spanning half-blocks i and i+1; unset for
-    the newest).
-    """
-
-    def __init__(self, block_samples: int) -> None:
-        self.first = 0
-        self.count = 0
-        self.samples = np.zeros((HISTORY_MIN_CAPACITY, block_samples), dtype=np.float32)
-        self.energy = np.zeros(HISTORY_MIN_CAPACITY, dtype=np.float32)
-        self.spectra = np.zeros((HISTORY_MIN_CAPACITY, 8), dtype=np.complex64)
-        self.labels = np.full(HISTORY_MIN_CAPACITY, _NO_DIGIT, dtype=np.int8)
-        self.hann = np.zeros((HISTORY_MIN_CAPACITY, 8), dtype=np.complex64)
-
-    def _arrays(self) -> tuple[str, ...]:
-        return ("samples", "energy", "spectra", "labels", "hann")
-
-    def append(self, blocks: np.ndarray) -> int:
-        """Add half-blocks' samples (the rest is set by ``dtmf_kernels.analyse_blocks``); return the position
-        of the first one."""
-        needed = self.count + len(blocks)
-        if needed > len(self.labels):
-            # Doubling for a stream; a whole signal's one append gets room for the flush's few more.
-            capacity = max(needed + HISTORY_MIN_CAPACITY, 2 * len(self.labels))
-            for name in self._arrays():
-                setattr(self, name, _grow(getattr(self, name)[: self.count], capacity, _NO_DIGIT if name == "labels" else 0))
-        position = self.count
-        self.samples[position:needed] = blocks
-        self.labels[position:needed] = _NO_DIGIT
-        self.hann[position:needed] = 0.0
-        self.count = needed
-        return position
-
-    def drop(self, count: int) -> None:
-        """Forget the oldest ``count`` half-blocks."""
-        if count <= 0:
-            return
-        keep = self.count - count
-        capacity = len(self.labels)
-        for name in self._arrays():
-            array = getattr(self, name)
-            if capacity > HISTORY_SHRINK_FROM and 4 * keep < capacity:
-                # Give back what a long tone grew (arrays never shrink otherwise): a held key is state for a
-                # tone in progress, never for the rest of the call.
-                setattr(self, name, _grow(array[count : self.count], max(HISTORY_MIN_CAPACITY, 2 * keep), _NO_DIGIT if name == "labels" else 0))
-            else:
-                array[:keep] = array[count : self.count]
-        self.first += count
-        self.count = keep
-
-
 def _as_float32(samples: np.ndarray) -> np.ndarray:
     """Samples as float32 in [-1, 1]: integer PCM is scaled by its type's full scale."""
     x = np.asarray(samples)
@@ -397,12 +343,6 @@ def _as_float32(samples: np.ndarray) -> np.ndarray:
         half = 2 ** (8 * x.dtype.itemsize - 1)
         return (x.astype(np.float32) - np.float32(half)) / np.float32(half)
     return x.astype(np.float32, copy=False)
-
-
-def _grow(array: np.ndarray, capacity: int, fill: float = 0) -> np.ndarray:
-    grown = np.full((capacity,) + array.shape[1:], fill, dtype=array.dtype)
-    grown[: len(array)] = array
-    return grown
 
 
 #: How much input the streaming receiver gathers before it analyses, in ms (``DtmfReceiver``'s ``chunk_ms``).
@@ -439,7 +379,6 @@ class DtmfReceiver:
         self._hop_rotation = self._bank.hop_rotation(m)
         hann = hann_window(self.window_samples)
         self._hann_bank = GoertzelBank(DTMF_FREQUENCIES_HZ, self.rate_hz, self.window_samples, window=hann)
-        self._window_thresholds = WindowClassifier(self.thresholds, self.window_samples).scaled()
         t = self.thresholds
         self._bridge_half_blocks = t.bridge_gap_ms / 1000.0 * self.rate_hz / m
         # Half-blocks kept before a pending segment for the call-progress notch to settle in, so that a
@@ -460,7 +399,18 @@ class DtmfReceiver:
             self._judge_settings(),
             scipy.fft.rfft,
         )
-        self.reset()
+        self._core = dtmf_kernels.ReceiverCore(
+            self._judge_kernel,
+            m,
+            self._chunk_samples,
+            IDLE_KEEP_HALF_BLOCKS + self._lead_half_blocks,
+            self._bank.basis,
+            self._hann_bank.basis,
+            self._hop_rotation,
+            WindowClassifier(self.thresholds, self.window_samples).scaled(),
+            HISTORY_MIN_CAPACITY,
+            HISTORY_SHRINK_FROM,
+        )
 
     def _judge_settings(self) -> dict[str, Any]:
         """The constants stages 5 and 6 run on (``dtmf_kernels.SegmentJudge``), in samples at this rate."""
@@ -498,16 +448,7 @@ class DtmfReceiver:
 
     def reset(self) -> None:
         """Forget all state: the next sample fed is time zero."""
-        self._pending: list[np.ndarray] = []
-        self._pending_samples = 0
-        self._history = _History(self.half_block_samples)
-        #: Absolute index of the last window of the newest segment already decided.
-        self._decided_through = -1
-        self._undecided = False
-        #: Absolute window count at which the oldest undecided segment may have settled.
-        self._decision_due = 0
-
-    # -- input ----------------------------------------------------------------------------------------
+        self._core.reset()
 
     def feed(self, samples: np.ndarray) -> list[DtmfDigit]:
         """Process ``samples`` (mono, any length); return the digits that ended.
@@ -515,81 +456,16 @@ class DtmfReceiver:
         Float samples are taken as they are (full scale 1.0); integer samples (int16 PCM, or any signed
         or unsigned integer type) are scaled to full scale first.
         """
-        x = _as_float32(samples).reshape(-1)
-        if len(x) == 0:
-            return []
-        self._pending.append(x)
-        self._pending_samples += len(x)
-        if self._pending_samples < self._chunk_samples:
-            return []
-        x = np.concatenate(self._pending) if len(self._pending) > 1 else self._pending[0]
-        m = self.half_block_samples
-        count = len(x) // m
-        rest = x[count * m :]
-        self._pending = [rest.copy()] if len(rest) else []
-        self._pending_samples = len(rest)
-        self._analyse(x[: count * m].reshape(count, m))
-        history = self._history
-        if not self._undecided:
-            # Nothing pending: keep only what the next chunk's first window and edge need (as ``_decide``
-            # does), so that a call's silence or speech costs no memory, however long the call.
-            history.drop(history.count - IDLE_KEEP_HALF_BLOCKS - self._lead_half_blocks)
-        elif history.first + history.count - 1 >= self._decision_due:
-            return self._decide(final=False)
-        return []
+        return self._digits(self._core.feed(np.ascontiguousarray(_as_float32(samples).reshape(-1))))
 
     def flush(self) -> list[DtmfDigit]:
         """End of stream: report any digit still pending, then reset."""
-        m = self.half_block_samples
-        x = np.concatenate(self._pending) if self._pending else np.zeros(0, dtype=np.float32)
-        # Pad to whole half-blocks plus two of silence, so that a tone cut by the end gets its edge.
-        count = -(-len(x) // m) + 2
-        padded = np.zeros(count * m, dtype=np.float32)
-        padded[: len(x)] = x
-        self._analyse(padded.reshape(count, m))
-        digits = self._decide(final=True)
-        self.reset()
-        return digits
+        return self._digits(self._core.flush())
 
-    def _analyse(self, blocks: np.ndarray) -> None:
-        """Stages 1-3 over new half-blocks; store them with the labels of the windows they complete."""
-        history = self._history
-        position = history.append(blocks)
-        found = dtmf_kernels.analyse_blocks(
-            history.samples,
-            history.energy,
-            history.spectra,
-            history.labels,
-            history.hann,
-            position,
-            history.count,
-            self._bank.basis,
-            self._hann_bank.basis,
-            self._hop_rotation,
-            self._window_thresholds,
-        )
-        if found and not self._undecided:
-            self._undecided = True
-            self._decision_due = 0
-
-    # -- decisions ------------------------------------------------------------------------------------
-
-    def _decide(self, final: bool) -> list[DtmfDigit]:
-        """Stage 4 over the history; stages 5 and 6 on every segment that can no longer grow
-        (``dtmf_kernels.SegmentJudge.decide``)."""
-        history = self._history
-        digits, keep_from, self._undecided, self._decision_due, self._decided_through = self._judge_kernel.decide(
-            history.labels,
-            history.spectra,
-            history.hann,
-            history.samples.reshape(-1),
-            history.count,
-            history.first,
-            self._decided_through,
-            self._decision_due,
-            final,
-        )
-        history.drop(keep_from)
+    def _digits(self, found: list[tuple[int, float, float, float, float, float, float]]) -> list[DtmfDigit]:
+        """Digits from the kernel's tuples (label, start and end in half-blocks, frequencies, levels)."""
+        if not found:
+            return []
         to_s = self.half_block_samples / self.rate_hz
         return [
             DtmfDigit(
@@ -601,7 +477,7 @@ class DtmfReceiver:
                 row_level_dbm0=row_dbm0,
                 col_level_dbm0=col_dbm0,
             )
-            for label, start, end, row_hz, col_hz, row_dbm0, col_dbm0 in digits
+            for label, start, end, row_hz, col_hz, row_dbm0, col_dbm0 in found
         ]
 
 
