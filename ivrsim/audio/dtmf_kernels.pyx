@@ -327,9 +327,11 @@ cdef int _compare_doubles(const void* a, const void* b) noexcept nogil:
 
 cdef class SegmentJudge:
     """Stages 5 and 6 for segments (runs of windows of one digit): a digit, or not, with its frequencies
-    and levels. What each check is and why is told in ``dtmf_receiver`` (module docstring, ``ToneMeter``,
-    ``tone_purity``, ``DtmfReceiver``); this class runs them compiled, a segment at a time, and calls
-    ``rfft`` (scipy's) once per FFT size for the purity spectra.
+    and levels: the tone meter (``_measure``), the checks on frequency, coherence, drift, level spread,
+    twist and harmonic ratio, the hold (``_holds``), and purity with the harmonic comb (``purity``),
+    with the second looks (``_longest_unbroken``, the call-progress notch in ``decide``). The module
+    docstring of ``dtmf_receiver`` tells the stages; ``DtmfThresholds`` tells each limit. ``rfft``
+    (scipy's) is called once per FFT size for the purity spectra.
 
     Args:
         rate_hz, half_block_samples: the receiver's rate and half-block length.
@@ -423,8 +425,25 @@ cdef class SegmentJudge:
         self, const float complex[:, ::1] hann, const long[::1] firsts, const long[::1] lasts, const long[::1] order,
         Py_ssize_t r0, Py_ssize_t r1, long tone, double* out
     ) noexcept nogil:
-        """One tone of one segment (runs ``order[r0:r1]``): out = offset_hz, coherence, power, drift_hz,
-        level_spread, magnitude_total."""
+        """Stage 5, the tone meter: one tone of one segment (runs ``order[r0:r1]``) from its Hann-windowed
+        DFTs. out = offset_hz, coherence, power, drift_hz, level_spread, magnitude_total.
+
+        The frequency comes from the phase turn between windows a half-block (hop) apart (a pulse-pair
+        estimate): ``offset_hz = angle(sum Y[w+1] * conj(Y[w])) * rate / (2 pi hop)``, unambiguous within
+        +-rate / (2 hop) = +-78 Hz. Only pairs of consecutive windows of one run count. The Hann window
+        keeps the other group's tone 40 dB down, so that 8 dB of twist does not bend the phase. The
+        coherence is the turns' sum over the sum of their magnitudes (1.0 for a steady sine). The level is
+        the mean over windows inside the tone (both neighbours in the run), corrected for the window's
+        response at the measured offset.
+
+        The drift compares the first half of a segment's turns with the second, split by count (a dropout
+        near one end leaves both halves some), leaving out turns more than ``max_turn_deviation_rad`` from
+        the segment's mean: a block the sound card dropped would pull its half by hertz, while a voice's
+        glide bends each turn a little; infinite where a half has none (the pair a voice mimics comes and
+        goes with its pitch pulses, a window at a time). The level spread (standard deviation over mean)
+        is over the inside windows but those a dropout dims (under ``dropout_magnitude`` of the mean): a
+        break is bridged, not a swell; a voice's partials swell and fade with its formants.
+        """
         cdef double complex turn, total = 0.0, rotation = self.hop_rotation[tone], reference, early = 0.0, late = 0.0
         cdef double magnitude_total = 0.0, inner_power = 0.0, every_power = 0.0, mean = 0.0, mean_sq, mag
         cdef double lit_sum = 0.0, lit_square = 0.0, lit_mean, position, fraction, response_at, amplitude, offset
@@ -506,8 +525,8 @@ cdef class SegmentJudge:
 
     cdef bint _gaps_quiet(self, const float[::1] flat, const double[::1] starts, const double[::1] ends,
                           const long[::1] order, Py_ssize_t r0, Py_ssize_t r1, bint strict) noexcept nogil:
-        """Whether the breaks between a segment's runs are dropouts (at most ``beating_gap_power`` of the
-        runs' mean power), not beating partials. ``strict``: every break must also last
+        """Whether the breaks between a segment's runs are dropouts (their mean power at most
+        ``beating_gap_power`` of the runs'), not beating partials. ``strict``: every break must also last
         ``min_dropout_samples`` (``_holds``); otherwise breaks where runs meet are left out."""
         cdef Py_ssize_t i, a, b, gap_a
         cdef double run_power = 0.0, gap_power = 0.0, run_samples = 0.0, gap_samples = 0.0
@@ -539,7 +558,10 @@ cdef class SegmentJudge:
 
     cdef bint _holds(self, const float[::1] flat, const long[::1] firsts, const long[::1] lasts, const double[::1] starts,
                      const double[::1] ends, const long[::1] order, Py_ssize_t r0, Py_ssize_t r1) noexcept nogil:
-        """One run holds ``min_hold_windows`` windows, or the breaks between the runs are real dropouts."""
+        """Whether a segment's pair holds the signal: one of its runs lasts ``min_hold_windows`` windows, or
+        the breaks between its runs are real dropouts (quiet, at least ``min_dropout_samples``). A key holds
+        its pair window after window but for a dropout; the pair a voice's partials or a chord's notes
+        mimic comes and goes a window or two at a time while the sound goes on."""
         cdef Py_ssize_t i
         for i in range(r0, r1):
             if lasts[order[i]] - firsts[order[i]] + 1 >= self.min_hold_windows:
@@ -596,8 +618,31 @@ cdef class SegmentJudge:
         return groups
 
     def purity(self, const float[::1] flat, const long[:, ::1] spans, const double[:, ::1] measured_hz):
-        """Which spans of ``flat`` (first, last) hold their tones (``measured_hz``, (n, 2)) alone: purity, the
-        peak check and the harmonic comb (``dtmf_receiver.tone_purity``). Returns bool (n,)."""
+        """Which spans of ``flat`` (first, last) hold their tones (``measured_hz``, (n, 2)) alone. Returns bool (n,).
+
+        A Hann-windowed spectrum of the whole stretch, zero-padded to twice its length or more (25 Hz
+        resolution for 40 ms), resolves the harmonics of a voice or an instrument that a 12.75 ms block
+        cannot; what lies within the main lobe of either tone (2.2 resolutions) counts as tone. A DTMF pair
+        stands alone in ``dtmf_band_hz`` with little above it (``upper_band_hz``): the power left in the
+        band and the power above it, each over the tones', must stay under ``max_inband_residual`` and
+        ``max_upper_band_ratio``. Two notes close together can pull the phase-based frequency between
+        them, where neither has its peak: each tone's spectral peak must lie within ``max_peak_miss``
+        resolutions of it.
+
+        The harmonic comb: the partials of one voice or note are exact multiples of its fundamental f0.
+        Where row = p * f0 and col = q * f0 hold within ``comb_match_pct`` for some p up to
+        ``comb_max_row_harmonic`` (f0 at least ``comb_min_f0_hz``), the pair may be two harmonics that
+        formants lift (espeak-ng's raised voices put the 3rd and 7th of 233 Hz on key A, the 4th and 7th of
+        176 Hz on key 1). A voice then also has energy at f0's other multiples, standing out from the
+        spectrum halfway between them; a key has nothing there but noise (its tones are unrelated, each up
+        to 1.5 % off, and seldom fit that close). For the fitting f0 whose other harmonics stand out most,
+        their power (within half a resolution of each, in ``comb_band_hz``) over the tones' and its
+        contrast (mean power per bin on them over halfway between) decide: a voice when the power reaches
+        ``max_harmonic_comb``, or ``max_standing_comb`` with a contrast of ``min_comb_contrast``, on a
+        stretch of ``comb_min_samples`` or more (shorter ones are too coarse: the tones' own lobes cover
+        the harmonics). Harmonics within the main lobe of a call-progress tone are left out (dial tone on
+        the line).
+        """
         pure_array = np.zeros(spans.shape[0], dtype=bool)
         cdef unsigned char[::1] pure = pure_array.view(np.uint8)
         cdef float[:, ::1] power
@@ -629,7 +674,7 @@ cdef class SegmentJudge:
     cdef void _purity_sums(self, const float[:, ::1] power, Py_ssize_t row, double bin_hz, double res, double row_hz,
                            double col_hz, double* sums) noexcept nogil:
         """sums = power in the tones' lobes, what is left in the DTMF band, the power above it, each peak's
-        distance from its tone in resolutions, the comb's power and contrast (``tone_purity``)."""
+        distance from its tone in resolutions, the comb's power and contrast (see ``purity``)."""
         cdef double lobe = 2.2 * res, edge = 1e-9 * bin_hz, measured, near_in_band = 0.0, band
         cdef double f0, q, miss, on_hz, off_hz, on_power, off_power, candidate_contrast
         cdef double best_contrast = 0.0, best_power = 0.0
@@ -713,7 +758,11 @@ cdef class SegmentJudge:
         return present_array
 
     cdef void _longest_unbroken(self, const float[::1] flat, Py_ssize_t first, Py_ssize_t last, Py_ssize_t* out):
-        """The longest stretch of ``flat[first:last]`` without a dropout (``dtmf_receiver.longest_unbroken``)."""
+        """The longest stretch of ``flat[first:last]`` without a dropout, into out (first, last).
+
+        A break too short to split the tone's windows (under about 10 ms) still splatters its spectrum: the
+        purity check must not look across it. Half-blocks whose power falls below ``dropout_power`` of the
+        median half-block's are breaks; the stretch returned lies between two of them."""
         cdef Py_ssize_t count = (last - first) // self.m, b, i, piece = 0, previous = -1, longest = -1
         out[0] = first
         out[1] = last

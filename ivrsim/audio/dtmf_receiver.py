@@ -15,37 +15,40 @@ signal to noise            15 dB (white noise, per tone / total)
 talk-off                   no digits from speech, music, or dial / ringback / busy tones
 =========================  ======================================  =====================================
 
-How it works, stage by stage (each a named function or class below):
+How it works, stage by stage (each a named function or class here or in ``dtmf_kernels``):
 
-1. ``GoertzelBank.spectra``: the complex DFT at the eight DTMF frequencies over half-blocks of 6.375 ms
-   (51 samples at 8 kHz), and each half-block's energy.
+1. The complex DFT at the eight DTMF frequencies over half-blocks of 6.375 ms (51 samples at 8 kHz;
+   ``GoertzelBank``'s basis), and each half-block's energy.
 2. Adjacent half-blocks combined into 12.75 ms windows (102 samples at 8 kHz, the block spandsp uses)
    every 6.375 ms: energy per tone and in total.
 3. ``WindowClassifier``: a window holds a digit when its strongest row and column tones are both above
    the level threshold, within a loose twist limit, each at least 6 dB above the runner-up of its group
    (relative peak), and together carry enough of the window's energy (share of total energy).
 4. ``runs_and_segments``: runs of windows with the same digit; where each tone starts and ends, to about
-   a millisecond, from how much of each edge half-block it fills, so that
-   the 23 ms / 40 ms duration rule and the 10 ms / 40 ms gap rule are decided on measured times, not on
-   block counts; runs of one digit separated by at most ``bridge_gap_ms`` join into one segment.
-5. ``ToneMeter``: over each segment, Hann-windowed DFTs (sidelobes low enough that the other group's
-   tone does not disturb the phase) give each tone's frequency from the turn of its phase between
-   windows 6.375 ms apart, the coherence of that turn (a steady sine scores 1), and the tone levels
-   corrected for the window's response at the measured offset. ``tone_purity`` looks at the whole tone
-   at 25 Hz resolution: a DTMF pair stands alone in 600-1750 Hz with little above it, while the
-   harmonics of a voice or an instrument that happen to hit two DTMF frequencies do not.
+   a millisecond, from how much of each edge half-block it fills, so that the 23 ms / 40 ms duration rule
+   and the 10 ms / 40 ms gap rule are decided on measured times, not on block counts; runs of one digit
+   separated by at most ``bridge_gap_ms`` join into one segment.
+5. ``SegmentJudge._measure`` (the tone meter): over each segment, Hann-windowed DFTs (sidelobes low
+   enough that the other group's tone does not disturb the phase) give each tone's frequency from the
+   turn of its phase between windows 6.375 ms apart, the coherence of that turn (a steady sine scores 1),
+   and the tone levels corrected for the window's response at the measured offset.
+   ``SegmentJudge.purity`` looks at the whole tone at 25 Hz resolution: a DTMF pair stands alone in
+   600-1750 Hz with little above it, while the harmonics of a voice or an instrument that happen to hit
+   two DTMF frequencies do not.
 6. What a key has and speech or music lacks, each measured over the segment: one run holds the pair for
-   three windows (``_holds``); neither tone drifts between the segment's halves nor swells and fades
-   (``ToneMeasurement.drift_hz`` / ``level_spread``); and where both tones fit one fundamental, its other
-   harmonics are absent (the harmonic comb in ``tone_purity``: espeak-ng's raised voices put their 3rd
-   and 7th harmonics on key A). A segment is a digit when duration, frequencies, coherence, twist, purity and these all pass.
-   A segment that fails while a busy or reorder tone (480 + 620 Hz) sounds is judged again with 620 Hz
-   notched out; one that fails purity gets a second look between its short dropouts (``longest_unbroken``).
+   three windows (``SegmentJudge._holds``); neither tone drifts between the segment's halves nor swells
+   and fades (the meter's drift and level spread); and where both tones fit one fundamental, its other
+   harmonics are absent (the harmonic comb in ``SegmentJudge.purity``: espeak-ng's raised voices put
+   their 3rd and 7th harmonics on key A). A segment is a digit when duration, frequencies, coherence,
+   twist, purity and these all pass. A segment that fails while a busy or reorder tone (480 + 620 Hz)
+   sounds is judged again with 620 Hz notched out (``SegmentJudge.decide``); one that fails purity gets a
+   second look between its short dropouts (``SegmentJudge._longest_unbroken``).
 
 The receiver is pure: float samples in, ``DtmfDigit`` events out. ``DtmfReceiver`` is fed frames of any
 size and reports each digit once it has ended; ``detect_dtmf`` runs it over a whole signal. Both give the
-same digits, to the sample. The inner loops of stages 2-6 are compiled (``dtmf_kernels``, Cython): in
-numpy alone, a streamed digit took a few hundred small calls.
+same digits, to the sample. Stages 1-6 and the streaming state run compiled (``dtmf_kernels``, Cython):
+written with numpy, a streamed digit took a few hundred small calls, and a digit every 100 ms held the
+receiver to 60x real time; this module keeps the specification, the limits and the constants.
 """
 
 from __future__ import annotations
@@ -83,7 +86,7 @@ CALL_PROGRESS_PAIRS_HZ = ((480.0, 620.0),)
 CALL_PROGRESS_LEAD_S = 0.012
 #: Call-progress tones of the world's dial, ringback and busy tones below 700 Hz (ITU-T E.180), in Hz.
 CALL_PROGRESS_TONES_HZ = (350.0, 400.0, 425.0, 440.0, 450.0, 480.0, 620.0)
-#: Harmonic comb (``tone_purity``): the largest harmonic number a row tone is tried as, the lowest
+#: Harmonic comb (``SegmentJudge.purity``): the largest harmonic number a row tone is tried as, the lowest
 #: fundamental tried, in Hz, how close both tones must lie to multiples of it, in percent, and the band
 #: looked at, in Hz.
 COMB_MAX_ROW_HARMONIC = 8
@@ -100,7 +103,7 @@ PURITY_MIN_S = 0.032
 #: Gaps between a segment's runs holding at least this share of the runs' power are not dropouts.
 BEATING_GAP_POWER = 0.25
 #: Windows in a row (12.75 ms each, 6.375 ms apart: 25.5 ms of tone) that one run of a segment holds,
-#: unless the breaks between its runs are dropouts of at least ``MIN_DROPOUT_S`` (``DtmfReceiver._holds``).
+#: unless the breaks between its runs are dropouts of at least ``MIN_DROPOUT_S`` (``SegmentJudge._holds``).
 MIN_HOLD_WINDOWS = 3
 MIN_DROPOUT_S = 0.002
 #: Time left out at each end of a tone before the purity analysis, in seconds (switching transients).
@@ -108,10 +111,10 @@ PURITY_EDGE_S = 0.004
 #: Largest angle between one phase turn and its segment's mean turn that the drift measure keeps, in
 #: radians: a 12 Hz glide bends the end turns by 0.24 rad, a dropped block by anything up to pi.
 MAX_TURN_DEVIATION_RAD = 0.5
-#: Offsets from a tone's nominal frequency at which ``ToneMeter`` tabulates its window's response, in Hz.
+#: Offsets from a tone's nominal frequency at which the tone meter tabulates its window's response, in Hz.
 METER_OFFSETS_HZ = np.linspace(-100.0, 100.0, 801)
 #: A window whose magnitude at a tone is under this share of the tone's mean magnitude is dimmed by a
-#: dropout (``ToneMeter``'s level spread leaves it out).
+#: dropout (the tone meter's level spread leaves it out).
 DROPOUT_MAGNITUDE = 0.7
 #: A block of a tone holding less than this share of the tone's median block power is taken for a dropout.
 #: Two tones beat, but over a 6.375 ms block the beat moves the power by at most +-15 %; a 5 ms break
@@ -195,7 +198,7 @@ class DtmfThresholds:
     max_inband_residual: float = 0.06
     #: Power in 1750-3400 Hz relative to the two tones (-8 dB): speech formants and fricatives live there.
     max_upper_band_ratio: float = 0.15
-    #: A pair whose tones are harmonics of one fundamental (the comb of ``tone_purity``) is a voice's or a note's
+    #: A pair whose tones are harmonics of one fundamental (the comb of ``SegmentJudge.purity``) is a voice's or a note's
     #: partials, not a key, when the other harmonics hold at least ``max_harmonic_comb`` of the pair's
     #: power (-11.5 dB), or at least ``max_standing_comb`` (-18 dB) standing out by ``min_comb_contrast``
     #: (a power ratio: 9 dB) from the spectrum between them. Keys measured with dial tone or ringback at
@@ -356,7 +359,7 @@ class DtmfReceiver:
         rate_hz: sample rate of the input, 8,000 to 96,000 Hz.
         thresholds: decision thresholds; the defaults meet the specification in the module docstring.
         chunk_ms: input is analysed once at least this much has arrived, in ms. Larger chunks cost less per
-            second of audio (numpy's per-call overhead is paid once per chunk); smaller ones report digits
+            second of audio (the fixed cost of an analysis is paid once per chunk); smaller ones report digits
             sooner. Digits and their times do not depend on it.
 
     A digit is reported by the ``feed`` call in which it is certain that the key was released (its tone
