@@ -28,22 +28,14 @@ cdef inline double _angle(double complex z) noexcept nogil:
     return atan2(z.imag, z.real)
 
 
+cdef extern from "dtmf_simd.h":
+    void ivrsim_dft_terms(const float* samples, Py_ssize_t length, const float* basis, float* out) noexcept nogil
+    double ivrsim_energy(const float* samples, Py_ssize_t length) noexcept nogil
+
+
 cdef inline void _dft_terms(const float* samples, Py_ssize_t length, const float[:, ::1] basis, float complex* out) noexcept nogil:
     """The DFT terms at the eight frequencies of ``basis`` (length, 16: cos and -sin interleaved)."""
-    cdef float acc[16]
-    cdef Py_ssize_t n, k
-    cdef float x
-    cdef const float* row
-    for k in range(16):
-        acc[k] = 0.0
-    for n in range(length):
-        x = samples[n]
-        row = &basis[n, 0]
-        for k in range(16):
-            acc[k] += x * row[k]
-    for k in range(8):
-        out[k].real = acc[2 * k]
-        out[k].imag = acc[2 * k + 1]
+    ivrsim_dft_terms(samples, length, &basis[0, 0], <float*>out)
 
 
 cdef class WindowThresholds:
@@ -119,15 +111,13 @@ cdef Py_ssize_t _analyse_blocks(
     """
     cdef Py_ssize_t b, n, w, found = 0
     cdef double e
-    cdef float x
     for b in range(position, count):
-        e = 0.0
-        for n in range(b * m, (b + 1) * m):
-            x = samples[n]
-            if not (x - x == 0.0):  # NaN or infinite
-                samples[n] = 0.0
-                x = 0.0
-            e += <double>x * x
+        e = ivrsim_energy(&samples[b * m], m)
+        if not (e - e == 0.0):  # NaN or infinity in the block: silence, not a crash
+            for n in range(b * m, (b + 1) * m):
+                if not (samples[n] - samples[n] == 0.0):
+                    samples[n] = 0.0
+            e = ivrsim_energy(&samples[b * m], m)
         energy[b] = <float>e
         _dft_terms(&samples[b * m], m, basis, &spectra[b, 0])
     for w in range(max(position - 1, 0), count - 1):
