@@ -17,7 +17,7 @@ import numpy as np
 
 from libc.math cimport INFINITY, M_PI, atan2, ceil, cos, fabs, floor, log10, rint, sin, sqrt
 from libc.stdlib cimport qsort
-from libc.string cimport memcpy, memmove
+from libc.string cimport memcpy, memmove, memset
 
 
 cdef inline double _abs2(double complex z) noexcept nogil:
@@ -821,8 +821,11 @@ cdef class SegmentJudge:
         cdef Py_ssize_t first, last
         if notch_sections is not None:
             sections = np.ascontiguousarray(notch_sections, dtype=np.float64)
-        survivors = []
-        span_list = []
+        survivors_array = np.empty(count, dtype=np.int64)
+        spans_array = np.empty((count, 2), dtype=np.int64)
+        cdef long[::1] survivors = survivors_array
+        cdef long[:, ::1] spans = spans_array
+        cdef Py_ssize_t kept = 0
         for s in range(count):
             r0 = segment_starts[s]
             r1 = segment_starts[s + 1] if s + 1 < count else runs
@@ -863,18 +866,22 @@ cdef class SegmentJudge:
                 if not self._gaps_quiet(flat, starts, ends, order, r0, r1, False):
                     first = self._sample(starts[order[r0]]) + self.purity_edge
                     last = self._sample(ends[order[r1 - 1]]) - self.purity_edge
-            survivors.append(s)
-            span_list.append((first, max(min(last, first + self.purity_longest), first + 2)))
-        if not survivors:
+            survivors[kept] = s
+            spans[kept, 0] = first
+            spans[kept, 1] = max(min(last, first + self.purity_longest), first + 2)
+            kept += 1
+        if kept == 0:
             return ok_array, hz_array, dbm0_array
-        spans = np.array(span_list, dtype=np.int64).reshape(-1, 2)
-        pure = self.purity(flat, spans, np.ascontiguousarray(hz_array[survivors]))
+        survivors_array = survivors_array[:kept]
+        spans_array = spans_array[:kept]
+        pure = self.purity(flat, spans_array, hz_array[survivors_array])
         # A break too short to split the windows (about 5 ms) stays inside the stretch and splatters its
         # spectrum: a tone that fails gets a second look over its longest stretch between such breaks.
         cdef Py_ssize_t piece[2]
         again, pieces = [], []
-        for k in range(len(survivors)):
-            if pure[k] or spans[k, 1] - spans[k, 0] <= self.purity_shortest:
+        cdef unsigned char[::1] pure_view = pure.view(np.uint8)
+        for k in range(kept):
+            if pure_view[k] or spans[k, 1] - spans[k, 0] <= self.purity_shortest:
                 continue
             self._longest_unbroken(flat, spans[k, 0], spans[k, 1], piece)
             if (piece[0], piece[1]) != (spans[k, 0], spans[k, 1]) and piece[1] - piece[0] >= self.purity_shortest:
@@ -882,9 +889,9 @@ cdef class SegmentJudge:
                 pieces.append((piece[0], piece[1]))
         if again:
             pure[again] = self.purity(
-                flat, np.array(pieces, dtype=np.int64).reshape(-1, 2), np.ascontiguousarray(hz_array[[survivors[k] for k in again]])
+                flat, np.array(pieces, dtype=np.int64).reshape(-1, 2), hz_array[survivors_array[again]]
             )
-        ok_array[survivors] = pure
+        ok_array[survivors_array] = pure
         return ok_array, hz_array, dbm0_array
 
     # -- stage 4 and the decisions --------------------------------------------------------------------
@@ -928,7 +935,11 @@ cdef class SegmentJudge:
         cdef const double[::1] ends = ends_array
         run_count = firsts.shape[0]
         # Kept runs in order, and where each ready segment's runs begin among them.
-        order_list, segment_list = [], []
+        order_array = np.empty(run_count, dtype=np.int64)
+        segment_array_k = np.empty(run_count, dtype=np.int64)
+        cdef long[::1] order = order_array
+        cdef long[::1] segment_starts = segment_array_k
+        cdef Py_ssize_t ordered = 0, segments = 0
         r = 0
         while r < run_count:
             if segment_of_run[r] < 0:
@@ -952,19 +963,21 @@ cdef class SegmentJudge:
             decided_through = first + lasts[last_run]
             if ends[last_run] - starts[r0] < self.min_tone_half_blocks:
                 continue
-            segment_list.append(len(order_list))
+            segment_starts[segments] = ordered
+            segments += 1
             for i in range(r0, r1):
                 if segment_of_run[i] >= 0:
-                    order_list.append(i)
-        if not segment_list:
+                    order[ordered] = i
+                    ordered += 1
+        if segments == 0:
             return [], keep_from, undecided, decision_due, decided_through
-        order = np.array(order_list, dtype=np.int64)
-        segment_starts = np.array(segment_list, dtype=np.int64)
+        order = order[:ordered]
+        segment_starts = segment_starts[:segments]
         hann_used = hann[:windows]
         flat_used = flat[: count * self.m]
         ok, hz, dbm0 = self._judge(hann_used, flat_used, firsts, lasts, run_labels, starts, ends, order, segment_starts, None)
         if not ok.all():
-            self._judge_without_call_progress(hann_used, flat_used, firsts_array, lasts_array, labels_array, starts_array, ends_array, order, segment_starts, ok, hz, dbm0)
+            self._judge_without_call_progress(hann_used, flat_used, firsts_array, lasts_array, labels_array, starts_array, ends_array, order_array[:ordered], segment_array_k[:segments], ok, hz, dbm0)
         cdef const double[:, ::1] hz_view = hz
         cdef const double[:, ::1] dbm0_view = dbm0
         digits = []
@@ -1153,8 +1166,7 @@ cdef class ReceiverCore:
         cdef Py_ssize_t position = self.count, w
         for w in range(max(position - 1, 0), position + blocks):
             self.labels[w] = -1
-        for w in range(position, position + blocks):
-            self.hann[w, :] = 0
+        memset(&self.hann[position, 0], 0, blocks * 8 * sizeof(float complex))
         self.count += blocks
         self.pending -= blocks * self.m
         if _analyse_blocks(

@@ -218,7 +218,7 @@ class DtmfThresholds:
     bridge_gap_ms: float = 25.0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DtmfDigit:
     """One detected key press.
 
@@ -471,16 +471,8 @@ class DtmfReceiver:
             return []
         to_s = self.half_block_samples / self.rate_hz
         return [
-            DtmfDigit(
-                key=KEYS_BY_INDEX[label],
-                start_s=start * to_s,
-                end_s=end * to_s,
-                row_hz=row_hz,
-                col_hz=col_hz,
-                row_level_dbm0=row_dbm0,
-                col_level_dbm0=col_dbm0,
-            )
-            for label, start, end, row_hz, col_hz, row_dbm0, col_dbm0 in found
+            DtmfDigit(KEYS_BY_INDEX[label], start * to_s, end * to_s, row_hz, col_hz, row_dbm0, col_dbm0)
+            for label, start, end, row_hz, col_hz, row_dbm0, col_dbm0 in found  # (positional: a third of the cost)
         ]
 
 
