@@ -39,12 +39,15 @@ cdef inline void _dft_terms(const float* samples, Py_ssize_t length, const float
 
 
 cdef class WindowThresholds:
-    """``WindowClassifier``'s thresholds, scaled to raw window energies."""
+    """``WindowClassifier``'s thresholds, scaled to raw window energies; ``min_window_energy``: below it no
+    tone can reach ``min_tone_energy`` (|Y|^2 <= W * energy for a window of W samples)."""
 
-    cdef public double min_tone_energy, normal_twist, reverse_twist, relative_peak, share_scale
+    cdef public double min_tone_energy, normal_twist, reverse_twist, relative_peak, share_scale, min_window_energy
 
-    def __init__(self, double min_tone_energy, double normal_twist, double reverse_twist, double relative_peak, double share_scale):
+    def __init__(self, double min_tone_energy, double normal_twist, double reverse_twist, double relative_peak,
+                 double share_scale, double min_window_energy):
         self.min_tone_energy = min_tone_energy
+        self.min_window_energy = min_window_energy
         self.normal_twist = normal_twist
         self.reverse_twist = reverse_twist
         self.relative_peak = relative_peak
@@ -60,6 +63,8 @@ cdef inline signed char _classify(const float complex* earlier, const float comp
     cdef Py_ssize_t g, k
     cdef double v
     cdef double complex y
+    if energy < t.min_window_energy:
+        return -1
     for k in range(8):
         y = <double complex>earlier[k] + <double complex>later[k] * <double complex>hop_rotation[k]
         power[k] = _abs2(y)

@@ -285,6 +285,7 @@ class WindowClassifier:
 
     def __init__(self, thresholds: DtmfThresholds, window_samples: int) -> None:
         w = float(window_samples)
+        self.window_samples = w
         # Tone power P = 2 |Y|^2 / W^2 and mean power = energy / W: fold both scales into the thresholds.
         self.min_tone_energy = dbm0_to_power(thresholds.min_tone_level_dbm0) * w * w / 2.0
         self.share_scale = thresholds.min_energy_share * w / 2.0
@@ -296,7 +297,12 @@ class WindowClassifier:
     def scaled(self) -> dtmf_kernels.WindowThresholds:
         """The thresholds as ``dtmf_kernels.analyse_blocks`` takes them."""
         return dtmf_kernels.WindowThresholds(
-            self.min_tone_energy, self.normal_twist, self.reverse_twist, self.relative_peak, self.share_scale
+            self.min_tone_energy,
+            self.normal_twist,
+            self.reverse_twist,
+            self.relative_peak,
+            self.share_scale,
+            self.min_tone_energy / self.window_samples,
         )
 
 
@@ -347,6 +353,9 @@ def _as_float32(samples: np.ndarray) -> np.ndarray:
         return (x.astype(np.float32) - np.float32(half)) / np.float32(half)
     return x.astype(np.float32, copy=False)
 
+
+#: Length of the pieces ``detect_dtmf`` feeds a whole signal in, in seconds.
+BATCH_PIECE_S = 4.0
 
 #: How much input the streaming receiver gathers before it analyses, in ms (``DtmfReceiver``'s ``chunk_ms``).
 DEFAULT_CHUNK_MS = 40.0
@@ -477,6 +486,15 @@ class DtmfReceiver:
 
 
 def detect_dtmf(samples: np.ndarray, rate_hz: int, thresholds: DtmfThresholds | None = None) -> list[DtmfDigit]:
-    """All digits in a whole mono signal (float samples at ``rate_hz``)."""
+    """All digits in a whole mono signal (float samples at ``rate_hz``).
+
+    The signal is fed in pieces of ``BATCH_PIECE_S``: the same digits as all at once (the receiver does not
+    depend on how its input is cut), with a history that stays small and warm in the cache instead of
+    megabytes of fresh pages for a long recording."""
     receiver = DtmfReceiver(rate_hz, thresholds, chunk_ms=0.0)
-    return receiver.feed(samples) + receiver.flush()
+    x = np.asarray(samples).reshape(-1)
+    piece = int(BATCH_PIECE_S * rate_hz)
+    digits: list[DtmfDigit] = []
+    for offset in range(0, len(x), piece):
+        digits += receiver.feed(x[offset : offset + piece])
+    return digits + receiver.flush()
