@@ -13,6 +13,8 @@ Layout: spectra are complex64 (blocks, 8) in ``DTMF_FREQUENCIES_HZ`` order (four
 digit's label is ``row * 4 + column`` (0-15); a run's tones are its row (0-3) and column (4-7) indices.
 """
 
+from functools import lru_cache
+
 import numpy as np
 
 from libc.math cimport INFINITY, M_PI, atan2, ceil, cos, fabs, floor, log10, rint, sin, sqrt
@@ -285,19 +287,17 @@ cdef inline void _drop_segment(long[::1] segment_of_run, Py_ssize_t before, long
             segment_of_run[r] = -1
 
 
-cdef inline double _band_power(const float[:, ::1] power, Py_ssize_t row, double bin_hz, double low_hz, double high_hz, Py_ssize_t* bins_out) noexcept nogil:
-    """Power of one spectrum in [low_hz, high_hz]: the bins whose centres lie inside."""
-    cdef Py_ssize_t bins = power.shape[1], first, last, i
-    cdef double total = 0.0
+cdef inline double _band_power(const double[:, ::1] prefix, Py_ssize_t row, double bin_hz, double low_hz, double high_hz, Py_ssize_t* bins_out) noexcept nogil:
+    """Power of one spectrum in [low_hz, high_hz], the bins whose centres lie inside, from its prefix sums
+    (``prefix[row, i]``: the power of bins 0 .. i - 1): two lookups, not a pass over the band."""
+    cdef Py_ssize_t bins = prefix.shape[1] - 1, first, last
     first = <Py_ssize_t>min(max(ceil(low_hz / bin_hz), 0.0), <double>bins)
     last = <Py_ssize_t>min(max(floor(high_hz / bin_hz) + 1.0, 0.0), <double>bins)
     if last < first:
         last = first
-    for i in range(first, last):
-        total += power[row, i]
     if bins_out != NULL:
         bins_out[0] = last - first
-    return total
+    return prefix[row, last] - prefix[row, first]
 
 
 cdef inline double _peak_hz(const float[:, ::1] power, Py_ssize_t row, double bin_hz, double center_hz, double half_width_hz) noexcept nogil:
@@ -356,7 +356,6 @@ cdef class SegmentJudge:
     cdef double band_lo, band_hi, upper_lo, upper_hi, comb_lo, comb_hi, comb_min_f0_hz, comb_match_pct
     cdef long comb_max_row_harmonic
     cdef object rfft, notch, hann_basis
-    cdef dict windows
     cdef double bridge, min_tone_half_blocks
     cdef Py_ssize_t settle_windows, lead_half_blocks, call_progress_lead_samples
     cdef tuple call_progress_pairs_hz
@@ -412,7 +411,6 @@ cdef class SegmentJudge:
         self.hann_basis = np.ascontiguousarray(settings["hann_basis"], dtype=np.float32)
         self.notch = settings["notch"]
         self.rfft = rfft
-        self.windows = {}
 
     # -- stage 5: the tone meter ----------------------------------------------------------------------
 
@@ -568,14 +566,11 @@ cdef class SegmentJudge:
     # -- purity ---------------------------------------------------------------------------------------
 
     cdef object _hann(self, Py_ssize_t length):
-        window = self.windows.get(length)
-        if window is None:
-            window = (0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(length) / max(length, 1))).astype(np.float32)
-            self.windows[length] = window
-        return window
+        return _hann_window(length)
 
     cdef object _spectra(self, const float[::1] flat, const long[:, ::1] spans, list rows):
-        """Hann-windowed power spectra (float32) of ``flat[first:last]`` for ``spans[rows]``, all of one FFT
+        """Hann-windowed power spectra (float32, and their prefix sums along frequency) of ``flat[first:last]``
+        for ``spans[rows]``, all of one FFT
         size (twice the longest length or more, a power of two)."""
         cdef Py_ssize_t size = 0, row, i, a, b, n = flat.shape[0], length
         cdef float[:, ::1] frame
@@ -596,11 +591,18 @@ cdef class SegmentJudge:
         spectrum = self.rfft(frames, axis=1)
         cdef const float[:, :, ::1] parts = spectrum.view(np.float32).reshape(len(rows), -1, 2)
         power_array = np.empty((len(rows), parts.shape[1]), dtype=np.float32)
+        prefix_array = np.empty((len(rows), parts.shape[1] + 1))
         cdef float[:, ::1] power = power_array
+        cdef double[:, ::1] prefix = prefix_array
+        cdef double total
         for row in range(parts.shape[0]):
+            total = 0.0
+            prefix[row, 0] = 0.0
             for i in range(parts.shape[1]):
                 power[row, i] = parts[row, i, 0] * parts[row, i, 0] + parts[row, i, 1] * parts[row, i, 1]
-        return power_array, self.rate_hz / size
+                total += power[row, i]
+                prefix[row, i + 1] = total
+        return power_array, prefix_array, self.rate_hz / size
 
     cdef dict _by_size(self, const float[::1] flat, const long[:, ::1] spans):
         """Rows of ``spans`` grouped by FFT size (a held key's 250 ms stretch does not make every 40 ms one pay
@@ -641,16 +643,18 @@ cdef class SegmentJudge:
         pure_array = np.zeros(spans.shape[0], dtype=bool)
         cdef unsigned char[::1] pure = pure_array.view(np.uint8)
         cdef float[:, ::1] power
+        cdef double[:, ::1] prefix
         cdef double bin_hz
         cdef double sums[7]
         cdef Py_ssize_t row, i, length, n = flat.shape[0]
         cdef bint voice
         for rows in self._by_size(flat, spans).values():
-            power_array, bin_hz = self._spectra(flat, spans, rows)
+            power_array, prefix_array, bin_hz = self._spectra(flat, spans, rows)
             power = power_array
+            prefix = prefix_array
             for row, i in enumerate(rows):
                 length = max(min(spans[i, 1], n) - max(spans[i, 0], 0), 2)
-                self._purity_sums(power, row, bin_hz, self.rate_hz / length, measured_hz[i, 0], measured_hz[i, 1], sums)
+                self._purity_sums(power, prefix, row, bin_hz, self.rate_hz / length, measured_hz[i, 0], measured_hz[i, 1], sums)
                 # sums: tones, residual, upper, peak miss (row, col), comb, contrast
                 if not sums[0] > 0.0:
                     continue
@@ -666,7 +670,7 @@ cdef class SegmentJudge:
                 )
         return pure_array
 
-    cdef void _purity_sums(self, const float[:, ::1] power, Py_ssize_t row, double bin_hz, double res, double row_hz,
+    cdef void _purity_sums(self, const float[:, ::1] power, const double[:, ::1] prefix, Py_ssize_t row, double bin_hz, double res, double row_hz,
                            double col_hz, double* sums) noexcept nogil:
         """sums = power in the tones' lobes, what is left in the DTMF band, the power above it, each peak's
         distance from its tone in resolutions, the comb's power and contrast (see ``purity``)."""
@@ -682,14 +686,14 @@ cdef class SegmentJudge:
         sums[0] = 0.0
         for k in range(2):
             measured = tones_hz[k]
-            sums[0] += _band_power(power, row, bin_hz, measured - lobe + edge, measured + lobe - edge, NULL)
+            sums[0] += _band_power(prefix, row, bin_hz, measured - lobe + edge, measured + lobe - edge, NULL)
             near_in_band += _band_power(
-                power, row, bin_hz, max(measured - lobe + edge, self.band_lo), min(measured + lobe - edge, self.band_hi), NULL
+                prefix, row, bin_hz, max(measured - lobe + edge, self.band_lo), min(measured + lobe - edge, self.band_hi), NULL
             )
             sums[3 + k] = fabs(_peak_hz(power, row, bin_hz, measured, lobe - edge) - measured) / res
-        band = _band_power(power, row, bin_hz, self.band_lo, self.band_hi, NULL)
+        band = _band_power(prefix, row, bin_hz, self.band_lo, self.band_hi, NULL)
         sums[1] = max(band - near_in_band, 0.0)
-        sums[2] = _band_power(power, row, bin_hz, self.upper_lo + edge, self.upper_hi, NULL)
+        sums[2] = _band_power(prefix, row, bin_hz, self.upper_lo + edge, self.upper_hi, NULL)
         # The comb: over the fundamentals both tones fit, the one whose other harmonics stand out most
         # from the spectrum halfway between them (ties: the higher harmonic number p).
         for p in range(1, self.comb_max_row_harmonic + 1):
@@ -713,10 +717,10 @@ cdef class SegmentJudge:
                     if fabs(off_hz - self.call_progress_tones_hz[i]) < lobe:
                         usable_off = False
                 if usable_on:
-                    on_power += _band_power(power, row, bin_hz, on_hz - 0.5 * res, on_hz + 0.5 * res, &bins_here)
+                    on_power += _band_power(prefix, row, bin_hz, on_hz - 0.5 * res, on_hz + 0.5 * res, &bins_here)
                     on_bins += bins_here
                 if usable_off:
-                    off_power += _band_power(power, row, bin_hz, off_hz - 0.5 * res, off_hz + 0.5 * res, &bins_here)
+                    off_power += _band_power(prefix, row, bin_hz, off_hz - 0.5 * res, off_hz + 0.5 * res, &bins_here)
                     off_bins += bins_here
             candidate_contrast = (on_power / max(on_bins, 1)) / max(off_power / max(off_bins, 1), 1e-30)
             if not found or candidate_contrast >= best_contrast:
@@ -732,17 +736,19 @@ cdef class SegmentJudge:
         present_array = np.zeros(spans.shape[0], dtype=bool)
         cdef unsigned char[::1] present = present_array.view(np.uint8)
         cdef float[:, ::1] power
+        cdef double[:, ::1] prefix
         cdef double bin_hz, res, lobe_a, lobe_b, tone_a, tone_b
         cdef Py_ssize_t row, i, length, n = flat.shape[0]
         for rows in self._by_size(flat, spans).values():
-            power_array, bin_hz = self._spectra(flat, spans, rows)
+            power_array, prefix_array, bin_hz = self._spectra(flat, spans, rows)
             power = power_array
+            prefix = prefix_array
             for row, i in enumerate(rows):
                 length = max(min(spans[i, 1], n) - max(spans[i, 0], 0), 2)
                 res = self.rate_hz / length
                 for tone_a, tone_b in pairs_hz:
-                    lobe_a = _band_power(power, row, bin_hz, tone_a - 2.2 * res, tone_a + 2.2 * res, NULL)
-                    lobe_b = _band_power(power, row, bin_hz, tone_b - 2.2 * res, tone_b + 2.2 * res, NULL)
+                    lobe_a = _band_power(prefix, row, bin_hz, tone_a - 2.2 * res, tone_a + 2.2 * res, NULL)
+                    lobe_b = _band_power(prefix, row, bin_hz, tone_b - 2.2 * res, tone_b + 2.2 * res, NULL)
                     if (
                         fabs(_peak_hz(power, row, bin_hz, tone_a, 2.2 * res) - tone_a) <= 0.5 * res
                         and fabs(_peak_hz(power, row, bin_hz, tone_b, 2.2 * res) - tone_b) <= 0.5 * res
@@ -1030,6 +1036,14 @@ cdef class SegmentJudge:
             np.array(order_list, dtype=np.int64), np.array(segment_list, dtype=np.int64), self.notch.sections,
         )
         ok[again], hz[again], dbm0[again] = second_ok, second_hz, second_dbm0
+
+
+@lru_cache(maxsize=1024)
+def _hann_window(length):
+    """A periodic Hann window of ``length`` samples, float32 (computed once per length, for every receiver)."""
+    window = (0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(length) / max(length, 1))).astype(np.float32)
+    window.flags.writeable = False
+    return window
 
 
 cdef double _sos_gain(const double[:, ::1] sections, double cycles_per_sample) noexcept nogil:
