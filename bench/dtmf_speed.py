@@ -13,7 +13,9 @@ Each is decoded by ivrsim at 8 kHz (the call media rate) and at 22,050 Hz, in ba
 frames (with the default 40 ms analysis chunk, and with every frame analysed at once), and by multimon-ng
 on the same audio at 22,050 Hz (the only rate it reads). Speeds are multiples of real time on one core
 (the process is pinned to one CPU and BLAS to one thread), best of three runs; ratios are against
-multimon-ng measured in the same run. Targets (issue 2): batch >= 10,000x, streaming >= 1,000x per channel.
+multimon-ng measured in the same run. Targets (issues 2 and 15): batch >= 10,000x, streaming >= 1,000x per channel,
+on dense digits too. The machine this project runs on changes speed by tens of percent from minute to minute
+(multimon-ng itself reads 2,200x-3,300x on the same audio): compare the ratios, or run it twice.
 """
 
 from __future__ import annotations
