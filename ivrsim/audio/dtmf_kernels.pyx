@@ -1,13 +1,12 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
-"""The DTMF receiver's inner loops, compiled (``dtmf_receiver`` holds the stages and their reasons).
+"""The DTMF receiver's stages, compiled (``dtmf_receiver`` holds the specification, the limits and constants).
 
-Each kernel does what one stage does over plain arrays, for any number of windows, runs or segments: the
-per-window classifier (stage 3), the runs, their edges and the segments they form (stage 4), the tone
-measurements (stage 5) and the purity and harmonic-comb sums over a spectrum (stages 5 and 6). Written
-with numpy alone, a streamed digit took a few hundred small numpy calls, a microsecond each, and a digit
-every 100 ms held the receiver to about 60x real time; here a digit is a few calls. The matrix products
-(the Goertzel bank, the Hann window DFTs) and the FFTs stay in numpy and scipy, whose BLAS and pocketfft
-outrun plain loops on long signals.
+``ReceiverCore`` keeps a stream's history and runs stages 1-3 on each chunk (the Goertzel terms and block
+energies in C, ``dtmf_simd.h``; the per-window classifier); ``SegmentJudge`` takes the decisions: stage 4
+(``runs_and_segments``: runs, their edges, segments), the tone meter (stage 5), the checks of stage 6, and
+purity with the harmonic comb over one ``rfft`` (scipy's pocketfft) per FFT size. Written with numpy
+alone, a streamed digit took a few hundred small numpy calls, a microsecond each, and a digit every 100 ms
+held the receiver to about 60x real time; here a chunk is one call and a decision a few.
 
 Layout: spectra are complex64 (blocks, 8) in ``DTMF_FREQUENCIES_HZ`` order (four rows, four columns); a
 digit's label is ``row * 4 + column`` (0-15); a run's tones are its row (0-3) and column (4-7) indices.
@@ -33,6 +32,7 @@ cdef inline double _angle(double complex z) noexcept nogil:
 cdef extern from "dtmf_simd.h":
     void ivrsim_dft_terms(const float* samples, Py_ssize_t length, const float* basis, float* out) noexcept nogil
     double ivrsim_energy(const float* samples, Py_ssize_t length) noexcept nogil
+
 
 
 cdef inline void _dft_terms(const float* samples, Py_ssize_t length, const float[:, ::1] basis, float complex* out) noexcept nogil:
@@ -540,11 +540,9 @@ cdef class SegmentJudge:
         )
 
     cdef inline double _span_energy(self, const float[::1] flat, Py_ssize_t a, Py_ssize_t b) noexcept nogil:
-        cdef double total = 0.0
-        cdef Py_ssize_t i
-        for i in range(max(a, 0), min(b, flat.shape[0])):
-            total += <double>flat[i] * flat[i]
-        return total
+        a = max(a, 0)
+        b = min(b, flat.shape[0])
+        return ivrsim_energy(&flat[a], b - a) if b > a else 0.0
 
     cdef inline double _span_count(self, const float[::1] flat, Py_ssize_t a, Py_ssize_t b) noexcept nogil:
         return <double>max(min(b, flat.shape[0]) - max(a, 0), 0)
@@ -764,21 +762,18 @@ cdef class SegmentJudge:
         A break too short to split the tone's windows (under about 10 ms) still splatters its spectrum: the
         purity check must not look across it. Half-blocks whose power falls below ``dropout_power`` of the
         median half-block's are breaks; the stretch returned lies between two of them."""
-        cdef Py_ssize_t count = (last - first) // self.m, b, i, piece = 0, previous = -1, longest = -1
+        cdef Py_ssize_t count = (min(last, flat.shape[0]) - first) // self.m, b, previous = -1, longest = -1
         out[0] = first
         out[1] = last
-        if count < 3:
+        if count < 3 or first < 0:
             return
         block_power = np.empty(count)
         ordered = np.empty(count)
         cdef double[::1] power = block_power
         cdef double[::1] sorted_power = ordered
-        cdef double median, e
+        cdef double median
         for b in range(count):
-            e = 0.0
-            for i in range(first + b * self.m, first + (b + 1) * self.m):
-                e += <double>flat[i] * flat[i]
-            power[b] = <float>e
+            power[b] = <float>ivrsim_energy(&flat[first + b * self.m], self.m)
             sorted_power[b] = power[b]
         qsort(&sorted_power[0], count, sizeof(double), _compare_doubles)
         median = sorted_power[count // 2] if count % 2 else 0.5 * (sorted_power[count // 2 - 1] + sorted_power[count // 2])

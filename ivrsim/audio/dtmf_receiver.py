@@ -198,9 +198,9 @@ class DtmfThresholds:
     max_inband_residual: float = 0.06
     #: Power in 1750-3400 Hz relative to the two tones (-8 dB): speech formants and fricatives live there.
     max_upper_band_ratio: float = 0.15
-    #: A pair whose tones are harmonics of one fundamental (the comb of ``SegmentJudge.purity``) is a voice's or a note's
-    #: partials, not a key, when the other harmonics hold at least ``max_harmonic_comb`` of the pair's
-    #: power (-11.5 dB), or at least ``max_standing_comb`` (-18 dB) standing out by ``min_comb_contrast``
+    #: A pair whose tones are harmonics of one fundamental (the comb of ``SegmentJudge.purity``) is a voice's
+    #: or a note's partials, not a key, when the other harmonics hold at least ``max_harmonic_comb`` of the
+    #: pair's power (-11.5 dB), or at least ``max_standing_comb`` (-18 dB) standing out by ``min_comb_contrast``
     #: (a power ratio: 9 dB) from the spectrum between them. Keys measured with dial tone or ringback at
     #: their level: at most -13.4 dB (contrast under 0 dB). A key with a voice whose harmonics happen to
     #: fit it sounding within 10 dB of it can be refused (-13.9 dB, contrast 16 dB).
@@ -263,7 +263,7 @@ def _rounded(value: float, digits: int) -> float:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Stages 2 and 3: window powers and the per-window classifier (compiled: ``dtmf_kernels.classify_windows``).
+# Stages 2 and 3: window powers and the per-window classifier (run compiled by ``dtmf_kernels.ReceiverCore``).
 
 
 def harmonic_pair(tones_hz: np.ndarray) -> np.ndarray:
@@ -280,7 +280,7 @@ class WindowClassifier:
     ``min_energy_share`` of the window's power. Thresholds are scaled once to the window's raw energies:
     for a window of W samples, a tone of amplitude A at exactly its frequency gives a tone energy
     ``|Y|**2`` of (A*W/2)**2, a signal of mean power P a window energy of W*P. The check runs compiled
-    (``dtmf_kernels.analyse_blocks``).
+    (``dtmf_kernels.ReceiverCore``).
     """
 
     def __init__(self, thresholds: DtmfThresholds, window_samples: int) -> None:
@@ -295,7 +295,7 @@ class WindowClassifier:
         self.relative_peak = db_to_power_ratio(thresholds.min_relative_peak_db)
 
     def scaled(self) -> dtmf_kernels.WindowThresholds:
-        """The thresholds as ``dtmf_kernels.analyse_blocks`` takes them."""
+        """The thresholds as ``dtmf_kernels.ReceiverCore`` takes them."""
         return dtmf_kernels.WindowThresholds(
             self.min_tone_energy,
             self.normal_twist,
