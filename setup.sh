@@ -41,10 +41,14 @@ if [ ! -x .venv/bin/python ]; then
   fi
 fi
 stamp=.venv/.ivrsim-installed
-# (the install also compiles the DTMF receiver's kernels, ivrsim/audio/dtmf_kernels.pyx, with Cython and gcc;
-# it runs again when they change)
+# (the install also compiles the DTMF receiver's kernels, ivrsim/audio/dtmf_kernels.pyx and dtmf_simd.h, with
+# Cython and gcc; it runs again when they or setup.py change, or when the compiled module is missing)
 kernels=(ivrsim/audio/dtmf_kernels*.so)
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ ivrsim/audio/dtmf_kernels.pyx -nt "$stamp" ] || [ ! -f "${kernels[0]}" ]; then
+changed=0
+for source in pyproject.toml setup.py ivrsim/audio/dtmf_kernels.pyx ivrsim/audio/dtmf_simd.h; do
+  [ "$source" -nt "$stamp" ] && changed=1
+done
+if [ ! -f "$stamp" ] || [ "$changed" -eq 1 ] || [ ! -f "${kernels[0]}" ]; then
   echo "setup: installing ivrsim and its test extras into .venv"
   # (some machines' pip configs list find-links folders that do not exist; pip warns about each one)
   .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]' 2>&1 \
