@@ -135,21 +135,17 @@ cdef Py_ssize_t _analyse_blocks(
     return found
 
 
-cdef inline double _fill(const float complex[:, ::1] spectra, Py_ssize_t block, long row, long col, double ref_row, double ref_col) noexcept nogil:
-    """Share of a half-block a tone fills: its magnitude over the run's reference, averaged over both tones."""
-    cdef double share
-    if block < 0 or block >= spectra.shape[0]:
-        return 0.0
-    share = 0.5 * (
-        sqrt(_abs2(<double complex>spectra[block, row])) / ref_row + sqrt(_abs2(<double complex>spectra[block, col])) / ref_col
-    )
-    return min(max(share, 0.0), 1.0)
-
-
 cdef inline double _magnitude(const float complex[:, ::1] spectra, Py_ssize_t block, long tone) noexcept nogil:
+    """|DFT| of a half-block at one tone; zero outside the history (before it, or not yet arrived)."""
     if block < 0 or block >= spectra.shape[0]:
         return 0.0
     return sqrt(_abs2(<double complex>spectra[block, tone]))
+
+
+cdef inline double _fill(const float complex[:, ::1] spectra, Py_ssize_t block, long row, long col, double ref_row, double ref_col) noexcept nogil:
+    """Share of a half-block a tone fills: its magnitude over the run's reference, averaged over both tones."""
+    cdef double share = 0.5 * (_magnitude(spectra, block, row) / ref_row + _magnitude(spectra, block, col) / ref_col)
+    return min(max(share, 0.0), 1.0)
 
 
 cdef tuple runs_and_segments(const signed char[::1] labels, const float complex[:, ::1] half_spectra, double bridge):
@@ -313,6 +309,11 @@ cdef inline double _peak_hz(const float[:, ::1] power, Py_ssize_t row, double bi
             best = i
         i += 1
     return best * bin_hz
+
+
+cdef inline Py_ssize_t _stretch_length(const long[:, ::1] spans, Py_ssize_t i, Py_ssize_t samples) noexcept nogil:
+    """Samples of span i (first, last) inside ``samples`` samples; at least 2 (a resolution for an empty one)."""
+    return max(min(spans[i, 1], samples) - max(spans[i, 0], 0), 2)
 
 
 cdef int _compare_doubles(const void* a, const void* b) noexcept nogil:
@@ -563,19 +564,12 @@ cdef class SegmentJudge:
 
     # -- purity ---------------------------------------------------------------------------------------
 
-    cdef object _hann(self, Py_ssize_t length):
-        return _hann_window(length)
-
-    cdef object _spectra(self, const float[::1] flat, const long[:, ::1] spans, list rows):
+    cdef object _spectra(self, const float[::1] flat, const long[:, ::1] spans, list rows, Py_ssize_t size):
         """Hann-windowed power spectra (float32, and their prefix sums along frequency) of ``flat[first:last]``
-        for ``spans[rows]``, all of one FFT
-        size (twice the longest length or more, a power of two)."""
-        cdef Py_ssize_t size = 0, row, i, a, b, n = flat.shape[0], length
+        for ``spans[rows]``, zero-padded to ``size`` (``_by_size``)."""
+        cdef Py_ssize_t row, i, a, b, n = flat.shape[0], k
         cdef float[:, ::1] frame
         cdef const float[::1] window
-        for i in rows:
-            length = max(min(spans[i, 1], n) - max(spans[i, 0], 0), 2)
-            size = max(size, 1 << _bit_length(2 * length - 1))
         frames = np.zeros((len(rows), size), dtype=np.float32)
         frame = frames
         for row, i in enumerate(rows):
@@ -583,9 +577,9 @@ cdef class SegmentJudge:
             b = min(spans[i, 1], n)
             if b <= a:
                 continue
-            window = self._hann(b - a)
-            for length in range(b - a):
-                frame[row, length] = flat[a + length] * window[length]
+            window = _hann_window(b - a)
+            for k in range(b - a):
+                frame[row, k] = flat[a + k] * window[k]
         spectrum = self.rfft(frames, axis=1)
         cdef const float[:, :, ::1] parts = spectrum.view(np.float32).reshape(len(rows), -1, 2)
         power_array = np.empty((len(rows), parts.shape[1]), dtype=np.float32)
@@ -603,13 +597,12 @@ cdef class SegmentJudge:
         return power_array, prefix_array, self.rate_hz / size
 
     cdef dict _by_size(self, const float[::1] flat, const long[:, ::1] spans):
-        """Rows of ``spans`` grouped by FFT size (a held key's 250 ms stretch does not make every 40 ms one pay
-        for 4,096 points)."""
+        """Rows of ``spans`` by FFT size, twice the stretch or more, a power of two (a held key's 250 ms stretch
+        does not make every 40 ms one pay for 4,096 points)."""
         cdef dict groups = {}
-        cdef Py_ssize_t i, length, n = flat.shape[0]
+        cdef Py_ssize_t i, n = flat.shape[0]
         for i in range(spans.shape[0]):
-            length = max(min(spans[i, 1], n) - max(spans[i, 0], 0), 2)
-            groups.setdefault(1 << _bit_length(2 * length - 1), []).append(i)
+            groups.setdefault(1 << _bit_length(2 * _stretch_length(spans, i, n) - 1), []).append(i)
         return groups
 
     def purity(self, const float[::1] flat, const long[:, ::1] spans, const double[:, ::1] measured_hz):
@@ -646,12 +639,12 @@ cdef class SegmentJudge:
         cdef double sums[7]
         cdef Py_ssize_t row, i, length, n = flat.shape[0]
         cdef bint voice
-        for rows in self._by_size(flat, spans).values():
-            power_array, prefix_array, bin_hz = self._spectra(flat, spans, rows)
+        for size, rows in self._by_size(flat, spans).items():
+            power_array, prefix_array, bin_hz = self._spectra(flat, spans, rows, size)
             power = power_array
             prefix = prefix_array
             for row, i in enumerate(rows):
-                length = max(min(spans[i, 1], n) - max(spans[i, 0], 0), 2)
+                length = _stretch_length(spans, i, n)
                 self._purity_sums(power, prefix, row, bin_hz, self.rate_hz / length, measured_hz[i, 0], measured_hz[i, 1], sums)
                 # sums: tones, residual, upper, peak miss (row, col), comb, contrast
                 if not sums[0] > 0.0:
@@ -730,19 +723,20 @@ cdef class SegmentJudge:
 
     def call_progress_present(self, const float[::1] flat, const long[:, ::1] spans, tuple pairs_hz):
         """Which spans of ``flat`` hold one of ``pairs_hz``: both tones peak within half a resolution of their
-        nominal frequency, within 10 dB of each other (``dtmf_receiver.call_progress_present``)."""
+        nominal frequency, within 10 dB of each other. A voice seldom puts two harmonics there (it takes a 20 Hz
+        fundamental, or a low voice whose other harmonics fill the band anyway)."""
         present_array = np.zeros(spans.shape[0], dtype=bool)
         cdef unsigned char[::1] present = present_array.view(np.uint8)
         cdef float[:, ::1] power
         cdef double[:, ::1] prefix
         cdef double bin_hz, res, lobe_a, lobe_b, tone_a, tone_b
         cdef Py_ssize_t row, i, length, n = flat.shape[0]
-        for rows in self._by_size(flat, spans).values():
-            power_array, prefix_array, bin_hz = self._spectra(flat, spans, rows)
+        for size, rows in self._by_size(flat, spans).items():
+            power_array, prefix_array, bin_hz = self._spectra(flat, spans, rows, size)
             power = power_array
             prefix = prefix_array
             for row, i in enumerate(rows):
-                length = max(min(spans[i, 1], n) - max(spans[i, 0], 0), 2)
+                length = _stretch_length(spans, i, n)
                 res = self.rate_hz / length
                 for tone_a, tone_b in pairs_hz:
                     lobe_a = _band_power(prefix, row, bin_hz, tone_a - 2.2 * res, tone_a + 2.2 * res, NULL)
@@ -928,7 +922,7 @@ cdef class SegmentJudge:
         first half-block the history must keep; whether a segment is still open, and the absolute window
         count at which it may have settled; the last window decided.
         """
-        cdef Py_ssize_t windows = max(count - 1, 0), keep_from = max(windows - 2, 0), run_count, r, r0, r1, i
+        cdef Py_ssize_t windows = max(count - 1, 0), keep_from = max(windows - 2, 0), run_count, r, r0, r1, i, last_run
         cdef bint undecided = False
         firsts_array, lasts_array, labels_array, starts_array, ends_array, segment_array = runs_and_segments(
             labels[:windows], spectra[:count], self.bridge
@@ -999,7 +993,7 @@ cdef class SegmentJudge:
         """Judge the failed segments again with the busy / reorder tone notched out around each where it
         sounds (from ``call_progress_lead_samples`` before it, for the notch to settle); update ``ok``,
         ``hz`` and ``dbm0`` in place."""
-        cdef Py_ssize_t m = self.m, k, w, a, b, count = len(segment_starts)
+        cdef Py_ssize_t m = self.m, k, w, a, b
         failed = np.flatnonzero(~ok).tolist()
         bounds = np.append(segment_starts, len(order))
         spans = []
@@ -1010,13 +1004,14 @@ cdef class SegmentJudge:
         again = [k for k, sounds in zip(failed, present.tolist()) if sounds]
         if not again:
             return
+        span_of = dict(zip(failed, spans))
         flat_clean, hann_clean = np.array(flat), np.array(hann)
         cdef float[::1] clean_samples = flat_clean
         cdef float complex[:, ::1] clean_hann = hann_clean
         cdef const float[:, ::1] hann_basis = self.hann_basis
         order_list, segment_list = [], []
         for k in again:
-            a, b = spans[failed.index(k)]
+            a, b = span_of[k]
             a = max(a - self.call_progress_lead_samples, 0)
             b = min(b + m, len(flat))
             flat_clean[a:b] = self.notch.apply(np.asarray(flat[a:b]))
@@ -1177,9 +1172,8 @@ cdef class ReceiverCore:
 
     cdef void _analyse(self, Py_ssize_t blocks):
         """Stages 1-3 over the next ``blocks`` half-blocks of the pending samples."""
-        cdef Py_ssize_t position = self.count, w
-        for w in range(max(position - 1, 0), position + blocks):
-            self.labels[w] = -1
+        cdef Py_ssize_t position = self.count
+        self.labels[position + blocks - 1] = -1  # the newest window, not complete yet (the others get labelled)
         memset(&self.hann[position, 0], 0, blocks * 8 * sizeof(float complex))
         self.count += blocks
         self.pending -= blocks * self.m
@@ -1215,7 +1209,7 @@ cdef class ReceiverCore:
 
     def flush(self):
         """End of stream: the digits still pending, as tuples; then reset."""
-        cdef Py_ssize_t blocks = (self.pending + self.m - 1) // self.m + 2, i
+        cdef Py_ssize_t blocks = (self.pending + self.m - 1) // self.m + 2
         self._append(np.zeros(blocks * self.m - self.pending, dtype=np.float32))
         self._analyse(blocks)
         digits = self._decide(True)

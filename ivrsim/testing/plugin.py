@@ -196,7 +196,6 @@ class CallResult:
             looped = self._transcribe([], loop=True)
             if _fewest_differing_words(expected, looped.split()) <= allowed:
                 return
-        if differing > allowed:
             raise AssertionError(f"call {self.id}: the platform did not say {phrase!r} (best match differs in {differing} "
                                  f"of {len(expected)} words, at most {allowed} allowed); it said: {transcript!r}")
 
