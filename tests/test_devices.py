@@ -233,8 +233,9 @@ def test_input_resampling_is_continuous_across_frames(pulse: PulseAudioServer, c
     frames: list[np.ndarray] = []
 
     async def listen() -> None:
-        # 3 s of tone: one block dropped by the test's own pacat on a loaded machine spoils a window or two of ~28
-        pulse.play(pulse.micfeed, tone(697.0, 3.0, RECORD_RATE_HZ), RECORD_RATE_HZ, wait=False)
+        # 3 s of tone, from a pacat with a 250 ms buffer: with 20 ms, a loaded CI machine starved it into playing
+        # silence now and then (a CI run saw 45 % of the windows clean); a block it still drops spoils a window or two
+        pulse.play(pulse.micfeed, tone(697.0, 3.0, RECORD_RATE_HZ), RECORD_RATE_HZ, wait=False, latency_ms=250)
         while len(frames) < int(4.0 * RATE_HZ / FRAME_SAMPLES):
             await card.wait_frames(1)
             frames.append(card.read_frame())

@@ -116,8 +116,12 @@ class PulseAudioServer:
         done = subprocess.run(["pactl", *arguments], env={**os.environ, **self.env}, capture_output=True, timeout=10, check=True)
         return done.stdout.decode()
 
-    def play(self, sink: str, samples: np.ndarray, rate_hz: int, wait: bool = True) -> subprocess.Popen[bytes]:
-        """Play mono ``samples`` into ``sink`` through a second stream (``pacat``); with ``wait``, return once played."""
+    def play(
+        self, sink: str, samples: np.ndarray, rate_hz: int, wait: bool = True, latency_ms: int = 20
+    ) -> subprocess.Popen[bytes]:
+        """Play mono ``samples`` into ``sink`` through a second stream (``pacat``); with ``wait``, return once played.
+        ``latency_ms`` is pacat's buffer: 20 ms starts at once (for timing tests); a longer one rides out a loaded
+        machine, where pacat starved for 20 ms plays silence into the sink."""
         # from a file, not a pipe: writing more than a pipe holds would block until pacat had played most of it
         assert self.folder is not None, "the server is not running"
         source = tempfile.NamedTemporaryFile(dir=self.folder, suffix=".raw", delete=False)
@@ -125,7 +129,7 @@ class PulseAudioServer:
             source.write(np.ascontiguousarray(samples, dtype="<f4").tobytes())
         with open(source.name, "rb") as stdin:
             player = subprocess.Popen(
-                ["pacat", "--playback", "--raw", "--format=float32le", "--channels=1", f"--rate={int(rate_hz)}", "--latency-msec=20", "-d", sink],
+                ["pacat", "--playback", "--raw", "--format=float32le", "--channels=1", f"--rate={int(rate_hz)}", f"--latency-msec={int(latency_ms)}", "-d", sink],
                 env={**os.environ, **self.env}, stdin=stdin, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         os.unlink(source.name)
         if wait:
