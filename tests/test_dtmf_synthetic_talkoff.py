@@ -1,5 +1,5 @@
 """Acceptance tests of issue 15: no digit from synthetic speech, every key under call-progress tones, and 5 and
-10 ms dropouts bridged, at 8 kHz (what a call carries).
+10 ms dropouts bridged in tones of 50 ms and longer, at 8 kHz (what a call carries).
 
 The talk-off voices are a seeded subset of ``ivrsim.testing.speech_corpus.synthetic_corpus()``: every espeak-ng
 variant on three English voices in turn at three seeded pitches, every English voice with no variant at every
@@ -261,12 +261,18 @@ def test_every_key_under_a_call_progress_tone(case: DigitCase) -> None:
 # -- dropouts ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("gap_ms", [5.0, 10.0])
+@pytest.mark.parametrize("tone_ms", [50, 60, 70, 80, 100])
+@pytest.mark.parametrize("gap_ms", [5, 10])
 @pytest.mark.parametrize("key", list(ALL_KEYS))
-def test_a_dropout_anywhere_inside_a_tone_is_bridged(key: str, gap_ms: float) -> None:
-    """A 100 ms tone with a gap starting at every ms from 20 to 80: one digit each. The cases are decoded in one
-    signal, 300 ms apart, and each digit is given to the case it starts in."""
-    cases = dropout_cases(RATE_HZ, gaps_ms=(gap_ms,), keys=key)
+def test_a_dropout_anywhere_inside_a_tone_is_bridged(key: str, gap_ms: int, tone_ms: int) -> None:
+    """A tone of 50 to 100 ms with a gap starting at every ms that leaves 12 ms of tone on either side: one
+    digit each (a 5 ms break splatters the spectrum of a short tone as much as it dims it). The cases are
+    decoded in one signal, 250 ms apart, and each digit is given to the case it starts in.
+
+    (A 50 ms tone whose 5 or 10 ms break leaves 10 or 11 ms on one side, under a 12.75 ms window, is lost at
+    some alignments, 0.4 % of them: the fragment does not count, and the rest measures under 37 ms.)"""
+    positions_ms = tuple(float(start) for start in range(12, tone_ms - gap_ms - 11))
+    cases = dropout_cases(RATE_HZ, gaps_ms=(float(gap_ms),), positions_ms=positions_ms, keys=key, tone_ms=float(tone_ms))
     bounds_s = np.cumsum([0] + [len(case.samples) for case in cases]) / RATE_HZ
     digits = detect_dtmf(np.concatenate([case.samples for case in cases]), RATE_HZ)
     owner = np.searchsorted(bounds_s, [d.start_s for d in digits], side="right") - 1

@@ -29,9 +29,15 @@ cdef inline double _angle(double complex z) noexcept nogil:
     return atan2(z.imag, z.real)
 
 
+cdef extern from "Python.h":
+    int PyObject_GenericSetAttr(object o, object name, object value) except -1
+
+
 cdef extern from "dtmf_simd.h":
     void ivrsim_dft_terms(const float* samples, Py_ssize_t length, const float* basis, float* out) noexcept nogil
     double ivrsim_energy(const float* samples, Py_ssize_t length) noexcept nogil
+    void ivrsim_power_prefix(const float* spectrum, Py_ssize_t bins, float* power, double* prefix) noexcept nogil
+    void ivrsim_windowed(const float* samples, const float* window, Py_ssize_t length, float* out) noexcept nogil
 
 
 
@@ -321,6 +327,19 @@ cdef int _compare_doubles(const void* a, const void* b) noexcept nogil:
     return (x > y) - (x < y)
 
 
+cdef inline bint _overlaps(Py_ssize_t a, Py_ssize_t b, const Py_ssize_t* intervals, Py_ssize_t count) noexcept nogil:
+    """Whether [a, b) overlaps one of ``count`` intervals (start, end pairs)."""
+    cdef Py_ssize_t i
+    for i in range(count):
+        if a < intervals[2 * i + 1] and b > intervals[2 * i]:
+            return True
+    return False
+
+
+cdef enum:
+    MAX_BREAKS = 8  # the most breaks ``SegmentJudge._breaks`` reports in one segment
+
+
 cdef class SegmentJudge:
     """Stages 5 and 6 for segments (runs of windows of one digit): a digit, or not, with its frequencies
     and levels: the tone meter (``_measure``), the checks on frequency, coherence, drift, level spread,
@@ -339,7 +358,8 @@ cdef class SegmentJudge:
         limits: a ``DtmfThresholds``.
         settings: the receiver's constants by name, in samples, half-blocks or windows at its rate (see
             ``DtmfReceiver._judge_settings``), with ``notch``: an object with ``sections`` (second-order
-            sections) and ``apply(samples)``, the call-progress notch.
+            sections) and ``apply(samples)``, the call-progress notch; ``digit_type``, its ``digit_fields``
+            (key, start and end in seconds, frequencies, levels) and the ``keys`` by label.
         rfft: ``scipy.fft.rfft``.
     """
 
@@ -350,16 +370,22 @@ cdef class SegmentJudge:
     cdef double[::1] nominal_hz
     cdef double[:, ::1] harmonic_ratios
     cdef double[::1] call_progress_tones_hz
+    cdef double call_progress_top_hz
     cdef double max_deviation_pct, min_coherence, max_drift_hz, max_level_spread, max_normal_twist_db, max_reverse_twist_db
     cdef double max_inband_residual, max_upper_band_ratio, max_harmonic_comb, max_standing_comb, min_comb_contrast, max_peak_miss
     cdef double max_turn_deviation_rad, dropout_magnitude, dropout_power, beating_gap_power
     cdef Py_ssize_t min_hold_windows, min_dropout_samples, purity_edge, purity_longest, purity_shortest, comb_min_samples
+    cdef Py_ssize_t break_block, min_break_blocks
+    cdef double break_power
     cdef double band_lo, band_hi, upper_lo, upper_hi, comb_lo, comb_hi, comb_min_f0_hz, comb_match_pct
     cdef long comb_max_row_harmonic
     cdef object rfft, notch, hann_basis
     cdef double bridge, min_tone_half_blocks
     cdef Py_ssize_t settle_windows, lead_half_blocks, call_progress_lead_samples
     cdef tuple call_progress_pairs_hz
+    cdef object digit_type, new_object
+    cdef tuple digit_fields, keys
+    cdef double seconds_per_half_block
 
     def __init__(self, double rate_hz, Py_ssize_t half_block_samples, hop_rotation, response, double response_first_hz,
                  double response_step_hz, double gain, limits, dict settings, rfft):
@@ -374,6 +400,7 @@ cdef class SegmentJudge:
         self.nominal_hz = np.ascontiguousarray(settings["frequencies_hz"], dtype=np.float64)
         self.harmonic_ratios = np.ascontiguousarray(settings["harmonic_ratios"], dtype=np.float64).reshape(-1, 2)
         self.call_progress_tones_hz = np.ascontiguousarray(settings["call_progress_tones_hz"], dtype=np.float64)
+        self.call_progress_top_hz = max(settings["call_progress_tones_hz"])
         self.zero_dbm0_power = settings["zero_dbm0_power"]
         self.max_deviation_pct = limits.max_frequency_deviation_pct
         self.min_coherence = limits.min_phase_coherence
@@ -393,6 +420,9 @@ cdef class SegmentJudge:
         self.beating_gap_power = settings["beating_gap_power"]
         self.min_hold_windows = settings["min_hold_windows"]
         self.min_dropout_samples = settings["min_dropout_samples"]
+        self.break_block = max(settings["break_block_samples"], 1)
+        self.min_break_blocks = max((self.min_dropout_samples + self.break_block - 1) // self.break_block, 1)
+        self.break_power = settings["break_power"]
         self.purity_edge = settings["purity_edge_samples"]
         self.purity_longest = settings["purity_longest_samples"]
         self.purity_shortest = settings["purity_shortest_samples"]
@@ -411,13 +441,18 @@ cdef class SegmentJudge:
         self.call_progress_pairs_hz = tuple(settings["call_progress_pairs_hz"])
         self.hann_basis = np.ascontiguousarray(settings["hann_basis"], dtype=np.float32)
         self.notch = settings["notch"]
+        self.digit_type = settings["digit_type"]
+        self.digit_fields = tuple(settings["digit_fields"])
+        self.keys = tuple(settings["keys"])
+        self.seconds_per_half_block = half_block_samples / rate_hz
+        self.new_object = object.__new__
         self.rfft = rfft
 
     # -- stage 5: the tone meter ----------------------------------------------------------------------
 
     cdef void _measure(
         self, const float complex[:, ::1] hann, const long[::1] firsts, const long[::1] lasts, const long[::1] order,
-        Py_ssize_t r0, Py_ssize_t r1, long tone, double* out
+        Py_ssize_t r0, Py_ssize_t r1, long tone, double* out, const Py_ssize_t* breaks=NULL, Py_ssize_t break_count=0
     ) noexcept nogil:
         """Stage 5, the tone meter: one tone of one segment (runs ``order[r0:r1]``) from its Hann-windowed
         DFTs. out = offset_hz, coherence, power, drift_hz, level_spread, magnitude_total.
@@ -435,8 +470,9 @@ cdef class SegmentJudge:
         the segment's mean: a block the sound card dropped would pull its half by hertz, while a voice's
         glide bends each turn a little; infinite where a half has none (the pair a voice mimics comes and
         goes with its pitch pulses, a window at a time). The level spread (standard deviation over mean)
-        is over the inside windows but those a dropout dims (under ``dropout_magnitude`` of the mean): a
-        break is bridged, not a swell; a voice's partials swell and fade with its formants.
+        is over the inside windows but those a dropout dims (under ``dropout_magnitude`` of the mean) and
+        those that overlap one of ``break_count`` ``breaks`` (sample intervals, ``_breaks``): a break is
+        bridged, not a swell; a voice's partials swell and fade with its formants.
         """
         cdef double complex turn, total = 0.0, rotation = self.hop_rotation[tone], reference, early = 0.0, late = 0.0
         cdef double magnitude_total = 0.0, inner_power = 0.0, every_power = 0.0, mean = 0.0, mean_sq, mag
@@ -487,7 +523,7 @@ cdef class SegmentJudge:
             r = order[i]
             for w in range(firsts[r] + 1, lasts[r]):
                 mag = sqrt(_abs2(<double complex>hann[w, tone]))
-                if mag >= self.dropout_magnitude * mean:
+                if mag >= self.dropout_magnitude * mean and not _overlaps(w * self.m, (w + 2) * self.m, breaks, break_count):
                     lit_sum += mag
                     lit_square += mag * mag
                     lit_count += 1
@@ -562,6 +598,40 @@ cdef class SegmentJudge:
             return False
         return self._gaps_quiet(flat, starts, ends, order, r0, r1, True)
 
+    cdef Py_ssize_t _breaks(self, const float[::1] flat, Py_ssize_t a, Py_ssize_t b, Py_ssize_t* out):
+        """Breaks inside the tone in ``flat[a:b]``, into out as (start, end) sample pairs; returns how many
+        (up to ``MAX_BREAKS``).
+
+        A break of a few milliseconds dims the windows and half-blocks it touches too little to be told
+        from the tone's own beating (``dropout_magnitude``, ``dropout_power``), yet it splatters the
+        spectrum and moves the level. Seen in blocks of about a millisecond (``break_block``) it is plain:
+        ``min_break_blocks`` blocks in a row (``min_dropout_samples``) under ``break_power`` of the median
+        block's power, with tone on both sides. Two tones beating dim one such block at most to 11 % of
+        their mean (268 Hz apart, the closest pair), never two in a row. Each break is widened by a block
+        on either side, for the blocks it covers in part."""
+        cdef Py_ssize_t q = self.break_block, count, j, low_from = -1, found = 0
+        a = max(a, 0)
+        b = min(b, flat.shape[0])
+        count = (b - a) // q
+        if count < self.min_break_blocks + 2:
+            return 0
+        block_power = np.empty(count)
+        cdef double[::1] power = block_power
+        for j in range(count):
+            power[j] = ivrsim_energy(&flat[a + j * q], q)
+        cdef double floor_power = self.break_power * float(np.median(block_power))
+        for j in range(count):
+            if power[j] < floor_power:
+                if low_from < 0:
+                    low_from = j
+                continue
+            if low_from > 0 and j - low_from >= self.min_break_blocks and found < MAX_BREAKS:
+                out[2 * found] = a + (low_from - 1) * q
+                out[2 * found + 1] = a + (j + 1) * q
+                found += 1
+            low_from = -1
+        return found
+
     # -- purity ---------------------------------------------------------------------------------------
 
     cdef object _spectra(self, const float[::1] flat, const long[:, ::1] spans, list rows, Py_ssize_t size):
@@ -578,22 +648,15 @@ cdef class SegmentJudge:
             if b <= a:
                 continue
             window = _hann_window(b - a)
-            for k in range(b - a):
-                frame[row, k] = flat[a + k] * window[k]
+            ivrsim_windowed(&flat[a], &window[0], b - a, &frame[row, 0])
         spectrum = self.rfft(frames, axis=1)
         cdef const float[:, :, ::1] parts = spectrum.view(np.float32).reshape(len(rows), -1, 2)
         power_array = np.empty((len(rows), parts.shape[1]), dtype=np.float32)
         prefix_array = np.empty((len(rows), parts.shape[1] + 1))
         cdef float[:, ::1] power = power_array
         cdef double[:, ::1] prefix = prefix_array
-        cdef double total
         for row in range(parts.shape[0]):
-            total = 0.0
-            prefix[row, 0] = 0.0
-            for i in range(parts.shape[1]):
-                power[row, i] = parts[row, i, 0] * parts[row, i, 0] + parts[row, i, 1] * parts[row, i, 1]
-                total += power[row, i]
-                prefix[row, i + 1] = total
+            ivrsim_power_prefix(&parts[row, 0, 0], parts.shape[1], &power[row, 0], &prefix[row, 0])
         return power_array, prefix_array, self.rate_hz / size
 
     cdef dict _by_size(self, const float[::1] flat, const long[:, ::1] spans):
@@ -702,11 +765,12 @@ cdef class SegmentJudge:
                 off_hz = (number + 0.5) * f0
                 usable_on = self.comb_lo <= on_hz <= self.comb_hi and number != p and number != q
                 usable_off = self.comb_lo <= off_hz <= self.comb_hi
-                for i in range(self.call_progress_tones_hz.shape[0]):
-                    if fabs(on_hz - self.call_progress_tones_hz[i]) < lobe:
-                        usable_on = False
-                    if fabs(off_hz - self.call_progress_tones_hz[i]) < lobe:
-                        usable_off = False
+                if on_hz - lobe < self.call_progress_top_hz or off_hz - lobe < self.call_progress_top_hz:
+                    for i in range(self.call_progress_tones_hz.shape[0]):
+                        if fabs(on_hz - self.call_progress_tones_hz[i]) < lobe:
+                            usable_on = False
+                        if fabs(off_hz - self.call_progress_tones_hz[i]) < lobe:
+                            usable_off = False
                 if usable_on:
                     on_power += _band_power(prefix, row, bin_hz, on_hz - 0.5 * res, on_hz + 0.5 * res, &bins_here)
                     on_bins += bins_here
@@ -816,9 +880,10 @@ cdef class SegmentJudge:
         cdef const double[:, ::1] sections
         cdef double measured[6]
         cdef double nominal, twist, longest_run
-        cdef bint passed
+        cdef bint passed, swells
         cdef long tone
-        cdef Py_ssize_t first, last
+        cdef Py_ssize_t first, last, break_count
+        cdef Py_ssize_t breaks[2 * MAX_BREAKS]
         if notch_sections is not None:
             sections = np.ascontiguousarray(notch_sections, dtype=np.float64)
         survivors_array = np.empty(count, dtype=np.int64)
@@ -830,9 +895,11 @@ cdef class SegmentJudge:
             r0 = segment_starts[s]
             r1 = segment_starts[s + 1] if s + 1 < count else runs
             passed = True
+            swells = False
             for k in range(2):
                 tone = run_labels[order[r0]] // 4 if k == 0 else 4 + run_labels[order[r0]] % 4
                 self._measure(hann, firsts, lasts, order, r0, r1, tone, measured)
+                swells = swells or measured[4] > self.max_level_spread
                 nominal = self.nominal_hz[tone]
                 hz[s, k] = nominal + measured[0]
                 dbm0[s, k] = 10.0 * log10(max(measured[2], 1e-30) / self.zero_dbm0_power)
@@ -844,12 +911,20 @@ cdef class SegmentJudge:
                     and fabs(measured[0]) <= nominal * self.max_deviation_pct / 100.0
                     and measured[1] >= self.min_coherence
                     and fabs(measured[3]) <= self.max_drift_hz
-                    and measured[4] <= self.max_level_spread
                 )
             twist = dbm0[s, 0] - dbm0[s, 1]
             passed = passed and twist <= self.max_normal_twist_db and -twist <= self.max_reverse_twist_db
             passed = passed and not _harmonic(hz[s, 1] / hz[s, 0], self.harmonic_ratios)
-            if not passed or not self._holds(flat, firsts, lasts, starts, ends, order, r0, r1):
+            if passed and swells:
+                # The level moved: a swell, or windows a short break dimmed too little to be left out.
+                break_count = self._breaks(flat, self._sample(starts[order[r0]]), self._sample(ends[order[r1 - 1]]), breaks)
+                if break_count > 0:
+                    swells = False
+                    for k in range(2):
+                        tone = run_labels[order[r0]] // 4 if k == 0 else 4 + run_labels[order[r0]] % 4
+                        self._measure(hann, firsts, lasts, order, r0, r1, tone, measured, breaks, break_count)
+                        swells = swells or measured[4] > self.max_level_spread
+            if not passed or swells or not self._holds(flat, firsts, lasts, starts, ends, order, r0, r1):
                 continue
             # Purity over the longest unbroken stretch of the tone, where a bridged dropout cannot splatter
             # the spectrum. When that stretch is too short to resolve close partials and the gaps between
@@ -891,6 +966,32 @@ cdef class SegmentJudge:
             pure[again] = self.purity(
                 flat, np.array(pieces, dtype=np.int64).reshape(-1, 2), hz_array[survivors_array[again]]
             )
+        # A break of a few ms inside the tone (``_breaks``) splatters the spectrum whatever stretch holds it:
+        # a tone that still fails gets a last look over the whole segment, each break filled with the pair
+        # fitted to the samples around it (``_fill_breaks``). A key's pair is then whole again; a voice
+        # keeps every partial it had outside the breaks.
+        repaired = None
+        again, pieces = [], []
+        for k in range(kept):
+            if pure_view[k]:
+                continue
+            s = survivors[k]
+            r0 = segment_starts[s]
+            r1 = segment_starts[s + 1] if s + 1 < count else runs
+            first = self._sample(starts[order[r0]]) + self.purity_edge
+            last = min(self._sample(ends[order[r1 - 1]]) - self.purity_edge, first + self.purity_longest)
+            break_count = self._breaks(flat, first, last, breaks)
+            if break_count == 0:
+                continue
+            if repaired is None:
+                repaired = np.array(flat)
+            _fill_breaks(repaired, first, last, [(breaks[2 * i], breaks[2 * i + 1]) for i in range(break_count)], hz[s, 0], hz[s, 1], self.rate_hz)
+            again.append(k)
+            pieces.append((first, last))
+        if again:
+            pure[again] = self.purity(
+                repaired, np.array(pieces, dtype=np.int64).reshape(-1, 2), hz_array[survivors_array[again]]
+            )
         ok_array[survivors_array] = pure
         return ok_array, hz_array, dbm0_array
 
@@ -917,9 +1018,8 @@ cdef class SegmentJudge:
         out (``notch``): its 620 Hz lies inside the analysis lobe of 697 Hz and in the purity band, where
         it reads as a second voice.
 
-        Returns ``(digits, keep_from, undecided, decision_due, decided_through)``: each digit as ``(label,
-        start, end, row_hz, col_hz, row_dbm0, col_dbm0)`` (start and end in absolute half-blocks); the
-        first half-block the history must keep; whether a segment is still open, and the absolute window
+        Returns ``(digits, keep_from, undecided, decision_due, decided_through)``: the ``digit_type``
+        instances (times from the stream's start); the first half-block the history must keep; whether a segment is still open, and the absolute window
         count at which it may have settled; the last window decided.
         """
         cdef Py_ssize_t windows = max(count - 1, 0), keep_from = max(windows - 2, 0), run_count, r, r0, r1, i, last_run
@@ -980,12 +1080,29 @@ cdef class SegmentJudge:
             self._judge_without_call_progress(hann_used, flat_used, firsts_array, lasts_array, labels_array, starts_array, ends_array, order_array[:ordered], segment_array_k[:segments], ok, hz, dbm0)
         cdef const double[:, ::1] hz_view = hz
         cdef const double[:, ::1] dbm0_view = dbm0
+        cdef const unsigned char[::1] ok_view = ok.view(np.uint8)
         digits = []
-        for k in np.flatnonzero(ok).tolist():
+        for k in range(segments):
+            if not ok_view[k]:
+                continue
             r0 = order[segment_starts[k]]
-            r1 = order[segment_starts[k + 1] - 1] if k + 1 < len(segment_starts) else order[len(order) - 1]
-            digits.append((run_labels[r0], first + starts[r0], first + ends[r1], hz_view[k, 0], hz_view[k, 1], dbm0_view[k, 0], dbm0_view[k, 1]))
+            r1 = order[segment_starts[k + 1] - 1] if k + 1 < segments else order[ordered - 1]
+            digits.append(self._digit(run_labels[r0], first + starts[r0], first + ends[r1], hz_view[k, 0], hz_view[k, 1], dbm0_view[k, 0], dbm0_view[k, 1]))
         return digits, keep_from, undecided, decision_due, decided_through
+
+    cdef object _digit(self, long label, double start, double end, double row_hz, double col_hz, double row_dbm0, double col_dbm0):
+        """A ``DtmfDigit`` (``digit_type``, a frozen dataclass with slots: its fields set as its own ``__init__``
+        sets them, through ``object.__setattr__``, without a Python frame); start and end in half-blocks."""
+        digit = self.new_object(self.digit_type)
+        cdef tuple names = self.digit_fields
+        PyObject_GenericSetAttr(digit, names[0], self.keys[label])
+        PyObject_GenericSetAttr(digit, names[1], start * self.seconds_per_half_block)
+        PyObject_GenericSetAttr(digit, names[2], end * self.seconds_per_half_block)
+        PyObject_GenericSetAttr(digit, names[3], row_hz)
+        PyObject_GenericSetAttr(digit, names[4], col_hz)
+        PyObject_GenericSetAttr(digit, names[5], row_dbm0)
+        PyObject_GenericSetAttr(digit, names[6], col_dbm0)
+        return digit
 
     cdef void _judge_without_call_progress(
         self, hann, flat, firsts, lasts, run_labels, starts, ends, order, segment_starts, ok, hz, dbm0
@@ -1026,6 +1143,19 @@ cdef class SegmentJudge:
             np.array(order_list, dtype=np.int64), np.array(segment_list, dtype=np.int64), self.notch.sections,
         )
         ok[again], hz[again], dbm0[again] = second_ok, second_hz, second_dbm0
+
+
+def _fill_breaks(samples, Py_ssize_t a, Py_ssize_t b, list breaks, double row_hz, double col_hz, double rate_hz):
+    """Fill each break (start, end) inside ``samples[a:b]`` (float32, in place) with the two tones at
+    ``row_hz`` and ``col_hz`` fitted by least squares to the samples of ``a:b`` outside the breaks."""
+    x = samples[a:b]
+    keep = np.ones(b - a, dtype=bool)
+    for start, end in breaks:
+        keep[start - a : end - a] = False
+    phase = np.outer(np.arange(b - a), 2.0 * np.pi / rate_hz * np.array([row_hz, col_hz]))
+    design = np.hstack([np.cos(phase), np.sin(phase)])
+    coefficients = np.linalg.lstsq(design[keep], x[keep].astype(np.float64), rcond=None)[0]
+    x[~keep] = (design[~keep] @ coefficients).astype(np.float32)
 
 
 @lru_cache(maxsize=1024)
@@ -1083,7 +1213,7 @@ cdef class ReceiverCore:
 
     The history holds, from absolute half-block ``first``, ``count`` half-blocks' samples, energies and
     Goertzel terms, the labels and Hann terms of the windows they start, and after them the ``pending``
-    samples of the next chunk. Digits come out as tuples (see ``SegmentJudge.decide``).
+    samples of the next chunk. Digits come out as the judge's ``digit_type`` (``DtmfDigit``).
     """
 
     cdef SegmentJudge judge
@@ -1097,7 +1227,7 @@ cdef class ReceiverCore:
     cdef float complex[:, ::1] spectra
     cdef signed char[::1] labels
     cdef float complex[:, ::1] hann
-    cdef Py_ssize_t capacity, count, pending
+    cdef Py_ssize_t capacity, count, pending, input_blocks
     cdef long first, decided_through, decision_due
     cdef bint undecided
 
@@ -1119,6 +1249,7 @@ cdef class ReceiverCore:
         """Forget all state: the next sample fed is time zero."""
         self.count = 0
         self.pending = 0
+        self.input_blocks = 0
         self._allocate(self.min_capacity)
         self.first = 0
         self.decided_through = -1
@@ -1158,12 +1289,15 @@ cdef class ReceiverCore:
             memmove(&self.hann[0, 0], &self.hann[blocks, 0], keep * 8 * sizeof(float complex))
         self.first += blocks
         self.count = keep
-        if self.capacity > self.shrink_from and 4 * keep < self.capacity:
+        # (Not below what the last input needed: batch decoding feeds seconds at a time, and would otherwise
+        # shrink and regrow the arrays on every piece.)
+        if self.capacity > self.shrink_from and 4 * max(keep, self.input_blocks) < self.capacity:
             self._allocate(max(self.min_capacity, 2 * keep, self.pending // m + 3))
 
     cdef void _append(self, const float[::1] x):
         """Store ``x`` after the pending samples, growing the arrays (doubling) when they are full."""
         cdef Py_ssize_t needed = self.count + (self.pending + x.shape[0]) // self.m + 3
+        self.input_blocks = x.shape[0] // self.m + 1
         if needed > self.capacity:
             self._allocate(max(needed + self.min_capacity, 2 * self.capacity))
         if x.shape[0] > 0:
@@ -1193,7 +1327,7 @@ cdef class ReceiverCore:
         return digits
 
     def feed(self, const float[::1] x):
-        """Take ``x`` (float32 samples); return the digits that ended, as tuples."""
+        """Take ``x`` (float32 samples); return the digits that ended."""
         if x.shape[0] == 0:
             return []
         self._append(x)
@@ -1208,7 +1342,7 @@ cdef class ReceiverCore:
         return []
 
     def flush(self):
-        """End of stream: the digits still pending, as tuples; then reset."""
+        """End of stream: the digits still pending; then reset."""
         cdef Py_ssize_t blocks = (self.pending + self.m - 1) // self.m + 2
         self._append(np.zeros(blocks * self.m - self.pending, dtype=np.float32))
         self._analyse(blocks)

@@ -56,7 +56,7 @@ from __future__ import annotations
 import math
 from functools import lru_cache
 from typing import Any
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import scipy.fft
@@ -106,6 +106,10 @@ BEATING_GAP_POWER = 0.25
 #: unless the breaks between its runs are dropouts of at least ``MIN_DROPOUT_S`` (``SegmentJudge._holds``).
 MIN_HOLD_WINDOWS = 3
 MIN_DROPOUT_S = 0.002
+#: Breaks shorter than a half-block are found in blocks of this length, in seconds, where the tone's power
+#: stays under this share of its median block's for ``MIN_DROPOUT_S`` (``SegmentJudge._breaks``).
+BREAK_BLOCK_S = 0.001
+BREAK_POWER = 0.1
 #: Time left out at each end of a tone before the purity analysis, in seconds (switching transients).
 PURITY_EDGE_S = 0.004
 #: Largest angle between one phase turn and its segment's mean turn that the drift measure keeps, in
@@ -438,6 +442,8 @@ class DtmfReceiver:
             "beating_gap_power": BEATING_GAP_POWER,
             "min_hold_windows": MIN_HOLD_WINDOWS,
             "min_dropout_samples": int(MIN_DROPOUT_S * rate),
+            "break_block_samples": int(round(BREAK_BLOCK_S * rate)),
+            "break_power": BREAK_POWER,
             "purity_edge_samples": int(round(PURITY_EDGE_S * rate)),
             "purity_longest_samples": int(PURITY_MAX_S * rate),
             "purity_shortest_samples": int(PURITY_MIN_S * rate),
@@ -456,6 +462,9 @@ class DtmfReceiver:
             "call_progress_pairs_hz": CALL_PROGRESS_PAIRS_HZ,
             "hann_basis": self._hann_bank.basis,
             "notch": CallProgressNotch(self.rate_hz),
+            "digit_type": DtmfDigit,
+            "digit_fields": [field.name for field in fields(DtmfDigit)],
+            "keys": KEYS_BY_INDEX,
         }
 
     def reset(self) -> None:
@@ -468,21 +477,11 @@ class DtmfReceiver:
         Float samples are taken as they are (full scale 1.0); integer samples (int16 PCM, or any signed
         or unsigned integer type) are scaled to full scale first.
         """
-        return self._digits(self._core.feed(np.ascontiguousarray(_as_float32(samples).reshape(-1))))
+        return self._core.feed(np.ascontiguousarray(_as_float32(samples).reshape(-1)))
 
     def flush(self) -> list[DtmfDigit]:
         """End of stream: report any digit still pending, then reset."""
-        return self._digits(self._core.flush())
-
-    def _digits(self, found: list[tuple[int, float, float, float, float, float, float]]) -> list[DtmfDigit]:
-        """Digits from the kernel's tuples (label, start and end in half-blocks, frequencies, levels)."""
-        if not found:
-            return []
-        to_s = self.half_block_samples / self.rate_hz
-        return [
-            DtmfDigit(KEYS_BY_INDEX[label], start * to_s, end * to_s, row_hz, col_hz, row_dbm0, col_dbm0)
-            for label, start, end, row_hz, col_hz, row_dbm0, col_dbm0 in found  # (positional: a third of the cost)
-        ]
+        return self._core.flush()
 
 
 def detect_dtmf(samples: np.ndarray, rate_hz: int, thresholds: DtmfThresholds | None = None) -> list[DtmfDigit]:

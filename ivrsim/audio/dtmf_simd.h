@@ -1,4 +1,4 @@
-/* The DTMF receiver's two innermost loops (dtmf_kernels.pyx), in C so that the compiler makes an AVX2 + FMA
+/* The DTMF receiver's innermost loops (dtmf_kernels.pyx), in C so that the compiler makes an AVX2 + FMA
  * clone next to the baseline one and picks between them when the module loads (GCC's target_clones, on
  * x86-64 Linux): about twice as fast where the CPU has them, and the same code everywhere else. */
 #ifndef IVRSIM_DTMF_SIMD_H
@@ -70,6 +70,44 @@ IVRSIM_CLONES static double ivrsim_energy(const float *samples, ptrdiff_t length
     for (int k = 0; k < 8; k++)
         total += acc[k];
     return total;
+}
+
+/* Power spectrum and its prefix sums: `bins` complex values (`spectrum`, real and imaginary interleaved) give
+ * `power[i]` and `prefix[i + 1]` (prefix[0] = 0, in double). Four bins at a time: their running sums are
+ * formed apart from the total, which then takes one dependent add per four bins instead of one per bin. */
+IVRSIM_CLONES static void ivrsim_power_prefix(const float *spectrum, ptrdiff_t bins, float *power, double *prefix)
+{
+    double total = 0.0;
+    ptrdiff_t i = 0;
+    prefix[0] = 0.0;
+    for (; i + 4 <= bins; i += 4) {
+        float p0 = spectrum[2 * i] * spectrum[2 * i] + spectrum[2 * i + 1] * spectrum[2 * i + 1];
+        float p1 = spectrum[2 * i + 2] * spectrum[2 * i + 2] + spectrum[2 * i + 3] * spectrum[2 * i + 3];
+        float p2 = spectrum[2 * i + 4] * spectrum[2 * i + 4] + spectrum[2 * i + 5] * spectrum[2 * i + 5];
+        float p3 = spectrum[2 * i + 6] * spectrum[2 * i + 6] + spectrum[2 * i + 7] * spectrum[2 * i + 7];
+        double s1 = p0, s2 = s1 + p1, s3 = s2 + p2, s4 = s3 + p3;
+        power[i] = p0;
+        power[i + 1] = p1;
+        power[i + 2] = p2;
+        power[i + 3] = p3;
+        prefix[i + 1] = total + s1;
+        prefix[i + 2] = total + s2;
+        prefix[i + 3] = total + s3;
+        prefix[i + 4] = total + s4;
+        total += s4;
+    }
+    for (; i < bins; i++) {
+        power[i] = spectrum[2 * i] * spectrum[2 * i] + spectrum[2 * i + 1] * spectrum[2 * i + 1];
+        total += power[i];
+        prefix[i + 1] = total;
+    }
+}
+
+/* `out[n] = samples[n] * window[n]` for `length` samples. */
+IVRSIM_CLONES static void ivrsim_windowed(const float *samples, const float *window, ptrdiff_t length, float *out)
+{
+    for (ptrdiff_t n = 0; n < length; n++)
+        out[n] = samples[n] * window[n];
 }
 
 #endif
