@@ -327,19 +327,6 @@ cdef int _compare_doubles(const void* a, const void* b) noexcept nogil:
     return (x > y) - (x < y)
 
 
-cdef inline bint _overlaps(Py_ssize_t a, Py_ssize_t b, const Py_ssize_t* intervals, Py_ssize_t count) noexcept nogil:
-    """Whether [a, b) overlaps one of ``count`` intervals (start, end pairs)."""
-    cdef Py_ssize_t i
-    for i in range(count):
-        if a < intervals[2 * i + 1] and b > intervals[2 * i]:
-            return True
-    return False
-
-
-cdef enum:
-    MAX_BREAKS = 8  # the most breaks ``SegmentJudge._breaks`` reports in one segment
-
-
 cdef class SegmentJudge:
     """Stages 5 and 6 for segments (runs of windows of one digit): a digit, or not, with its frequencies
     and levels: the tone meter (``_measure``), the checks on frequency, coherence, drift, level spread,
@@ -375,7 +362,7 @@ cdef class SegmentJudge:
     cdef double max_inband_residual, max_upper_band_ratio, max_harmonic_comb, max_standing_comb, min_comb_contrast, max_peak_miss
     cdef double max_turn_deviation_rad, dropout_magnitude, dropout_power, beating_gap_power
     cdef Py_ssize_t min_hold_windows, min_dropout_samples, purity_edge, purity_longest, purity_shortest, comb_min_samples
-    cdef Py_ssize_t break_block, min_break_blocks
+    cdef Py_ssize_t break_block, min_break_blocks, max_break_samples
     cdef double break_power
     cdef double band_lo, band_hi, upper_lo, upper_hi, comb_lo, comb_hi, comb_min_f0_hz, comb_match_pct
     cdef long comb_max_row_harmonic
@@ -423,6 +410,7 @@ cdef class SegmentJudge:
         self.break_block = max(settings["break_block_samples"], 1)
         self.min_break_blocks = max((self.min_dropout_samples + self.break_block - 1) // self.break_block, 1)
         self.break_power = settings["break_power"]
+        self.max_break_samples = settings["max_break_samples"]
         self.purity_edge = settings["purity_edge_samples"]
         self.purity_longest = settings["purity_longest_samples"]
         self.purity_shortest = settings["purity_shortest_samples"]
@@ -452,7 +440,7 @@ cdef class SegmentJudge:
 
     cdef void _measure(
         self, const float complex[:, ::1] hann, const long[::1] firsts, const long[::1] lasts, const long[::1] order,
-        Py_ssize_t r0, Py_ssize_t r1, long tone, double* out, const Py_ssize_t* breaks=NULL, Py_ssize_t break_count=0
+        Py_ssize_t r0, Py_ssize_t r1, long tone, double* out, Py_ssize_t break_start=0, Py_ssize_t break_end=0
     ) noexcept nogil:
         """Stage 5, the tone meter: one tone of one segment (runs ``order[r0:r1]``) from its Hann-windowed
         DFTs. out = offset_hz, coherence, power, drift_hz, level_spread, magnitude_total.
@@ -471,8 +459,8 @@ cdef class SegmentJudge:
         glide bends each turn a little; infinite where a half has none (the pair a voice mimics comes and
         goes with its pitch pulses, a window at a time). The level spread (standard deviation over mean)
         is over the inside windows but those a dropout dims (under ``dropout_magnitude`` of the mean) and
-        those that overlap one of ``break_count`` ``breaks`` (sample intervals, ``_breaks``): a break is
-        bridged, not a swell; a voice's partials swell and fade with its formants.
+        those that overlap samples ``break_start:break_end`` (``_lone_break``): a break is bridged, not a
+        swell; a voice's partials swell and fade with its formants.
         """
         cdef double complex turn, total = 0.0, rotation = self.hop_rotation[tone], reference, early = 0.0, late = 0.0
         cdef double magnitude_total = 0.0, inner_power = 0.0, every_power = 0.0, mean = 0.0, mean_sq, mag
@@ -523,7 +511,7 @@ cdef class SegmentJudge:
             r = order[i]
             for w in range(firsts[r] + 1, lasts[r]):
                 mag = sqrt(_abs2(<double complex>hann[w, tone]))
-                if mag >= self.dropout_magnitude * mean and not _overlaps(w * self.m, (w + 2) * self.m, breaks, break_count):
+                if mag >= self.dropout_magnitude * mean and not (w * self.m < break_end and (w + 2) * self.m > break_start):
                     lit_sum += mag
                     lit_square += mag * mag
                     lit_count += 1
@@ -598,23 +586,24 @@ cdef class SegmentJudge:
             return False
         return self._gaps_quiet(flat, starts, ends, order, r0, r1, True)
 
-    cdef Py_ssize_t _breaks(self, const float[::1] flat, Py_ssize_t a, Py_ssize_t b, Py_ssize_t* out):
-        """Breaks inside the tone in ``flat[a:b]``, into out as (start, end) sample pairs; returns how many
-        (up to ``MAX_BREAKS``).
+    cdef bint _lone_break(self, const float[::1] flat, Py_ssize_t a, Py_ssize_t b, Py_ssize_t* out):
+        """Whether the tone in ``flat[a:b]`` has one break, and no other, of ``max_break_samples`` or less;
+        if so, its samples (start, end) into out.
 
         A break of a few milliseconds dims the windows and half-blocks it touches too little to be told
         from the tone's own beating (``dropout_magnitude``, ``dropout_power``), yet it splatters the
         spectrum and moves the level. Seen in blocks of about a millisecond (``break_block``) it is plain:
         ``min_break_blocks`` blocks in a row (``min_dropout_samples``) under ``break_power`` of the median
         block's power, with tone on both sides. Two tones beating dim one such block at most to 11 % of
-        their mean (268 Hz apart, the closest pair), never two in a row. Each break is widened by a block
-        on either side, for the blocks it covers in part."""
+        their mean (268 Hz apart, the closest pair), never two in a row. A key's tone breaks once, if at
+        all; a low voice falls quiet between its pitch pulses, again and again. The break is widened by a
+        block on either side, for the blocks it covers in part."""
         cdef Py_ssize_t q = self.break_block, count, j, low_from = -1, found = 0
         a = max(a, 0)
         b = min(b, flat.shape[0])
         count = (b - a) // q
         if count < self.min_break_blocks + 2:
-            return 0
+            return False
         block_power = np.empty(count)
         cdef double[::1] power = block_power
         for j in range(count):
@@ -625,12 +614,12 @@ cdef class SegmentJudge:
                 if low_from < 0:
                     low_from = j
                 continue
-            if low_from > 0 and j - low_from >= self.min_break_blocks and found < MAX_BREAKS:
-                out[2 * found] = a + (low_from - 1) * q
-                out[2 * found + 1] = a + (j + 1) * q
+            if low_from > 0 and j - low_from >= self.min_break_blocks:
                 found += 1
+                out[0] = a + (low_from - 1) * q
+                out[1] = a + (j + 1) * q
             low_from = -1
-        return found
+        return found == 1 and out[1] - out[0] <= self.max_break_samples + 2 * q
 
     # -- purity ---------------------------------------------------------------------------------------
 
@@ -660,15 +649,15 @@ cdef class SegmentJudge:
         return power_array, prefix_array, self.rate_hz / size
 
     cdef dict _by_size(self, const float[::1] flat, const long[:, ::1] spans):
-        """Rows of ``spans`` by FFT size, twice the stretch or more, a power of two (a held key's 250 ms stretch
-        does not make every 40 ms one pay for 4,096 points)."""
+        """Rows of ``spans`` by FFT size (``_fft_size``; a held key's 250 ms stretch does not make every 40 ms
+        one pay for 4,096 points)."""
         cdef dict groups = {}
         cdef Py_ssize_t i, n = flat.shape[0]
         for i in range(spans.shape[0]):
-            groups.setdefault(1 << _bit_length(2 * _stretch_length(spans, i, n) - 1), []).append(i)
+            groups.setdefault(_fft_size(2 * _stretch_length(spans, i, n) - 1), []).append(i)
         return groups
 
-    def purity(self, const float[::1] flat, const long[:, ::1] spans, const double[:, ::1] measured_hz):
+    def purity(self, const float[::1] flat, const long[:, ::1] spans, const double[:, ::1] measured_hz, bint comb_only=False):
         """Which spans of ``flat`` (first, last) hold their tones (``measured_hz``, (n, 2)) alone. Returns bool (n,).
 
         A Hann-windowed spectrum of the whole stretch, zero-padded to twice its length or more (25 Hz
@@ -680,19 +669,21 @@ cdef class SegmentJudge:
         them, where neither has its peak: each tone's spectral peak must lie within ``max_peak_miss``
         resolutions of it.
 
-        The harmonic comb: the partials of one voice or note are exact multiples of its fundamental f0.
-        Where row = p * f0 and col = q * f0 hold within ``comb_match_pct`` for some p up to
-        ``comb_max_row_harmonic`` (f0 at least ``comb_min_f0_hz``), the pair may be two harmonics that
-        formants lift (espeak-ng's raised voices put the 3rd and 7th of 233 Hz on key A, the 4th and 7th of
-        176 Hz on key 1). A voice then also has energy at f0's other multiples, standing out from the
-        spectrum halfway between them; a key has nothing there but noise (its tones are unrelated, each up
-        to 1.5 % off, and seldom fit that close). For the fitting f0 whose other harmonics stand out most,
+        The harmonic comb: the partials of one voice or note are multiples of its fundamental f0. Where
+        both tones lie within ``comb_match_pct`` of multiples p and q of one f0 (halfway between row / p and
+        col / q; p up to ``comb_max_row_harmonic``, f0 at least ``comb_min_f0_hz``), the pair may be two
+        harmonics that formants lift (espeak-ng's raised voices put the 3rd and 7th of 233 Hz on key A, the
+        4th and 7th of 176 Hz on key 1; a robot voice's gliding pitch puts its 3rd and 5th 1.6 % from 3:5,
+        as measured, on key 1). A voice then also has energy at f0's other multiples, standing out from the
+        spectrum halfway between them; a key has nothing there but noise, whatever f0 its tones happen to
+        fit. For the fitting f0 whose other harmonics stand out most,
         their power (within half a resolution of each, in ``comb_band_hz``) over the tones' and its
         contrast (mean power per bin on them over halfway between) decide: a voice when the power reaches
         ``max_harmonic_comb``, or ``max_standing_comb`` with a contrast of ``min_comb_contrast``, on a
         stretch of ``comb_min_samples`` or more (shorter ones are too coarse: the tones' own lobes cover
-        the harmonics). Harmonics within the main lobe of a call-progress tone are left out (dial tone on
-        the line).
+        the harmonics; ``_judge`` then judges the comb alone over the whole segment). Harmonics within the
+        main lobe of a call-progress tone are left out (dial tone on the line). ``comb_only``: whether each
+        span holds no such comb, the rest unjudged.
         """
         pure_array = np.zeros(spans.shape[0], dtype=bool)
         cdef unsigned char[::1] pure = pure_array.view(np.uint8)
@@ -715,6 +706,9 @@ cdef class SegmentJudge:
                 voice = sums[5] / sums[0] >= self.max_harmonic_comb or (
                     sums[5] / sums[0] >= self.max_standing_comb and sums[6] >= self.min_comb_contrast
                 )
+                if comb_only:
+                    pure[i] = not (voice and spans[i, 1] - spans[i, 0] >= self.comb_min_samples)
+                    continue
                 pure[i] = (
                     sums[1] / sums[0] <= self.max_inband_residual
                     and sums[2] / sums[0] <= self.max_upper_band_ratio
@@ -723,6 +717,18 @@ cdef class SegmentJudge:
                     and sums[4] <= self.max_peak_miss
                 )
         return pure_array
+
+    def debug_sums(self, const float[::1] flat, const long[:, ::1] spans, const double[:, ::1] measured_hz):
+        cdef double sums[7]
+        cdef Py_ssize_t row, i, n = flat.shape[0]
+        out = []
+        for size, rows in self._by_size(flat, spans).items():
+            power_array, prefix_array, bin_hz = self._spectra(flat, spans, rows, size)
+            for row, i in enumerate(rows):
+                length = _stretch_length(spans, i, n)
+                self._purity_sums(power_array, prefix_array, row, bin_hz, self.rate_hz / length, measured_hz[i, 0], measured_hz[i, 1], sums)
+                out.append([sums[k] for k in range(7)])
+        return out
 
     cdef void _purity_sums(self, const float[:, ::1] power, const double[:, ::1] prefix, Py_ssize_t row, double bin_hz, double res, double row_hz,
                            double col_hz, double* sums) noexcept nogil:
@@ -751,10 +757,12 @@ cdef class SegmentJudge:
         # The comb: over the fundamentals both tones fit, the one whose other harmonics stand out most
         # from the spectrum halfway between them (ties: the higher harmonic number p).
         for p in range(1, self.comb_max_row_harmonic + 1):
-            f0 = row_hz / p
-            q = rint(col_hz / f0)
-            miss = fabs(col_hz / (q * f0) - 1.0) * 100.0
-            if not (f0 >= self.comb_min_f0_hz and q > p and miss <= self.comb_match_pct):
+            q = rint(col_hz * p / row_hz)
+            if q <= p:
+                continue
+            f0 = 0.5 * (row_hz / p + col_hz / q)
+            miss = fabs(row_hz / (p * f0) - 1.0) * 100.0
+            if not (f0 >= self.comb_min_f0_hz and miss <= self.comb_match_pct):
                 continue
             on_power = 0.0
             off_power = 0.0
@@ -882,8 +890,8 @@ cdef class SegmentJudge:
         cdef double nominal, twist, longest_run
         cdef bint passed, swells
         cdef long tone
-        cdef Py_ssize_t first, last, break_count
-        cdef Py_ssize_t breaks[2 * MAX_BREAKS]
+        cdef Py_ssize_t first, last
+        cdef Py_ssize_t lone_break[2]
         if notch_sections is not None:
             sections = np.ascontiguousarray(notch_sections, dtype=np.float64)
         survivors_array = np.empty(count, dtype=np.int64)
@@ -917,12 +925,11 @@ cdef class SegmentJudge:
             passed = passed and not _harmonic(hz[s, 1] / hz[s, 0], self.harmonic_ratios)
             if passed and swells:
                 # The level moved: a swell, or windows a short break dimmed too little to be left out.
-                break_count = self._breaks(flat, self._sample(starts[order[r0]]), self._sample(ends[order[r1 - 1]]), breaks)
-                if break_count > 0:
+                if self._lone_break(flat, self._sample(starts[order[r0]]), self._sample(ends[order[r1 - 1]]), lone_break):
                     swells = False
                     for k in range(2):
                         tone = run_labels[order[r0]] // 4 if k == 0 else 4 + run_labels[order[r0]] % 4
-                        self._measure(hann, firsts, lasts, order, r0, r1, tone, measured, breaks, break_count)
+                        self._measure(hann, firsts, lasts, order, r0, r1, tone, measured, lone_break[0], lone_break[1])
                         swells = swells or measured[4] > self.max_level_spread
             if not passed or swells or not self._holds(flat, firsts, lasts, starts, ends, order, r0, r1):
                 continue
@@ -966,10 +973,10 @@ cdef class SegmentJudge:
             pure[again] = self.purity(
                 flat, np.array(pieces, dtype=np.int64).reshape(-1, 2), hz_array[survivors_array[again]]
             )
-        # A break of a few ms inside the tone (``_breaks``) splatters the spectrum whatever stretch holds it:
-        # a tone that still fails gets a last look over the whole segment, each break filled with the pair
-        # fitted to the samples around it (``_fill_breaks``). A key's pair is then whole again; a voice
-        # keeps every partial it had outside the breaks.
+        # A break of a few ms inside the tone (``_lone_break``) splatters the spectrum whatever stretch holds
+        # it: a tone that still fails gets a last look over the whole segment, the break filled with the pair
+        # fitted to the samples around it (``_fill_break``). A key's pair is then whole again; a voice keeps
+        # every partial it had outside the break.
         repaired = None
         again, pieces = [], []
         for k in range(kept):
@@ -980,17 +987,41 @@ cdef class SegmentJudge:
             r1 = segment_starts[s + 1] if s + 1 < count else runs
             first = self._sample(starts[order[r0]]) + self.purity_edge
             last = min(self._sample(ends[order[r1 - 1]]) - self.purity_edge, first + self.purity_longest)
-            break_count = self._breaks(flat, first, last, breaks)
-            if break_count == 0:
+            if not self._lone_break(flat, first, last, lone_break):
                 continue
             if repaired is None:
                 repaired = np.array(flat)
-            _fill_breaks(repaired, first, last, [(breaks[2 * i], breaks[2 * i + 1]) for i in range(break_count)], hz[s, 0], hz[s, 1], self.rate_hz)
+            _fill_break(repaired, first, last, lone_break[0], lone_break[1], hz[s, 0], hz[s, 1], self.rate_hz)
             again.append(k)
             pieces.append((first, last))
         if again:
             pure[again] = self.purity(
                 repaired, np.array(pieces, dtype=np.int64).reshape(-1, 2), hz_array[survivors_array[again]]
+            )
+        # The comb needs ``comb_min_samples``: where the stretch judged was shorter (quiet gaps between a low
+        # voice's pitch pulses can break its runs into pieces), the comb alone is judged over the whole
+        # segment, a lone break filled.
+        again, pieces = [], []
+        for k in range(kept):
+            if not pure_view[k] or spans[k, 1] - spans[k, 0] >= self.comb_min_samples:
+                continue
+            s = survivors[k]
+            r0 = segment_starts[s]
+            r1 = segment_starts[s + 1] if s + 1 < count else runs
+            first = self._sample(starts[order[r0]]) + self.purity_edge
+            last = min(self._sample(ends[order[r1 - 1]]) - self.purity_edge, first + self.purity_longest)
+            if last - first < self.comb_min_samples:
+                continue
+            if self._lone_break(flat, first, last, lone_break):
+                if repaired is None:
+                    repaired = np.array(flat)
+                _fill_break(repaired, first, last, lone_break[0], lone_break[1], hz[s, 0], hz[s, 1], self.rate_hz)
+            again.append(k)
+            pieces.append((first, last))
+        if again:
+            pure[again] = self.purity(
+                flat if repaired is None else repaired, np.array(pieces, dtype=np.int64).reshape(-1, 2),
+                hz_array[survivors_array[again]], True,
             )
         ok_array[survivors_array] = pure
         return ok_array, hz_array, dbm0_array
@@ -1145,13 +1176,12 @@ cdef class SegmentJudge:
         ok[again], hz[again], dbm0[again] = second_ok, second_hz, second_dbm0
 
 
-def _fill_breaks(samples, Py_ssize_t a, Py_ssize_t b, list breaks, double row_hz, double col_hz, double rate_hz):
-    """Fill each break (start, end) inside ``samples[a:b]`` (float32, in place) with the two tones at
-    ``row_hz`` and ``col_hz`` fitted by least squares to the samples of ``a:b`` outside the breaks."""
+def _fill_break(samples, Py_ssize_t a, Py_ssize_t b, Py_ssize_t start, Py_ssize_t end, double row_hz, double col_hz, double rate_hz):
+    """Fill ``samples[start:end]`` (float32, in place) with the two tones at ``row_hz`` and ``col_hz`` fitted by
+    least squares to the rest of ``samples[a:b]``."""
     x = samples[a:b]
     keep = np.ones(b - a, dtype=bool)
-    for start, end in breaks:
-        keep[start - a : end - a] = False
+    keep[start - a : end - a] = False
     phase = np.outer(np.arange(b - a), 2.0 * np.pi / rate_hz * np.array([row_hz, col_hz]))
     design = np.hstack([np.cos(phase), np.sin(phase)])
     coefficients = np.linalg.lstsq(design[keep], x[keep].astype(np.float64), rcond=None)[0]
@@ -1176,12 +1206,15 @@ cdef double _sos_gain(const double[:, ::1] sections, double cycles_per_sample) n
     return sqrt(_abs2(h))
 
 
-cdef inline int _bit_length(Py_ssize_t value) noexcept nogil:
-    cdef int bits = 0
-    while value > 0:
-        bits += 1
-        value >>= 1
-    return bits
+cdef inline Py_ssize_t _fft_size(Py_ssize_t samples) noexcept nogil:
+    """The smallest power of two, or three times one, of at least ``samples``: pocketfft is as quick per point
+    on both, and a 42 ms tone (671 points padded) takes 768 instead of 1,024."""
+    cdef Py_ssize_t size = 1
+    while size < samples:
+        size <<= 1
+    if size >= 4 and 3 * (size // 4) >= samples:
+        return 3 * (size // 4)
+    return size
 
 
 cdef bint _harmonic(double ratio, const double[:, ::1] ratios) noexcept nogil:

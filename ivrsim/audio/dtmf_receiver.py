@@ -42,7 +42,9 @@ How it works, stage by stage (each a named function or class here or in ``dtmf_k
    their 3rd and 7th harmonics on key A). A segment is a digit when duration, frequencies, coherence,
    twist, purity and these all pass. A segment that fails while a busy or reorder tone (480 + 620 Hz)
    sounds is judged again with 620 Hz notched out (``SegmentJudge.decide``); one that fails purity gets a
-   second look between its short dropouts (``SegmentJudge._longest_unbroken``).
+   second look between its short dropouts (``SegmentJudge._longest_unbroken``), and a last one over the
+   whole segment with a lone break of up to 10 ms filled by the pair fitted around it
+   (``SegmentJudge._lone_break``; such a break also leaves the windows it dims out of the level spread).
 
 The receiver is pure: float samples in, ``DtmfDigit`` events out. ``DtmfReceiver`` is fed frames of any
 size and reports each digit once it has ended; ``detect_dtmf`` runs it over a whole signal. Both give the
@@ -91,7 +93,7 @@ CALL_PROGRESS_TONES_HZ = (350.0, 400.0, 425.0, 440.0, 450.0, 480.0, 620.0)
 #: looked at, in Hz.
 COMB_MAX_ROW_HARMONIC = 8
 COMB_MIN_F0_HZ = 85.0
-COMB_MATCH_PCT = 0.6
+COMB_MATCH_PCT = 1.0
 COMB_BAND_HZ = (150.0, 3400.0)
 #: Shortest stretch the comb is judged on, in seconds (50 Hz resolution; the 12 ms left of a 20 ms piece
 #: between dropouts is too coarse: the tones' own lobes cover the harmonics).
@@ -107,9 +109,11 @@ BEATING_GAP_POWER = 0.25
 MIN_HOLD_WINDOWS = 3
 MIN_DROPOUT_S = 0.002
 #: Breaks shorter than a half-block are found in blocks of this length, in seconds, where the tone's power
-#: stays under this share of its median block's for ``MIN_DROPOUT_S`` (``SegmentJudge._breaks``).
+#: stays under this share of its median block's for ``MIN_DROPOUT_S``; a tone may have one such break, of up
+#: to ``MAX_BREAK_S`` (the longest interruption Q.24 bridges), to be measured around (``SegmentJudge._lone_break``).
 BREAK_BLOCK_S = 0.001
 BREAK_POWER = 0.1
+MAX_BREAK_S = 0.010
 #: Time left out at each end of a tone before the purity analysis, in seconds (switching transients).
 PURITY_EDGE_S = 0.004
 #: Largest angle between one phase turn and its segment's mean turn that the drift measure keeps, in
@@ -444,6 +448,7 @@ class DtmfReceiver:
             "min_dropout_samples": int(MIN_DROPOUT_S * rate),
             "break_block_samples": int(round(BREAK_BLOCK_S * rate)),
             "break_power": BREAK_POWER,
+            "max_break_samples": int(round(MAX_BREAK_S * rate)),
             "purity_edge_samples": int(round(PURITY_EDGE_S * rate)),
             "purity_longest_samples": int(PURITY_MAX_S * rate),
             "purity_shortest_samples": int(PURITY_MIN_S * rate),
