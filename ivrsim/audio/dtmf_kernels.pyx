@@ -718,18 +718,6 @@ cdef class SegmentJudge:
                 )
         return pure_array
 
-    def debug_sums(self, const float[::1] flat, const long[:, ::1] spans, const double[:, ::1] measured_hz):
-        cdef double sums[7]
-        cdef Py_ssize_t row, i, n = flat.shape[0]
-        out = []
-        for size, rows in self._by_size(flat, spans).items():
-            power_array, prefix_array, bin_hz = self._spectra(flat, spans, rows, size)
-            for row, i in enumerate(rows):
-                length = _stretch_length(spans, i, n)
-                self._purity_sums(power_array, prefix_array, row, bin_hz, self.rate_hz / length, measured_hz[i, 0], measured_hz[i, 1], sums)
-                out.append([sums[k] for k in range(7)])
-        return out
-
     cdef void _purity_sums(self, const float[:, ::1] power, const double[:, ::1] prefix, Py_ssize_t row, double bin_hz, double res, double row_hz,
                            double col_hz, double* sums) noexcept nogil:
         """sums = power in the tones' lobes, what is left in the DTMF band, the power above it, each peak's
@@ -768,7 +756,8 @@ cdef class SegmentJudge:
             off_power = 0.0
             on_bins = 0
             off_bins = 0
-            for number in range(1, numbers + 1):
+            # (Only the multiples whose own or halfway frequency can lie in the comb band: the others are unusable.)
+            for number in range(max(<Py_ssize_t>floor(self.comb_lo / f0 - 0.5) - 1, 1), min(<Py_ssize_t>floor(self.comb_hi / f0) + 1, numbers) + 1):
                 on_hz = number * f0
                 off_hz = (number + 0.5) * f0
                 usable_on = self.comb_lo <= on_hz <= self.comb_hi and number != p and number != q
