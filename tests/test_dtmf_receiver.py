@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from ivrsim.audio import g711
 from ivrsim.audio.dtmf_generator import DtmfToneSpec, generate_dtmf
 from ivrsim.audio.dtmf_keys import key_tones_hz
-from ivrsim.audio.dtmf_receiver import DtmfReceiver, DtmfThresholds, detect_dtmf
+from ivrsim.audio.dtmf_receiver import DtmfReceiver, DtmfThresholds, detect_dtmf, rfft_rows
 
 from conftest import ALL_KEYS, RATES_HZ, add_white_noise, cadence, music, speech_at, tones
 
@@ -526,4 +526,17 @@ def test_a_pair_that_swells_and_fades_like_formants_is_not_a_key(depth: float, h
     low_hz, high_hz = key_tones_hz("5")
     amplitude = 0.1 * (1 + depth * np.sin(2 * np.pi * 25 * np.arange(n) / 8000))
     assert decode(_pair(np.full(n, low_hz), np.full(n, high_hz), amplitude), 8000) == heard
+
+
+@pytest.mark.parametrize("size", [96, 768, 1024, 1536])
+def test_the_purity_fft_is_scipys_rfft_over_each_row(size: int) -> None:
+    """``rfft_rows`` (scipy's pocketfft called past ``scipy.fft``'s dispatch) gives what ``scipy.fft.rfft``
+    gives, bit for bit, on rows of zero-padded windowed audio."""
+    import scipy.fft
+
+    rows = np.zeros((5, size), dtype=np.float32)
+    rows[:, : size // 2] = np.random.default_rng(size).standard_normal((5, size // 2)).astype(np.float32)
+    direct = rfft_rows()(rows)
+    assert direct.dtype == np.complex64
+    np.testing.assert_array_equal(direct, scipy.fft.rfft(rows, axis=1))
 

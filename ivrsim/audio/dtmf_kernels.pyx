@@ -154,7 +154,37 @@ cdef inline double _fill(const float complex[:, ::1] spectra, Py_ssize_t block, 
     return min(max(share, 0.0), 1.0)
 
 
-cdef tuple runs_and_segments(const signed char[::1] labels, const float complex[:, ::1] half_spectra, double bridge):
+cdef class RunTable:
+    """Stage 4's output and the decision's working lists, one entry per run, kept from one decision to the
+    next and grown with the history: a streamed decision would otherwise allocate (and view) a dozen
+    small arrays, which cost more than the decision's own loops."""
+
+    cdef long[::1] firsts, lasts, labels, segment_of_run, open_first, order, segment_starts
+    cdef double[::1] starts, ends, open_end
+    cdef Py_ssize_t capacity
+
+    def __init__(self):
+        self.capacity = 0
+        self.reserve(64)
+
+    cdef void reserve(self, Py_ssize_t runs):
+        """Room for ``runs`` runs (the contents are not kept)."""
+        if runs <= self.capacity:
+            return
+        self.capacity = max(runs, 2 * self.capacity)
+        self.firsts = np.empty(self.capacity, dtype=np.int64)
+        self.lasts = np.empty(self.capacity, dtype=np.int64)
+        self.labels = np.empty(self.capacity, dtype=np.int64)
+        self.segment_of_run = np.empty(self.capacity, dtype=np.int64)
+        self.open_first = np.empty(self.capacity, dtype=np.int64)
+        self.order = np.empty(self.capacity, dtype=np.int64)
+        self.segment_starts = np.empty(self.capacity, dtype=np.int64)
+        self.starts = np.empty(self.capacity, dtype=np.float64)
+        self.ends = np.empty(self.capacity, dtype=np.float64)
+        self.open_end = np.empty(self.capacity, dtype=np.float64)
+
+
+cdef Py_ssize_t runs_and_segments(const signed char[::1] labels, const float complex[:, ::1] half_spectra, double bridge, RunTable table):
     """Stage 4: runs of windows with the same digit, where each tone starts and ends, and the segments.
 
     For a run of windows ``a .. b``, half-blocks ``a+1 .. b`` are filled by the tone, and its edges lie
@@ -173,28 +203,21 @@ cdef tuple runs_and_segments(const signed char[::1] labels, const float complex[
         half_spectra: (windows + 1 or more, 8) complex64 Goertzel terms of the half-blocks.
         bridge: the longest gap bridged, in half-blocks.
 
-    Returns:
-        ``(firsts, lasts, run_labels, starts, ends, segment_of_run)``: each run's first and last window, its
-        label, its start and end in half-blocks, and its segment (0, 1, ... in order; -1 if dropped).
+    Returns how many runs ``table`` now holds: each run's first and last window (``firsts``, ``lasts``),
+    its label, its start and end in half-blocks, and its segment (``segment_of_run``: 0, 1, ... in order;
+    -1 if dropped).
     """
     cdef Py_ssize_t windows = labels.shape[0]
-    firsts_array = np.empty(windows, dtype=np.int64)
-    lasts_array = np.empty(windows, dtype=np.int64)
-    labels_array = np.empty(windows, dtype=np.int64)
-    starts_array = np.empty(windows, dtype=np.float64)
-    ends_array = np.empty(windows, dtype=np.float64)
-    segment_array = np.empty(windows, dtype=np.int64)
+    table.reserve(windows)
+    cdef long[::1] firsts = table.firsts
+    cdef long[::1] lasts = table.lasts
+    cdef long[::1] run_labels = table.labels
+    cdef double[::1] starts = table.starts
+    cdef double[::1] ends = table.ends
+    cdef long[::1] segment_of_run = table.segment_of_run
     # Open segments (the chain a new run may join), as the index of their first run and their end.
-    open_first_array = np.empty(windows, dtype=np.int64)
-    open_end_array = np.empty(windows, dtype=np.float64)
-    cdef long[::1] firsts = firsts_array
-    cdef long[::1] lasts = lasts_array
-    cdef long[::1] run_labels = labels_array
-    cdef double[::1] starts = starts_array
-    cdef double[::1] ends = ends_array
-    cdef long[::1] segment_of_run = segment_array
-    cdef long[::1] open_first = open_first_array
-    cdef double[::1] open_end = open_end_array
+    cdef long[::1] open_first = table.open_first
+    cdef double[::1] open_end = table.open_end
     cdef Py_ssize_t w, r, b, i, j, runs = 0, open_count = 0
     cdef long label, row, col, previous, segments = 0
     cdef double ref_row, ref_col, sum_row, sum_col
@@ -272,14 +295,7 @@ cdef tuple runs_and_segments(const signed char[::1] labels, const float complex[
                 previous = segment_of_run[r]
                 segments += 1
             segment_of_run[r] = segments - 1
-    return (
-        firsts_array[:runs],
-        lasts_array[:runs],
-        labels_array[:runs],
-        starts_array[:runs],
-        ends_array[:runs],
-        segment_array[:runs],
-    )
+    return runs
 
 
 cdef inline void _drop_segment(long[::1] segment_of_run, Py_ssize_t before, long segment) noexcept nogil:
@@ -347,7 +363,7 @@ cdef class SegmentJudge:
             ``DtmfReceiver._judge_settings``), with ``notch``: an object with ``sections`` (second-order
             sections) and ``apply(samples)``, the call-progress notch; ``digit_type``, its ``digit_fields``
             (key, start and end in seconds, frequencies, levels) and the ``keys`` by label.
-        rfft: ``scipy.fft.rfft``.
+        rfft: the real FFT of each row of a float32 array, complex64 out (``dtmf_receiver.rfft_rows``).
     """
 
     cdef double rate_hz, to_hz, gain, response_first_hz, response_step_hz, zero_dbm0_power
@@ -371,6 +387,7 @@ cdef class SegmentJudge:
     cdef Py_ssize_t settle_windows, lead_half_blocks, call_progress_lead_samples
     cdef tuple call_progress_pairs_hz
     cdef object digit_type, new_object
+    cdef RunTable runs
     cdef tuple digit_fields, keys
     cdef double seconds_per_half_block
 
@@ -434,6 +451,7 @@ cdef class SegmentJudge:
         self.keys = tuple(settings["keys"])
         self.seconds_per_half_block = half_block_samples / rate_hz
         self.new_object = object.__new__
+        self.runs = RunTable()
         self.rfft = rfft
 
     # -- stage 5: the tone meter ----------------------------------------------------------------------
@@ -638,7 +656,7 @@ cdef class SegmentJudge:
                 continue
             window = _hann_window(b - a)
             ivrsim_windowed(&flat[a], &window[0], b - a, &frame[row, 0])
-        spectrum = self.rfft(frames, axis=1)
+        spectrum = self.rfft(frames)
         cdef const float[:, :, ::1] parts = spectrum.view(np.float32).reshape(len(rows), -1, 2)
         power_array = np.empty((len(rows), parts.shape[1]), dtype=np.float32)
         prefix_array = np.empty((len(rows), parts.shape[1] + 1))
@@ -657,7 +675,7 @@ cdef class SegmentJudge:
             groups.setdefault(_fft_size(2 * _stretch_length(spans, i, n) - 1), []).append(i)
         return groups
 
-    def purity(self, const float[::1] flat, const long[:, ::1] spans, const double[:, ::1] measured_hz, bint comb_only=False):
+    cdef object purity(self, const float[::1] flat, const long[:, ::1] spans, const double[:, ::1] measured_hz, bint comb_only=False):
         """Which spans of ``flat`` (first, last) hold their tones (``measured_hz``, (n, 2)) alone. Returns bool (n,).
 
         A Hann-windowed spectrum of the whole stretch, zero-padded to twice its length or more (25 Hz
@@ -1044,21 +1062,16 @@ cdef class SegmentJudge:
         """
         cdef Py_ssize_t windows = max(count - 1, 0), keep_from = max(windows - 2, 0), run_count, r, r0, r1, i, last_run
         cdef bint undecided = False
-        firsts_array, lasts_array, labels_array, starts_array, ends_array, segment_array = runs_and_segments(
-            labels[:windows], spectra[:count], self.bridge
-        )
-        cdef const long[::1] firsts = firsts_array
-        cdef const long[::1] lasts = lasts_array
-        cdef const long[::1] segment_of_run = segment_array
-        cdef const long[::1] run_labels = labels_array
-        cdef const double[::1] starts = starts_array
-        cdef const double[::1] ends = ends_array
-        run_count = firsts.shape[0]
+        run_count = runs_and_segments(labels[:windows], spectra[:count], self.bridge, self.runs)
+        cdef const long[::1] firsts = self.runs.firsts[:run_count]
+        cdef const long[::1] lasts = self.runs.lasts[:run_count]
+        cdef const long[::1] segment_of_run = self.runs.segment_of_run[:run_count]
+        cdef const long[::1] run_labels = self.runs.labels[:run_count]
+        cdef const double[::1] starts = self.runs.starts[:run_count]
+        cdef const double[::1] ends = self.runs.ends[:run_count]
         # Kept runs in order, and where each ready segment's runs begin among them.
-        order_array = np.empty(run_count, dtype=np.int64)
-        segment_array_k = np.empty(run_count, dtype=np.int64)
-        cdef long[::1] order = order_array
-        cdef long[::1] segment_starts = segment_array_k
+        cdef long[::1] order = self.runs.order
+        cdef long[::1] segment_starts = self.runs.segment_starts
         cdef Py_ssize_t ordered = 0, segments = 0
         r = 0
         while r < run_count:
@@ -1093,11 +1106,14 @@ cdef class SegmentJudge:
             return [], keep_from, undecided, decision_due, decided_through
         order = order[:ordered]
         segment_starts = segment_starts[:segments]
-        hann_used = hann[:windows]
-        flat_used = flat[: count * self.m]
+        cdef const float complex[:, ::1] hann_used = hann[:windows]
+        cdef const float[::1] flat_used = flat[: count * self.m]
         ok, hz, dbm0 = self._judge(hann_used, flat_used, firsts, lasts, run_labels, starts, ends, order, segment_starts, None)
         if not ok.all():
-            self._judge_without_call_progress(hann_used, flat_used, firsts_array, lasts_array, labels_array, starts_array, ends_array, order_array[:ordered], segment_array_k[:segments], ok, hz, dbm0)
+            self._judge_without_call_progress(
+                hann_used, flat_used, np.asarray(firsts), np.asarray(lasts), np.asarray(run_labels), np.asarray(starts),
+                np.asarray(ends), np.asarray(order), np.asarray(segment_starts), ok, hz, dbm0,
+            )
         cdef const double[:, ::1] hz_view = hz
         cdef const double[:, ::1] dbm0_view = dbm0
         cdef const unsigned char[::1] ok_view = ok.view(np.uint8)
