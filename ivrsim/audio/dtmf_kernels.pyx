@@ -899,6 +899,7 @@ cdef class SegmentJudge:
         cdef long tone
         cdef Py_ssize_t first, last
         cdef Py_ssize_t lone_break[2]
+        cdef Py_ssize_t whole[2]
         if notch_sections is not None:
             sections = np.ascontiguousarray(notch_sections, dtype=np.float64)
         survivors_array = np.empty(count, dtype=np.int64)
@@ -980,58 +981,49 @@ cdef class SegmentJudge:
             pure[again] = self.purity(
                 flat, np.array(pieces, dtype=np.int64).reshape(-1, 2), hz_array[survivors_array[again]]
             )
-        # A break of a few ms inside the tone (``_lone_break``) splatters the spectrum whatever stretch holds
-        # it: a tone that still fails gets a last look over the whole segment, the break filled with the pair
-        # fitted to the samples around it (``_fill_break``). A key's pair is then whole again; a voice keeps
-        # every partial it had outside the break.
+        # Last looks, over each segment's whole stretch, a lone break in it (``_lone_break``) filled with the
+        # pair fitted to the samples around it (``_fill_break``):
+        # - a tone that still fails: a break of a few ms splatters the spectrum whatever stretch holds it.
+        #   A key's pair is whole again; a voice keeps every partial it had outside the break.
+        # - a tone that passed on a stretch too short for the comb (``comb_min_samples``; quiet gaps between
+        #   a low voice's pitch pulses can break its runs into pieces): the comb alone.
         repaired = None
-        again, pieces = [], []
+        again, pieces, comb_again, comb_pieces = [], [], [], []
+        cdef bint short
         for k in range(kept):
-            if pure_view[k]:
+            short = pure_view[k] and spans[k, 1] - spans[k, 0] < self.comb_min_samples
+            if pure_view[k] and not short:
                 continue
             s = survivors[k]
-            r0 = segment_starts[s]
-            r1 = segment_starts[s + 1] if s + 1 < count else runs
-            first = self._sample(starts[order[r0]]) + self.purity_edge
-            last = min(self._sample(ends[order[r1 - 1]]) - self.purity_edge, first + self.purity_longest)
-            if not self._lone_break(flat, first, last, lone_break):
+            self._whole_stretch(order, segment_starts, starts, ends, s, whole)
+            if short and whole[1] - whole[0] < self.comb_min_samples:
                 continue
-            if repaired is None:
-                repaired = np.array(flat)
-            _fill_break(repaired, first, last, lone_break[0], lone_break[1], hz[s, 0], hz[s, 1], self.rate_hz)
-            again.append(k)
-            pieces.append((first, last))
-        if again:
-            pure[again] = self.purity(
-                repaired, np.array(pieces, dtype=np.int64).reshape(-1, 2), hz_array[survivors_array[again]]
-            )
-        # The comb needs ``comb_min_samples``: where the stretch judged was shorter (quiet gaps between a low
-        # voice's pitch pulses can break its runs into pieces), the comb alone is judged over the whole
-        # segment, a lone break filled.
-        again, pieces = [], []
-        for k in range(kept):
-            if not pure_view[k] or spans[k, 1] - spans[k, 0] >= self.comb_min_samples:
-                continue
-            s = survivors[k]
-            r0 = segment_starts[s]
-            r1 = segment_starts[s + 1] if s + 1 < count else runs
-            first = self._sample(starts[order[r0]]) + self.purity_edge
-            last = min(self._sample(ends[order[r1 - 1]]) - self.purity_edge, first + self.purity_longest)
-            if last - first < self.comb_min_samples:
-                continue
-            if self._lone_break(flat, first, last, lone_break):
+            if self._lone_break(flat, whole[0], whole[1], lone_break):
                 if repaired is None:
                     repaired = np.array(flat)
-                _fill_break(repaired, first, last, lone_break[0], lone_break[1], hz[s, 0], hz[s, 1], self.rate_hz)
-            again.append(k)
-            pieces.append((first, last))
+                _fill_break(repaired, whole[0], whole[1], lone_break[0], lone_break[1], hz[s, 0], hz[s, 1], self.rate_hz)
+            elif not short:
+                continue
+            (comb_again if short else again).append(k)
+            (comb_pieces if short else pieces).append((whole[0], whole[1]))
         if again:
-            pure[again] = self.purity(
-                flat if repaired is None else repaired, np.array(pieces, dtype=np.int64).reshape(-1, 2),
-                hz_array[survivors_array[again]], True,
+            pure[again] = self.purity(repaired, np.array(pieces, dtype=np.int64).reshape(-1, 2), hz_array[survivors_array[again]])
+        if comb_again:
+            pure[comb_again] = self.purity(
+                flat if repaired is None else repaired, np.array(comb_pieces, dtype=np.int64).reshape(-1, 2),
+                hz_array[survivors_array[comb_again]], True,
             )
         ok_array[survivors_array] = pure
         return ok_array, hz_array, dbm0_array
+
+    cdef inline void _whole_stretch(self, const long[::1] order, const long[::1] segment_starts, const double[::1] starts,
+                                    const double[::1] ends, Py_ssize_t s, Py_ssize_t* out) noexcept nogil:
+        """Segment ``s``'s whole stretch in samples (its runs ``order[segment_starts[s]:...]``), its edges left
+        out, ``purity_longest`` at most: out = (first, last)."""
+        cdef Py_ssize_t r0 = segment_starts[s]
+        cdef Py_ssize_t r1 = segment_starts[s + 1] if s + 1 < segment_starts.shape[0] else order.shape[0]
+        out[0] = self._sample(starts[order[r0]]) + self.purity_edge
+        out[1] = min(self._sample(ends[order[r1 - 1]]) - self.purity_edge, out[0] + self.purity_longest)
 
     # -- stage 4 and the decisions --------------------------------------------------------------------
 
