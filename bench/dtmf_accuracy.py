@@ -17,7 +17,8 @@ them.
   with and without noise, through G.711 (``acceptance_sweep``);
 - call progress: all 16 keys (80/80 and 50/50 ms) under US dial tone, ringback, busy and reorder at -15 and
   -20 dBm0, keys at the same level; dropouts: a 100 ms tone of each key with a 5 or 10 ms break starting at
-  every ms from 20 to 80 ms (``ivrsim.testing.speech_corpus``), decoded at 8 kHz;
+  every ms from 20 to 80 ms (``ivrsim.testing.speech_corpus``), decoded at 8 kHz; short tones: 50-80 ms with
+  a 5 or 10 ms break anywhere that leaves 10 ms on either side, at four alignments (``short_tone_dropouts``);
 - synthetic voices: ``--synthetic N`` voices drawn (seeded) from the broad espeak-ng / flite corpus
   (bench/dtmf_synthetic_corpus.py runs all of it), at 8 kHz: false digits per hour;
 - real recordings (``--real``): the corpus bench/dtmf_real_corpus.py builds from Debian packages (7.6 h of
@@ -193,11 +194,20 @@ def corpora(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
     return out
 
 
+#: Where a short tone starts against the receiver's 51-sample half-blocks: that many samples of silence first.
+ALIGNMENTS = (0, 13, 26, 39)
+
+
 def short_tone_dropouts() -> dict[tuple[int, int], list[DigitCase]]:
     """Each key in a 50, 60, 70 or 80 ms tone with a 5 or 10 ms break starting at every ms that leaves 10 ms
-    of tone on either side: one digit each (Q.24 bridges breaks of 10 ms and less in any tone of 40 ms)."""
+    of tone on either side, at each of ``ALIGNMENTS``: one digit each (Q.24 bridges breaks of 10 ms and less in
+    any tone of 40 ms)."""
     return {
-        (tone_ms, gap_ms): dropout_cases(8000, (float(gap_ms),), tuple(range(10, tone_ms - gap_ms - 9)), tone_ms=float(tone_ms))
+        (tone_ms, gap_ms): [
+            DigitCase(f"{case.name}, {shift} samples later", np.concatenate([np.zeros(shift, np.float32), case.samples]), case.expected, case.rate_hz)
+            for case in dropout_cases(8000, (float(gap_ms),), tuple(range(10, tone_ms - gap_ms - 9)), tone_ms=float(tone_ms))
+            for shift in ALIGNMENTS
+        ]
         for tone_ms in (50, 60, 70, 80)
         for gap_ms in (5, 10)
     }
@@ -289,7 +299,7 @@ def main() -> None:
     for label in extra["call_progress"]:
         w, c, d = extra["sweep"][label], extra["call_progress"][label], extra["dropouts"][label]
         print(f"{label:<26} {w['right']:>10} of {w['tones']:<7} {c['right']:>14} of {c['keys']:<11} {d['right']:>12} of {d['tones']}")
-    print("\nshort tones with a break (all 16 keys, every start):")
+    print(f"\nshort tones with a break (all 16 keys, every start, {len(ALIGNMENTS)} alignments):")
     for label, rows in extra["short_dropouts"].items():
         print(f"{label:<26} " + ", ".join(f"{k}: {v}" for k, v in rows.items()))
     for section in ("synthetic_voices", "real_recordings"):
