@@ -168,10 +168,14 @@ cdef class RunTable:
         self.reserve(64)
 
     cdef void reserve(self, Py_ssize_t runs):
-        """Room for ``runs`` runs (the contents are not kept)."""
-        if runs <= self.capacity:
+        """Room for ``runs`` runs (the contents are not kept). What a long held key grew is given back once the
+        history is short again."""
+        if runs > self.capacity:
+            self.capacity = max(runs, 2 * self.capacity)
+        elif self.capacity > 256 and 4 * runs < self.capacity:
+            self.capacity = max(2 * runs, 64)
+        else:
             return
-        self.capacity = max(runs, 2 * self.capacity)
         self.firsts = np.empty(self.capacity, dtype=np.int64)
         self.lasts = np.empty(self.capacity, dtype=np.int64)
         self.labels = np.empty(self.capacity, dtype=np.int64)
@@ -1049,8 +1053,9 @@ cdef class SegmentJudge:
         it reads as a second voice.
 
         Returns ``(digits, keep_from, undecided, decision_due, decided_through)``: the ``digit_type``
-        instances (times from the stream's start); the first half-block the history must keep; whether a segment is still open, and the absolute window
-        count at which it may have settled; the last window decided.
+        instances (times from the stream's start); the first half-block the history must keep; whether a
+        segment is still open, and the absolute window count at which it may have settled; the last window
+        decided.
         """
         cdef Py_ssize_t windows = max(count - 1, 0), keep_from = max(windows - 2, 0), run_count, r, r0, r1, i, last_run
         cdef bint undecided = False
