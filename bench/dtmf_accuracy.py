@@ -15,6 +15,8 @@ them.
   of synthetic music (harmonics, vibrato, chords);
 - acceptance sweep: each key with both tones at -3 to -41 dBm0 (twist -4, 0, +8 dB), 1.5 % off, 40 and 45 ms,
   with and without noise, through G.711 (``acceptance_sweep``);
+- talk-down: every key four times (80/80 ms, -10 dBm0) with each voice's speech under them at -20, -25 and
+  -30 dBm0: keys right, by edit alignment;
 - call progress: all 16 keys (80/80 and 50/50 ms) under US dial tone, ringback, busy and reorder at -15 and
   -20 dBm0, keys at the same level; dropouts: a 100 ms tone of each key with a 5 or 10 ms break starting at
   every ms from 20 to 80 ms (``ivrsim.testing.speech_corpus``), decoded at 8 kHz; short tones: 50-80 ms with
@@ -41,10 +43,10 @@ import numpy as np
 import soundfile
 
 from ivrsim.audio import g711
-from ivrsim.audio.dtmf_generator import dual_tone
+from ivrsim.audio.dtmf_generator import DtmfToneSpec, dual_tone, generate_dtmf
 from ivrsim.audio.dtmf_keys import KEYPAD, key_tones_hz
 from ivrsim.audio.dtmf_receiver import detect_dtmf
-from ivrsim.audio.levels import dbm0_to_power
+from ivrsim.audio.levels import dbm0_to_power, signal_level_dbm0
 from ivrsim.audio.resample import resample
 from ivrsim.media.files import read_audio_file
 from ivrsim.testing.speech_corpus import CorpusRenderer, DigitCase, call_progress_cases, dropout_cases, sample
@@ -102,6 +104,24 @@ def speech(folder: Path) -> list[np.ndarray]:
         clip = read_audio_file(path)
         samples = resample(clip.samples[:, 0], clip.rate_hz, RATE_HZ)
         out += [samples * np.float32(10 ** (gain / 20)) for gain in (-10.0, 0.0, 6.0)]
+    return out
+
+
+#: Keys pressed while someone talks (talk-down): every key four times, 80 ms on and off, at this level, in dBm0.
+TALK_DOWN_KEYS, TALK_DOWN_KEY_DBM0 = "123A456B789C*0#D" * 4, -10.0
+#: Levels of the speech under them, in dBm0 (10, 15 and 20 dB under each tone).
+TALK_DOWN_SPEECH_DBM0 = (-20.0, -25.0, -30.0)
+
+
+def keys_under_speech(clips: list[np.ndarray]) -> dict[float, list[np.ndarray]]:
+    """``TALK_DOWN_KEYS`` with each speech clip under them (looped or cut to their length) at each of
+    ``TALK_DOWN_SPEECH_DBM0``."""
+    keys = generate_dtmf(TALK_DOWN_KEYS, RATE_HZ, DtmfToneSpec(on_ms=80, off_ms=80, level_dbm0=TALK_DOWN_KEY_DBM0))
+    out: dict[float, list[np.ndarray]] = {level: [] for level in TALK_DOWN_SPEECH_DBM0}
+    for clip in clips:
+        talk = np.resize(clip, len(keys)).astype(np.float32)
+        for level in TALK_DOWN_SPEECH_DBM0:
+            out[level].append(keys + talk * np.float32(10 ** ((level - signal_level_dbm0(talk)) / 20)))
     return out
 
 
@@ -276,14 +296,20 @@ def main() -> None:
             decoders["spandsp @8 kHz"] = spandsp
         within, within_sent = keys_signal(rng, 320, beyond=False)
         beyond, _ = keys_signal(rng, 320, beyond=True)
-        talk = speech(folder) + [music(rng, 300.0)]
+        voices = speech(folder)
+        talk = voices + [music(rng, 300.0)]
         talk_s = sum(len(t) for t in talk) / RATE_HZ
+        under_speech = keys_under_speech(voices[1::3])  # each voice once, at its own level
         for label, decode in decoders.items():
             results[label] = {
                 "within_limits": score(within_sent, decode(within)),
                 "beyond_limits_accepted": len(decode(beyond)),
                 "talk_off_digits": sum(len(decode(t)) for t in talk),
                 "talk_off_audio_s": round(talk_s),
+                "keys_under_speech": {
+                    level: sum(len(TALK_DOWN_KEYS) - score(TALK_DOWN_KEYS, decode(x))["edit_distance"] for x in signals)
+                    for level, signals in under_speech.items()
+                },
             }
         extra = corpora(args, folder)
     if args.json:
@@ -294,6 +320,9 @@ def main() -> None:
         w = r["within_limits"]
         print(f"{label:<26} {w['decoded']:>11} decoded, {w['edit_distance']:>3} errors {r['beyond_limits_accepted']:>15} of 320 "
               f"{r['talk_off_digits']:>10} in {r['talk_off_audio_s']} s")
+    print(f"\nkeys right under speech (talk-down: {len(TALK_DOWN_KEYS)} keys at {TALK_DOWN_KEY_DBM0:g} dBm0 in each of {len(VOICES)} voices):")
+    for label, r in results.items():
+        print(f"{label:<26} " + ", ".join(f"speech at {level:g} dBm0: {right} of {len(TALK_DOWN_KEYS) * len(VOICES)}" for level, right in r["keys_under_speech"].items()))
     print()
     print(f"{'decoder':<26} {'sweep -3..-41 dBm0':>20} {'call progress (keys right)':>28} {'dropouts (tones right)':>24}")
     for label in extra["call_progress"]:

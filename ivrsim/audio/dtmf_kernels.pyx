@@ -380,11 +380,12 @@ cdef class SegmentJudge:
     cdef double call_progress_top_hz
     cdef double max_deviation_pct, min_coherence, max_drift_hz, max_level_spread, max_normal_twist_db, max_reverse_twist_db
     cdef double max_inband_residual, max_upper_band_ratio, max_harmonic_comb, max_standing_comb, min_comb_contrast, max_peak_miss
+    cdef double min_wide_comb_contrast
     cdef double max_turn_deviation_rad, dropout_magnitude, dropout_power, beating_gap_power
     cdef Py_ssize_t min_hold_windows, min_dropout_samples, purity_edge, purity_longest, purity_shortest, comb_min_samples
     cdef Py_ssize_t break_block, min_break_blocks, max_break_samples
     cdef double break_power
-    cdef double band_lo, band_hi, upper_lo, upper_hi, comb_lo, comb_hi, comb_min_f0_hz, comb_match_pct
+    cdef double band_lo, band_hi, upper_lo, upper_hi, comb_lo, comb_hi, comb_min_f0_hz, comb_match_pct, comb_wide_match_pct
     cdef long comb_max_row_harmonic
     cdef object rfft, notch, hann_basis
     cdef double bridge, min_tone_half_blocks
@@ -441,6 +442,8 @@ cdef class SegmentJudge:
         self.comb_lo, self.comb_hi = settings["comb_band_hz"]
         self.comb_min_f0_hz = settings["comb_min_f0_hz"]
         self.comb_match_pct = settings["comb_match_pct"]
+        self.comb_wide_match_pct = settings["comb_wide_match_pct"]
+        self.min_wide_comb_contrast = settings["min_wide_comb_contrast"]
         self.comb_max_row_harmonic = settings["comb_max_row_harmonic"]
         self.bridge = settings["bridge_half_blocks"]
         self.min_tone_half_blocks = settings["min_tone_half_blocks"]
@@ -695,14 +698,16 @@ cdef class SegmentJudge:
         both tones lie within ``comb_match_pct`` of multiples p and q of one f0 (halfway between row / p and
         col / q; p up to ``comb_max_row_harmonic``, f0 at least ``comb_min_f0_hz``), the pair may be two
         harmonics that formants lift (espeak-ng's raised voices put the 3rd and 7th of 233 Hz on key A, the
-        4th and 7th of 176 Hz on key 1; a robot voice's gliding pitch puts its 3rd and 5th 1.6 % from 3:5,
-        as measured, on key 1). A voice then also has energy at f0's other multiples, standing out from the
-        spectrum halfway between them; a key has nothing there but noise, whatever f0 its tones happen to
-        fit. For the fitting f0 whose other harmonics stand out most,
-        their power (within half a resolution of each, in ``comb_band_hz``) over the tones' and its
-        contrast (mean power per bin on them over halfway between) decide: a voice when the power reaches
-        ``max_harmonic_comb``, or ``max_standing_comb`` with a contrast of ``min_comb_contrast``, on a
-        stretch of ``comb_min_samples`` or more (shorter ones are too coarse: the tones' own lobes cover
+        4th and 7th of 176 Hz on key 1). A voice then also has energy at f0's other multiples, standing out
+        from the spectrum halfway between them; a key has nothing there but noise (its tones are unrelated,
+        and seldom fit that close). For the fitting f0 whose other harmonics stand out most, their power
+        (within half a resolution of each, in ``comb_band_hz``) over the tones' and its contrast (mean power
+        per bin on them over halfway between) decide: a voice when the power reaches ``max_harmonic_comb``,
+        or ``max_standing_comb`` with a contrast of ``min_comb_contrast``. A voice whose pitch glides fits
+        looser (a robot voice puts its 3rd and 5th harmonics on key 1, 1.6 % from 3:5 as measured): the f0s
+        both tones fit within ``comb_wide_match_pct`` are judged the same way but for a contrast of
+        ``min_wide_comb_contrast``, which speech under a key does not reach. All of it on a stretch of
+        ``comb_min_samples`` or more (shorter ones are too coarse: the tones' own lobes cover
         the harmonics; ``_judge`` then judges the comb alone over the whole segment). Harmonics within the
         main lobe of a call-progress tone are left out (dial tone on the line). ``comb_only``: whether each
         span holds no such comb, the rest unjudged.
@@ -712,7 +717,7 @@ cdef class SegmentJudge:
         cdef float[:, ::1] power
         cdef double[:, ::1] prefix
         cdef double bin_hz
-        cdef double sums[7]
+        cdef double sums[9]
         cdef Py_ssize_t row, i, length, n = flat.shape[0]
         cdef bint voice
         for size, rows in self._by_size(flat, spans).items():
@@ -722,12 +727,12 @@ cdef class SegmentJudge:
             for row, i in enumerate(rows):
                 length = _stretch_length(spans, i, n)
                 self._purity_sums(power, prefix, row, bin_hz, self.rate_hz / length, measured_hz[i, 0], measured_hz[i, 1], sums)
-                # sums: tones, residual, upper, peak miss (row, col), comb, contrast
+                # sums: tones, residual, upper, peak miss (row, col), comb and contrast, wide comb and contrast
                 if not sums[0] > 0.0:
                     continue
-                voice = sums[5] / sums[0] >= self.max_harmonic_comb or (
+                voice = sums[5] / sums[0] >= self.max_harmonic_comb or sums[7] / sums[0] >= self.max_harmonic_comb or (
                     sums[5] / sums[0] >= self.max_standing_comb and sums[6] >= self.min_comb_contrast
-                )
+                ) or (sums[7] / sums[0] >= self.max_standing_comb and sums[8] >= self.min_wide_comb_contrast)
                 if comb_only:
                     pure[i] = not (voice and spans[i, 1] - spans[i, 0] >= self.comb_min_samples)
                     continue
@@ -743,14 +748,15 @@ cdef class SegmentJudge:
     cdef void _purity_sums(self, const float[:, ::1] power, const double[:, ::1] prefix, Py_ssize_t row, double bin_hz, double res, double row_hz,
                            double col_hz, double* sums) noexcept nogil:
         """sums = power in the tones' lobes, what is left in the DTMF band, the power above it, each peak's
-        distance from its tone in resolutions, the comb's power and contrast (see ``purity``)."""
+        distance from its tone in resolutions, the comb's power and contrast over the close fits, and over the
+        wide ones (see ``purity``)."""
         cdef double lobe = 2.2 * res, edge = 1e-9 * bin_hz, measured, near_in_band = 0.0, band
         cdef double f0, q, miss, on_hz, off_hz, on_power, off_power, candidate_contrast
-        cdef double best_contrast = 0.0, best_power = 0.0
+        cdef double best_contrast = 0.0, best_power = 0.0, wide_power = 0.0, wide_contrast = 0.0
         cdef double tones_hz[2]
         cdef Py_ssize_t k, p, i, number, on_bins, off_bins, bins_here
         cdef Py_ssize_t numbers = <Py_ssize_t>floor(self.comb_hi / self.comb_min_f0_hz)
-        cdef bint usable_on, usable_off, found = False
+        cdef bint usable_on, usable_off, found = False, wide_found = False
         tones_hz[0] = row_hz
         tones_hz[1] = col_hz
         sums[0] = 0.0
@@ -764,15 +770,15 @@ cdef class SegmentJudge:
         band = _band_power(prefix, row, bin_hz, self.band_lo, self.band_hi, NULL)
         sums[1] = max(band - near_in_band, 0.0)
         sums[2] = _band_power(prefix, row, bin_hz, self.upper_lo + edge, self.upper_hi, NULL)
-        # The comb: over the fundamentals both tones fit, the one whose other harmonics stand out most
-        # from the spectrum halfway between them (ties: the higher harmonic number p).
+        # The comb: over the fundamentals both tones fit closely, and apart over those they fit widely, the one
+        # whose other harmonics stand out most from the spectrum halfway between them (ties: the higher p).
         for p in range(1, self.comb_max_row_harmonic + 1):
             q = rint(col_hz * p / row_hz)
             if q <= p:
                 continue
             f0 = 0.5 * (row_hz / p + col_hz / q)
             miss = fabs(row_hz / (p * f0) - 1.0) * 100.0
-            if not (f0 >= self.comb_min_f0_hz and miss <= self.comb_match_pct):
+            if not (f0 >= self.comb_min_f0_hz and miss <= self.comb_wide_match_pct):
                 continue
             on_power = 0.0
             off_power = 0.0
@@ -797,12 +803,20 @@ cdef class SegmentJudge:
                     off_power += _band_power(prefix, row, bin_hz, off_hz - 0.5 * res, off_hz + 0.5 * res, &bins_here)
                     off_bins += bins_here
             candidate_contrast = (on_power / max(on_bins, 1)) / max(off_power / max(off_bins, 1), 1e-30)
+            if miss > self.comb_match_pct:
+                if not wide_found or candidate_contrast >= wide_contrast:
+                    wide_contrast = candidate_contrast
+                    wide_power = on_power
+                    wide_found = True
+                continue
             if not found or candidate_contrast >= best_contrast:
                 best_contrast = candidate_contrast
                 best_power = on_power
                 found = True
         sums[5] = best_power
         sums[6] = best_contrast
+        sums[7] = wide_power
+        sums[8] = wide_contrast
 
     def call_progress_present(self, const float[::1] flat, const long[:, ::1] spans, tuple pairs_hz):
         """Which spans of ``flat`` hold one of ``pairs_hz``: both tones peak within half a resolution of their
