@@ -342,6 +342,19 @@ cdef inline Py_ssize_t _stretch_length(const long[:, ::1] spans, Py_ssize_t i, P
     return max(min(spans[i, 1], samples) - max(spans[i, 0], 0), 2)
 
 
+cdef double _block_powers(const float[::1] flat, Py_ssize_t first, Py_ssize_t count, Py_ssize_t block, double[::1] power):
+    """The power of ``count`` blocks of ``block`` samples from ``flat[first]`` into ``power`` (as float32 sums);
+    returns their median."""
+    cdef Py_ssize_t b
+    sorted_array = np.empty(count)
+    cdef double[::1] ordered = sorted_array
+    for b in range(count):
+        power[b] = <float>ivrsim_energy(&flat[first + b * block], block)
+        ordered[b] = power[b]
+    qsort(&ordered[0], count, sizeof(double), _compare_doubles)
+    return ordered[count // 2] if count % 2 else 0.5 * (ordered[count // 2 - 1] + ordered[count // 2])
+
+
 cdef int _compare_doubles(const void* a, const void* b) noexcept nogil:
     cdef double x = (<const double*>a)[0], y = (<const double*>b)[0]
     return (x > y) - (x < y)
@@ -629,11 +642,8 @@ cdef class SegmentJudge:
         count = (b - a) // q
         if count < self.min_break_blocks + 2:
             return False
-        block_power = np.empty(count)
-        cdef double[::1] power = block_power
-        for j in range(count):
-            power[j] = ivrsim_energy(&flat[a + j * q], q)
-        cdef double floor_power = self.break_power * float(np.median(block_power))
+        cdef double[::1] power = np.empty(count)
+        cdef double floor_power = self.break_power * _block_powers(flat, a, count, q, power)
         for j in range(count):
             if power[j] < floor_power:
                 if low_from < 0:
@@ -730,9 +740,9 @@ cdef class SegmentJudge:
                 # sums: tones, residual, upper, peak miss (row, col), comb and contrast, wide comb and contrast
                 if not sums[0] > 0.0:
                     continue
-                voice = sums[5] / sums[0] >= self.max_harmonic_comb or sums[7] / sums[0] >= self.max_harmonic_comb or (
-                    sums[5] / sums[0] >= self.max_standing_comb and sums[6] >= self.min_comb_contrast
-                ) or (sums[7] / sums[0] >= self.max_standing_comb and sums[8] >= self.min_wide_comb_contrast)
+                voice = self._comb_voice(sums[5] / sums[0], sums[6], self.min_comb_contrast) or self._comb_voice(
+                    sums[7] / sums[0], sums[8], self.min_wide_comb_contrast
+                )
                 if comb_only:
                     pure[i] = not (voice and spans[i, 1] - spans[i, 0] >= self.comb_min_samples)
                     continue
@@ -744,6 +754,10 @@ cdef class SegmentJudge:
                     and sums[4] <= self.max_peak_miss
                 )
         return pure_array
+
+    cdef inline bint _comb_voice(self, double comb, double contrast, double min_contrast) noexcept nogil:
+        """A comb of ``comb`` (its power over the tones') and ``contrast`` is a voice's (see ``purity``)."""
+        return comb >= self.max_harmonic_comb or (comb >= self.max_standing_comb and contrast >= min_contrast)
 
     cdef void _purity_sums(self, const float[:, ::1] power, const double[:, ::1] prefix, Py_ssize_t row, double bin_hz, double res, double row_hz,
                            double col_hz, double* sums) noexcept nogil:
@@ -858,16 +872,8 @@ cdef class SegmentJudge:
         out[1] = last
         if count < 3 or first < 0:
             return
-        block_power = np.empty(count)
-        ordered = np.empty(count)
-        cdef double[::1] power = block_power
-        cdef double[::1] sorted_power = ordered
-        cdef double median
-        for b in range(count):
-            power[b] = <float>ivrsim_energy(&flat[first + b * self.m], self.m)
-            sorted_power[b] = power[b]
-        qsort(&sorted_power[0], count, sizeof(double), _compare_doubles)
-        median = sorted_power[count // 2] if count % 2 else 0.5 * (sorted_power[count // 2 - 1] + sorted_power[count // 2])
+        cdef double[::1] power = np.empty(count)
+        cdef double median = _block_powers(flat, first, count, self.m, power)
         # Pieces between low blocks (bounds -1 and count at the ends): the first longest wins.
         cdef Py_ssize_t best_start = -1, best_end = count, low_seen = 0
         for b in range(count + 1):
@@ -915,6 +921,7 @@ cdef class SegmentJudge:
         cdef double nominal, twist, longest_run
         cdef bint passed, swells
         cdef long tone
+        cdef long tones[2]
         cdef Py_ssize_t first, last
         cdef Py_ssize_t lone_break[2]
         cdef Py_ssize_t whole[2]
@@ -930,8 +937,10 @@ cdef class SegmentJudge:
             r1 = segment_starts[s + 1] if s + 1 < count else runs
             passed = True
             swells = False
+            tones[0] = run_labels[order[r0]] // 4
+            tones[1] = 4 + run_labels[order[r0]] % 4
             for k in range(2):
-                tone = run_labels[order[r0]] // 4 if k == 0 else 4 + run_labels[order[r0]] % 4
+                tone = tones[k]
                 self._measure(hann, firsts, lasts, order, r0, r1, tone, measured)
                 swells = swells or measured[4] > self.max_level_spread
                 nominal = self.nominal_hz[tone]
@@ -954,8 +963,7 @@ cdef class SegmentJudge:
                 if self._lone_break(flat, self._sample(starts[order[r0]]), self._sample(ends[order[r1 - 1]]), lone_break):
                     swells = False
                     for k in range(2):
-                        tone = run_labels[order[r0]] // 4 if k == 0 else 4 + run_labels[order[r0]] % 4
-                        self._measure(hann, firsts, lasts, order, r0, r1, tone, measured, lone_break[0], lone_break[1])
+                        self._measure(hann, firsts, lasts, order, r0, r1, tones[k], measured, lone_break[0], lone_break[1])
                         swells = swells or measured[4] > self.max_level_spread
             if not passed or swells or not self._holds(flat, firsts, lasts, starts, ends, order, r0, r1):
                 continue
