@@ -531,7 +531,7 @@ def test_a_pair_that_swells_and_fades_like_formants_is_not_a_key(depth: float, h
 @pytest.mark.parametrize("size", [96, 768, 1024, 1536])
 def test_the_purity_fft_is_scipys_rfft_over_each_row(size: int) -> None:
     """``rfft_rows`` (scipy's pocketfft called past ``scipy.fft``'s dispatch) gives what ``scipy.fft.rfft``
-    gives, bit for bit, on rows of zero-padded windowed audio."""
+    gives, bit for bit, on rows of zero-padded windowed audio, into a new array or into scratch rows."""
     import scipy.fft
 
     rows = np.zeros((5, size), dtype=np.float32)
@@ -539,4 +539,28 @@ def test_the_purity_fft_is_scipys_rfft_over_each_row(size: int) -> None:
     direct = rfft_rows()(rows)
     assert direct.dtype == np.complex64
     np.testing.assert_array_equal(direct, scipy.fft.rfft(rows, axis=1))
+    scratch = np.full((8, size // 2 + 1), np.nan, dtype=np.complex64)
+    np.testing.assert_array_equal(rfft_rows()(rows, scratch[:5]), direct)
 
+
+
+def test_a_decoded_digit_is_a_plain_frozen_dtmf_digit() -> None:
+    """The kernel builds digits by writing their slots straight: each must be what ``DtmfDigit(...)`` makes
+    (equal, same hash, pickles, frozen), and is left out of the garbage collector's lists (it holds a
+    string and floats only)."""
+    import dataclasses
+    import gc
+    import pickle
+
+    from ivrsim.audio.dtmf_receiver import DtmfDigit
+
+    digits = detect_dtmf(keys(8000, "5#"), 8000)
+    assert [d.key for d in digits] == ["5", "#"]
+    for digit in digits:
+        built = DtmfDigit(**{field.name: getattr(digit, field.name) for field in dataclasses.fields(DtmfDigit)})
+        assert type(digit) is DtmfDigit and digit == built and hash(digit) == hash(built)
+        assert pickle.loads(pickle.dumps(digit)) == digit
+        assert digit.as_dict() == built.as_dict()
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            digit.start_s = 0.0  # type: ignore[misc]
+        assert not gc.is_tracked(digit)

@@ -13,12 +13,20 @@ digit's label is ``row * 4 + column`` (0-15); a run's tones are its row (0-3) an
 """
 
 from functools import lru_cache
+from types import MemberDescriptorType
 
 import numpy as np
 
 from libc.math cimport INFINITY, M_PI, atan2, ceil, cos, fabs, floor, log10, rint, sin, sqrt
 from libc.stdlib cimport qsort
 from libc.string cimport memcpy, memmove, memset
+
+from cpython.ref cimport PyObject, Py_INCREF
+
+
+#: The most points (rows times FFT size) of purity scratch a judge keeps per FFT size: a 4 s batch piece
+#: dense with digits (40-80 rows of 768-2,048 points), about 2 MB; more is allocated for the call alone.
+cdef Py_ssize_t SCRATCH_MAX_POINTS = 1 << 17
 
 
 cdef inline double _abs2(double complex z) noexcept nogil:
@@ -30,7 +38,11 @@ cdef inline double _angle(double complex z) noexcept nogil:
 
 
 cdef extern from "Python.h":
-    int PyObject_GenericSetAttr(object o, object name, object value) except -1
+    ctypedef struct PyMemberDef:
+        Py_ssize_t offset
+    ctypedef struct PyMemberDescrObject:
+        PyMemberDef* d_member
+    void PyObject_GC_UnTrack(void* o)
 
 
 cdef extern from "dtmf_simd.h":
@@ -360,6 +372,20 @@ cdef int _compare_doubles(const void* a, const void* b) noexcept nogil:
     return (x > y) - (x < y)
 
 
+cdef Py_ssize_t _slot_offset(type owner, str name) except -1:
+    """Where the slot ``name`` of ``owner`` (a class with ``__slots__``) lies in its instances, in bytes."""
+    descriptor = owner.__dict__.get(name)
+    if type(descriptor) is not MemberDescriptorType or descriptor.__objclass__ is not owner:
+        raise TypeError(f"{owner.__name__}.{name} must be a slot of {owner.__name__} (a dataclass with slots=True)")
+    return (<PyMemberDescrObject*>descriptor).d_member.offset
+
+
+cdef inline void _set_slot(PyObject* o, Py_ssize_t offset, object value) noexcept:
+    """Store ``value`` in an empty slot (a fresh instance's, still NULL) at ``offset``; the slot owns it."""
+    Py_INCREF(value)
+    (<PyObject**>(<char*>o + offset))[0] = <PyObject*>value
+
+
 cdef class SegmentJudge:
     """Stages 5 and 6 for segments (runs of windows of one digit): a digit, or not, with its frequencies
     and levels: the tone meter (``_measure``), the checks on frequency, coherence, drift, level spread,
@@ -378,8 +404,9 @@ cdef class SegmentJudge:
         limits: a ``DtmfThresholds``.
         settings: the receiver's constants by name, in samples, half-blocks or windows at its rate (see
             ``DtmfReceiver._judge_settings``), with ``notch``: an object with ``sections`` (second-order
-            sections) and ``apply(samples)``, the call-progress notch; ``digit_type``, its ``digit_fields``
-            (key, start and end in seconds, frequencies, levels) and the ``keys`` by label.
+            sections) and ``apply(samples)``, the call-progress notch; ``digit_type`` (a dataclass with
+            slots), its ``digit_fields`` (key, start and end in seconds, frequencies, levels) and the
+            ``keys`` by label.
         rfft: the real FFT of each row of a float32 array, complex64 out (``dtmf_receiver.rfft_rows``).
     """
 
@@ -401,12 +428,14 @@ cdef class SegmentJudge:
     cdef double band_lo, band_hi, upper_lo, upper_hi, comb_lo, comb_hi, comb_min_f0_hz, comb_match_pct, comb_wide_match_pct
     cdef long comb_max_row_harmonic
     cdef object rfft, notch, hann_basis
+    cdef dict scratch
     cdef double bridge, min_tone_half_blocks
     cdef Py_ssize_t settle_windows, lead_half_blocks, call_progress_lead_samples
     cdef tuple call_progress_pairs_hz
     cdef object digit_type, new_object
     cdef RunTable runs
-    cdef tuple digit_fields, keys
+    cdef tuple keys
+    cdef Py_ssize_t digit_slots[7]
     cdef double seconds_per_half_block
 
     def __init__(self, double rate_hz, Py_ssize_t half_block_samples, hop_rotation, response, double response_first_hz,
@@ -467,12 +496,17 @@ cdef class SegmentJudge:
         self.hann_basis = np.ascontiguousarray(settings["hann_basis"], dtype=np.float32)
         self.notch = settings["notch"]
         self.digit_type = settings["digit_type"]
-        self.digit_fields = tuple(settings["digit_fields"])
+        digit_fields = tuple(settings["digit_fields"])
+        if len(digit_fields) != 7:
+            raise TypeError("digit_type must have the seven fields of DtmfDigit")
+        for i, name in enumerate(digit_fields):
+            self.digit_slots[i] = _slot_offset(self.digit_type, name)
         self.keys = tuple(settings["keys"])
         self.seconds_per_half_block = half_block_samples / rate_hz
         self.new_object = object.__new__
         self.runs = RunTable()
         self.rfft = rfft
+        self.scratch = {}
 
     # -- stage 5: the tone meter ----------------------------------------------------------------------
 
@@ -660,28 +694,46 @@ cdef class SegmentJudge:
 
     cdef object _spectra(self, const float[::1] flat, const long[:, ::1] spans, list rows, Py_ssize_t size):
         """Hann-windowed power spectra (float32, and their prefix sums along frequency) of ``flat[first:last]``
-        for ``spans[rows]``, zero-padded to ``size`` (``_by_size``)."""
-        cdef Py_ssize_t row, i, a, b, n = flat.shape[0], k
-        cdef float[:, ::1] frame
+        for ``spans[rows]``, zero-padded to ``size`` (``_by_size``), in the judge's scratch (``_scratch``):
+        valid until the next call."""
+        cdef Py_ssize_t row, i, a, b, n = flat.shape[0], count = len(rows), bins = size // 2 + 1
         cdef const float[::1] window
-        frames = np.zeros((len(rows), size), dtype=np.float32)
-        frame = frames
+        frames_array, spectrum_array, power_array, prefix_array = self._scratch(count, size)
+        cdef float[:, ::1] frame = frames_array
         for row, i in enumerate(rows):
             a = max(spans[i, 0], 0)
-            b = min(spans[i, 1], n)
-            if b <= a:
-                continue
-            window = _hann_window(b - a)
-            ivrsim_windowed(&flat[a], &window[0], b - a, &frame[row, 0])
-        spectrum = self.rfft(frames)
-        cdef const float[:, :, ::1] parts = spectrum.view(np.float32).reshape(len(rows), -1, 2)
-        power_array = np.empty((len(rows), parts.shape[1]), dtype=np.float32)
-        prefix_array = np.empty((len(rows), parts.shape[1] + 1))
+            b = max(min(spans[i, 1], n), a)
+            if b > a:
+                window = _hann_window(b - a)
+                ivrsim_windowed(&flat[a], &window[0], b - a, &frame[row, 0])
+            memset(&frame[row, b - a], 0, (size - (b - a)) * sizeof(float))
+        spectrum_array = self.rfft(frames_array, spectrum_array)
+        cdef const float complex[:, ::1] spectrum = spectrum_array
         cdef float[:, ::1] power = power_array
         cdef double[:, ::1] prefix = prefix_array
-        for row in range(parts.shape[0]):
-            ivrsim_power_prefix(&parts[row, 0, 0], parts.shape[1], &power[row, 0], &prefix[row, 0])
+        for row in range(count):
+            ivrsim_power_prefix(<const float*>&spectrum[row, 0], bins, &power[row, 0], &prefix[row, 0])
         return power_array, prefix_array, self.rate_hz / size
+
+    cdef tuple _scratch(self, Py_ssize_t rows, Py_ssize_t size):
+        """Arrays for ``rows`` spectra of ``size`` points (frames, complex spectra, power, prefix sums), kept per
+        size from one decision to the next (a batch decision judges dozens of digits, a streamed one a few:
+        new arrays each time cost more than the work in them). Grown by doubling; a call that asks more
+        than ``SCRATCH_MAX_POINTS`` points gets arrays of its own, so that a long recording fed at once
+        leaves nothing large behind."""
+        held = self.scratch.get(size)
+        cdef Py_ssize_t capacity = 0 if held is None else (<tuple>held)[0].shape[0]
+        if capacity < rows:
+            capacity = max(rows, 2 * capacity)
+            held = (
+                np.empty((capacity, size), dtype=np.float32),
+                np.empty((capacity, size // 2 + 1), dtype=np.complex64),
+                np.empty((capacity, size // 2 + 1), dtype=np.float32),
+                np.empty((capacity, size // 2 + 2)),
+            )
+            if capacity * size <= SCRATCH_MAX_POINTS:
+                self.scratch[size] = held
+        return tuple([array[:rows] for array in held])
 
     cdef dict _by_size(self, const float[::1] flat, const long[:, ::1] spans):
         """Rows of ``spans`` by FFT size (``_fft_size``; a held key's 250 ms stretch does not make every 40 ms
@@ -1146,17 +1198,20 @@ cdef class SegmentJudge:
         return digits, keep_from, undecided, decision_due, decided_through
 
     cdef object _digit(self, long label, double start, double end, double row_hz, double col_hz, double row_dbm0, double col_dbm0):
-        """A ``DtmfDigit`` (``digit_type``, a frozen dataclass with slots: its fields set as its own ``__init__``
-        sets them, through ``object.__setattr__``, without a Python frame); start and end in half-blocks."""
+        """A ``DtmfDigit`` (``digit_type``, a frozen dataclass with slots), built without a Python frame: its
+        seven slots written straight (``digit_slots``), start and end from half-blocks to seconds. It holds
+        a string and floats only, so it can be in no reference cycle: the garbage collector need not track
+        it (a decoded recording's thousands of digits would make every full collection walk them)."""
         digit = self.new_object(self.digit_type)
-        cdef tuple names = self.digit_fields
-        PyObject_GenericSetAttr(digit, names[0], self.keys[label])
-        PyObject_GenericSetAttr(digit, names[1], start * self.seconds_per_half_block)
-        PyObject_GenericSetAttr(digit, names[2], end * self.seconds_per_half_block)
-        PyObject_GenericSetAttr(digit, names[3], row_hz)
-        PyObject_GenericSetAttr(digit, names[4], col_hz)
-        PyObject_GenericSetAttr(digit, names[5], row_dbm0)
-        PyObject_GenericSetAttr(digit, names[6], col_dbm0)
+        cdef PyObject* o = <PyObject*>digit
+        _set_slot(o, self.digit_slots[0], self.keys[label])
+        _set_slot(o, self.digit_slots[1], start * self.seconds_per_half_block)
+        _set_slot(o, self.digit_slots[2], end * self.seconds_per_half_block)
+        _set_slot(o, self.digit_slots[3], row_hz)
+        _set_slot(o, self.digit_slots[4], col_hz)
+        _set_slot(o, self.digit_slots[5], row_dbm0)
+        _set_slot(o, self.digit_slots[6], col_dbm0)
+        PyObject_GC_UnTrack(o)
         return digit
 
     cdef void _judge_without_call_progress(
