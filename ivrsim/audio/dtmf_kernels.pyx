@@ -50,6 +50,16 @@ cdef extern from "dtmf_simd.h":
     double ivrsim_energy(const float* samples, Py_ssize_t length) noexcept nogil
     void ivrsim_power_prefix(const float* spectrum, Py_ssize_t bins, float* power, double* prefix) noexcept nogil
     void ivrsim_windowed(const float* samples, const float* window, Py_ssize_t length, float* out) noexcept nogil
+    ctypedef struct ivrsim_comb_limits:
+        double comb_lo_hz, comb_hi_hz, min_f0_hz, match_pct, wide_match_pct, call_progress_top_hz
+        const double* call_progress_hz
+        Py_ssize_t call_progress_count, max_row_harmonic
+    ctypedef struct ivrsim_window_limits:
+        double min_tone_energy, normal_twist, reverse_twist, relative_peak, share_scale, min_window_energy
+    signed char ivrsim_classify(const float* earlier, const float* later, double energy, const float* rotation,
+                                const ivrsim_window_limits* limits) noexcept nogil
+    void ivrsim_comb(const double* prefix, Py_ssize_t bins, double bin_hz, double res_hz, double lobe_hz, double row_hz,
+                     double col_hz, const ivrsim_comb_limits* limits, double* out) noexcept nogil
 
 
 
@@ -60,57 +70,19 @@ cdef inline void _dft_terms(const float* samples, Py_ssize_t length, const float
 
 cdef class WindowThresholds:
     """``WindowClassifier``'s thresholds, scaled to raw window energies; ``min_window_energy``: below it no
-    tone can reach ``min_tone_energy`` (|Y|^2 <= W * energy for a window of W samples)."""
+    tone can reach ``min_tone_energy`` (|Y|^2 <= W * energy for a window of W samples). Stage 3 itself is
+    ``ivrsim_classify`` (``dtmf_simd.h``)."""
 
-    cdef public double min_tone_energy, normal_twist, reverse_twist, relative_peak, share_scale, min_window_energy
+    cdef ivrsim_window_limits limits
 
     def __init__(self, double min_tone_energy, double normal_twist, double reverse_twist, double relative_peak,
                  double share_scale, double min_window_energy):
-        self.min_tone_energy = min_tone_energy
-        self.min_window_energy = min_window_energy
-        self.normal_twist = normal_twist
-        self.reverse_twist = reverse_twist
-        self.relative_peak = relative_peak
-        self.share_scale = share_scale
-
-
-cdef inline signed char _classify(const float complex* earlier, const float complex* later, double energy, const float complex[::1] hop_rotation, WindowThresholds t) noexcept:
-    """Stage 3 for one window: its digit (row * 4 + column), or -1."""
-    cdef double power[8]
-    cdef double top[2]
-    cdef double second[2]
-    cdef int best[2]
-    cdef Py_ssize_t g, k
-    cdef double v
-    cdef double complex y
-    if energy < t.min_window_energy:
-        return -1
-    for k in range(8):
-        y = <double complex>earlier[k] + <double complex>later[k] * <double complex>hop_rotation[k]
-        power[k] = _abs2(y)
-    for g in range(2):
-        top[g] = -1.0
-        second[g] = -1.0
-        best[g] = 0
-        for k in range(4):
-            v = power[4 * g + k]
-            if v > top[g]:
-                second[g] = top[g]
-                top[g] = v
-                best[g] = k
-            elif v > second[g]:
-                second[g] = v
-    if (
-        top[0] >= t.min_tone_energy
-        and top[1] >= t.min_tone_energy
-        and top[0] <= top[1] * t.normal_twist
-        and top[1] <= top[0] * t.reverse_twist
-        and second[0] * t.relative_peak <= top[0]
-        and second[1] * t.relative_peak <= top[1]
-        and top[0] + top[1] >= t.share_scale * energy
-    ):
-        return <signed char>(best[0] * 4 + best[1])
-    return -1
+        self.limits.min_tone_energy = min_tone_energy
+        self.limits.min_window_energy = min_window_energy
+        self.limits.normal_twist = normal_twist
+        self.limits.reverse_twist = reverse_twist
+        self.limits.relative_peak = relative_peak
+        self.limits.share_scale = share_scale
 
 
 cdef Py_ssize_t _analyse_blocks(
@@ -146,7 +118,10 @@ cdef Py_ssize_t _analyse_blocks(
         energy[b] = <float>e
         _dft_terms(&samples[b * m], m, basis, &spectra[b, 0])
     for w in range(max(position - 1, 0), count - 1):
-        labels[w] = _classify(&spectra[w, 0], &spectra[w + 1, 0], <double>energy[w] + <double>energy[w + 1], hop_rotation, thresholds)
+        labels[w] = ivrsim_classify(
+            <const float*>&spectra[w, 0], <const float*>&spectra[w + 1, 0], <double>energy[w] + <double>energy[w + 1],
+            <const float*>&hop_rotation[0], &thresholds.limits,
+        )
         if labels[w] >= 0:
             _dft_terms(&samples[w * m], 2 * m, hann_basis, &hann[w, 0])
             found += 1
@@ -427,6 +402,7 @@ cdef class SegmentJudge:
     cdef double break_power
     cdef double band_lo, band_hi, upper_lo, upper_hi, comb_lo, comb_hi, comb_min_f0_hz, comb_match_pct, comb_wide_match_pct
     cdef long comb_max_row_harmonic
+    cdef ivrsim_comb_limits comb_limits
     cdef object rfft, notch, hann_basis
     cdef dict scratch
     cdef double bridge, min_tone_half_blocks
@@ -487,6 +463,15 @@ cdef class SegmentJudge:
         self.comb_wide_match_pct = settings["comb_wide_match_pct"]
         self.min_wide_comb_contrast = settings["min_wide_comb_contrast"]
         self.comb_max_row_harmonic = settings["comb_max_row_harmonic"]
+        self.comb_limits.comb_lo_hz = self.comb_lo
+        self.comb_limits.comb_hi_hz = self.comb_hi
+        self.comb_limits.min_f0_hz = self.comb_min_f0_hz
+        self.comb_limits.match_pct = self.comb_match_pct
+        self.comb_limits.wide_match_pct = self.comb_wide_match_pct
+        self.comb_limits.call_progress_top_hz = self.call_progress_top_hz
+        self.comb_limits.call_progress_hz = &self.call_progress_tones_hz[0]
+        self.comb_limits.call_progress_count = self.call_progress_tones_hz.shape[0]
+        self.comb_limits.max_row_harmonic = self.comb_max_row_harmonic
         self.bridge = settings["bridge_half_blocks"]
         self.min_tone_half_blocks = settings["min_tone_half_blocks"]
         self.settle_windows = settings["settle_windows"]
@@ -817,12 +802,8 @@ cdef class SegmentJudge:
         distance from its tone in resolutions, the comb's power and contrast over the close fits, and over the
         wide ones (see ``purity``)."""
         cdef double lobe = 2.2 * res, edge = 1e-9 * bin_hz, measured, near_in_band = 0.0, band
-        cdef double f0, q, miss, on_hz, off_hz, on_power, off_power, candidate_contrast
-        cdef double best_contrast = 0.0, best_power = 0.0, wide_power = 0.0, wide_contrast = 0.0
         cdef double tones_hz[2]
-        cdef Py_ssize_t k, p, i, number, on_bins, off_bins, bins_here
-        cdef Py_ssize_t numbers = <Py_ssize_t>floor(self.comb_hi / self.comb_min_f0_hz)
-        cdef bint usable_on, usable_off, found = False, wide_found = False
+        cdef Py_ssize_t k
         tones_hz[0] = row_hz
         tones_hz[1] = col_hz
         sums[0] = 0.0
@@ -836,53 +817,9 @@ cdef class SegmentJudge:
         band = _band_power(prefix, row, bin_hz, self.band_lo, self.band_hi, NULL)
         sums[1] = max(band - near_in_band, 0.0)
         sums[2] = _band_power(prefix, row, bin_hz, self.upper_lo + edge, self.upper_hi, NULL)
-        # The comb: over the fundamentals both tones fit closely, and apart over those they fit widely, the one
-        # whose other harmonics stand out most from the spectrum halfway between them (ties: the higher p).
-        for p in range(1, self.comb_max_row_harmonic + 1):
-            q = rint(col_hz * p / row_hz)
-            if q <= p:
-                continue
-            f0 = 0.5 * (row_hz / p + col_hz / q)
-            miss = fabs(row_hz / (p * f0) - 1.0) * 100.0
-            if not (f0 >= self.comb_min_f0_hz and miss <= self.comb_wide_match_pct):
-                continue
-            on_power = 0.0
-            off_power = 0.0
-            on_bins = 0
-            off_bins = 0
-            # (Only the multiples whose own or halfway frequency can lie in the comb band: the others are unusable.)
-            for number in range(max(<Py_ssize_t>floor(self.comb_lo / f0 - 0.5) - 1, 1), min(<Py_ssize_t>floor(self.comb_hi / f0) + 1, numbers) + 1):
-                on_hz = number * f0
-                off_hz = (number + 0.5) * f0
-                usable_on = self.comb_lo <= on_hz <= self.comb_hi and number != p and number != q
-                usable_off = self.comb_lo <= off_hz <= self.comb_hi
-                if on_hz - lobe < self.call_progress_top_hz or off_hz - lobe < self.call_progress_top_hz:
-                    for i in range(self.call_progress_tones_hz.shape[0]):
-                        if fabs(on_hz - self.call_progress_tones_hz[i]) < lobe:
-                            usable_on = False
-                        if fabs(off_hz - self.call_progress_tones_hz[i]) < lobe:
-                            usable_off = False
-                if usable_on:
-                    on_power += _band_power(prefix, row, bin_hz, on_hz - 0.5 * res, on_hz + 0.5 * res, &bins_here)
-                    on_bins += bins_here
-                if usable_off:
-                    off_power += _band_power(prefix, row, bin_hz, off_hz - 0.5 * res, off_hz + 0.5 * res, &bins_here)
-                    off_bins += bins_here
-            candidate_contrast = (on_power / max(on_bins, 1)) / max(off_power / max(off_bins, 1), 1e-30)
-            if miss > self.comb_match_pct:
-                if not wide_found or candidate_contrast >= wide_contrast:
-                    wide_contrast = candidate_contrast
-                    wide_power = on_power
-                    wide_found = True
-                continue
-            if not found or candidate_contrast >= best_contrast:
-                best_contrast = candidate_contrast
-                best_power = on_power
-                found = True
-        sums[5] = best_power
-        sums[6] = best_contrast
-        sums[7] = wide_power
-        sums[8] = wide_contrast
+        # The comb (``ivrsim_comb``): over the fundamentals both tones fit closely, and apart over those they
+        # fit widely, the one whose other harmonics stand out most from the spectrum halfway between them.
+        ivrsim_comb(&prefix[row, 0], prefix.shape[1] - 1, bin_hz, res, lobe, row_hz, col_hz, &self.comb_limits, &sums[5])
 
     def call_progress_present(self, const float[::1] flat, const long[:, ::1] spans, tuple pairs_hz):
         """Which spans of ``flat`` hold one of ``pairs_hz``: both tones peak within half a resolution of their

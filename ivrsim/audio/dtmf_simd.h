@@ -4,12 +4,21 @@
 #ifndef IVRSIM_DTMF_SIMD_H
 #define IVRSIM_DTMF_SIMD_H
 
+#include <math.h>
 #include <stddef.h>
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
 #define IVRSIM_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
 #else
 #define IVRSIM_CLONES
+#endif
+
+/* For loops that must give the same numbers as the compiled Python around them on every CPU: no fused
+ * multiply-add (GCC would contract a * b + c in the AVX2 + FMA clone, rounding once instead of twice). */
+#if defined(__GNUC__) && !defined(__clang__)
+#define IVRSIM_EXACT __attribute__((optimize("fp-contract=off")))
+#else
+#define IVRSIM_EXACT
 #endif
 
 /* The DFT terms of `length` samples at eight frequencies: `basis` is length x 16 (cos and -sin of each
@@ -108,6 +117,145 @@ IVRSIM_CLONES static void ivrsim_windowed(const float *samples, const float *win
 {
     for (ptrdiff_t n = 0; n < length; n++)
         out[n] = samples[n] * window[n];
+}
+
+/* The harmonic comb's constants (SegmentJudge.purity tells the rule): the band the other harmonics are
+ * looked for in, the lowest fundamental, how close both tones must fit (percent: close, wide), the highest
+ * row harmonic tried, and the call-progress tones whose lobes are left out. */
+typedef struct {
+    double comb_lo_hz, comb_hi_hz, min_f0_hz, match_pct, wide_match_pct, call_progress_top_hz;
+    const double *call_progress_hz;
+    ptrdiff_t call_progress_count, max_row_harmonic;
+} ivrsim_comb_limits;
+
+/* The power of the bins whose centres lie in [low_hz, high_hz], from prefix sums (prefix[i]: the power of
+ * bins 0 .. i - 1, of `bins`), and how many bins that is: two lookups, not a pass over the band. */
+static inline double ivrsim_band_power(const double *prefix, ptrdiff_t bins, double bin_hz, double low_hz,
+                                       double high_hz, ptrdiff_t *count)
+{
+    double a = ceil(low_hz / bin_hz), b = floor(high_hz / bin_hz) + 1.0;
+    a = 0.0 > a ? 0.0 : a;
+    a = (double)bins < a ? (double)bins : a;
+    b = 0.0 > b ? 0.0 : b;
+    b = (double)bins < b ? (double)bins : b;
+    ptrdiff_t first = (ptrdiff_t)a, last = (ptrdiff_t)b;
+    if (last < first)
+        last = first;
+    *count = last - first;
+    return prefix[last] - prefix[first];
+}
+
+/* The harmonic comb of one spectrum (prefix sums of `bins` bins `bin_hz` apart; resolution `res_hz`, tone
+ * lobe `lobe_hz`) for the pair row_hz, col_hz: `out` = the power and the contrast of the comb of the closely
+ * fitting fundamental whose other harmonics stand out most (ties: the higher), then the same over the
+ * widely fitting ones. The operations, in their order, are those of the Cython it replaced (rounding
+ * to nearest, no fused multiply-add): the same numbers from either clone. */
+IVRSIM_CLONES IVRSIM_EXACT static void ivrsim_comb(const double *prefix, ptrdiff_t bins, double bin_hz, double res_hz,
+                                                   double lobe_hz, double row_hz, double col_hz,
+                                                   const ivrsim_comb_limits *limits, double *out)
+{
+    double best_contrast = 0.0, best_power = 0.0, wide_contrast = 0.0, wide_power = 0.0;
+    int found = 0, wide_found = 0;
+    ptrdiff_t numbers = (ptrdiff_t)floor(limits->comb_hi_hz / limits->min_f0_hz);
+    for (ptrdiff_t p = 1; p <= limits->max_row_harmonic; p++) {
+        double q = rint(col_hz * (double)p / row_hz);
+        if (q <= (double)p)
+            continue;
+        double f0 = 0.5 * (row_hz / (double)p + col_hz / q);
+        double miss = fabs(row_hz / ((double)p * f0) - 1.0) * 100.0;
+        if (!(f0 >= limits->min_f0_hz && miss <= limits->wide_match_pct))
+            continue;
+        double on_power = 0.0, off_power = 0.0;
+        ptrdiff_t on_bins = 0, off_bins = 0, here;
+        /* Only the multiples whose own or halfway frequency can lie in the comb band. */
+        ptrdiff_t from = (ptrdiff_t)floor(limits->comb_lo_hz / f0 - 0.5) - 1;
+        ptrdiff_t to = (ptrdiff_t)floor(limits->comb_hi_hz / f0) + 1;
+        from = from < 1 ? 1 : from;
+        to = to > numbers ? numbers : to;
+        for (ptrdiff_t number = from; number <= to; number++) {
+            double on_hz = (double)number * f0, off_hz = ((double)number + 0.5) * f0;
+            int usable_on = limits->comb_lo_hz <= on_hz && on_hz <= limits->comb_hi_hz && number != p && (double)number != q;
+            int usable_off = limits->comb_lo_hz <= off_hz && off_hz <= limits->comb_hi_hz;
+            if (on_hz - lobe_hz < limits->call_progress_top_hz || off_hz - lobe_hz < limits->call_progress_top_hz) {
+                for (ptrdiff_t i = 0; i < limits->call_progress_count; i++) {
+                    if (fabs(on_hz - limits->call_progress_hz[i]) < lobe_hz)
+                        usable_on = 0;
+                    if (fabs(off_hz - limits->call_progress_hz[i]) < lobe_hz)
+                        usable_off = 0;
+                }
+            }
+            if (usable_on) {
+                on_power += ivrsim_band_power(prefix, bins, bin_hz, on_hz - 0.5 * res_hz, on_hz + 0.5 * res_hz, &here);
+                on_bins += here;
+            }
+            if (usable_off) {
+                off_power += ivrsim_band_power(prefix, bins, bin_hz, off_hz - 0.5 * res_hz, off_hz + 0.5 * res_hz, &here);
+                off_bins += here;
+            }
+        }
+        double off_mean = off_power / (double)(off_bins > 1 ? off_bins : 1);
+        double contrast = (on_power / (double)(on_bins > 1 ? on_bins : 1)) / (1e-30 > off_mean ? 1e-30 : off_mean);
+        if (miss > limits->match_pct) {
+            if (!wide_found || contrast >= wide_contrast) {
+                wide_contrast = contrast;
+                wide_power = on_power;
+                wide_found = 1;
+            }
+            continue;
+        }
+        if (!found || contrast >= best_contrast) {
+            best_contrast = contrast;
+            best_power = on_power;
+            found = 1;
+        }
+    }
+    out[0] = best_power;
+    out[1] = best_contrast;
+    out[2] = wide_power;
+    out[3] = wide_contrast;
+}
+
+/* Stage 3's thresholds, scaled to raw window energies (dtmf_kernels.WindowThresholds). */
+typedef struct {
+    double min_tone_energy, normal_twist, reverse_twist, relative_peak, share_scale, min_window_energy;
+} ivrsim_window_limits;
+
+/* Stage 3 for one window: its digit (row * 4 + column) or -1. `earlier` and `later` are the DFT terms of its
+ * two half-blocks at the eight frequencies (real and imaginary interleaved), `rotation` each frequency's turn
+ * over a half-block, `energy` the window's. The window's term at each frequency is earlier + later *
+ * rotation, in double, rounded as the C99 complex product of the Cython it replaced (no fused multiply-add). */
+IVRSIM_CLONES IVRSIM_EXACT static signed char ivrsim_classify(const float *earlier, const float *later, double energy,
+                                                             const float *rotation, const ivrsim_window_limits *limits)
+{
+    double power[8], top[2], second[2];
+    int best[2];
+    if (energy < limits->min_window_energy)
+        return -1;
+    for (int k = 0; k < 8; k++) {
+        double a = later[2 * k], b = later[2 * k + 1], c = rotation[2 * k], d = rotation[2 * k + 1];
+        double re = (double)earlier[2 * k] + (a * c - b * d), im = (double)earlier[2 * k + 1] + (a * d + b * c);
+        power[k] = re * re + im * im;
+    }
+    for (int g = 0; g < 2; g++) {
+        top[g] = -1.0;
+        second[g] = -1.0;
+        best[g] = 0;
+        for (int k = 0; k < 4; k++) {
+            double v = power[4 * g + k];
+            if (v > top[g]) {
+                second[g] = top[g];
+                top[g] = v;
+                best[g] = k;
+            } else if (v > second[g]) {
+                second[g] = v;
+            }
+        }
+    }
+    if (top[0] >= limits->min_tone_energy && top[1] >= limits->min_tone_energy && top[0] <= top[1] * limits->normal_twist
+        && top[1] <= top[0] * limits->reverse_twist && second[0] * limits->relative_peak <= top[0]
+        && second[1] * limits->relative_peak <= top[1] && top[0] + top[1] >= limits->share_scale * energy)
+        return (signed char)(best[0] * 4 + best[1]);
+    return -1;
 }
 
 #endif
