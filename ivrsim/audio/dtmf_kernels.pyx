@@ -17,7 +17,7 @@ from types import MemberDescriptorType
 
 import numpy as np
 
-from libc.math cimport INFINITY, M_PI, atan2, ceil, cos, fabs, floor, log10, rint, sin, sqrt
+from libc.math cimport INFINITY, M_PI, atan2, ceil, cos, fabs, floor, log10, rint, sin, sqrt, tan
 from libc.stdlib cimport qsort
 from libc.string cimport memcpy, memmove, memset
 
@@ -35,6 +35,23 @@ cdef inline double _abs2(double complex z) noexcept nogil:
 
 cdef inline double _angle(double complex z) noexcept nogil:
     return atan2(z.imag, z.real)
+
+
+cdef inline bint _within_angle(double complex z, double limit_rad, double inside, double outside) noexcept nogil:
+    """Whether ``|angle(z)| < limit_rad`` (under pi / 2), as ``atan2`` says, but with ``atan2`` only near the
+    limit: right of the imaginary axis (finite), ``|imag| <= inside * real`` is inside and ``|imag| >= outside * real``
+    outside, where ``inside`` and ``outside`` are the tangents of angles 1 % either side of the limit, far
+    beyond any rounding; left of it is outside (beyond pi / 2). The stage 5 tone meter asks this of every
+    phase turn."""
+    cdef double across = fabs(z.imag)
+    if 0.0 < z.real < INFINITY and across < INFINITY:
+        if across <= inside * z.real:
+            return True
+        if across >= outside * z.real:
+            return False
+    elif z.real < 0.0:
+        return False
+    return fabs(atan2(z.imag, z.real)) < limit_rad
 
 
 cdef extern from "Python.h":
@@ -396,7 +413,7 @@ cdef class SegmentJudge:
     cdef double max_deviation_pct, min_coherence, max_drift_hz, max_level_spread, max_normal_twist_db, max_reverse_twist_db
     cdef double max_inband_residual, max_upper_band_ratio, max_harmonic_comb, max_standing_comb, min_comb_contrast, max_peak_miss
     cdef double min_wide_comb_contrast
-    cdef double max_turn_deviation_rad, dropout_magnitude, dropout_power, beating_gap_power
+    cdef double max_turn_deviation_rad, turn_inside, turn_outside, dropout_magnitude, dropout_power, beating_gap_power
     cdef Py_ssize_t min_hold_windows, min_dropout_samples, purity_edge, purity_longest, purity_shortest, comb_min_samples
     cdef Py_ssize_t break_block, min_break_blocks, max_break_samples
     cdef double break_power
@@ -442,6 +459,10 @@ cdef class SegmentJudge:
         self.min_comb_contrast = limits.min_comb_contrast
         self.max_peak_miss = limits.max_peak_miss
         self.max_turn_deviation_rad = settings["max_turn_deviation_rad"]
+        if not 0.0 < self.max_turn_deviation_rad < 0.99 * M_PI / 2.0:
+            raise ValueError("max_turn_deviation_rad must lie between 0 and pi / 2")
+        self.turn_inside = tan(0.99 * self.max_turn_deviation_rad)
+        self.turn_outside = tan(1.01 * self.max_turn_deviation_rad)
         self.dropout_magnitude = settings["dropout_magnitude"]
         self.dropout_power = settings["dropout_power"]
         self.beating_gap_power = settings["beating_gap_power"]
@@ -537,7 +558,7 @@ cdef class SegmentJudge:
             r = order[i]
             for w in range(firsts[r], lasts[r]):
                 turn = <double complex>(hann[w + 1, tone] * hann[w, tone].conjugate())
-                if fabs(_angle(turn * reference)) < self.max_turn_deviation_rad:
+                if _within_angle(turn * reference, self.max_turn_deviation_rad, self.turn_inside, self.turn_outside):
                     if 2 * rank < turn_count:
                         early = early + turn
                         early_count += 1
