@@ -21,12 +21,14 @@ from libc.math cimport INFINITY, M_PI, atan2, ceil, cos, fabs, floor, log10, rin
 from libc.stdlib cimport qsort
 from libc.string cimport memcpy, memmove, memset
 
-from cpython.ref cimport PyObject, Py_INCREF
+from cpython.ref cimport PyObject, Py_DECREF, Py_INCREF
 
 
 #: The most points (rows times FFT size) of purity scratch a judge keeps per FFT size: a 4 s batch piece
 #: dense with digits (40-80 rows of 768-2,048 points), about 2 MB; more is allocated for the call alone.
 cdef Py_ssize_t SCRATCH_MAX_POINTS = 1 << 17
+#: The most Hann windows (one per stretch length) a judge keeps; a stream of every length starts over.
+cdef Py_ssize_t WINDOWS_KEPT = 256
 
 
 cdef inline double _abs2(double complex z) noexcept nogil:
@@ -60,6 +62,8 @@ cdef extern from "Python.h":
     ctypedef struct PyMemberDescrObject:
         PyMemberDef* d_member
     void PyObject_GC_UnTrack(void* o)
+    ctypedef struct TypeAllocation "PyTypeObject":
+        PyObject* (*tp_alloc)(TypeAllocation* type, Py_ssize_t items)
 
 
 cdef extern from "dtmf_simd.h":
@@ -364,6 +368,15 @@ cdef int _compare_doubles(const void* a, const void* b) noexcept nogil:
     return (x > y) - (x < y)
 
 
+cdef class HannWindow:
+    """A Hann window's samples (``_hann_window``), held typed: reading them costs no buffer check."""
+
+    cdef const float[::1] values
+
+    def __cinit__(self, const float[::1] values):
+        self.values = values
+
+
 cdef Py_ssize_t _slot_offset(type owner, str name) except -1:
     """Where the slot ``name`` of ``owner`` (a class with ``__slots__``) lies in its instances, in bytes."""
     descriptor = owner.__dict__.get(name)
@@ -425,7 +438,8 @@ cdef class SegmentJudge:
     cdef double bridge, min_tone_half_blocks
     cdef Py_ssize_t settle_windows, lead_half_blocks, call_progress_lead_samples
     cdef tuple call_progress_pairs_hz
-    cdef object digit_type, new_object
+    cdef object digit_type
+    cdef dict windows
     cdef RunTable runs
     cdef tuple keys
     cdef Py_ssize_t digit_slots[7]
@@ -502,6 +516,8 @@ cdef class SegmentJudge:
         self.hann_basis = np.ascontiguousarray(settings["hann_basis"], dtype=np.float32)
         self.notch = settings["notch"]
         self.digit_type = settings["digit_type"]
+        if self.digit_type.__new__ is not object.__new__:
+            raise TypeError("digit_type must be made by object.__new__ (a dataclass with slots)")
         digit_fields = tuple(settings["digit_fields"])
         if len(digit_fields) != 7:
             raise TypeError("digit_type must have the seven fields of DtmfDigit")
@@ -509,10 +525,10 @@ cdef class SegmentJudge:
             self.digit_slots[i] = _slot_offset(self.digit_type, name)
         self.keys = tuple(settings["keys"])
         self.seconds_per_half_block = half_block_samples / rate_hz
-        self.new_object = object.__new__
         self.runs = RunTable()
         self.rfft = rfft
         self.scratch = {}
+        self.windows = {}
 
     # -- stage 5: the tone meter ----------------------------------------------------------------------
 
@@ -710,7 +726,7 @@ cdef class SegmentJudge:
             a = max(spans[i, 0], 0)
             b = max(min(spans[i, 1], n), a)
             if b > a:
-                window = _hann_window(b - a)
+                window = self._window(b - a).values
                 ivrsim_windowed(&flat[a], &window[0], b - a, &frame[row, 0])
             memset(&frame[row, b - a], 0, (size - (b - a)) * sizeof(float))
         spectrum_array = self.rfft(frames_array, spectrum_array)
@@ -720,6 +736,17 @@ cdef class SegmentJudge:
         for row in range(count):
             ivrsim_power_prefix(<const float*>&spectrum[row, 0], bins, &power[row, 0], &prefix[row, 0])
         return power_array, prefix_array, self.rate_hz / size
+
+    cdef HannWindow _window(self, Py_ssize_t length):
+        """The Hann window of ``length`` samples (``_hann_window``), kept by the judge, typed: the shared cache
+        behind a Python call, and a buffer check on each use, cost more than windowing the samples."""
+        window = self.windows.get(length)
+        if window is None:
+            if len(self.windows) >= WINDOWS_KEPT:
+                self.windows.clear()
+            window = HannWindow(_hann_window(length))
+            self.windows[length] = window
+        return <HannWindow>window
 
     cdef tuple _scratch(self, Py_ssize_t rows, Py_ssize_t size):
         """Arrays for ``rows`` spectra of ``size`` points (frames, complex spectra, power, prefix sums), kept per
@@ -1160,8 +1187,12 @@ cdef class SegmentJudge:
         seven slots written straight (``digit_slots``), start and end from half-blocks to seconds. It holds
         a string and floats only, so it can be in no reference cycle: the garbage collector need not track
         it (a decoded recording's thousands of digits would make every full collection walk them)."""
-        digit = self.new_object(self.digit_type)
-        cdef PyObject* o = <PyObject*>digit
+        cdef TypeAllocation* kind = <TypeAllocation*>self.digit_type
+        cdef PyObject* o = kind.tp_alloc(kind, 0)  # what object.__new__ does for it, without the call
+        if o == NULL:
+            raise MemoryError()
+        digit = <object>o
+        Py_DECREF(digit)  # tp_alloc's reference, now held by ``digit``
         _set_slot(o, self.digit_slots[0], self.keys[label])
         _set_slot(o, self.digit_slots[1], start * self.seconds_per_half_block)
         _set_slot(o, self.digit_slots[2], end * self.seconds_per_half_block)
