@@ -281,6 +281,25 @@ def test_prompt_cache_renders_once_and_survives_a_restart(tmp_path: Path) -> Non
         second.close()
 
 
+def test_espeak_copies_only_the_text_and_its_nul(synthesizer: SpeechSynthesizer, monkeypatch: pytest.MonkeyPatch) -> None:
+    # pyttsx3's Synth tells espeak_Synth the text is ten times its length; espeak-ng copies that many
+    # bytes, reading past the end of the text (a segfault now and then). The size must be the text's + 1.
+    from pyttsx3.drivers import _espeak
+
+    sizes = []
+    real = _espeak.cSynth
+
+    def recording(text, size, *rest):  # type: ignore[no-untyped-def]
+        sizes.append((len(text), size))
+        return real(text, size, *rest)
+
+    monkeypatch.setattr(_espeak, "cSynth", recording)
+    text = "Zwölf Äpfel für die Größe des Puffers."
+    synthesizer.synthesize(TtsRequest(text, voice="en-GB-Neural2-A"))
+    encoded = len(text.encode("utf-8"))
+    assert sizes == [(encoded, encoded + 1)]
+
+
 def test_renders_from_many_threads_are_serialised_and_correct(synthesizer: SpeechSynthesizer) -> None:
     # Texts of clearly different lengths, so that a render handed to the wrong caller would show.
     texts = [", ".join(["press one"] * n) for n in range(1, 9)]

@@ -236,24 +236,28 @@ IVRSIM_CLONES IVRSIM_EXACT static signed char ivrsim_classify(const float *earli
         double re = (double)earlier[2 * k] + (a * c - b * d), im = (double)earlier[2 * k + 1] + (a * d + b * c);
         power[k] = re * re + im * im;
     }
+    /* Each group's strongest and runner-up, without branches (which way each comparison goes is the
+     * signal's, and a mispredicted branch costs more than the arithmetic): the same picks as "if v > top:
+     * second = top, top = v; elif v > second: second = v". */
     for (int g = 0; g < 2; g++) {
-        top[g] = -1.0;
-        second[g] = -1.0;
-        best[g] = 0;
+        double t = -1.0, s = -1.0;
+        int b = 0;
         for (int k = 0; k < 4; k++) {
             double v = power[4 * g + k];
-            if (v > top[g]) {
-                second[g] = top[g];
-                top[g] = v;
-                best[g] = k;
-            } else if (v > second[g]) {
-                second[g] = v;
-            }
+            int above = v > t;
+            s = above ? t : (v > s ? v : s);
+            b = above ? k : b;
+            t = above ? v : t;
         }
+        top[g] = t;
+        second[g] = s;
+        best[g] = b;
     }
-    if (top[0] >= limits->min_tone_energy && top[1] >= limits->min_tone_energy && top[0] <= top[1] * limits->normal_twist
-        && top[1] <= top[0] * limits->reverse_twist && second[0] * limits->relative_peak <= top[0]
-        && second[1] * limits->relative_peak <= top[1] && top[0] + top[1] >= limits->share_scale * energy)
+    int digit = (top[0] >= limits->min_tone_energy) & (top[1] >= limits->min_tone_energy)
+                & (top[0] <= top[1] * limits->normal_twist) & (top[1] <= top[0] * limits->reverse_twist)
+                & (second[0] * limits->relative_peak <= top[0]) & (second[1] * limits->relative_peak <= top[1])
+                & (top[0] + top[1] >= limits->share_scale * energy);
+    if (digit)
         return (signed char)(best[0] * 4 + best[1]);
     return -1;
 }

@@ -168,8 +168,13 @@ class _EspeakWorker:
         espeak.SetParameter(espeak.PITCH, int(round(espeak_pitch)), 0)
         espeak.SetParameter(espeak.VOLUME, 100, 0)
         self._chunks = []
+        data = text.encode("utf-8")
         try:
-            status = espeak.Synth(text.encode("utf-8"), flags=espeak.ENDPAUSE | espeak.CHARS_UTF8)
+            # Not pyttsx3's ``Synth``: it passes ``len(text) * 10`` as the size, and espeak-ng copies that
+            # many bytes from the pointer, reading past the end of ``data`` (a segfault when the read runs
+            # off a mapping). The size is the text and its NUL: espeak-ng does not terminate its copy.
+            flags = espeak.ENDPAUSE | espeak.CHARS_UTF8
+            status = espeak.cSynth(data, len(data) + 1, 0, espeak.POS_CHARACTER, 0, flags, None, None)
             espeak.Synchronize()
         except Exception as error:
             raise TtsEngineError(f"espeak-ng failed to render {text[:40]!r} with voice {espeak_voice}: {error}") from error
