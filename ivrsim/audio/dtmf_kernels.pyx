@@ -345,6 +345,12 @@ cdef inline double _peak_hz(const float[:, ::1] power, Py_ssize_t row, double bi
     return best * bin_hz
 
 
+cdef inline void _power_row(const float complex[:, ::1] spectra, Py_ssize_t row, float[:, ::1] power, double[:, ::1] prefix) noexcept nogil:
+    """Row ``row`` of ``spectra`` as a power spectrum and its prefix sums, into row 0 of ``power`` and
+    ``prefix``: made right before it is read, while it is in the cache."""
+    ivrsim_power_prefix(<const float*>&spectra[row, 0], spectra.shape[1], &power[0, 0], &prefix[0, 0])
+
+
 cdef inline Py_ssize_t _stretch_length(const long[:, ::1] spans, Py_ssize_t i, Py_ssize_t samples) noexcept nogil:
     """Samples of span i (first, last) inside ``samples`` samples; at least 2 (a resolution for an empty one)."""
     return max(min(spans[i, 1], samples) - max(spans[i, 0], 0), 2)
@@ -425,7 +431,7 @@ cdef class SegmentJudge:
     cdef double call_progress_top_hz
     cdef double max_deviation_pct, min_coherence, max_drift_hz, max_level_spread, max_normal_twist_db, max_reverse_twist_db
     cdef double max_inband_residual, max_upper_band_ratio, max_harmonic_comb, max_standing_comb, min_comb_contrast, max_peak_miss
-    cdef double min_wide_comb_contrast
+    cdef double min_wide_comb_contrast, min_comb_share
     cdef double max_turn_deviation_rad, turn_inside, turn_outside, dropout_magnitude, dropout_power, beating_gap_power
     cdef Py_ssize_t min_hold_windows, min_dropout_samples, purity_edge, purity_longest, purity_shortest, comb_min_samples
     cdef Py_ssize_t break_block, min_break_blocks, max_break_samples
@@ -470,6 +476,7 @@ cdef class SegmentJudge:
         self.max_upper_band_ratio = limits.max_upper_band_ratio
         self.max_harmonic_comb = limits.max_harmonic_comb
         self.max_standing_comb = limits.max_standing_comb
+        self.min_comb_share = min(self.max_harmonic_comb, self.max_standing_comb)  # the least a voice's comb holds
         self.min_comb_contrast = limits.min_comb_contrast
         self.max_peak_miss = limits.max_peak_miss
         self.max_turn_deviation_rad = settings["max_turn_deviation_rad"]
@@ -715,10 +722,10 @@ cdef class SegmentJudge:
     # -- purity ---------------------------------------------------------------------------------------
 
     cdef object _spectra(self, const float[::1] flat, const long[:, ::1] spans, list rows, Py_ssize_t size):
-        """Hann-windowed power spectra (float32, and their prefix sums along frequency) of ``flat[first:last]``
-        for ``spans[rows]``, zero-padded to ``size`` (``_by_size``), in the judge's scratch (``_scratch``):
-        valid until the next call."""
-        cdef Py_ssize_t row, i, a, b, n = flat.shape[0], count = len(rows), bins = size // 2 + 1
+        """Hann-windowed spectra (complex64, a row each) of ``flat[first:last]`` for ``spans[rows]``, zero-padded
+        to ``size`` (``_by_size``), in the judge's scratch (``_scratch``) with one row for a power spectrum and
+        its prefix sums (``_power_row``): ``(spectra, power, prefix, bin_hz)``, valid until the next call."""
+        cdef Py_ssize_t row, i, a, b, n = flat.shape[0], count = len(rows)
         cdef const float[::1] window
         frames_array, spectrum_array, power_array, prefix_array = self._scratch(count, size)
         cdef float[:, ::1] frame = frames_array
@@ -729,13 +736,7 @@ cdef class SegmentJudge:
                 window = self._window(b - a).values
                 ivrsim_windowed(&flat[a], &window[0], b - a, &frame[row, 0])
             memset(&frame[row, b - a], 0, (size - (b - a)) * sizeof(float))
-        spectrum_array = self.rfft(frames_array, spectrum_array)
-        cdef const float complex[:, ::1] spectrum = spectrum_array
-        cdef float[:, ::1] power = power_array
-        cdef double[:, ::1] prefix = prefix_array
-        for row in range(count):
-            ivrsim_power_prefix(<const float*>&spectrum[row, 0], bins, &power[row, 0], &prefix[row, 0])
-        return power_array, prefix_array, self.rate_hz / size
+        return self.rfft(frames_array, spectrum_array), power_array, prefix_array, self.rate_hz / size
 
     cdef HannWindow _window(self, Py_ssize_t length):
         """The Hann window of ``length`` samples (``_hann_window``), kept by the judge, typed: the shared cache
@@ -749,11 +750,11 @@ cdef class SegmentJudge:
         return <HannWindow>window
 
     cdef tuple _scratch(self, Py_ssize_t rows, Py_ssize_t size):
-        """Arrays for ``rows`` spectra of ``size`` points (frames, complex spectra, power, prefix sums), kept per
-        size from one decision to the next (a batch decision judges dozens of digits, a streamed one a few:
-        new arrays each time cost more than the work in them). Grown by doubling; a call that asks more
-        than ``SCRATCH_MAX_POINTS`` points gets arrays of its own, so that a long recording fed at once
-        leaves nothing large behind."""
+        """Arrays for ``rows`` spectra of ``size`` points (frames, complex spectra) and one row of power and
+        prefix sums, kept per size from one decision to the next (a batch decision judges dozens of digits,
+        a streamed one a few: new arrays each time cost more than the work in them). Grown by doubling; a
+        call that asks more than ``SCRATCH_MAX_POINTS`` points gets arrays of its own, so that a long
+        recording fed at once leaves nothing large behind."""
         held = self.scratch.get(size)
         cdef Py_ssize_t capacity = 0 if held is None else (<tuple>held)[0].shape[0]
         if capacity < rows:
@@ -761,12 +762,12 @@ cdef class SegmentJudge:
             held = (
                 np.empty((capacity, size), dtype=np.float32),
                 np.empty((capacity, size // 2 + 1), dtype=np.complex64),
-                np.empty((capacity, size // 2 + 1), dtype=np.float32),
-                np.empty((capacity, size // 2 + 2)),
+                np.empty((1, size // 2 + 1), dtype=np.float32),
+                np.empty((1, size // 2 + 2)),
             )
             if capacity * size <= SCRATCH_MAX_POINTS:
                 self.scratch[size] = held
-        return tuple([array[:rows] for array in held])
+        return held[0][:rows], held[1][:rows], held[2], held[3]
 
     cdef dict _by_size(self, const float[::1] flat, const long[:, ::1] spans):
         """Rows of ``spans`` by FFT size (``_fft_size``; a held key's 250 ms stretch does not make every 40 ms
@@ -809,6 +810,7 @@ cdef class SegmentJudge:
         """
         pure_array = np.zeros(spans.shape[0], dtype=bool)
         cdef unsigned char[::1] pure = pure_array.view(np.uint8)
+        cdef const float complex[:, ::1] spectra
         cdef float[:, ::1] power
         cdef double[:, ::1] prefix
         cdef double bin_hz
@@ -816,12 +818,14 @@ cdef class SegmentJudge:
         cdef Py_ssize_t row, i, length, n = flat.shape[0]
         cdef bint voice
         for size, rows in self._by_size(flat, spans).items():
-            power_array, prefix_array, bin_hz = self._spectra(flat, spans, rows, size)
+            spectra_array, power_array, prefix_array, bin_hz = self._spectra(flat, spans, rows, size)
+            spectra = spectra_array
             power = power_array
             prefix = prefix_array
             for row, i in enumerate(rows):
                 length = _stretch_length(spans, i, n)
-                self._purity_sums(power, prefix, row, bin_hz, self.rate_hz / length, measured_hz[i, 0], measured_hz[i, 1], sums)
+                _power_row(spectra, row, power, prefix)
+                self._purity_sums(power, prefix, 0, bin_hz, self.rate_hz / length, measured_hz[i, 0], measured_hz[i, 1], sums)
                 # sums: tones, residual, upper, peak miss (row, col), comb and contrast, wide comb and contrast
                 if not sums[0] > 0.0:
                     continue
@@ -866,8 +870,34 @@ cdef class SegmentJudge:
         sums[1] = max(band - near_in_band, 0.0)
         sums[2] = _band_power(prefix, row, bin_hz, self.upper_lo + edge, self.upper_hi, NULL)
         # The comb (``ivrsim_comb``): over the fundamentals both tones fit closely, and apart over those they
-        # fit widely, the one whose other harmonics stand out most from the spectrum halfway between them.
+        # fit widely, the one whose other harmonics stand out most from the spectrum halfway between them;
+        # unless no comb can hold a voice's share (``_comb_room``), as on a key with only noise beside it.
+        if self._comb_room(prefix, row, bin_hz, res, row_hz, col_hz) < 0.5 * self.min_comb_share * sums[0]:
+            sums[5] = sums[6] = sums[7] = sums[8] = 0.0
+            return
         ivrsim_comb(&prefix[row, 0], prefix.shape[1] - 1, bin_hz, res, lobe, row_hz, col_hz, &self.comb_limits, &sums[5])
+
+    cdef inline double _comb_room(self, const double[:, ::1] prefix, Py_ssize_t row, double bin_hz, double res, double row_hz,
+                                  double col_hz) noexcept nogil:
+        """The most power any comb of ``ivrsim_comb`` can hold (its harmonics' bands but the two tones'), or
+        infinity where it cannot be bounded.
+
+        Every fundamental tried fits each tone within ``comb_wide_match_pct`` (m), so its other harmonics
+        lie at least ``comb_min_f0_hz - tone * m / (1 - m)`` from each tone: their bands (half a resolution
+        each side) leave a neighbourhood of each tone free, a bin narrower still for the bins' centres. Nor
+        do two harmonics' bands share a bin while a resolution and a bin fit between them. Then the comb
+        band (a resolution wider each side) less the tones' neighbourhoods bounds the comb's power."""
+        cdef double fit = self.comb_wide_match_pct / 100.0
+        fit = fit / (1.0 - fit)
+        cdef double row_free = self.comb_min_f0_hz - row_hz * fit - 0.5 * res - bin_hz
+        cdef double col_free = self.comb_min_f0_hz - col_hz * fit - 0.5 * res - bin_hz
+        if not (res + bin_hz < self.comb_min_f0_hz and row_free > 0.0 and col_free > 0.0):
+            return INFINITY
+        return (
+            _band_power(prefix, row, bin_hz, self.comb_lo - res, self.comb_hi + res, NULL)
+            - _band_power(prefix, row, bin_hz, row_hz - row_free, row_hz + row_free, NULL)
+            - _band_power(prefix, row, bin_hz, col_hz - col_free, col_hz + col_free, NULL)
+        )
 
     def call_progress_present(self, const float[::1] flat, const long[:, ::1] spans, tuple pairs_hz):
         """Which spans of ``flat`` hold one of ``pairs_hz``: both tones peak within half a resolution of their
@@ -875,23 +905,26 @@ cdef class SegmentJudge:
         fundamental, or a low voice whose other harmonics fill the band anyway)."""
         present_array = np.zeros(spans.shape[0], dtype=bool)
         cdef unsigned char[::1] present = present_array.view(np.uint8)
+        cdef const float complex[:, ::1] spectra
         cdef float[:, ::1] power
         cdef double[:, ::1] prefix
         cdef double bin_hz, res, lobe_a, lobe_b, tone_a, tone_b
         cdef Py_ssize_t row, i, length, n = flat.shape[0]
         for size, rows in self._by_size(flat, spans).items():
-            power_array, prefix_array, bin_hz = self._spectra(flat, spans, rows, size)
+            spectra_array, power_array, prefix_array, bin_hz = self._spectra(flat, spans, rows, size)
+            spectra = spectra_array
             power = power_array
             prefix = prefix_array
             for row, i in enumerate(rows):
                 length = _stretch_length(spans, i, n)
                 res = self.rate_hz / length
+                _power_row(spectra, row, power, prefix)
                 for tone_a, tone_b in pairs_hz:
-                    lobe_a = _band_power(prefix, row, bin_hz, tone_a - 2.2 * res, tone_a + 2.2 * res, NULL)
-                    lobe_b = _band_power(prefix, row, bin_hz, tone_b - 2.2 * res, tone_b + 2.2 * res, NULL)
+                    lobe_a = _band_power(prefix, 0, bin_hz, tone_a - 2.2 * res, tone_a + 2.2 * res, NULL)
+                    lobe_b = _band_power(prefix, 0, bin_hz, tone_b - 2.2 * res, tone_b + 2.2 * res, NULL)
                     if (
-                        fabs(_peak_hz(power, row, bin_hz, tone_a, 2.2 * res) - tone_a) <= 0.5 * res
-                        and fabs(_peak_hz(power, row, bin_hz, tone_b, 2.2 * res) - tone_b) <= 0.5 * res
+                        fabs(_peak_hz(power, 0, bin_hz, tone_a, 2.2 * res) - tone_a) <= 0.5 * res
+                        and fabs(_peak_hz(power, 0, bin_hz, tone_b, 2.2 * res) - tone_b) <= 0.5 * res
                         and lobe_a <= 10.0 * lobe_b
                         and lobe_b <= 10.0 * lobe_a
                     ):

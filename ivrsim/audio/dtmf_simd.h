@@ -129,11 +129,12 @@ typedef struct {
 } ivrsim_comb_limits;
 
 /* The power of the bins whose centres lie in [low_hz, high_hz], from prefix sums (prefix[i]: the power of
- * bins 0 .. i - 1, of `bins`), and how many bins that is: two lookups, not a pass over the band. */
-static inline double ivrsim_band_power(const double *prefix, ptrdiff_t bins, double bin_hz, double low_hz,
-                                       double high_hz, ptrdiff_t *count)
+ * bins 0 .. i - 1, of `bins`), and how many bins that is: two lookups, not a pass over the band. The edges
+ * come in bins: low_bins = low_hz / bin_hz, high_bins = high_hz / bin_hz. */
+static inline double ivrsim_band_power(const double *prefix, ptrdiff_t bins, double low_bins, double high_bins,
+                                       ptrdiff_t *count)
 {
-    double a = ceil(low_hz / bin_hz), b = floor(high_hz / bin_hz) + 1.0;
+    double a = ceil(low_bins), b = floor(high_bins) + 1.0;
     a = 0.0 > a ? 0.0 : a;
     a = (double)bins < a ? (double)bins : a;
     b = 0.0 > b ? 0.0 : b;
@@ -184,12 +185,22 @@ IVRSIM_CLONES IVRSIM_EXACT static void ivrsim_comb(const double *prefix, ptrdiff
                         usable_off = 0;
                 }
             }
+            /* The four band edges in bins, divided at once (one packed division where the CPU has it). */
+#if defined(__GNUC__)
+            typedef double ivrsim_v4d __attribute__((vector_size(32)));
+            ivrsim_v4d edges = {on_hz - 0.5 * res_hz, on_hz + 0.5 * res_hz, off_hz - 0.5 * res_hz, off_hz + 0.5 * res_hz};
+            edges = edges / bin_hz;
+#else
+            double edges[4] = {on_hz - 0.5 * res_hz, on_hz + 0.5 * res_hz, off_hz - 0.5 * res_hz, off_hz + 0.5 * res_hz};
+            for (int e = 0; e < 4; e++)
+                edges[e] = edges[e] / bin_hz;
+#endif
             if (usable_on) {
-                on_power += ivrsim_band_power(prefix, bins, bin_hz, on_hz - 0.5 * res_hz, on_hz + 0.5 * res_hz, &here);
+                on_power += ivrsim_band_power(prefix, bins, edges[0], edges[1], &here);
                 on_bins += here;
             }
             if (usable_off) {
-                off_power += ivrsim_band_power(prefix, bins, bin_hz, off_hz - 0.5 * res_hz, off_hz + 0.5 * res_hz, &here);
+                off_power += ivrsim_band_power(prefix, bins, edges[2], edges[3], &here);
                 off_bins += here;
             }
         }
