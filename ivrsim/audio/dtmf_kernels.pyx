@@ -68,6 +68,8 @@ cdef extern from "Python.h":
 
 cdef extern from "dtmf_simd.h":
     void ivrsim_dft_terms(const float* samples, Py_ssize_t length, const float* basis, float* out) noexcept nogil
+    void ivrsim_dft_terms_pair(const float* a, const float* b, Py_ssize_t length, const float* basis, float* out_a,
+                               float* out_b) noexcept nogil
     double ivrsim_energy(const float* samples, Py_ssize_t length) noexcept nogil
     void ivrsim_power_prefix(const float* spectrum, Py_ssize_t bins, float* power, double* prefix) noexcept nogil
     void ivrsim_windowed(const float* samples, const float* window, Py_ssize_t length, float* out) noexcept nogil
@@ -127,7 +129,7 @@ cdef Py_ssize_t _analyse_blocks(
     complete (from ``position - 1``) is labelled (stage 3), and each window that holds a digit gets its
     Hann-windowed terms (``hann_basis``: 2m x 16). Returns how many windows hold a digit.
     """
-    cdef Py_ssize_t b, n, w, found = 0
+    cdef Py_ssize_t b, n, w, found = 0, waiting = -1
     cdef double e
     for b in range(position, count):
         e = ivrsim_energy(&samples[b * m], m)
@@ -137,15 +139,28 @@ cdef Py_ssize_t _analyse_blocks(
                     samples[n] = 0.0
             e = ivrsim_energy(&samples[b * m], m)
         energy[b] = <float>e
+    # (Two blocks, or two windows, at a time: see ``ivrsim_dft_terms_pair``.)
+    b = position
+    while b + 1 < count:
+        ivrsim_dft_terms_pair(&samples[b * m], &samples[(b + 1) * m], m, &basis[0, 0], <float*>&spectra[b, 0], <float*>&spectra[b + 1, 0])
+        b += 2
+    if b < count:
         _dft_terms(&samples[b * m], m, basis, &spectra[b, 0])
     for w in range(max(position - 1, 0), count - 1):
         labels[w] = ivrsim_classify(
             <const float*>&spectra[w, 0], <const float*>&spectra[w + 1, 0], <double>energy[w] + <double>energy[w + 1],
             <const float*>&hop_rotation[0], &thresholds.limits,
         )
-        if labels[w] >= 0:
-            _dft_terms(&samples[w * m], 2 * m, hann_basis, &hann[w, 0])
-            found += 1
+        if labels[w] < 0:
+            continue
+        found += 1
+        if waiting < 0:
+            waiting = w
+            continue
+        ivrsim_dft_terms_pair(&samples[waiting * m], &samples[w * m], 2 * m, &hann_basis[0, 0], <float*>&hann[waiting, 0], <float*>&hann[w, 0])
+        waiting = -1
+    if waiting >= 0:
+        _dft_terms(&samples[waiting * m], 2 * m, hann_basis, &hann[waiting, 0])
     return found
 
 
