@@ -295,21 +295,19 @@ IVRSIM_CLONES IVRSIM_EXACT static signed char ivrsim_classify(const float *earli
         double re = (double)earlier[2 * k] + (a * c - b * d), im = (double)earlier[2 * k + 1] + (a * d + b * c);
         power[k] = re * re + im * im;
     }
-    /* Each group's strongest and runner-up, without branches (which way each comparison goes is the
-     * signal's, and a mispredicted branch costs more than the arithmetic): the same picks as "if v > top:
-     * second = top, top = v; elif v > second: second = v". */
+    /* Each group's strongest (the first, where two are equal) and the strongest of the others, without
+     * branches (which way each comparison goes is the signal's, and a mispredicted branch costs more than
+     * the arithmetic): the picks of "if v > top: second = top, top = v; elif v > second: second = v" over
+     * powers, which are never negative. */
     for (int g = 0; g < 2; g++) {
-        double t = -1.0, s = -1.0;
-        int b = 0;
-        for (int k = 0; k < 4; k++) {
-            double v = power[4 * g + k];
-            int above = v > t;
-            s = above ? t : (v > s ? v : s);
-            b = above ? k : b;
-            t = above ? v : t;
-        }
+        const double *v = power + 4 * g;
+        double t01 = v[1] > v[0] ? v[1] : v[0], t23 = v[3] > v[2] ? v[3] : v[2];
+        double t = t23 > t01 ? t23 : t01;
+        int b = v[0] == t ? 0 : v[1] == t ? 1 : v[2] == t ? 2 : 3;
+        double o0 = b == 0 ? -1.0 : v[0], o1 = b == 1 ? -1.0 : v[1], o2 = b == 2 ? -1.0 : v[2], o3 = b == 3 ? -1.0 : v[3];
+        double s01 = o1 > o0 ? o1 : o0, s23 = o3 > o2 ? o3 : o2;
         top[g] = t;
-        second[g] = s;
+        second[g] = s23 > s01 ? s23 : s01;
         best[g] = b;
     }
     int digit = (top[0] >= limits->min_tone_energy) & (top[1] >= limits->min_tone_energy)
