@@ -788,13 +788,23 @@ cdef class SegmentJudge:
         """Rows of ``spans`` by FFT size (``_fft_size``; a held key's 250 ms stretch does not make every 40 ms
         one pay for 4,096 points)."""
         cdef dict groups = {}
-        cdef Py_ssize_t i, n = flat.shape[0]
-        for i in range(spans.shape[0]):
+        cdef Py_ssize_t i, n = flat.shape[0], count = spans.shape[0], size
+        if count == 0:
+            return groups
+        size = _fft_size(2 * _stretch_length(spans, 0, n) - 1)
+        for i in range(1, count):
+            if _fft_size(2 * _stretch_length(spans, i, n) - 1) != size:
+                break
+        else:
+            return {size: list(range(count))}  # (one size, as on a line of short keys: no per-row dict work)
+        for i in range(count):
             groups.setdefault(_fft_size(2 * _stretch_length(spans, i, n) - 1), []).append(i)
         return groups
 
-    cdef object purity(self, const float[::1] flat, const long[:, ::1] spans, const double[:, ::1] measured_hz, bint comb_only=False):
-        """Which spans of ``flat`` (first, last) hold their tones (``measured_hz``, (n, 2)) alone. Returns bool (n,).
+    cdef object purity(self, const float[::1] flat, const long[:, ::1] spans, const double[:, ::1] hz, const long[::1] segment_of,
+                       bint comb_only=False):
+        """Which spans of ``flat`` (first, last) hold their tones alone: span i's measured tones are row
+        ``segment_of[i]`` of ``hz`` (segments, 2). Returns bool (spans,).
 
         A Hann-windowed spectrum of the whole stretch, zero-padded to twice its length or more (25 Hz
         resolution for 40 ms), resolves the harmonics of a voice or an instrument that a 12.75 ms block
@@ -840,7 +850,9 @@ cdef class SegmentJudge:
             for row, i in enumerate(rows):
                 length = _stretch_length(spans, i, n)
                 _power_row(spectra, row, power, prefix)
-                self._purity_sums(power, prefix, 0, bin_hz, self.rate_hz / length, measured_hz[i, 0], measured_hz[i, 1], sums)
+                self._purity_sums(
+                    power, prefix, 0, bin_hz, self.rate_hz / length, hz[segment_of[i], 0], hz[segment_of[i], 1], sums
+                )
                 # sums: tones, residual, upper, peak miss (row, col), comb and contrast, wide comb and contrast
                 if not sums[0] > 0.0:
                     continue
@@ -1074,8 +1086,7 @@ cdef class SegmentJudge:
         if kept == 0:
             return ok_array, hz_array, dbm0_array
         survivors_array = survivors_array[:kept]
-        spans_array = spans_array[:kept]
-        pure = self.purity(flat, spans_array, hz_array[survivors_array])
+        pure = self.purity(flat, spans[:kept], hz, survivors[:kept])
         # A break too short to split the windows (about 5 ms) stays inside the stretch and splatters its
         # spectrum: a tone that fails gets a second look over its longest stretch between such breaks.
         cdef Py_ssize_t piece[2]
@@ -1089,9 +1100,7 @@ cdef class SegmentJudge:
                 again.append(k)
                 pieces.append((piece[0], piece[1]))
         if again:
-            pure[again] = self.purity(
-                flat, np.array(pieces, dtype=np.int64).reshape(-1, 2), hz_array[survivors_array[again]]
-            )
+            pure[again] = self.purity(flat, np.array(pieces, dtype=np.int64).reshape(-1, 2), hz, survivors_array[again])
         # Last looks, over each segment's whole stretch, a lone break in it (``_lone_break``) filled with the
         # pair fitted to the samples around it (``_fill_break``):
         # - a tone that still fails: a break of a few ms splatters the spectrum whatever stretch holds it.
@@ -1118,11 +1127,11 @@ cdef class SegmentJudge:
             (comb_again if short else again).append(k)
             (comb_pieces if short else pieces).append((whole[0], whole[1]))
         if again:
-            pure[again] = self.purity(repaired, np.array(pieces, dtype=np.int64).reshape(-1, 2), hz_array[survivors_array[again]])
+            pure[again] = self.purity(repaired, np.array(pieces, dtype=np.int64).reshape(-1, 2), hz, survivors_array[again])
         if comb_again:
             pure[comb_again] = self.purity(
                 flat if repaired is None else repaired, np.array(comb_pieces, dtype=np.int64).reshape(-1, 2),
-                hz_array[survivors_array[comb_again]], True,
+                hz, survivors_array[comb_again], True,
             )
         ok_array[survivors_array] = pure
         return ok_array, hz_array, dbm0_array
