@@ -583,15 +583,30 @@ cdef class SegmentJudge:
         cdef double lit_sum = 0.0, lit_square = 0.0, lit_mean, position, fraction, response_at, amplitude, offset
         cdef Py_ssize_t i, r, w, turn_count = 0, rank = 0, early_count = 0, late_count = 0
         cdef Py_ssize_t inner_count = 0, every_count = 0, lit_count = 0, cell, last_cell = self.response.shape[0] - 1
+        # Two passes over the windows (each sum taken in window order): the turns and the magnitudes, then what
+        # is judged against their means.
         for i in range(r0, r1):
             r = order[i]
-            for w in range(firsts[r], lasts[r]):
-                turn = <double complex>(hann[w + 1, tone] * hann[w, tone].conjugate())
-                total = total + turn
-                magnitude_total += sqrt(_abs2(turn))
-                turn_count += 1
+            for w in range(firsts[r], lasts[r] + 1):
+                if w < lasts[r]:
+                    turn = <double complex>(hann[w + 1, tone] * hann[w, tone].conjugate())
+                    total = total + turn
+                    magnitude_total += sqrt(_abs2(turn))
+                    turn_count += 1
+                mag = sqrt(_abs2(<double complex>hann[w, tone]))
+                every_power += mag * mag
+                every_count += 1
+                if firsts[r] < w < lasts[r]:
+                    inner_power += mag * mag
+                    mean += mag
+                    inner_count += 1
         total = total * rotation
         reference = total.conjugate() * rotation
+        if inner_count > 0:
+            mean_sq = inner_power / inner_count
+            mean = mean / inner_count
+        else:
+            mean_sq = every_power / every_count if every_count > 0 else 0.0
         for i in range(r0, r1):
             r = order[i]
             for w in range(firsts[r], lasts[r]):
@@ -604,33 +619,17 @@ cdef class SegmentJudge:
                         late = late + turn
                         late_count += 1
                 rank += 1
-        if early_count > 0 and late_count > 0:
-            out[3] = _angle(late * early.conjugate()) * self.to_hz
-        else:
-            out[3] = INFINITY
-        for i in range(r0, r1):
-            r = order[i]
-            for w in range(firsts[r], lasts[r] + 1):
-                mag = sqrt(_abs2(<double complex>hann[w, tone]))
-                every_power += mag * mag
-                every_count += 1
-                if firsts[r] < w < lasts[r]:
-                    inner_power += mag * mag
-                    mean += mag
-                    inner_count += 1
-        if inner_count > 0:
-            mean_sq = inner_power / inner_count
-            mean = mean / inner_count
-        else:
-            mean_sq = every_power / every_count if every_count > 0 else 0.0
-        for i in range(r0, r1):
-            r = order[i]
-            for w in range(firsts[r] + 1, lasts[r]):
+                if w == firsts[r]:
+                    continue
                 mag = sqrt(_abs2(<double complex>hann[w, tone]))
                 if mag >= self.dropout_magnitude * mean and not (w * self.m < break_end and (w + 2) * self.m > break_start):
                     lit_sum += mag
                     lit_square += mag * mag
                     lit_count += 1
+        if early_count > 0 and late_count > 0:
+            out[3] = _angle(late * early.conjugate()) * self.to_hz
+        else:
+            out[3] = INFINITY
         if lit_count > 1:
             lit_mean = lit_sum / lit_count
             out[4] = sqrt(max(lit_square / lit_count - lit_mean * lit_mean, 0.0)) / max(lit_mean, 1e-30)
