@@ -25,7 +25,8 @@ from cpython.ref cimport PyObject, Py_DECREF, Py_INCREF
 
 
 #: The most points (rows times FFT size) of purity scratch a judge keeps per FFT size: a 4 s batch piece
-#: dense with digits (40-80 rows of 768-2,048 points), about 2 MB; more is allocated for the call alone.
+#: dense with digits (40-80 rows of 768-2,048 points), about 1 MB (frames and spectra); more is allocated for the
+#: call alone.
 cdef Py_ssize_t SCRATCH_MAX_POINTS = 1 << 17
 #: The most Hann windows (one per stretch length) a judge keeps; a stream of every length starts over.
 cdef Py_ssize_t WINDOWS_KEPT = 256
