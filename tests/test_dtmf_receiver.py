@@ -543,7 +543,6 @@ def test_the_purity_fft_is_scipys_rfft_over_each_row(size: int) -> None:
     np.testing.assert_array_equal(rfft_rows()(rows, scratch[:5]), direct)
 
 
-
 def test_a_decoded_digit_is_a_plain_frozen_dtmf_digit() -> None:
     """The kernel builds digits by writing their slots straight: each must be what ``DtmfDigit(...)`` makes
     (equal, same hash, pickles, frozen), and is left out of the garbage collector's lists (it holds a

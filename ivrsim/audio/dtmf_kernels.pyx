@@ -80,6 +80,8 @@ cdef extern from "dtmf_simd.h":
         Py_ssize_t call_progress_count, max_row_harmonic
     ctypedef struct ivrsim_window_limits:
         double min_tone_energy, normal_twist, reverse_twist, relative_peak, share_scale, min_window_energy
+    double ivrsim_band_power(const double* prefix, Py_ssize_t bins, double low_bins, double high_bins,
+                             Py_ssize_t* count) noexcept nogil
     signed char ivrsim_classify(const float* earlier, const float* later, double energy, const float* rotation,
                                 const ivrsim_window_limits* limits) noexcept nogil
     void ivrsim_comb(const double* prefix, Py_ssize_t bins, double bin_hz, double res_hz, double lobe_hz, double row_hz,
@@ -335,15 +337,12 @@ cdef inline void _drop_segment(long[::1] segment_of_run, Py_ssize_t before, long
 
 cdef inline double _band_power(const double[:, ::1] prefix, Py_ssize_t row, double bin_hz, double low_hz, double high_hz, Py_ssize_t* bins_out) noexcept nogil:
     """Power of one spectrum in [low_hz, high_hz], the bins whose centres lie inside, from its prefix sums
-    (``prefix[row, i]``: the power of bins 0 .. i - 1): two lookups, not a pass over the band."""
-    cdef Py_ssize_t bins = prefix.shape[1] - 1, first, last
-    first = <Py_ssize_t>min(max(ceil(low_hz / bin_hz), 0.0), <double>bins)
-    last = <Py_ssize_t>min(max(floor(high_hz / bin_hz) + 1.0, 0.0), <double>bins)
-    if last < first:
-        last = first
+    (``prefix[row, i]``: the power of bins 0 .. i - 1): ``ivrsim_band_power``, which the comb uses too."""
+    cdef Py_ssize_t bins
+    cdef double power = ivrsim_band_power(&prefix[row, 0], prefix.shape[1] - 1, low_hz / bin_hz, high_hz / bin_hz, &bins)
     if bins_out != NULL:
-        bins_out[0] = last - first
-    return prefix[row, last] - prefix[row, first]
+        bins_out[0] = bins
+    return power
 
 
 cdef inline double _peak_hz(const float[:, ::1] power, Py_ssize_t row, double bin_hz, double center_hz, double half_width_hz) noexcept nogil:
@@ -447,7 +446,7 @@ cdef class SegmentJudge:
     cdef double call_progress_top_hz
     cdef double max_deviation_pct, min_coherence, max_drift_hz, max_level_spread, max_normal_twist_db, max_reverse_twist_db
     cdef double max_inband_residual, max_upper_band_ratio, max_harmonic_comb, max_standing_comb, min_comb_contrast, max_peak_miss
-    cdef double min_wide_comb_contrast, min_comb_share
+    cdef double min_wide_comb_contrast, min_comb_share, comb_tone_slack
     cdef double max_turn_deviation_rad, turn_inside, turn_outside, dropout_magnitude, dropout_power, beating_gap_power
     cdef Py_ssize_t min_hold_windows, min_dropout_samples, purity_edge, purity_longest, purity_shortest, comb_min_samples
     cdef Py_ssize_t break_block, min_break_blocks, max_break_samples
@@ -519,6 +518,8 @@ cdef class SegmentJudge:
         self.comb_min_f0_hz = settings["comb_min_f0_hz"]
         self.comb_match_pct = settings["comb_match_pct"]
         self.comb_wide_match_pct = settings["comb_wide_match_pct"]
+        # m / (1 - m): how far, over its frequency, a tone may lie from the harmonic of a fundamental it fits.
+        self.comb_tone_slack = self.comb_wide_match_pct / (100.0 - self.comb_wide_match_pct)
         self.min_wide_comb_contrast = settings["min_wide_comb_contrast"]
         self.comb_max_row_harmonic = settings["comb_max_row_harmonic"]
         self.comb_limits.comb_lo_hz = self.comb_lo
@@ -914,10 +915,8 @@ cdef class SegmentJudge:
         each side) leave a neighbourhood of each tone free, a bin narrower still for the bins' centres. Nor
         do two harmonics' bands share a bin while a resolution and a bin fit between them. Then the comb
         band (a resolution wider each side) less the tones' neighbourhoods bounds the comb's power."""
-        cdef double fit = self.comb_wide_match_pct / 100.0
-        fit = fit / (1.0 - fit)
-        cdef double row_free = self.comb_min_f0_hz - row_hz * fit - 0.5 * res - bin_hz
-        cdef double col_free = self.comb_min_f0_hz - col_hz * fit - 0.5 * res - bin_hz
+        cdef double row_free = self.comb_min_f0_hz - row_hz * self.comb_tone_slack - 0.5 * res - bin_hz
+        cdef double col_free = self.comb_min_f0_hz - col_hz * self.comb_tone_slack - 0.5 * res - bin_hz
         if not (res + bin_hz < self.comb_min_f0_hz and row_free > 0.0 and col_free > 0.0):
             return INFINITY
         return (

@@ -290,9 +290,9 @@ IVRSIM_CLONES IVRSIM_EXACT static signed char ivrsim_classify(const float *earli
         double re = (double)earlier[2 * k] + (a * c - b * d), im = (double)earlier[2 * k + 1] + (a * d + b * c);
         power[k] = re * re + im * im;
     }
-    /* Each group's strongest (the first, where two are equal) and the strongest of the others, without
-     * branches (which way each comparison goes is the signal's, and a mispredicted branch costs more than
-     * the arithmetic): the picks of "if v > top: second = top, top = v; elif v > second: second = v" over
+    /* Each group's strongest (the first, where two are equal) and the strongest of the others, as maxima of
+     * pairs rather than a chain of branches on the signal (a mispredicted branch costs more than the
+     * arithmetic): the picks of "if v > top: second = top, top = v; elif v > second: second = v" over
      * powers, which are never negative. */
     for (int g = 0; g < 2; g++) {
         const double *v = power + 4 * g;
